@@ -1,0 +1,426 @@
+//! The `cohort` command line: clap commands that drive spec, analyze, engine, store and
+//! generate. Exit codes: 0 success, 1 a run or I/O failed, 2 the input (a space, a flag) is
+//! invalid.
+
+mod progress;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use clap::{Args, Parser, Subcommand};
+
+use crate::analyze;
+use crate::engine::{self, RunOptions};
+use crate::generate::{self, GenerateOptions};
+use crate::spec::{self, Preset};
+use crate::store::objects;
+
+/// Cohort: profiles and audiences over the event tables in your data lake.
+#[derive(Parser, Debug)]
+#[command(name = "cohort", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Write a starter space (and a small sample dataset) into DIR.
+    Init {
+        dir: PathBuf,
+        /// Do not generate sample data into DIR/data/events.
+        #[arg(long)]
+        no_data: bool,
+        /// Sample events to generate.
+        #[arg(long, default_value_t = 100_000)]
+        events: u64,
+    },
+    /// Check every file of a space and report all problems at once (exit 2 when invalid).
+    Validate { dir: PathBuf },
+    /// Write realistic Segment-spec sample events as Parquet.
+    Generate(GenerateArgs),
+    /// Run every stage of a space and publish its tables atomically.
+    Run(RunArgs),
+    /// Generate ~1M events, run the sample space on them and show what came out.
+    Demo {
+        /// Folder for the demo space, its data and its output.
+        #[arg(long, default_value = "cohort-demo")]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
+}
+
+#[derive(Args, Debug)]
+struct GenerateArgs {
+    /// Table layout: events, segment or rudderstack.
+    #[arg(long, default_value = "events")]
+    preset: String,
+    /// Number of events (rows) to write.
+    #[arg(long, default_value_t = 1_000_000)]
+    events: u64,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Days of history, ending at --end.
+    #[arg(long, default_value_t = 365)]
+    days: u32,
+    /// Last day of the data (exclusive), e.g. 2026-11-01.
+    #[arg(long)]
+    end: Option<String>,
+    /// Where to write: a folder, file://... or s3://bucket/prefix.
+    #[arg(long)]
+    out: String,
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    /// The space folder.
+    dir: PathBuf,
+    /// Evaluate every window against this time (RFC 3339 or YYYY-MM-DD); default: now.
+    #[arg(long)]
+    as_of: Option<String>,
+    /// DataFusion memory limit (e.g. 4GB); operators spill to disk beyond it.
+    #[arg(long)]
+    memory_limit: Option<String>,
+    /// Folder for spill files (default: the OS temp dir).
+    #[arg(long)]
+    spill_dir: Option<PathBuf>,
+    /// Read only the last N days of events; older partitions are not opened.
+    #[arg(long)]
+    window_days: Option<u32>,
+    /// Seconds to wait for another run of this space to finish.
+    #[arg(long, default_value_t = 0)]
+    wait: u64,
+}
+
+/// An error that means "the input is invalid" (exit code 2), already reported.
+#[derive(Debug)]
+struct Invalid;
+impl std::fmt::Display for Invalid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("invalid input")
+    }
+}
+impl std::error::Error for Invalid {}
+
+/// Entry point used by `main.rs`.
+pub fn main() -> ExitCode {
+    init_tracing();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match rt.block_on(dispatch(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<Invalid>().is_some() => ExitCode::from(2),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("COHORT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+async fn dispatch(cmd: Command) -> Result<()> {
+    match cmd {
+        Command::Init {
+            dir,
+            no_data,
+            events,
+        } => init(&dir, no_data, events).await,
+        Command::Validate { dir } => validate(&dir).await.map(|_| ()),
+        Command::Generate(a) => generate_cmd(a).await,
+        Command::Run(a) => run_cmd(a).await,
+        Command::Demo { dir, events, seed } => demo(&dir, events, seed).await,
+    }
+}
+
+fn invalid(msg: impl std::fmt::Display) -> anyhow::Error {
+    eprintln!("error: {msg}");
+    anyhow!(Invalid)
+}
+
+/// Parses `2026-11-01`, `2026-11-01T12:00:00Z` or `2026-11-01 12:00:00` (UTC).
+pub fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
+    let t = s.trim();
+    if let Ok(d) = DateTime::parse_from_rfc3339(t) {
+        return Ok(d.with_timezone(&Utc));
+    }
+    for fmt in ["%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S"] {
+        if let Ok(n) = NaiveDateTime::parse_from_str(t, fmt) {
+            return Ok(n.and_utc());
+        }
+    }
+    if let Ok(d) = NaiveDate::parse_from_str(t, "%Y-%m-%d") {
+        return Ok(d.and_hms_opt(0, 0, 0).expect("midnight").and_utc());
+    }
+    Err(format!(
+        "`{s}` is not a time (use 2026-11-01 or 2026-11-01T12:00:00Z)"
+    ))
+}
+
+async fn init(dir: &Path, no_data: bool, events: u64) -> Result<()> {
+    if dir.join("space.yaml").exists() {
+        return Err(invalid(format!(
+            "{} already holds a space (space.yaml exists); pick an empty folder",
+            dir.display()
+        )));
+    }
+    write_starter(dir)?;
+    println!("Created a space in {}", dir.display());
+    if !no_data {
+        let out = objects::open_raw(dir, "data/events")?;
+        let opts = GenerateOptions {
+            events,
+            ..Default::default()
+        };
+        let bar = progress::Bar::new(events, "generating sample events");
+        let report = generate::generate(&opts, &out, &|n| bar.set(n)).await?;
+        bar.finish();
+        println!(
+            "Wrote {} sample events to {}/data/events (ending {}).",
+            report.events,
+            dir.display(),
+            opts.end.format("%Y-%m-%d")
+        );
+    }
+    println!("\nNext:");
+    println!("  cohort validate {}", dir.display());
+    println!(
+        "  cohort run {} --as-of {}",
+        dir.display(),
+        GenerateOptions::default().end.format("%Y-%m-%d")
+    );
+    Ok(())
+}
+
+fn write_starter(dir: &Path) -> Result<()> {
+    for (rel, contents) in spec::init_files() {
+        let p = dir.join(rel);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        std::fs::write(&p, contents).with_context(|| format!("writing {}", p.display()))?;
+    }
+    Ok(())
+}
+
+async fn validate(dir: &Path) -> Result<spec::Space> {
+    let v = analyze::validate_space(dir).await;
+    for d in &v.diagnostics {
+        eprintln!("{}", d.render(dir));
+    }
+    let (errors, warnings) = (v.errors(), v.warnings());
+    match v.space {
+        Some(space) => {
+            if warnings > 0 {
+                eprintln!("{warnings} warning(s)");
+            }
+            println!(
+                "space `{}` is valid: {} source(s), {} computed trait(s), {} SQL trait(s), {} audience(s)",
+                space.name,
+                space.sources.len(),
+                space.traits.len(),
+                space.sql_traits.len(),
+                space.audiences.len()
+            );
+            Ok(space)
+        }
+        None => {
+            eprintln!(
+                "{}: {errors} error(s), {warnings} warning(s)",
+                dir.display()
+            );
+            Err(anyhow!(Invalid))
+        }
+    }
+}
+
+async fn generate_cmd(a: GenerateArgs) -> Result<()> {
+    let preset = Preset::parse(&a.preset).ok_or_else(|| {
+        invalid(format!(
+            "unknown preset `{}` (use events, segment or rudderstack)",
+            a.preset
+        ))
+    })?;
+    let mut opts = GenerateOptions {
+        preset,
+        events: a.events,
+        seed: a.seed,
+        days: a.days,
+        ..Default::default()
+    };
+    if let Some(end) = &a.end {
+        opts.end = parse_time(end).map_err(invalid)?;
+    }
+    let cwd = std::env::current_dir()?;
+    let out = objects::open_raw(&cwd, &a.out).map_err(invalid)?;
+    let bar = progress::Bar::new(opts.events, "generating events");
+    let report = generate::generate(&opts, &out, &|n| bar.set(n)).await?;
+    bar.finish();
+    let secs = report.elapsed.as_secs_f64();
+    println!(
+        "wrote {} events ({} users, {} duplicates, {} bad rows, {} late) in {} files, {:.1} MB, to {} in {:.1}s ({:.0} events/s)",
+        report.events,
+        report.users,
+        report.duplicates,
+        report.bad_rows,
+        report.late,
+        report.files,
+        report.bytes as f64 / 1e6,
+        out.url,
+        secs,
+        report.events as f64 / secs.max(1e-9)
+    );
+    Ok(())
+}
+
+fn run_options(a: &RunArgs) -> Result<RunOptions> {
+    let mut opts = RunOptions {
+        window_days: a.window_days,
+        lease_wait: Duration::from_secs(a.wait),
+        ..Default::default()
+    };
+    if let Some(t) = &a.as_of {
+        opts.as_of = Some(parse_time(t).map_err(invalid)?);
+    }
+    if let Some(m) = &a.memory_limit {
+        opts.session.memory_limit = Some(memory_limit(m)?);
+    }
+    opts.session.spill_dir = a.spill_dir.clone();
+    Ok(opts)
+}
+
+fn memory_limit(s: &str) -> Result<usize> {
+    spec::parse_memory_limit(s)
+        .map(|b| b as usize)
+        .ok_or_else(|| invalid(format!("`{s}` is not a size (try 4GB or 512MB)")))
+}
+
+async fn run_cmd(a: RunArgs) -> Result<()> {
+    let mut opts = run_options(&a)?;
+    let space = validate(&a.dir).await?;
+    if opts.session.memory_limit.is_none()
+        && let Some(m) = &space.memory_limit
+    {
+        opts.session.memory_limit = Some(memory_limit(m)?);
+    }
+    let report = run_space(&space, &opts).await?;
+    print_summary(&report);
+    Ok(())
+}
+
+async fn run_space(space: &spec::Space, opts: &RunOptions) -> Result<engine::RunReport> {
+    let p = progress::Stages::new();
+    let report = engine::run(space, opts, &p).await;
+    p.finish();
+    Ok(report?)
+}
+
+fn print_summary(r: &engine::RunReport) {
+    let rec = &r.record;
+    println!(
+        "run {} of `{}` as of {}: {} events from {} rows read ({} duplicates, {} bad, {} after as-of)",
+        rec.run_id,
+        rec.space,
+        rec.as_of.format("%Y-%m-%d %H:%M:%S UTC"),
+        rec.events,
+        rec.rows_read,
+        rec.duplicates,
+        rec.bad_events,
+        rec.after_as_of
+    );
+    for (k, v) in &rec.events_by_source_type {
+        println!("  {k:<28} {v:>10}");
+    }
+    if !rec.errors_by_reason.is_empty() {
+        println!("  set aside (see event_errors):");
+        for (k, v) in &rec.errors_by_reason {
+            println!("    {k:<26} {v:>10}");
+        }
+    }
+    let timings: Vec<String> = rec
+        .stage_timings
+        .iter()
+        .map(|(k, v)| format!("{k} {:.2}s", *v as f64 / 1000.0))
+        .collect();
+    println!("  stages: {}", timings.join(", "));
+    println!("published to {}", r.output);
+    for (t, v) in &r.manifest.tables {
+        println!("  {t:<28} delta version {v}");
+    }
+}
+
+async fn demo(dir: &Path, events: u64, seed: u64) -> Result<()> {
+    if !dir.join("space.yaml").exists() {
+        write_starter(dir)?;
+    }
+    let data = dir.join("data").join("events");
+    let opts = GenerateOptions {
+        events,
+        seed,
+        ..Default::default()
+    };
+    if data.exists() {
+        std::fs::remove_dir_all(&data).with_context(|| format!("clearing {}", data.display()))?;
+    }
+    let out = objects::open_raw(dir, "data/events")?;
+    let bar = progress::Bar::new(events, "generating events");
+    let g = generate::generate(&opts, &out, &|n| bar.set(n)).await?;
+    bar.finish();
+    println!(
+        "Generated {} events of an online store ({} users) in {:.1}s into {}",
+        g.events,
+        g.users,
+        g.elapsed.as_secs_f64(),
+        data.display()
+    );
+    let space = validate(dir).await?;
+    let run_opts = RunOptions {
+        as_of: Some(opts.end),
+        ..Default::default()
+    };
+    let report = run_space(&space, &run_opts).await?;
+    print_summary(&report);
+    let d = dir.display();
+    println!("\nTry next:");
+    println!("  cohort validate {d}");
+    println!("  cohort run {d} --as-of {}", opts.end.format("%Y-%m-%d"));
+    println!("  cohort generate --preset segment --events 100000 --out {d}/data/segment");
+    println!(
+        "  python3 -c \"import deltalake; print(deltalake.DeltaTable('{}/runs').to_pandas())\"",
+        report.output.trim_start_matches("file://")
+    );
+    if !std::path::Path::new(&report.output.replace("file://", "")).exists() {
+        bail!("the demo published nothing");
+    }
+    Ok(())
+}

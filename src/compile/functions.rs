@@ -1,0 +1,400 @@
+//! Cohort's own scalar functions, used by compiled plans to read JSON-shaped event fields.
+//!
+//! Every preset normalizes `properties`, `traits` and `context` into JSON object text, whatever
+//! the source stored (JSON text, structs or flattened columns). These functions read and build
+//! that text:
+//!
+//! - `cohort_json_get(json, 'a.b.c')` returns the value at a Segment path as text (numbers and
+//!   booleans in their JSON spelling, strings unquoted, objects and arrays as JSON), or null.
+//!   A path segment also matches a flattened key: `device.id` finds `{"device_id": ..}`, so
+//!   `context.device.id` works on a warehouse's `context_device_id` column.
+//! - `cohort_json_valid(text)` is true for null or a JSON object, false otherwise.
+//! - `cohort_json_object('k1', v1, 'k2', v2, ...)` builds object text from any Arrow values,
+//!   leaving out null values.
+//! - `cohort_to_json(v)` turns a struct, list or scalar into JSON text.
+
+use std::sync::{Arc, LazyLock};
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanBuilder, StringBuilder};
+use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+use datafusion::common::{Result, ScalarValue, exec_err};
+use datafusion::logical_expr::{
+    ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
+use serde_json::{Map, Value};
+
+/// All of Cohort's functions, to register on a session.
+pub fn all() -> Vec<Arc<ScalarUDF>> {
+    vec![
+        JSON_GET.clone(),
+        JSON_VALID.clone(),
+        JSON_OBJECT.clone(),
+        TO_JSON.clone(),
+    ]
+}
+
+static JSON_GET: LazyLock<Arc<ScalarUDF>> =
+    LazyLock::new(|| Arc::new(ScalarUDF::from(JsonGet::new())));
+static JSON_VALID: LazyLock<Arc<ScalarUDF>> =
+    LazyLock::new(|| Arc::new(ScalarUDF::from(JsonValid::new())));
+static JSON_OBJECT: LazyLock<Arc<ScalarUDF>> =
+    LazyLock::new(|| Arc::new(ScalarUDF::from(JsonObject::new())));
+static TO_JSON: LazyLock<Arc<ScalarUDF>> =
+    LazyLock::new(|| Arc::new(ScalarUDF::from(ToJson::new())));
+
+/// `cohort_json_get(json, path)`.
+pub fn json_get(json: Expr, path: &str) -> Expr {
+    JSON_GET.call(vec![json, datafusion::prelude::lit(path)])
+}
+
+/// `cohort_json_valid(text)`.
+pub fn json_valid(text: Expr) -> Expr {
+    JSON_VALID.call(vec![text])
+}
+
+/// `cohort_json_object(k1, v1, ...)` from (key, value) pairs.
+pub fn json_object(pairs: Vec<(String, Expr)>) -> Expr {
+    let mut args = Vec::with_capacity(pairs.len() * 2);
+    for (k, v) in pairs {
+        args.push(datafusion::prelude::lit(k));
+        args.push(v);
+    }
+    JSON_OBJECT.call(args)
+}
+
+/// `cohort_to_json(v)`.
+pub fn to_json(v: Expr) -> Expr {
+    TO_JSON.call(vec![v])
+}
+
+/// Looks a Segment path up in a parsed JSON value; see the module docs for flattened keys.
+pub fn lookup<'a>(v: &'a Value, segs: &[&str]) -> Option<&'a Value> {
+    if segs.is_empty() {
+        return Some(v);
+    }
+    let obj = v.as_object()?;
+    if let Some(inner) = obj.get(segs[0])
+        && let Some(found) = lookup(inner, &segs[1..])
+    {
+        return Some(found);
+    }
+    // Flattened keys: `device_id` for `device.id`, `traits_email` for `traits.email`.
+    let mut key = segs[0].to_string();
+    for i in 1..segs.len() {
+        key.push('_');
+        key.push_str(segs[i]);
+        if let Some(inner) = obj.get(&key)
+            && let Some(found) = lookup(inner, &segs[i + 1..])
+        {
+            return Some(found);
+        }
+    }
+    None
+}
+
+/// The text form of a JSON value: strings unquoted, null as None, the rest as JSON.
+pub fn value_text(v: &Value) -> Option<String> {
+    match v {
+        Value::Null => None,
+        Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
+fn string_arg(v: &ColumnarValue, n: usize) -> Result<ArrayRef> {
+    let arr = v.to_array(n)?;
+    match arr.data_type() {
+        DataType::Utf8 => Ok(arr),
+        DataType::Null | DataType::LargeUtf8 | DataType::Utf8View => {
+            Ok(datafusion::arrow::compute::cast(&arr, &DataType::Utf8)?)
+        }
+        other => exec_err!("expected text, found {other}"),
+    }
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct JsonGet {
+    signature: Signature,
+}
+
+impl JsonGet {
+    fn new() -> Self {
+        Self {
+            signature: Signature::any(2, Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for JsonGet {
+    fn name(&self) -> &str {
+        "cohort_json_get"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let n = args.number_rows;
+        let path = match &args.args[1] {
+            ColumnarValue::Scalar(s) => match s {
+                ScalarValue::Utf8(Some(p))
+                | ScalarValue::LargeUtf8(Some(p))
+                | ScalarValue::Utf8View(Some(p)) => p.clone(),
+                _ => return exec_err!("cohort_json_get needs a literal text path"),
+            },
+            ColumnarValue::Array(_) => return exec_err!("cohort_json_get needs a literal path"),
+        };
+        let segs: Vec<&str> = path.split('.').collect();
+        let input = string_arg(&args.args[0], n)?;
+        let input = input.as_string::<i32>();
+        let mut out = StringBuilder::with_capacity(input.len(), input.len() * 8);
+        for i in 0..input.len() {
+            if input.is_null(i) {
+                out.append_null();
+                continue;
+            }
+            match serde_json::from_str::<Value>(input.value(i)) {
+                Ok(v) => match lookup(&v, &segs).and_then(value_text) {
+                    Some(t) => out.append_value(t),
+                    None => out.append_null(),
+                },
+                Err(_) => out.append_null(),
+            }
+        }
+        Ok(ColumnarValue::Array(Arc::new(out.finish())))
+    }
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct JsonValid {
+    signature: Signature,
+}
+
+impl JsonValid {
+    fn new() -> Self {
+        Self {
+            signature: Signature::any(1, Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for JsonValid {
+    fn name(&self) -> &str {
+        "cohort_json_valid"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Boolean)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let input = string_arg(&args.args[0], args.number_rows)?;
+        let input = input.as_string::<i32>();
+        let mut out = BooleanBuilder::with_capacity(input.len());
+        for i in 0..input.len() {
+            let ok = input.is_null(i)
+                || matches!(
+                    serde_json::from_str::<Value>(input.value(i)),
+                    Ok(Value::Object(_))
+                );
+            out.append_value(ok);
+        }
+        Ok(ColumnarValue::Array(Arc::new(out.finish())))
+    }
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct JsonObject {
+    signature: Signature,
+}
+
+impl JsonObject {
+    fn new() -> Self {
+        Self {
+            signature: Signature::variadic_any(Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for JsonObject {
+    fn name(&self) -> &str {
+        "cohort_json_object"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let n = args.number_rows;
+        if args.args.len() % 2 != 0 {
+            return exec_err!("cohort_json_object needs key/value pairs");
+        }
+        let mut keys = Vec::new();
+        let mut values = Vec::new();
+        for pair in args.args.chunks(2) {
+            match &pair[0] {
+                ColumnarValue::Scalar(ScalarValue::Utf8(Some(k))) => keys.push(k.clone()),
+                _ => return exec_err!("cohort_json_object keys must be text literals"),
+            }
+            values.push(pair[1].to_array(n)?);
+        }
+        let mut out = StringBuilder::with_capacity(n, n * 32);
+        for row in 0..n {
+            let mut obj = Map::new();
+            for (k, arr) in keys.iter().zip(&values) {
+                let v = cell_to_json(arr.as_ref(), row)?;
+                if !v.is_null() {
+                    obj.insert(k.clone(), v);
+                }
+            }
+            out.append_value(Value::Object(obj).to_string());
+        }
+        Ok(ColumnarValue::Array(Arc::new(out.finish())))
+    }
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct ToJson {
+    signature: Signature,
+}
+
+impl ToJson {
+    fn new() -> Self {
+        Self {
+            signature: Signature::any(1, Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for ToJson {
+    fn name(&self) -> &str {
+        "cohort_to_json"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let n = args.number_rows;
+        let arr = args.args[0].to_array(n)?;
+        let mut out = StringBuilder::with_capacity(n, n * 32);
+        for row in 0..n {
+            match cell_to_json(arr.as_ref(), row)? {
+                Value::Null => out.append_null(),
+                v => out.append_value(v.to_string()),
+            }
+        }
+        Ok(ColumnarValue::Array(Arc::new(out.finish())))
+    }
+}
+
+/// One Arrow cell as a JSON value.
+pub fn cell_to_json(arr: &dyn Array, row: usize) -> Result<Value> {
+    use datafusion::arrow::datatypes::*;
+    if arr.is_null(row) {
+        return Ok(Value::Null);
+    }
+    Ok(match arr.data_type() {
+        DataType::Null => Value::Null,
+        DataType::Boolean => Value::Bool(arr.as_boolean().value(row)),
+        DataType::Int8 => arr.as_primitive::<Int8Type>().value(row).into(),
+        DataType::Int16 => arr.as_primitive::<Int16Type>().value(row).into(),
+        DataType::Int32 => arr.as_primitive::<Int32Type>().value(row).into(),
+        DataType::Int64 => arr.as_primitive::<Int64Type>().value(row).into(),
+        DataType::UInt8 => arr.as_primitive::<UInt8Type>().value(row).into(),
+        DataType::UInt16 => arr.as_primitive::<UInt16Type>().value(row).into(),
+        DataType::UInt32 => arr.as_primitive::<UInt32Type>().value(row).into(),
+        DataType::UInt64 => arr.as_primitive::<UInt64Type>().value(row).into(),
+        DataType::Float32 => float(arr.as_primitive::<Float32Type>().value(row) as f64),
+        DataType::Float64 => float(arr.as_primitive::<Float64Type>().value(row)),
+        DataType::Utf8 => Value::String(arr.as_string::<i32>().value(row).to_string()),
+        DataType::LargeUtf8 => Value::String(arr.as_string::<i64>().value(row).to_string()),
+        DataType::Utf8View => Value::String(arr.as_string_view().value(row).to_string()),
+        DataType::Timestamp(unit, _) => {
+            let micros = match unit {
+                TimeUnit::Second => {
+                    arr.as_primitive::<TimestampSecondType>().value(row) * 1_000_000
+                }
+                TimeUnit::Millisecond => {
+                    arr.as_primitive::<TimestampMillisecondType>().value(row) * 1_000
+                }
+                TimeUnit::Microsecond => arr.as_primitive::<TimestampMicrosecondType>().value(row),
+                TimeUnit::Nanosecond => {
+                    arr.as_primitive::<TimestampNanosecondType>().value(row) / 1_000
+                }
+            };
+            match chrono::DateTime::from_timestamp_micros(micros) {
+                Some(t) => Value::String(t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()),
+                None => Value::Null,
+            }
+        }
+        DataType::Struct(fields) => {
+            let s = arr.as_struct();
+            let mut obj = Map::new();
+            for (i, f) in fields.iter().enumerate() {
+                let v = cell_to_json(s.column(i).as_ref(), row)?;
+                if !v.is_null() {
+                    obj.insert(f.name().clone(), v);
+                }
+            }
+            Value::Object(obj)
+        }
+        DataType::List(_) => {
+            let l = arr.as_list::<i32>().value(row);
+            Value::Array(
+                (0..l.len())
+                    .map(|i| cell_to_json(l.as_ref(), i))
+                    .collect::<Result<_>>()?,
+            )
+        }
+        DataType::LargeList(_) => {
+            let l = arr.as_list::<i64>().value(row);
+            Value::Array(
+                (0..l.len())
+                    .map(|i| cell_to_json(l.as_ref(), i))
+                    .collect::<Result<_>>()?,
+            )
+        }
+        _ => {
+            let f = ArrayFormatter::try_new(arr, &FormatOptions::default())?;
+            Value::String(f.value(row).to_string())
+        }
+    })
+}
+
+fn float(f: f64) -> Value {
+    serde_json::Number::from_f64(f)
+        .map(Value::Number)
+        .unwrap_or(Value::Null)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookup_finds_nested_and_flattened_keys() {
+        let v: Value = serde_json::from_str(
+            r#"{"device":{"id":"d1"},"traits_email":"a@b.c","library_name":"js","x":{"y_z":1}}"#,
+        )
+        .unwrap();
+        assert_eq!(lookup(&v, &["device", "id"]), Some(&Value::from("d1")));
+        assert_eq!(
+            lookup(&v, &["traits", "email"]),
+            Some(&Value::from("a@b.c"))
+        );
+        assert_eq!(lookup(&v, &["library", "name"]), Some(&Value::from("js")));
+        assert_eq!(lookup(&v, &["x", "y", "z"]), Some(&Value::from(1)));
+        assert_eq!(lookup(&v, &["device", "type"]), None);
+        assert_eq!(value_text(&Value::from(2.5)), Some("2.5".to_string()));
+        assert_eq!(value_text(&Value::Null), None);
+    }
+}

@@ -1,0 +1,414 @@
+//! A run: one DataFusion session, one as-of time, the stages in order, then one publish.
+//!
+//! Stages that exist so far: `events` (read every source, normalize, classify bad rows,
+//! deduplicate by message id). The run then publishes `event_errors` and `runs` under
+//! `<output>/<space>/` and flips the manifest (see [`crate::store::manifest`]).
+
+pub mod record;
+pub mod session;
+pub mod sources;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use datafusion::arrow::array::{Array, AsArray, RecordBatch};
+use datafusion::arrow::datatypes::Int64Type;
+use datafusion::functions_aggregate::expr_fn::{count, count_distinct};
+use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder};
+use datafusion::prelude::{SessionContext, col, lit};
+
+use crate::compile::events as ev;
+use crate::error::{EngineError, EngineResult};
+use crate::spec::Space;
+use crate::store::{delta, lease, manifest, objects};
+use record::RunRecord;
+
+/// Names of the tables a run publishes, in publish order.
+pub const PUBLISHED_TABLES: [&str; 2] = ["event_errors", "runs"];
+
+/// How to run a space.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// The time every window is measured from; default: the run's start.
+    pub as_of: Option<DateTime<Utc>>,
+    /// Read only the last N days before as_of (older partitions are not opened).
+    pub window_days: Option<u32>,
+    pub session: session::SessionOptions,
+    /// How long to wait for another run of the space to finish.
+    pub lease_wait: Duration,
+}
+
+/// Something that wants to hear how a run is going (the CLI's progress display).
+pub trait Progress: Send + Sync {
+    fn stage_started(&self, _stage: &str) {}
+    fn stage_finished(&self, _stage: &str, _elapsed: Duration) {}
+}
+
+/// A progress sink that says nothing.
+pub struct Quiet;
+impl Progress for Quiet {}
+
+/// What a finished run reports.
+#[derive(Clone, Debug)]
+pub struct RunReport {
+    pub record: RunRecord,
+    /// `<output>/<space>` URL.
+    pub output: String,
+    pub manifest: manifest::Manifest,
+}
+
+/// Where a space's tables live: `<output>/<space name>`.
+pub fn output_location(space: &Space) -> EngineResult<objects::Location> {
+    Ok(objects::open_raw(&space.root, &space.output)?.child(&space.name))
+}
+
+fn new_run_id(started: DateTime<Utc>) -> String {
+    format!(
+        "{}-{:05}",
+        started
+            .format("%Y%m%dT%H%M%S%.3fZ")
+            .to_string()
+            .replace('.', ""),
+        std::process::id() % 100_000
+    )
+}
+
+/// A pause between publish steps, set only by tests that kill a run mid-publish.
+fn fault_pause() -> Option<Duration> {
+    std::env::var("COHORT_TEST_PUBLISH_PAUSE_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map(Duration::from_millis)
+}
+
+/// Runs every stage of `space` and publishes the result atomically.
+pub async fn run(
+    space: &Space,
+    opts: &RunOptions,
+    progress: &dyn Progress,
+) -> EngineResult<RunReport> {
+    let started_at = Utc::now();
+    let as_of = opts.as_of.unwrap_or(started_at);
+    let run_id = new_run_id(started_at);
+    let out = output_location(space)?;
+    let lease = lease::acquire(&out, &run_id, opts.lease_wait).await?;
+    let (definitions_hash, definitions) = record::definitions_fingerprint(&space.root);
+    let mut rec = RunRecord {
+        run_id: run_id.clone(),
+        space: space.name.clone(),
+        status: "running".into(),
+        as_of,
+        started_at,
+        finished_at: started_at,
+        stage_timings: Vec::new(),
+        rows_read: 0,
+        events: 0,
+        duplicates: 0,
+        bad_events: 0,
+        after_as_of: 0,
+        events_by_source_type: BTreeMap::new(),
+        errors_by_reason: BTreeMap::new(),
+        window_days: opts.window_days.map(i64::from),
+        definitions_hash,
+        definitions,
+        message: None,
+    };
+    let result = run_stages(space, opts, progress, &out, &mut rec).await;
+    let outcome = match result {
+        Ok(m) => Ok(RunReport {
+            record: rec.clone(),
+            output: out.url.to_string(),
+            manifest: m,
+        }),
+        Err(e) => {
+            rec.status = "failed".into();
+            rec.finished_at = Utc::now();
+            rec.message = Some(e.to_string());
+            if let Err(e2) = record_failure(&out, &rec).await {
+                tracing::warn!("could not record the failed run: {e2}");
+            }
+            Err(e)
+        }
+    };
+    lease.release().await?;
+    outcome
+}
+
+async fn run_stages(
+    space: &Space,
+    opts: &RunOptions,
+    progress: &dyn Progress,
+    out: &objects::Location,
+    rec: &mut RunRecord,
+) -> EngineResult<manifest::Manifest> {
+    let ctx = session::new_session(&opts.session)?;
+    let as_of_micros = rec.as_of.timestamp_micros();
+
+    // Stage 1: events.
+    let t = Instant::now();
+    progress.stage_started("events");
+    let classified = register_events(&ctx, space, rec.as_of, opts.window_days).await?;
+    event_counts(&ctx, &classified, as_of_micros, rec).await?;
+    let elapsed = t.elapsed();
+    rec.stage_timings
+        .push(("events".into(), elapsed.as_millis() as u64));
+    progress.stage_finished("events", elapsed);
+
+    // Publish: every table first, then the manifest in one PUT.
+    let t = Instant::now();
+    progress.stage_started("publish");
+    let previous = manifest::read(out).await?;
+    let mut versions = BTreeMap::new();
+    let errors_plan = LogicalPlanBuilder::from(classified)
+        .filter(col("error_reason").is_not_null())?
+        .project(vec![
+            lit(rec.run_id.as_str()).alias("run_id"),
+            col("source"),
+            col("source_table"),
+            col("message_id"),
+            col("type"),
+            col("error_reason").alias("reason"),
+            col("error_detail").alias("detail"),
+            col("timestamp_raw"),
+        ])?
+        .build()?;
+    let v =
+        delta::overwrite_from_plan(&out.child("event_errors"), errors_plan, &ctx.state()).await?;
+    versions.insert("event_errors".to_string(), v);
+    pause().await;
+
+    rec.status = "succeeded".into();
+    rec.finished_at = Utc::now();
+    let publish_ms = t.elapsed().as_millis() as u64;
+    rec.stage_timings.push(("publish".into(), publish_ms));
+    let v = write_runs(out, previous.as_ref(), rec).await?;
+    versions.insert("runs".to_string(), v);
+    pause().await;
+
+    let m = manifest::Manifest {
+        format: manifest::MANIFEST_FORMAT,
+        space: space.name.clone(),
+        run_id: rec.run_id.clone(),
+        as_of: rec.as_of.to_rfc3339(),
+        published_at: Utc::now().to_rfc3339(),
+        tables: versions,
+    };
+    manifest::write(out, &m).await?;
+    progress.stage_finished("publish", t.elapsed());
+    Ok(m)
+}
+
+async fn pause() {
+    if let Some(d) = fault_pause() {
+        tokio::time::sleep(d).await;
+    }
+}
+
+/// Stage 1: reads every source, registers the `events` view (good, deduplicated events up to
+/// `as_of`) and one view per source name, and returns the classified plan (every row, with
+/// `error_reason`).
+pub async fn register_events(
+    ctx: &SessionContext,
+    space: &Space,
+    as_of: DateTime<Utc>,
+    window_days: Option<u32>,
+) -> EngineResult<LogicalPlan> {
+    let scope = sources::Scope {
+        from: window_days.map(|d| as_of - chrono::Duration::days(i64::from(d))),
+        to: as_of,
+    };
+    let mut tables = Vec::new();
+    for s in &space.sources {
+        tables.extend(sources::source_tables(ctx, &space.root, s, scope).await?);
+    }
+    let normalized = ev::union_tables(&tables)?
+        .ok_or_else(|| EngineError::Invalid("the space has no source tables".into()))?;
+    let classified = ev::classify(normalized)?;
+    let valid = ev::valid_events(classified.clone(), as_of.timestamp_micros())?;
+    ctx.register_table(
+        "events",
+        ctx.execute_logical_plan(valid.clone()).await?.into_view(),
+    )?;
+    for s in &space.sources {
+        let per_source = LogicalPlanBuilder::from(valid.clone())
+            .filter(col("source").eq(lit(s.name.as_str())))?
+            .build()?;
+        ctx.register_table(
+            s.name.as_str(),
+            ctx.execute_logical_plan(per_source).await?.into_view(),
+        )?;
+    }
+    Ok(classified)
+}
+
+/// A session for reading a space: the `events` view and source views as of `as_of`, and every
+/// published table at the version of the last good run.
+pub async fn query_session(space: &Space, as_of: DateTime<Utc>) -> EngineResult<SessionContext> {
+    let ctx = session::new_session(&session::SessionOptions::default())?;
+    register_events(&ctx, space, as_of, None).await?;
+    let out = output_location(space)?;
+    if let Some(m) = manifest::read(&out).await? {
+        for (table, v) in &m.tables {
+            ctx.register_table(
+                table.as_str(),
+                delta::provider(&out.child(table), *v).await?,
+            )?;
+        }
+    }
+    Ok(ctx)
+}
+
+/// Counts rows per source/type/reason, duplicates and rows after as_of, into the record.
+async fn event_counts(
+    ctx: &SessionContext,
+    classified: &LogicalPlan,
+    as_of_micros: i64,
+    rec: &mut RunRecord,
+) -> EngineResult<()> {
+    let as_of = lit(datafusion::common::ScalarValue::TimestampMicrosecond(
+        Some(as_of_micros),
+        Some(Arc::from("UTC")),
+    ));
+    let after = col("timestamp").gt(as_of);
+    let by_group = LogicalPlanBuilder::from(classified.clone())
+        .project(vec![
+            col("source"),
+            col("type"),
+            col("error_reason"),
+            datafusion::logical_expr::when(col("error_reason").is_null().and(after), lit(true))
+                .otherwise(lit(false))?
+                .alias("after_as_of"),
+            col("message_id"),
+        ])?
+        .aggregate(
+            vec![
+                col("source"),
+                col("type"),
+                col("error_reason"),
+                col("after_as_of"),
+            ],
+            vec![
+                count(lit(1)).alias("n"),
+                count_distinct(col("message_id")).alias("ids"),
+            ],
+        )?
+        .build()?;
+    let batches = ctx.execute_logical_plan(by_group).await?.collect().await?;
+    // Distinct good message ids overall (a duplicate may span sources).
+    let mut good_rows = 0i64;
+    for b in &batches {
+        let reason = b.column(2).as_string::<i32>();
+        let after = b.column(3).as_boolean();
+        let n = b.column(4).as_primitive::<Int64Type>();
+        for i in 0..b.num_rows() {
+            let n = n.value(i);
+            rec.rows_read += n;
+            if !reason.is_null(i) {
+                rec.bad_events += n;
+                *rec.errors_by_reason
+                    .entry(reason.value(i).to_string())
+                    .or_default() += n;
+            } else if after.value(i) {
+                rec.after_as_of += n;
+            } else {
+                good_rows += n;
+            }
+        }
+    }
+    // Distinct events per source/type after dedupe: count the event view itself.
+    let per_type = LogicalPlanBuilder::from(ctx.table("events").await?.into_unoptimized_plan())
+        .aggregate(
+            vec![col("source"), col("type")],
+            vec![count(lit(1)).alias("n")],
+        )?
+        .build()?;
+    let batches: Vec<RecordBatch> = ctx.execute_logical_plan(per_type).await?.collect().await?;
+    let mut distinct = 0i64;
+    for b in &batches {
+        let source = b.column(0).as_string::<i32>();
+        let ty = b.column(1).as_string::<i32>();
+        let n = b.column(2).as_primitive::<Int64Type>();
+        for i in 0..b.num_rows() {
+            distinct += n.value(i);
+            rec.events_by_source_type
+                .insert(format!("{}/{}", source.value(i), ty.value(i)), n.value(i));
+        }
+    }
+    rec.events = distinct;
+    rec.duplicates = good_rows - distinct;
+    Ok(())
+}
+
+/// Rewrites `runs` as the previous published history plus this run, in one commit.
+async fn write_runs(
+    out: &objects::Location,
+    previous: Option<&manifest::Manifest>,
+    rec: &RunRecord,
+) -> EngineResult<u64> {
+    let loc = out.child("runs");
+    let mut batches = Vec::new();
+    if let Some(v) = previous.and_then(|m| m.tables.get("runs")) {
+        let ctx = SessionContext::new();
+        let provider = delta::provider(&loc, *v).await?;
+        let df = ctx.read_table(provider)?;
+        for b in df.collect().await? {
+            batches.push(conform(b)?);
+        }
+    }
+    batches.push(rec.to_batch());
+    Ok(delta::overwrite_batches(&loc, batches).await?)
+}
+
+/// Reorders and fills an old `runs` batch to today's schema.
+fn conform(b: RecordBatch) -> EngineResult<RecordBatch> {
+    let schema = record::runs_schema();
+    let cols = schema
+        .fields()
+        .iter()
+        .map(|f| match b.column_by_name(f.name()) {
+            Some(c) => datafusion::arrow::compute::cast(c, f.data_type()),
+            None => Ok(datafusion::arrow::array::new_null_array(
+                f.data_type(),
+                b.num_rows(),
+            )),
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| EngineError::Invalid(format!("old runs table: {e}")))?;
+    RecordBatch::try_new(schema, cols)
+        .map_err(|e| EngineError::Invalid(format!("old runs table: {e}")))
+}
+
+/// Records a failed run in `runs` and points the manifest's `runs` entry at it; the other
+/// tables keep the last good run.
+async fn record_failure(out: &objects::Location, rec: &RunRecord) -> EngineResult<()> {
+    let previous = manifest::read(out).await?;
+    let v = write_runs(out, previous.as_ref(), rec).await?;
+    let mut m = previous.unwrap_or(manifest::Manifest {
+        format: manifest::MANIFEST_FORMAT,
+        space: rec.space.clone(),
+        run_id: String::new(),
+        as_of: String::new(),
+        published_at: String::new(),
+        tables: BTreeMap::new(),
+    });
+    m.tables.insert("runs".into(), v);
+    manifest::write(out, &m).await?;
+    Ok(())
+}
+
+/// Opens a published table of a space at the manifest's version, for reading.
+pub async fn published_table(
+    space: &Space,
+    table: &str,
+) -> EngineResult<Option<Arc<dyn datafusion::catalog::TableProvider>>> {
+    let out = output_location(space)?;
+    let Some(m) = manifest::read(&out).await? else {
+        return Ok(None);
+    };
+    let Some(v) = m.tables.get(table) else {
+        return Ok(None);
+    };
+    Ok(Some(delta::provider(&out.child(table), *v).await?))
+}

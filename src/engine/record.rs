@@ -1,0 +1,163 @@
+//! The run record: what a run did, as one row of the `runs` table and as a report for the CLI.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use datafusion::arrow::array::{
+    ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use serde::Serialize;
+
+/// What one run did.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunRecord {
+    pub run_id: String,
+    pub space: String,
+    /// `succeeded` or `failed`.
+    pub status: String,
+    pub as_of: DateTime<Utc>,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    /// Stage name -> milliseconds, in run order.
+    pub stage_timings: Vec<(String, u64)>,
+    /// Rows read from all sources (good, bad, duplicate, after as-of).
+    pub rows_read: i64,
+    /// Distinct good events up to as_of: what later stages see.
+    pub events: i64,
+    /// Extra copies of a message id, dropped.
+    pub duplicates: i64,
+    /// Rows set aside with a reason (see `event_errors`).
+    pub bad_events: i64,
+    /// Good rows whose timestamp is after as_of, left out of this run.
+    pub after_as_of: i64,
+    /// "source/type" -> distinct good events.
+    pub events_by_source_type: BTreeMap<String, i64>,
+    /// reason -> rows.
+    pub errors_by_reason: BTreeMap<String, i64>,
+    /// Window the run read, in days before as_of (None: all history).
+    pub window_days: Option<i64>,
+    /// Hash of every definition file, and per file.
+    pub definitions_hash: String,
+    pub definitions: BTreeMap<String, String>,
+    /// Why the run failed, when it did.
+    pub message: Option<String>,
+}
+
+fn ts_field(name: &str) -> Field {
+    Field::new(
+        name,
+        DataType::Timestamp(TimeUnit::Microsecond, Some(Arc::from("UTC"))),
+        false,
+    )
+}
+
+/// The schema of the `runs` table.
+pub fn runs_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("run_id", DataType::Utf8, false),
+        Field::new("space", DataType::Utf8, false),
+        Field::new("status", DataType::Utf8, false),
+        ts_field("as_of"),
+        ts_field("started_at"),
+        ts_field("finished_at"),
+        Field::new("duration_ms", DataType::Int64, false),
+        Field::new("stage_timings", DataType::Utf8, false),
+        Field::new("rows_read", DataType::Int64, false),
+        Field::new("events", DataType::Int64, false),
+        Field::new("duplicates", DataType::Int64, false),
+        Field::new("bad_events", DataType::Int64, false),
+        Field::new("after_as_of", DataType::Int64, false),
+        Field::new("events_by_source_type", DataType::Utf8, false),
+        Field::new("errors_by_reason", DataType::Utf8, false),
+        Field::new("window_days", DataType::Int64, true),
+        Field::new("definitions_hash", DataType::Utf8, false),
+        Field::new("definitions", DataType::Utf8, false),
+        Field::new("message", DataType::Utf8, true),
+    ]))
+}
+
+fn micros(t: DateTime<Utc>) -> ArrayRef {
+    Arc::new(TimestampMicrosecondArray::from(vec![t.timestamp_micros()]).with_timezone("UTC"))
+}
+
+fn text(s: &str) -> ArrayRef {
+    Arc::new(StringArray::from(vec![s]))
+}
+
+fn int(v: i64) -> ArrayRef {
+    Arc::new(Int64Array::from(vec![v]))
+}
+
+impl RunRecord {
+    /// This record as a one-row batch of [`runs_schema`].
+    pub fn to_batch(&self) -> RecordBatch {
+        let timings: serde_json::Map<String, serde_json::Value> = self
+            .stage_timings
+            .iter()
+            .map(|(k, v)| (k.clone(), (*v).into()))
+            .collect();
+        let json = |v: &BTreeMap<String, i64>| serde_json::to_string(v).unwrap_or_default();
+        let cols: Vec<ArrayRef> = vec![
+            text(&self.run_id),
+            text(&self.space),
+            text(&self.status),
+            micros(self.as_of),
+            micros(self.started_at),
+            micros(self.finished_at),
+            int((self.finished_at - self.started_at).num_milliseconds()),
+            text(&serde_json::Value::Object(timings).to_string()),
+            int(self.rows_read),
+            int(self.events),
+            int(self.duplicates),
+            int(self.bad_events),
+            int(self.after_as_of),
+            text(&json(&self.events_by_source_type)),
+            text(&json(&self.errors_by_reason)),
+            Arc::new(Int64Array::from(vec![self.window_days])),
+            text(&self.definitions_hash),
+            text(&serde_json::to_string(&self.definitions).unwrap_or_default()),
+            Arc::new(StringArray::from(vec![self.message.clone()])),
+        ];
+        RecordBatch::try_new(runs_schema(), cols).expect("runs row matches its schema")
+    }
+}
+
+/// FNV-1a, 64 bits: a stable fingerprint for definition files (not for security).
+pub fn fingerprint(bytes: &[u8]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+/// Fingerprints of every definition file of a space, and of all of them together.
+pub fn definitions_fingerprint(root: &std::path::Path) -> (String, BTreeMap<String, String>) {
+    let mut files = BTreeMap::new();
+    let mut visit = |rel: &str| {
+        let p = root.join(rel);
+        if let Ok(bytes) = std::fs::read(&p) {
+            files.insert(rel.to_string(), fingerprint(&bytes));
+        }
+    };
+    visit("space.yaml");
+    visit("identity.yaml");
+    for dir in ["traits", "queries", "audiences"] {
+        if let Ok(rd) = std::fs::read_dir(root.join(dir)) {
+            let mut names: Vec<String> = rd
+                .filter_map(|e| e.ok())
+                .filter(|e| e.path().is_file())
+                .map(|e| e.file_name().to_string_lossy().to_string())
+                .collect();
+            names.sort();
+            for n in names {
+                visit(&format!("{dir}/{n}"));
+            }
+        }
+    }
+    let all: String = files.iter().map(|(k, v)| format!("{k}={v};")).collect();
+    (fingerprint(all.as_bytes()), files)
+}

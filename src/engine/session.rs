@@ -1,0 +1,60 @@
+//! The DataFusion session of a run: memory limit with spilling, Delta's planner, Cohort's
+//! functions, and the object stores of the space's sources and output.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::prelude::SessionContext;
+use deltalake::delta_datafusion::DeltaSessionContext;
+
+use crate::compile::functions;
+use crate::error::EngineResult;
+use crate::store::objects::Location;
+
+/// How a session may use the machine.
+#[derive(Clone, Debug, Default)]
+pub struct SessionOptions {
+    /// Bytes DataFusion may hold before operators spill to disk; None is unbounded.
+    pub memory_limit: Option<usize>,
+    /// Where spill files go; None is the OS temp dir.
+    pub spill_dir: Option<PathBuf>,
+}
+
+/// A session for one run.
+pub fn new_session(opts: &SessionOptions) -> EngineResult<SessionContext> {
+    let mut rt = RuntimeEnvBuilder::new();
+    if let Some(limit) = opts.memory_limit {
+        rt = rt.with_memory_pool(Arc::new(FairSpillPool::new(limit)));
+    }
+    if let Some(dir) = &opts.spill_dir {
+        rt = rt.with_temp_file_path(dir.clone());
+    }
+    let runtime = rt.build_arc()?;
+    let ctx = DeltaSessionContext::with_runtime_env(runtime).into_inner();
+    {
+        let state = ctx.state_ref();
+        let mut state = state.write();
+        let options = state.config_mut().options_mut();
+        // Plain Utf8 strings: Cohort's functions and the Delta writer expect them.
+        options.execution.parquet.schema_force_view_types = false;
+        if opts.memory_limit.is_some() {
+            // Hash joins cannot spill; sort-merge joins can (see NOTES.md).
+            options.optimizer.prefer_hash_join = false;
+        }
+    }
+    for f in functions::all() {
+        ctx.register_udf(f.as_ref().clone());
+    }
+    Ok(ctx)
+}
+
+/// Makes `loc`'s object store reachable from plans that read its URLs.
+pub fn register_store(ctx: &SessionContext, loc: &Location) -> EngineResult<()> {
+    if loc.url.scheme() == "file" {
+        return Ok(()); // DataFusion reads local files already
+    }
+    ctx.register_object_store(&loc.store_url(), loc.store.clone());
+    Ok(())
+}

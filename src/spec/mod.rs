@@ -1,0 +1,144 @@
+//! Syntax: the files of a space folder parsed into typed definitions, with file:line:col on
+//! every problem. Knows nothing of DataFusion or storage.
+//!
+//! [`load_space`] reads a whole space folder (DESIGN.md §3) and reports every problem of every
+//! file in one pass, as [`Diagnostic`]s sorted by file, line and column. Query strings are only
+//! checked to be non-empty here; they keep their [`Loc`] so that the query-language parser can
+//! point into the file.
+
+mod defs;
+mod diagnostic;
+mod folders;
+mod identity;
+pub mod preset;
+mod space_file;
+mod starter;
+mod suggest;
+mod values;
+mod yaml;
+
+use std::path::{Path, PathBuf};
+
+pub use defs::{
+    AudienceDef, ComputedTraitDef, DEFAULT_BLOCKED_PATTERNS, DEFAULT_BLOCKED_VALUES, EntityType,
+    IdentifierDef, IdentityRules, SourceDef, Space, SpaceLoad, SqlTraitDef,
+};
+pub use diagnostic::{Diagnostic, Loc, Severity, render_all};
+pub use identity::{NORMALIZATIONS, check_identifier_path};
+pub use preset::Preset;
+pub use space_file::KNOWN_SPEC_VERSIONS;
+pub use starter::init_files;
+pub use suggest::{edit_distance, suggest};
+pub use values::{is_snake_case, parse_memory_limit};
+
+use yaml::Reader;
+
+/// Reads the space folder `dir`: space.yaml, identity.yaml (optional), traits/, queries/ and
+/// audiences/. Every problem of every file is reported; the space is returned only when none
+/// of them is an error. Source URLs are not opened here (that is `analyze`'s job).
+pub fn load_space(dir: &Path) -> SpaceLoad {
+    let mut diags = Vec::new();
+
+    let header = match std::fs::read_to_string(dir.join("space.yaml")) {
+        Ok(text) => {
+            let mut r = Reader::new("space.yaml", &text);
+            let header = match r.parse() {
+                Ok(doc) => space_file::read(&mut r, doc.as_ref()),
+                Err(()) => None,
+            };
+            diags.append(&mut r.diags);
+            header
+        }
+        Err(e) => {
+            let mut d = if e.kind() == std::io::ErrorKind::NotFound {
+                Diagnostic::error(None, format!("no space.yaml in {}", dir.display()))
+            } else {
+                Diagnostic::error(
+                    None,
+                    format!("cannot read space.yaml in {}: {e}", dir.display()),
+                )
+            };
+            if !dir.is_dir() {
+                d = d.with_help(format!("{} is not a folder", dir.display()));
+            } else if dir.join("space.yml").is_file() {
+                d = d.with_help("found space.yml; rename it to space.yaml");
+            } else if e.kind() == std::io::ErrorKind::NotFound {
+                d = d.with_help("create one with `cohort init`, or point at a space folder");
+            }
+            diags.push(d);
+            None
+        }
+    };
+
+    let identity = match std::fs::read_to_string(dir.join("identity.yaml")) {
+        Ok(text) => {
+            let mut r = Reader::new("identity.yaml", &text);
+            let rules = match r.parse() {
+                Ok(doc) => identity::read(&mut r, doc.as_ref()),
+                Err(()) => IdentityRules::segment_defaults(),
+            };
+            diags.append(&mut r.diags);
+            rules
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if dir.join("identity.yml").is_file() {
+                diags.push(
+                    Diagnostic::warning(
+                        Some(Loc::file_start("identity.yml")),
+                        "ignored identity.yml: Segment's default identity rules are used",
+                    )
+                    .with_help("rename it to identity.yaml"),
+                );
+            }
+            IdentityRules::segment_defaults()
+        }
+        Err(e) => {
+            diags.push(Diagnostic::error(
+                Some(Loc::file_start("identity.yaml")),
+                format!("cannot read identity.yaml: {e}"),
+            ));
+            IdentityRules::segment_defaults()
+        }
+    };
+
+    let defs = folders::read(dir, &mut diags);
+
+    diagnostic::sort_diagnostics(&mut diags);
+    let space = match header {
+        Some(h) if !diags.iter().any(Diagnostic::is_error) => Some(Space {
+            root: dir.to_path_buf(),
+            name: h.name,
+            spec_version: h.spec_version,
+            description: h.description,
+            sources: h.sources,
+            output: h.output,
+            output_loc: h.output_loc,
+            schedule: h.schedule,
+            memory_limit: h.memory_limit,
+            identity,
+            traits: defs.traits,
+            sql_traits: defs.sql_traits,
+            audiences: defs.audiences,
+        }),
+        _ => None,
+    };
+    SpaceLoad {
+        space,
+        diagnostics: diags,
+    }
+}
+
+impl Space {
+    /// Every definition key (traits, SQL traits, audiences) with the file defining it.
+    pub fn keys(&self) -> Vec<(&str, &PathBuf)> {
+        let mut keys: Vec<(&str, &PathBuf)> = self
+            .traits
+            .iter()
+            .map(|t| (t.key.as_str(), &t.file))
+            .chain(self.sql_traits.iter().map(|t| (t.key.as_str(), &t.file)))
+            .chain(self.audiences.iter().map(|a| (a.key.as_str(), &a.file)))
+            .collect();
+        keys.sort();
+        keys
+    }
+}

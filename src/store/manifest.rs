@@ -1,0 +1,62 @@
+//! The manifest: which version of each published table belongs to the last good run.
+//!
+//! Delta commits one table at a time, so a run that publishes several tables writes all of
+//! them first and then replaces `_cohort/manifest.json` in one atomic PUT. That PUT is the
+//! moment the run becomes visible: Cohort's readers (and the documented way for outside
+//! readers) open every table at the version the manifest names, so they see the previous run
+//! or the new one, never a mix. A run killed before that PUT leaves the old manifest in place.
+
+use std::collections::BTreeMap;
+
+use object_store::{ObjectStoreExt, PutPayload};
+use serde::{Deserialize, Serialize};
+
+use super::objects::Location;
+use crate::error::{StoreError, StoreResult};
+
+/// Format version of the manifest file.
+pub const MANIFEST_FORMAT: u32 = 1;
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Manifest {
+    pub format: u32,
+    pub space: String,
+    pub run_id: String,
+    pub as_of: String,
+    pub published_at: String,
+    /// Table name -> Delta version that holds this run's rows.
+    pub tables: BTreeMap<String, u64>,
+}
+
+fn path(space: &Location) -> object_store::path::Path {
+    space.prefix.clone().join("_cohort").join("manifest.json")
+}
+
+/// Reads the manifest of a space's output, if a run was ever published there.
+pub async fn read(space: &Location) -> StoreResult<Option<Manifest>> {
+    match space.store.get(&path(space)).await {
+        Ok(r) => {
+            let bytes = r.bytes().await?;
+            let m: Manifest = serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
+                what: format!("{}/_cohort/manifest.json", space.url),
+                reason: e.to_string(),
+            })?;
+            Ok(Some(m))
+        }
+        Err(object_store::Error::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Publishes a manifest: one atomic PUT (local stores write a temp file and rename it).
+pub async fn write(space: &Location, m: &Manifest) -> StoreResult<()> {
+    let body = serde_json::to_vec_pretty(m).map_err(|e| StoreError::Corrupt {
+        what: "manifest".into(),
+        reason: e.to_string(),
+    })?;
+    space
+        .store
+        .put(&path(space), PutPayload::from(body))
+        .await?;
+    Ok(())
+}

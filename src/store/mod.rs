@@ -1,0 +1,9 @@
+//! Storage: object stores from URLs, Delta tables, the atomic publish of a run, the lease that
+//! keeps two runs of one space apart, and the run history.
+//!
+//! Nothing here knows about definitions; `store` takes tables and names and makes them durable.
+
+pub mod delta;
+pub mod lease;
+pub mod manifest;
+pub mod objects;

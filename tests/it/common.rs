@@ -1,0 +1,111 @@
+//! Shared helpers for the integration tests: temp spaces, sample data, the binary, Python.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use cohort::generate::{GenerateOptions, GenerateReport};
+use cohort::spec::{Preset, Space};
+use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::parquet::arrow::ArrowWriter;
+
+/// The `cohort` binary built for these tests.
+pub fn cohort_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_cohort"))
+}
+
+/// The interop venv's Python (deltalake, duckdb, pyarrow), set up by `.ci/test`.
+pub fn python() -> String {
+    std::env::var("COHORT_PYTHON").expect(
+        "COHORT_PYTHON is not set: run the tests with `bash .ci/test`, which creates the \
+         interop venv (deltalake, duckdb, moto) and exports it",
+    )
+}
+
+/// The generator's default end: runs as of this time see every generated event.
+pub fn gen_end() -> DateTime<Utc> {
+    GenerateOptions::default().end
+}
+
+/// Writes a space.yaml with the given sources `(name, preset, url)` and output.
+pub fn write_space(dir: &Path, name: &str, sources: &[(&str, &str, &str)], output: &str) {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut y = format!("name: {name}\nspec_version: 1\nsources:\n");
+    for (n, p, u) in sources {
+        y.push_str(&format!("  - name: {n}\n    preset: {p}\n    url: {u}\n"));
+    }
+    y.push_str(&format!("output: {output}\n"));
+    std::fs::write(dir.join("space.yaml"), y).unwrap();
+}
+
+/// Loads a space, failing the test with the rendered diagnostics when it is invalid.
+pub async fn load(dir: &Path) -> Space {
+    let v = cohort::analyze::validate_space(dir).await;
+    match v.space {
+        Some(s) => s,
+        None => panic!(
+            "space {} is invalid:\n{}",
+            dir.display(),
+            v.diagnostics
+                .iter()
+                .map(|d| d.render(dir))
+                .collect::<Vec<_>>()
+                .join("\n")
+        ),
+    }
+}
+
+/// Generates sample data into a local folder.
+pub async fn generate(preset: Preset, events: u64, seed: u64, out: &Path) -> GenerateReport {
+    let opts = GenerateOptions {
+        preset,
+        events,
+        seed,
+        ..Default::default()
+    };
+    let loc = cohort::store::objects::open_raw(Path::new("/"), out.to_str().unwrap()).unwrap();
+    cohort::generate::generate(&opts, &loc, &|_| {})
+        .await
+        .unwrap()
+}
+
+/// Writes rows of text columns (None = null) as one Parquet file.
+pub fn write_text_parquet(path: &Path, columns: &[&str], rows: &[Vec<Option<&str>>]) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let schema = Arc::new(Schema::new(
+        columns
+            .iter()
+            .map(|c| Field::new(*c, DataType::Utf8, true))
+            .collect::<Vec<_>>(),
+    ));
+    let arrays: Vec<ArrayRef> = (0..columns.len())
+        .map(|i| {
+            Arc::new(StringArray::from(
+                rows.iter().map(|r| r[i]).collect::<Vec<Option<&str>>>(),
+            )) as ArrayRef
+        })
+        .collect();
+    let batch = RecordBatch::try_new(schema.clone(), arrays).unwrap();
+    let file = std::fs::File::create(path).unwrap();
+    let mut w = ArrowWriter::try_new(file, schema, None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+}
+
+/// The columns of the `events` preset.
+pub const EVENT_COLUMNS: [&str; 11] = [
+    "message_id",
+    "type",
+    "event",
+    "user_id",
+    "anonymous_id",
+    "group_id",
+    "previous_id",
+    "timestamp",
+    "properties",
+    "traits",
+    "context",
+];

@@ -1,0 +1,10 @@
+//! Cohort's one integration-test binary: each module is one area of behaviour, run end to end.
+
+mod common;
+mod crash;
+mod docs;
+mod interop;
+mod presets;
+mod s3;
+mod slt;
+mod validate;

@@ -1,0 +1,174 @@
+//! Each preset read end to end from generated data, and partition pruning by window.
+
+use cohort::engine::{self, Quiet, RunOptions};
+use cohort::spec::Preset;
+
+use crate::common::{gen_end, generate, load, write_space};
+
+async fn run_preset(preset: Preset) {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let g = generate(preset, 20_000, 11, &data).await;
+    write_space(
+        tmp.path(),
+        "p",
+        &[("web", preset.as_str(), "./data")],
+        "./out",
+    );
+    let space = load(tmp.path()).await;
+    let opts = RunOptions {
+        as_of: Some(gen_end()),
+        ..Default::default()
+    };
+    let r = engine::run(&space, &opts, &Quiet).await.unwrap().record;
+    let p = preset.as_str();
+    for ty in ["identify", "track", "page", "screen", "group", "alias"] {
+        let n = r
+            .events_by_source_type
+            .get(&format!("web/{ty}"))
+            .copied()
+            .unwrap_or(0);
+        assert!(
+            n > 0,
+            "{p}: no {ty} events in {:?}",
+            r.events_by_source_type
+        );
+    }
+    assert_eq!(r.duplicates as u64, g.duplicates, "{p}: duplicates");
+    if preset == Preset::Events {
+        assert_eq!(
+            r.bad_events as u64, g.bad_rows,
+            "{p}: bad rows {:?}",
+            r.errors_by_reason
+        );
+    }
+    assert_eq!(
+        r.rows_read as u64, g.events,
+        "{p}: every written row is read once"
+    );
+    assert_eq!(
+        r.events + r.duplicates + r.bad_events + r.after_as_of,
+        r.rows_read,
+        "{p}: rows add up"
+    );
+
+    // Paths into properties, traits and context work whatever the preset stores.
+    let ctx = engine::query_session(&space, gen_end()).await.unwrap();
+    let row = ctx
+        .sql(
+            "SELECT \
+               count(*) FILTER (WHERE event = 'Order Completed'), \
+               count(cohort_json_get(properties, 'revenue')) FILTER (WHERE event = 'Order Completed'), \
+               count(*) FILTER (WHERE type = 'identify'), \
+               count(cohort_json_get(traits, 'email')) FILTER (WHERE type = 'identify'), \
+               count(cohort_json_get(context, 'device.id')), \
+               count(*) \
+             FROM events",
+        )
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let v = |i: usize| {
+        row[0]
+            .column(i)
+            .as_any()
+            .downcast_ref::<datafusion::arrow::array::Int64Array>()
+            .unwrap()
+            .value(0)
+    };
+    assert!(v(0) > 0, "{p}: no orders");
+    assert_eq!(v(0), v(1), "{p}: every order has properties.revenue");
+    assert!(
+        v(2) > 0 && v(3) * 10 >= v(2) * 9,
+        "{p}: identify calls carry traits.email ({} of {})",
+        v(3),
+        v(2)
+    );
+    assert!(
+        v(4) * 2 > v(5),
+        "{p}: most events carry context.device.id ({} of {})",
+        v(4),
+        v(5)
+    );
+}
+
+#[tokio::test]
+async fn events_preset_end_to_end() {
+    run_preset(Preset::Events).await;
+}
+
+#[tokio::test]
+async fn segment_preset_end_to_end() {
+    run_preset(Preset::Segment).await;
+}
+
+#[tokio::test]
+async fn rudderstack_preset_end_to_end() {
+    run_preset(Preset::Rudderstack).await;
+}
+
+/// A run that needs only a window never opens older partitions: a corrupt file in an old
+/// `dt=` folder breaks a full run but not a 30-day one.
+#[tokio::test]
+async fn window_prunes_old_partitions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    generate(Preset::Events, 20_000, 5, &data).await;
+    let mut parts: Vec<_> = std::fs::read_dir(&data)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|n| n.starts_with("dt="))
+        .collect();
+    parts.sort();
+    let oldest = data.join(&parts[0]);
+    let file = std::fs::read_dir(&oldest)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    std::fs::write(&file, b"this is not parquet").unwrap();
+    write_space(tmp.path(), "w", &[("web", "events", "./data")], "./out");
+    let space = load(tmp.path()).await;
+
+    let full = RunOptions {
+        as_of: Some(gen_end()),
+        ..Default::default()
+    };
+    let err = engine::run(&space, &full, &Quiet)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("Parquet") || err.contains("parquet"), "{err}");
+
+    let windowed = RunOptions {
+        as_of: Some(gen_end()),
+        window_days: Some(30),
+        ..Default::default()
+    };
+    let r = engine::run(&space, &windowed, &Quiet).await.unwrap().record;
+    assert_eq!(r.window_days, Some(30));
+    assert!(r.events > 0);
+    // The failed full run is in the history, the windowed one after it.
+    let ctx = datafusion::prelude::SessionContext::new();
+    let runs = engine::published_table(&space, "runs")
+        .await
+        .unwrap()
+        .unwrap();
+    ctx.register_table("runs", runs).unwrap();
+    let b = ctx
+        .sql("SELECT status FROM runs ORDER BY started_at")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let s = datafusion::arrow::util::pretty::pretty_format_batches(&b)
+        .unwrap()
+        .to_string();
+    let failed = s.find("failed").expect(&s);
+    let ok = s.find("succeeded").expect(&s);
+    assert!(failed < ok, "{s}");
+}
