@@ -54,7 +54,11 @@ pub fn json_valid(text: Expr) -> Expr {
 }
 
 /// `cohort_json_object(k1, v1, ...)` from (key, value) pairs.
+/// With no pairs at all the result is a typed null (there is nothing to describe).
 pub fn json_object(pairs: Vec<(String, Expr)>) -> Expr {
+    if pairs.is_empty() {
+        return datafusion::prelude::lit(ScalarValue::Utf8(None));
+    }
     let mut args = Vec::with_capacity(pairs.len() * 2);
     for (k, v) in pairs {
         args.push(datafusion::prelude::lit(k));

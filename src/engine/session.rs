@@ -29,6 +29,12 @@ pub fn new_session(opts: &SessionOptions) -> EngineResult<SessionContext> {
         rt = rt.with_memory_pool(Arc::new(FairSpillPool::new(limit)));
     }
     if let Some(dir) = &opts.spill_dir {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            crate::error::EngineError::Invalid(format!(
+                "cannot create the spill folder {}: {e}",
+                dir.display()
+            ))
+        })?;
         rt = rt.with_temp_file_path(dir.clone());
     }
     let runtime = rt.build_arc()?;

@@ -133,6 +133,15 @@ pub(crate) struct Event {
     pub bad: Bad,
 }
 
+impl Event {
+    /// True when no userId, anonymousId or previousId is left once blanks are trimmed away.
+    pub(crate) fn lacks_identifier(&self) -> bool {
+        [&self.user_id, &self.anonymous_id, &self.previous_id]
+            .iter()
+            .all(|t| t.get().is_none_or(|v| v.trim().is_empty()))
+    }
+}
+
 impl Default for Event {
     fn default() -> Self {
         Event {

@@ -20,6 +20,10 @@ fn builder(loc: &Location) -> StoreResult<DeltaTableBuilder> {
 
 /// Opens the table at `loc`, or an uninitialized handle when no table exists there yet.
 pub async fn open(loc: &Location) -> StoreResult<DeltaTable> {
+    if let Some(dir) = loc.local_dir() {
+        // Local tables need their folder before the first commit; object stores do not.
+        std::fs::create_dir_all(&dir)?;
+    }
     let mut table = builder(loc)?.build()?;
     match table.load().await {
         Ok(()) | Err(DeltaTableError::NotATable(_)) => Ok(table),

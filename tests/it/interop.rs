@@ -21,10 +21,10 @@ for name, version in sorted(m["tables"].items()):
     con.register("t_" + name, ds)
     out["tables"][name] = {
         "pandas_rows": len(t.to_pandas()),
-        "duckdb_rows": con.execute("select count(*) from t_" + name).fetchone()[0],
+        "duckdb_rows": con.execute("select count(*) from t_" + name).fetchall()[0][0],
         "columns": [f.name for f in ds.schema],
     }
-last = con.execute("select run_id, status, events, bad_events, duplicates from t_runs order by started_at desc limit 1").fetchone()
+last = con.execute("select run_id, status, events, bad_events, duplicates from t_runs order by started_at desc limit 1").fetchall()[0]
 out["last_run"] = {"run_id": last[0], "status": last[1], "events": last[2], "bad_events": last[3], "duplicates": last[4]}
 out["reasons"] = dict(con.execute("select reason, count(*) from t_event_errors group by reason").fetchall())
 print(json.dumps(out))

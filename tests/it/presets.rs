@@ -35,6 +35,11 @@ async fn run_preset(preset: Preset) {
         );
     }
     assert_eq!(r.duplicates as u64, g.duplicates, "{p}: duplicates");
+    assert_eq!(
+        r.bad_events as u64, g.bad_rows,
+        "{p}: bad rows {:?}",
+        r.errors_by_reason
+    );
     if preset == Preset::Events {
         assert_eq!(
             r.bad_events as u64, g.bad_rows,
@@ -171,4 +176,39 @@ async fn window_prunes_old_partitions() {
     let failed = s.find("failed").expect(&s);
     let ok = s.find("succeeded").expect(&s);
     assert!(failed < ok, "{s}");
+}
+
+/// The memory limit reaches DataFusion: far too little fails with "Resources exhausted",
+/// a small limit spills to the given folder and gives the same counts as no limit.
+#[tokio::test]
+async fn memory_limit_spills_and_is_enforced() {
+    let tmp = tempfile::tempdir().unwrap();
+    generate(Preset::Events, 150_000, 8, &tmp.path().join("data")).await;
+    write_space(tmp.path(), "mem", &[("web", "events", "./data")], "./out");
+    let space = load(tmp.path()).await;
+    let with_limit = |limit: Option<usize>| RunOptions {
+        as_of: Some(gen_end()),
+        session: cohort::engine::session::SessionOptions {
+            memory_limit: limit,
+            spill_dir: Some(tmp.path().join("spill")),
+        },
+        ..Default::default()
+    };
+    let free = engine::run(&space, &with_limit(None), &Quiet)
+        .await
+        .unwrap()
+        .record;
+    let tight = engine::run(&space, &with_limit(Some(24 << 20)), &Quiet)
+        .await
+        .unwrap()
+        .record;
+    assert_eq!(
+        (free.events, free.duplicates, free.bad_events),
+        (tight.events, tight.duplicates, tight.bad_events)
+    );
+    let err = engine::run(&space, &with_limit(Some(4 << 10)), &Quiet)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("Resources exhausted"), "{err}");
 }
