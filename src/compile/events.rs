@@ -453,11 +453,39 @@ pub fn classify(normalized: LogicalPlan) -> Result<LogicalPlan> {
 }
 
 /// Good rows up to `as_of_micros`, one per message id (the earliest by timestamp).
+///
+/// Only the few message ids that occur more than once are ranked; every other row passes
+/// through untouched, so deduplication never sorts the whole (wide) event history.
 pub fn valid_events(classified: LogicalPlan, as_of_micros: i64) -> Result<LogicalPlan> {
     let as_of = lit(datafusion::common::ScalarValue::TimestampMicrosecond(
         Some(as_of_micros),
         Some(Arc::from("UTC")),
     ));
+    let good = LogicalPlanBuilder::from(classified)
+        .filter(
+            column("error_reason")
+                .is_null()
+                .and(column("timestamp").lt_eq(as_of)),
+        )?
+        .build()?;
+    let dup_ids = LogicalPlanBuilder::from(good.clone())
+        .aggregate(
+            vec![column("message_id")],
+            vec![datafusion::functions_aggregate::expr_fn::count(lit(1)).alias("copies")],
+        )?
+        .filter(column("copies").gt(lit(1i64)))?
+        .project(vec![column("message_id").alias("dup_id")])?
+        .build()?;
+    let mut out: Vec<Expr> = NORMALIZED
+        .iter()
+        .filter(|c| **c != "timestamp_raw" && **c != "source_table")
+        .map(|c| column(c))
+        .collect();
+    let keys = (vec!["dup_id"], vec!["message_id"]);
+    let singles = LogicalPlanBuilder::from(dup_ids.clone())
+        .join(good.clone(), JoinType::RightAnti, keys.clone(), None)?
+        .project(out.clone())?
+        .build()?;
     let rn = row_number()
         .partition_by(vec![column("message_id")])
         .order_by(vec![
@@ -471,22 +499,13 @@ pub fn valid_events(classified: LogicalPlan, as_of_micros: i64) -> Result<Logica
         ])
         .build()?
         .alias("dup_rank");
-    let mut out: Vec<Expr> = NORMALIZED
-        .iter()
-        .filter(|c| **c != "timestamp_raw")
-        .map(|c| column(c))
-        .collect();
-    out.retain(|e| !matches!(e, Expr::Column(c) if c.name == "source_table"));
-    LogicalPlanBuilder::from(classified)
-        .filter(
-            column("error_reason")
-                .is_null()
-                .and(column("timestamp").lt_eq(as_of)),
-        )?
+    let firsts = LogicalPlanBuilder::from(dup_ids)
+        .join(good, JoinType::RightSemi, keys, None)?
         .window(vec![rn])?
         .filter(column("dup_rank").eq(lit(1u64)))?
-        .project(out)?
-        .build()
+        .project(std::mem::take(&mut out))?
+        .build()?;
+    LogicalPlanBuilder::from(singles).union(firsts)?.build()
 }
 
 /// The columns of the published event view (`valid_events`).

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::datatypes::Int64Type;
-use datafusion::functions_aggregate::expr_fn::{count, count_distinct};
+use datafusion::functions_aggregate::expr_fn::count;
 use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder};
 use datafusion::prelude::{SessionContext, col, lit};
 
@@ -280,7 +280,6 @@ async fn event_counts(
             datafusion::logical_expr::when(col("error_reason").is_null().and(after), lit(true))
                 .otherwise(lit(false))?
                 .alias("after_as_of"),
-            col("message_id"),
         ])?
         .aggregate(
             vec![
@@ -289,10 +288,7 @@ async fn event_counts(
                 col("error_reason"),
                 col("after_as_of"),
             ],
-            vec![
-                count(lit(1)).alias("n"),
-                count_distinct(col("message_id")).alias("ids"),
-            ],
+            vec![count(lit(1)).alias("n")],
         )?
         .build()?;
     let batches = ctx.execute_logical_plan(by_group).await?.collect().await?;

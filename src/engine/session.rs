@@ -45,10 +45,6 @@ pub fn new_session(opts: &SessionOptions) -> EngineResult<SessionContext> {
         let options = state.config_mut().options_mut();
         // Plain Utf8 strings: Cohort's functions and the Delta writer expect them.
         options.execution.parquet.schema_force_view_types = false;
-        if opts.memory_limit.is_some() {
-            // Hash joins cannot spill; sort-merge joins can (see NOTES.md).
-            options.optimizer.prefer_hash_join = false;
-        }
     }
     for f in functions::all() {
         ctx.register_udf(f.as_ref().clone());

