@@ -149,7 +149,20 @@ async fn run_stages(
     // Stage 1: events.
     let t = Instant::now();
     progress.stage_started("events");
-    let classified = register_events(&ctx, space, rec.as_of, opts.window_days).await?;
+    // Scratch files of this run (materialized stage outputs); removed when the run ends.
+    let scratch = match &opts.session.spill_dir {
+        Some(d) => tempfile::Builder::new().prefix("cohort-run-").tempdir_in(d),
+        None => tempfile::Builder::new().prefix("cohort-run-").tempdir(),
+    }
+    .map_err(crate::error::StoreError::from)?;
+    let classified = register_events(
+        &ctx,
+        space,
+        rec.as_of,
+        opts.window_days,
+        Some(scratch.path()),
+    )
+    .await?;
     event_counts(&ctx, &classified, as_of_micros, rec).await?;
     let elapsed = t.elapsed();
     rec.stage_timings
@@ -214,6 +227,7 @@ pub async fn register_events(
     space: &Space,
     as_of: DateTime<Utc>,
     window_days: Option<u32>,
+    scratch: Option<&std::path::Path>,
 ) -> EngineResult<LogicalPlan> {
     let scope = sources::Scope {
         from: window_days.map(|d| as_of - chrono::Duration::days(i64::from(d))),
@@ -225,7 +239,10 @@ pub async fn register_events(
     }
     let normalized = ev::union_tables(&tables)?
         .ok_or_else(|| EngineError::Invalid("the space has no source tables".into()))?;
-    let classified = ev::classify(normalized)?;
+    let mut classified = ev::classify(normalized)?;
+    if let Some(dir) = scratch {
+        classified = materialize(ctx, classified, &dir.join("classified")).await?;
+    }
     let valid = ev::valid_events(classified.clone(), as_of.timestamp_micros())?;
     ctx.register_table(
         "events",
@@ -243,11 +260,36 @@ pub async fn register_events(
     Ok(classified)
 }
 
+/// Writes `plan`'s rows once to Parquet files in `dir` and returns a scan of them, so that
+/// later passes read a few local files instead of re-reading (and re-parsing) every source.
+async fn materialize(
+    ctx: &SessionContext,
+    plan: LogicalPlan,
+    dir: &std::path::Path,
+) -> EngineResult<LogicalPlan> {
+    std::fs::create_dir_all(dir).map_err(crate::error::StoreError::from)?;
+    let path = format!("{}/", dir.display());
+    let mut options = datafusion::config::TableParquetOptions::default();
+    options.global.compression = Some("snappy".into());
+    ctx.execute_logical_plan(plan)
+        .await?
+        .write_parquet(
+            &path,
+            datafusion::dataframe::DataFrameWriteOptions::new(),
+            Some(options),
+        )
+        .await?;
+    let read = ctx
+        .read_parquet(path, datafusion::prelude::ParquetReadOptions::default())
+        .await?;
+    Ok(read.into_unoptimized_plan())
+}
+
 /// A session for reading a space: the `events` view and source views as of `as_of`, and every
 /// published table at the version of the last good run.
 pub async fn query_session(space: &Space, as_of: DateTime<Utc>) -> EngineResult<SessionContext> {
     let ctx = session::new_session(&session::SessionOptions::default())?;
-    register_events(&ctx, space, as_of, None).await?;
+    register_events(&ctx, space, as_of, None, None).await?;
     let out = output_location(space)?;
     if let Some(m) = manifest::read(&out).await? {
         for (table, v) in &m.tables {

@@ -45,6 +45,9 @@ pub fn new_session(opts: &SessionOptions) -> EngineResult<SessionContext> {
         let options = state.config_mut().options_mut();
         // Plain Utf8 strings: Cohort's functions and the Delta writer expect them.
         options.execution.parquet.schema_force_view_types = false;
+        // Warehouse layouts have thousands of small files (a folder per table and day);
+        // reading every footer for statistics at each plan costs more than it saves.
+        options.execution.collect_statistics = false;
     }
     for f in functions::all() {
         ctx.register_udf(f.as_ref().clone());

@@ -212,3 +212,108 @@ async fn memory_limit_spills_and_is_enforced() {
         .to_string();
     assert!(err.contains("Resources exhausted"), "{err}");
 }
+
+/// An `events` table that stores properties and context as structs, a typed timestamp, and
+/// lacks some columns altogether: paths still work and missing columns read as null.
+#[tokio::test]
+async fn struct_columns_and_typed_timestamps() {
+    use datafusion::arrow::array::{
+        ArrayRef, Float64Array, RecordBatch, StringArray, StructArray, TimestampMillisecondArray,
+    };
+    use datafusion::arrow::datatypes::{DataType, Field, Fields, Schema, TimeUnit};
+    use std::sync::Arc;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let text = |v: Vec<&str>| Arc::new(StringArray::from(v)) as ArrayRef;
+    let props_fields = Fields::from(vec![
+        Field::new("revenue", DataType::Float64, true),
+        Field::new("product_id", DataType::Utf8, true),
+    ]);
+    let props = StructArray::new(
+        props_fields.clone(),
+        vec![
+            Arc::new(Float64Array::from(vec![Some(12.5), None])) as ArrayRef,
+            text(vec!["p1", "p2"]),
+        ],
+        None,
+    );
+    let device_fields = Fields::from(vec![Field::new("id", DataType::Utf8, true)]);
+    let device = StructArray::new(device_fields.clone(), vec![text(vec!["d9", "d8"])], None);
+    let ctx_fields = Fields::from(vec![Field::new(
+        "device",
+        DataType::Struct(device_fields),
+        true,
+    )]);
+    let context = StructArray::new(ctx_fields.clone(), vec![Arc::new(device) as ArrayRef], None);
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("message_id", DataType::Utf8, false),
+        Field::new("type", DataType::Utf8, false),
+        Field::new("event", DataType::Utf8, true),
+        Field::new("userId", DataType::Utf8, true),
+        Field::new(
+            "timestamp",
+            DataType::Timestamp(TimeUnit::Millisecond, None),
+            true,
+        ),
+        Field::new("properties", DataType::Struct(props_fields), true),
+        Field::new("context", DataType::Struct(ctx_fields), true),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            text(vec!["s1", "s2"]),
+            text(vec!["track", "track"]),
+            text(vec!["Order Completed", "Product Viewed"]),
+            text(vec!["u1", "u2"]),
+            Arc::new(TimestampMillisecondArray::from(vec![
+                1_790_000_000_000,
+                1_790_000_100_000,
+            ])),
+            Arc::new(props),
+            Arc::new(context),
+        ],
+    )
+    .unwrap();
+    let dir = tmp.path().join("data");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = std::fs::File::create(dir.join("events.parquet")).unwrap();
+    let mut w = datafusion::parquet::arrow::ArrowWriter::try_new(file, schema, None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+
+    write_space(
+        tmp.path(),
+        "structs",
+        &[("web", "events", "./data")],
+        "./out",
+    );
+    let space = load(tmp.path()).await;
+    let as_of = cohort::cli::parse_time("2026-10-01").unwrap();
+    let ctx = engine::query_session(&space, as_of).await.unwrap();
+    let b = ctx
+        .sql(
+            "SELECT message_id, user_id, anonymous_id, cohort_json_get(properties, 'revenue'), \
+             cohort_json_get(properties, 'product_id'), cohort_json_get(context, 'device.id'), \
+             CAST(timestamp AS VARCHAR) FROM events ORDER BY message_id",
+        )
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let s = datafusion::arrow::util::pretty::pretty_format_batches(&b)
+        .unwrap()
+        .to_string();
+    let expected = [
+        "| s1         | u1      |              | 12.5",
+        "| s2         | u2      |              |",
+    ];
+    for e in expected {
+        assert!(s.contains(e), "{e:?} not in\n{s}");
+    }
+    assert!(
+        s.contains("p1") && s.contains("d9") && s.contains("d8"),
+        "{s}"
+    );
+    assert!(s.contains("2026-09-21T14:13:20Z"), "{s}");
+}
