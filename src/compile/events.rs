@@ -24,15 +24,6 @@ use crate::spec::Preset;
 /// Event types of the Segment spec.
 pub const EVENT_TYPES: [&str; 6] = ["identify", "track", "page", "screen", "group", "alias"];
 
-/// Why a row was set aside instead of becoming an event.
-pub const ERROR_REASONS: [&str; 5] = [
-    "missing_message_id",
-    "invalid_type",
-    "invalid_timestamp",
-    "invalid_json",
-    "no_identifier",
-];
-
 /// Which table of a preset a scan reads, and so which call type its rows are.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TableKind {
@@ -506,28 +497,4 @@ pub fn valid_events(classified: LogicalPlan, as_of_micros: i64) -> Result<Logica
         .project(std::mem::take(&mut out))?
         .build()?;
     LogicalPlanBuilder::from(singles).union(firsts)?.build()
-}
-
-/// The columns of the published event view (`valid_events`).
-pub fn event_view_columns() -> Vec<&'static str> {
-    NORMALIZED
-        .iter()
-        .copied()
-        .filter(|c| *c != "timestamp_raw" && *c != "source_table")
-        .collect()
-}
-
-/// Rows after the as-of time (they had not happened yet for this run), left out but counted.
-pub fn after_as_of(classified: LogicalPlan, as_of_micros: i64) -> Result<LogicalPlan> {
-    let as_of = lit(datafusion::common::ScalarValue::TimestampMicrosecond(
-        Some(as_of_micros),
-        Some(Arc::from("UTC")),
-    ));
-    LogicalPlanBuilder::from(classified)
-        .filter(
-            column("error_reason")
-                .is_null()
-                .and(column("timestamp").gt(as_of)),
-        )?
-        .build()
 }

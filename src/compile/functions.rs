@@ -236,7 +236,7 @@ impl ScalarUDFImpl for JsonObject {
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let n = args.number_rows;
-        if args.args.len() % 2 != 0 {
+        if !args.args.len().is_multiple_of(2) {
             return exec_err!("cohort_json_object needs key/value pairs");
         }
         let mut keys = Vec::new();
