@@ -271,6 +271,10 @@ async fn materialize(
     let path = format!("{}/", dir.display());
     let mut options = datafusion::config::TableParquetOptions::default();
     options.global.compression = Some("snappy".into());
+    // Small row groups and one serializer per file keep the writer's buffers small, so a run
+    // under a tight memory limit spends its budget on sorts and aggregates, which can spill.
+    options.global.allow_single_file_parallelism = false;
+    options.global.max_row_group_size = 4096;
     ctx.execute_logical_plan(plan)
         .await?
         .write_parquet(
