@@ -109,3 +109,11 @@ pub const EVENT_COLUMNS: [&str; 11] = [
     "traits",
     "context",
 ];
+
+/// Runs `sql` on `ctx` and returns the result as a pretty-printed table.
+pub async fn query_text(ctx: &datafusion::prelude::SessionContext, sql: &str) -> String {
+    let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
+    datafusion::arrow::util::pretty::pretty_format_batches(&batches)
+        .unwrap()
+        .to_string()
+}

@@ -163,16 +163,7 @@ async fn window_prunes_old_partitions() {
         .unwrap()
         .unwrap();
     ctx.register_table("runs", runs).unwrap();
-    let b = ctx
-        .sql("SELECT status FROM runs ORDER BY started_at")
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
-    let s = datafusion::arrow::util::pretty::pretty_format_batches(&b)
-        .unwrap()
-        .to_string();
+    let s = crate::common::query_text(&ctx, "SELECT status FROM runs ORDER BY started_at").await;
     let failed = s.find("failed").expect(&s);
     let ok = s.find("succeeded").expect(&s);
     assert!(failed < ok, "{s}");
@@ -290,20 +281,13 @@ async fn struct_columns_and_typed_timestamps() {
     let space = load(tmp.path()).await;
     let as_of = cohort::cli::parse_time("2026-10-01").unwrap();
     let ctx = engine::query_session(&space, as_of).await.unwrap();
-    let b = ctx
-        .sql(
-            "SELECT message_id, user_id, anonymous_id, cohort_json_get(properties, 'revenue'), \
-             cohort_json_get(properties, 'product_id'), cohort_json_get(context, 'device.id'), \
-             CAST(timestamp AS VARCHAR) FROM events ORDER BY message_id",
-        )
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
-    let s = datafusion::arrow::util::pretty::pretty_format_batches(&b)
-        .unwrap()
-        .to_string();
+    let s = crate::common::query_text(
+        &ctx,
+        "SELECT message_id, user_id, anonymous_id, cohort_json_get(properties, 'revenue'), \
+         cohort_json_get(properties, 'product_id'), cohort_json_get(context, 'device.id'), \
+         CAST(timestamp AS VARCHAR) FROM events ORDER BY message_id",
+    )
+    .await;
     let expected = [
         "| s1         | u1      |              | 12.5",
         "| s2         | u2      |              |",
