@@ -26,7 +26,7 @@
 //! Imports point one way, from the top of this list to the bottom, never back up:
 //!
 //! `cli` ─▶ `serve`, `schedule` ─▶ `engine` ─▶ `compile` ─▶ `analyze` ─▶ `spec`;
-//! `engine` ─▶ `identity`, `store`; `analyze` ─▶ `store` (to open source URLs);
+//! `engine` ─▶ `identity`, `store` (`identity` uses only DataFusion); `analyze` ─▶ `store` (to open source URLs);
 //! `generate` ─▶ `store`. `error` is used by all and uses none of them.
 //! `spec` knows nothing of DataFusion, `store` knows nothing of definitions, and nothing
 //! depends on `cli`.
@@ -37,5 +37,6 @@ pub mod compile;
 pub mod engine;
 pub mod error;
 pub mod generate;
+pub mod identity;
 pub mod spec;
 pub mod store;

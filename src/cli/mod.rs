@@ -44,6 +44,9 @@ enum Command {
     Generate(GenerateArgs),
     /// Run every stage of a space and publish its tables atomically.
     Run(RunArgs),
+    /// Explain a published result: why identifiers share a profile.
+    #[command(subcommand)]
+    Explain(ExplainCmd),
     /// Generate ~1M events, run the sample space on them and show what came out.
     Demo {
         /// Folder for the demo space, its data and its output.
@@ -77,6 +80,18 @@ struct GenerateArgs {
     out: String,
 }
 
+#[derive(Subcommand, Debug)]
+enum ExplainCmd {
+    /// The profile of an identifier, its identifiers, and the events that joined them; for a
+    /// dropped or blocked identifier, the rule and the events.
+    Identity {
+        /// The space folder.
+        dir: PathBuf,
+        /// The identifier, as `type:value` (e.g. `email:ada@example.com`).
+        identifier: String,
+    },
+}
+
 #[derive(Args, Debug)]
 struct RunArgs {
     /// The space folder.
@@ -96,6 +111,9 @@ struct RunArgs {
     /// Seconds to wait for another run of this space to finish.
     #[arg(long, default_value_t = 0)]
     wait: u64,
+    /// Rebuild the identity graph from scratch instead of extending the previous one.
+    #[arg(long)]
+    full: bool,
 }
 
 /// An error that means "the input is invalid" (exit code 2), already reported.
@@ -158,6 +176,9 @@ async fn dispatch(cmd: Command) -> Result<()> {
         Command::Validate { dir } => validate(&dir).await.map(|_| ()),
         Command::Generate(a) => generate_cmd(a).await,
         Command::Run(a) => run_cmd(a).await,
+        Command::Explain(ExplainCmd::Identity { dir, identifier }) => {
+            explain_identity(&dir, &identifier).await
+        }
         Command::Demo { dir, events, seed } => demo(&dir, events, seed).await,
     }
 }
@@ -307,6 +328,7 @@ fn run_options(a: &RunArgs) -> Result<RunOptions> {
     let mut opts = RunOptions {
         window_days: a.window_days,
         lease_wait: Duration::from_secs(a.wait),
+        full_rebuild: a.full,
         ..Default::default()
     };
     if let Some(t) = &a.as_of {
@@ -367,6 +389,28 @@ fn print_summary(r: &engine::RunReport) {
             println!("    {k:<26} {v:>10}");
         }
     }
+    if let Some(id) = &rec.identity {
+        println!(
+            "  identity ({}{}): {} identifiers, {} edges, {} rounds, {} profiles, {} merged, {} violations",
+            id.mode,
+            id.reason
+                .as_ref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default(),
+            id.identifiers,
+            id.edges,
+            id.rounds,
+            id.profiles,
+            id.merges,
+            id.violations
+        );
+        if let Some(big) = id.largest_components.first() {
+            println!(
+                "    largest component: {} identifiers (e.g. {}); {} components break a limit",
+                big.identifiers, big.example, id.violating_components
+            );
+        }
+    }
     let timings: Vec<String> = rec
         .stage_timings
         .iter()
@@ -377,6 +421,94 @@ fn print_summary(r: &engine::RunReport) {
     for (t, v) in &r.manifest.tables {
         println!("  {t:<28} delta version {v}");
     }
+}
+
+async fn explain_identity(dir: &Path, identifier: &str) -> Result<()> {
+    let Some((t, v)) = identifier.split_once(':') else {
+        return Err(invalid(format!(
+            "`{identifier}` is not `type:value` (e.g. `email:ada@example.com`)"
+        )));
+    };
+    let space = validate(dir).await?;
+    let ex = match engine::explain::explain_identity(&space, t, v).await {
+        Ok(ex) => ex,
+        Err(crate::error::EngineError::Invalid(m)) => return Err(invalid(m)),
+        Err(e) => return Err(e.into()),
+    };
+    print!("{}", render_identity_explanation(&ex));
+    Ok(())
+}
+
+/// The text `cohort explain identity` prints.
+pub fn render_identity_explanation(ex: &engine::explain::IdentityExplanation) -> String {
+    use std::fmt::Write;
+    let t = |d: &DateTime<Utc>| d.format("%Y-%m-%d %H:%M:%S").to_string();
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{} (run {}, as of {})",
+        ex.identifier, ex.run_id, ex.as_of
+    );
+    match &ex.profile_id {
+        Some(p) => {
+            let _ = writeln!(s, "\nprofile {p}, {} identifiers:", ex.identifiers.len());
+            for i in &ex.identifiers {
+                let _ = writeln!(
+                    s,
+                    "  {:<14} {:<40} first seen {}  last seen {}",
+                    i.id_type,
+                    i.id_value,
+                    t(&i.first_seen),
+                    t(&i.last_seen)
+                );
+            }
+            if ex.chain.is_empty() {
+                let _ = writeln!(s, "\n{} is the profile's first identifier.", ex.identifier);
+            } else {
+                let _ = writeln!(s, "\nhow {} joined the profile:", ex.identifier);
+                for l in &ex.chain {
+                    let _ = writeln!(
+                        s,
+                        "  {}  event {}  linked {} -> {}",
+                        t(&l.timestamp),
+                        l.message_id,
+                        l.from,
+                        l.to
+                    );
+                }
+            }
+        }
+        None if ex.violations.is_empty() => {
+            let _ = writeln!(
+                s,
+                "\nno profile has this identifier and no event dropped it."
+            );
+        }
+        None => {
+            let _ = writeln!(
+                s,
+                "\nbelongs to no profile: every event that carried it dropped it."
+            );
+        }
+    }
+    if !ex.violations.is_empty() {
+        let _ = writeln!(s, "\ndropped or blocked in these events:");
+        for v in &ex.violations {
+            let _ = writeln!(
+                s,
+                "  {}  event {}  rule {}: {}{}",
+                t(&v.timestamp),
+                v.message_id,
+                v.rule,
+                v.detail.as_deref().unwrap_or(""),
+                v.profile_id
+                    .as_ref()
+                    .map(|p| format!(" (the event went to {p})"))
+                    .unwrap_or_default()
+            );
+        }
+    }
+    s
 }
 
 async fn demo(dir: &Path, events: u64, seed: u64) -> Result<()> {

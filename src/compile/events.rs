@@ -18,7 +18,7 @@ use datafusion::logical_expr::{
 };
 use datafusion::prelude::lit;
 
-use super::functions::{json_object, json_valid, to_json};
+use super::functions::{json_object, json_valid, text_lossy, to_json};
 use crate::spec::Preset;
 
 /// Event types of the Segment spec.
@@ -101,6 +101,9 @@ fn column(name: &str) -> Expr {
 /// A text column, trimmed, with empty strings as null; null when the column is absent.
 fn id_text(schema: &DFSchema, names: &[&str]) -> Expr {
     match find(schema, names) {
+        Some((n, DataType::Binary | DataType::LargeBinary | DataType::BinaryView)) => {
+            nullif(btrim(vec![text_lossy(column(n))]), lit(""))
+        }
         Some((n, _)) => nullif(btrim(vec![cast(column(n), DataType::Utf8)]), lit("")),
         None => lit(datafusion::common::ScalarValue::Utf8(None)),
     }

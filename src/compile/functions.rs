@@ -12,10 +12,18 @@
 //! - `cohort_json_object('k1', v1, 'k2', v2, ...)` builds object text from any Arrow values,
 //!   leaving out null values.
 //! - `cohort_to_json(v)` turns a struct, list or scalar into JSON text.
+//! - `cohort_external_ids(context, 'type')` lists the `id` of every `context.externalIds`
+//!   entry whose `type` is the given one.
+//! - `cohort_id_node(id_type, id_value)` is a stable 64-bit code of an identifier: the same
+//!   identifier gets the same code in every run, so graphs from two runs join on it.
+//! - `cohort_text(bytes)` reads binary as UTF-8 text, replacing bytes that are not UTF-8 with
+//!   U+FFFD instead of failing the run.
 
 use std::sync::{Arc, LazyLock};
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanBuilder, StringBuilder};
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanBuilder, Int64Builder, ListBuilder, StringBuilder,
+};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::common::{Result, ScalarValue, exec_err};
@@ -31,7 +39,52 @@ pub fn all() -> Vec<Arc<ScalarUDF>> {
         JSON_VALID.clone(),
         JSON_OBJECT.clone(),
         TO_JSON.clone(),
+        EXTERNAL_IDS.clone(),
+        ID_NODE.clone(),
+        TEXT.clone(),
     ]
+}
+
+static EXTERNAL_IDS: LazyLock<Arc<ScalarUDF>> =
+    LazyLock::new(|| Arc::new(ScalarUDF::from(ExternalIds::new())));
+static ID_NODE: LazyLock<Arc<ScalarUDF>> =
+    LazyLock::new(|| Arc::new(ScalarUDF::from(IdNode::new())));
+static TEXT: LazyLock<Arc<ScalarUDF>> = LazyLock::new(|| Arc::new(ScalarUDF::from(Text::new())));
+
+/// `cohort_external_ids(context, id_type)`.
+pub fn external_ids(context: Expr, id_type: &str) -> Expr {
+    EXTERNAL_IDS.call(vec![context, datafusion::prelude::lit(id_type)])
+}
+
+/// `cohort_id_node(id_type, id_value)`.
+pub fn id_node(id_type: Expr, id_value: Expr) -> Expr {
+    ID_NODE.call(vec![id_type, id_value])
+}
+
+/// `cohort_text(bytes)`.
+pub fn text_lossy(bytes: Expr) -> Expr {
+    TEXT.call(vec![bytes])
+}
+
+/// The stable code of an identifier: FNV-1a over `type NUL value`, then a 64-bit finalizer
+/// so that nearby strings spread over the whole range.
+pub fn node_code(id_type: &str, id_value: &str) -> i64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in id_type
+        .as_bytes()
+        .iter()
+        .chain(std::iter::once(&0u8))
+        .chain(id_value.as_bytes())
+    {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^= h >> 33;
+    h as i64
 }
 
 static JSON_GET: LazyLock<Arc<ScalarUDF>> =
@@ -294,6 +347,152 @@ impl ScalarUDFImpl for ToJson {
             match cell_to_json(arr.as_ref(), row)? {
                 Value::Null => out.append_null(),
                 v => out.append_value(v.to_string()),
+            }
+        }
+        Ok(ColumnarValue::Array(Arc::new(out.finish())))
+    }
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct ExternalIds {
+    signature: Signature,
+}
+
+impl ExternalIds {
+    fn new() -> Self {
+        Self {
+            signature: Signature::any(2, Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for ExternalIds {
+    fn name(&self) -> &str {
+        "cohort_external_ids"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::new_list(DataType::Utf8, true))
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let n = args.number_rows;
+        let want = match &args.args[1] {
+            ColumnarValue::Scalar(ScalarValue::Utf8(Some(t))) => t.clone(),
+            _ => return exec_err!("cohort_external_ids needs a literal type"),
+        };
+        let input = string_arg(&args.args[0], n)?;
+        let input = input.as_string::<i32>();
+        let mut out = ListBuilder::new(StringBuilder::new());
+        for i in 0..input.len() {
+            if input.is_null(i) {
+                out.append_null();
+                continue;
+            }
+            if let Ok(v) = serde_json::from_str::<Value>(input.value(i))
+                && let Some(Value::Array(items)) = lookup(&v, &["externalIds"])
+            {
+                for item in items {
+                    if item.get("type").and_then(Value::as_str) == Some(want.as_str())
+                        && let Some(id) = item.get("id").and_then(value_text)
+                    {
+                        out.values().append_value(id);
+                    }
+                }
+            }
+            out.append(true);
+        }
+        Ok(ColumnarValue::Array(Arc::new(out.finish())))
+    }
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct IdNode {
+    signature: Signature,
+}
+
+impl IdNode {
+    fn new() -> Self {
+        Self {
+            signature: Signature::any(2, Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for IdNode {
+    fn name(&self) -> &str {
+        "cohort_id_node"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Int64)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let n = args.number_rows;
+        let types = string_arg(&args.args[0], n)?;
+        let types = types.as_string::<i32>();
+        let values = string_arg(&args.args[1], n)?;
+        let values = values.as_string::<i32>();
+        let mut out = Int64Builder::with_capacity(n);
+        for i in 0..n {
+            if types.is_null(i) || values.is_null(i) {
+                out.append_null();
+            } else {
+                out.append_value(node_code(types.value(i), values.value(i)));
+            }
+        }
+        Ok(ColumnarValue::Array(Arc::new(out.finish())))
+    }
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Text {
+    signature: Signature,
+}
+
+impl Text {
+    fn new() -> Self {
+        Self {
+            signature: Signature::any(1, Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for Text {
+    fn name(&self) -> &str {
+        "cohort_text"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let n = args.number_rows;
+        let arr = args.args[0].to_array(n)?;
+        let arr = match arr.data_type() {
+            DataType::Binary => arr,
+            DataType::LargeBinary | DataType::BinaryView | DataType::FixedSizeBinary(_) => {
+                datafusion::arrow::compute::cast(&arr, &DataType::Binary)?
+            }
+            _ => {
+                return Ok(ColumnarValue::Array(datafusion::arrow::compute::cast(
+                    &arr,
+                    &DataType::Utf8,
+                )?));
+            }
+        };
+        let bytes = arr.as_binary::<i32>();
+        let mut out = StringBuilder::with_capacity(n, n * 16);
+        for i in 0..n {
+            if bytes.is_null(i) {
+                out.append_null();
+            } else {
+                out.append_value(String::from_utf8_lossy(bytes.value(i)));
             }
         }
         Ok(ColumnarValue::Array(Arc::new(out.finish())))

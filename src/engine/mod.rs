@@ -4,6 +4,8 @@
 //! deduplicate by message id). The run then publishes `event_errors` and `runs` under
 //! `<output>/<space>/` and flips the manifest (see [`crate::store::manifest`]).
 
+pub mod explain;
+pub mod identity;
 pub mod record;
 pub mod session;
 pub mod sources;
@@ -26,7 +28,14 @@ use crate::store::{delta, lease, manifest, objects};
 use record::RunRecord;
 
 /// Names of the tables a run publishes, in publish order.
-pub const PUBLISHED_TABLES: [&str; 2] = ["event_errors", "runs"];
+pub const PUBLISHED_TABLES: [&str; 6] = [
+    "event_errors",
+    "identities",
+    "identity_violations",
+    "identity_graph",
+    "profile_merges",
+    "runs",
+];
 
 /// How to run a space.
 #[derive(Clone, Debug, Default)]
@@ -38,6 +47,8 @@ pub struct RunOptions {
     pub session: session::SessionOptions,
     /// How long to wait for another run of the space to finish.
     pub lease_wait: Duration,
+    /// Rebuild the identity graph from scratch even when an incremental run is possible.
+    pub full_rebuild: bool,
 }
 
 /// Something that wants to hear how a run is going (the CLI's progress display).
@@ -113,6 +124,7 @@ pub async fn run(
         window_days: opts.window_days.map(i64::from),
         definitions_hash,
         definitions,
+        identity: None,
         message: None,
     };
     let result = run_stages(space, opts, progress, &out, &mut rec).await;
@@ -169,11 +181,51 @@ async fn run_stages(
         .push(("events".into(), elapsed.as_millis() as u64));
     progress.stage_finished("events", elapsed);
 
+    // Stage 2: identity.
+    let t = Instant::now();
+    progress.stage_started("identity");
+    let previous = manifest::read(out).await?;
+    let scope_from = opts
+        .window_days
+        .map(|d| rec.as_of - chrono::Duration::days(i64::from(d)));
+    let (stats, merges) = identity::run_identity(
+        &ctx,
+        space,
+        out,
+        previous.as_ref(),
+        scope_from,
+        opts.full_rebuild,
+        Some(scratch.path()),
+    )
+    .await?;
+    rec.identity = Some(stats);
+    let elapsed = t.elapsed();
+    rec.stage_timings
+        .push(("identity".into(), elapsed.as_millis() as u64));
+    progress.stage_finished("identity", elapsed);
+
     // Publish: every table first, then the manifest in one PUT.
     let t = Instant::now();
     progress.stage_started("publish");
-    let previous = manifest::read(out).await?;
     let mut versions = BTreeMap::new();
+    for (table, source) in identity::IDENTITY_TABLES {
+        let plan = ctx.table(source).await?.into_unoptimized_plan();
+        let v = delta::overwrite_from_plan(&out.child(table), plan, &ctx.state()).await?;
+        versions.insert(table.to_string(), v);
+        pause().await;
+    }
+    let merges_plan = identity::merges_plan(
+        &ctx,
+        out,
+        previous.as_ref(),
+        &merges,
+        &rec.run_id,
+        rec.as_of,
+    )
+    .await?;
+    let v =
+        delta::overwrite_from_plan(&out.child("profile_merges"), merges_plan, &ctx.state()).await?;
+    versions.insert("profile_merges".to_string(), v);
     let errors_plan = LogicalPlanBuilder::from(classified)
         .filter(col("error_reason").is_not_null())?
         .project(vec![
@@ -207,6 +259,8 @@ async fn run_stages(
         as_of: rec.as_of.to_rfc3339(),
         published_at: Utc::now().to_rfc3339(),
         tables: versions,
+        identity_rules: Some(identity::rules_fingerprint(space)),
+        scope_from: scope_from.map(|t| t.to_rfc3339()),
     };
     manifest::write(out, &m).await?;
     progress.stage_finished("publish", t.elapsed());
@@ -434,6 +488,8 @@ async fn record_failure(out: &objects::Location, rec: &RunRecord) -> EngineResul
         as_of: String::new(),
         published_at: String::new(),
         tables: BTreeMap::new(),
+        identity_rules: None,
+        scope_from: None,
     });
     m.tables.insert("runs".into(), v);
     manifest::write(out, &m).await?;

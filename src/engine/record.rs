@@ -41,6 +41,8 @@ pub struct RunRecord {
     /// Hash of every definition file, and per file.
     pub definitions_hash: String,
     pub definitions: BTreeMap<String, String>,
+    /// What the identity stage did (mode, rounds, largest components, ...).
+    pub identity: Option<crate::identity::IdentityStats>,
     /// Why the run failed, when it did.
     pub message: Option<String>,
 }
@@ -75,6 +77,7 @@ pub fn runs_schema() -> SchemaRef {
         Field::new("definitions_hash", DataType::Utf8, false),
         Field::new("definitions", DataType::Utf8, false),
         Field::new("message", DataType::Utf8, true),
+        Field::new("identity", DataType::Utf8, true),
     ]))
 }
 
@@ -119,6 +122,11 @@ impl RunRecord {
             text(&self.definitions_hash),
             text(&serde_json::to_string(&self.definitions).unwrap_or_default()),
             Arc::new(StringArray::from(vec![self.message.clone()])),
+            Arc::new(StringArray::from(vec![
+                self.identity
+                    .as_ref()
+                    .map(|i| serde_json::to_string(i).unwrap_or_default()),
+            ])),
         ];
         RecordBatch::try_new(runs_schema(), cols).expect("runs row matches its schema")
     }

@@ -26,6 +26,12 @@ pub struct Manifest {
     pub published_at: String,
     /// Table name -> Delta version that holds this run's rows.
     pub tables: BTreeMap<String, u64>,
+    /// Fingerprint of the identity rules the published graph was built with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity_rules: Option<String>,
+    /// Start of the window the run read (RFC 3339), when it read only part of history.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope_from: Option<String>,
 }
 
 fn path(space: &Location) -> object_store::path::Path {

@@ -4,6 +4,7 @@ mod cli;
 mod common;
 mod crash;
 mod docs;
+mod identity;
 mod interop;
 mod presets;
 mod s3;

@@ -1,0 +1,187 @@
+//! Stage 2 inside a run: compiles identity.yaml into the occurrence plan, hands the previous
+//! run's graph to the identity stage when the run may be incremental, and says why not.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::prelude::SessionContext;
+
+use crate::compile::identity::{ResolvedRules, occurrences};
+use crate::error::EngineResult;
+use crate::identity::{self, IdentityStats, TypeLimit};
+use crate::spec::Space;
+use crate::store::{delta, manifest, objects};
+
+/// Tables the identity stage publishes, and the session table each one comes from.
+pub const IDENTITY_TABLES: [(&str, &str); 3] = [
+    ("identities", "id_identities"),
+    ("identity_violations", "id_violations"),
+    ("identity_graph", "id_components"),
+];
+
+/// Whether this run can start from the previous graph: `Err(reason)` when it must rebuild.
+pub fn incremental_reason(
+    previous: Option<&manifest::Manifest>,
+    rules_fingerprint: &str,
+    scope_from: Option<DateTime<Utc>>,
+    full_requested: bool,
+) -> Result<(), String> {
+    let Some(m) = previous else {
+        return Err("no previous run".into());
+    };
+    if full_requested {
+        return Err("a full rebuild was asked for".into());
+    }
+    if !m.tables.contains_key("identity_graph") || !m.tables.contains_key("identities") {
+        return Err("the previous run published no identity graph".into());
+    }
+    if m.identity_rules.as_deref() != Some(rules_fingerprint) {
+        return Err("the identity rules changed".into());
+    }
+    // Old events must still be in scope, or components could need to split.
+    let prev_from = m
+        .scope_from
+        .as_deref()
+        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+        .map(|t| t.with_timezone(&Utc));
+    match (prev_from, scope_from) {
+        (_, None) => Ok(()),
+        (Some(p), Some(c)) if c <= p => Ok(()),
+        _ => Err(
+            "the window moved: events the previous graph was built from are out of scope".into(),
+        ),
+    }
+}
+
+/// Runs the identity stage over the registered `events` view. Leaves `id_*` tables and the
+/// `event_profiles` view registered; returns the stats and this run's merges.
+pub async fn run_identity(
+    ctx: &SessionContext,
+    space: &Space,
+    out: &objects::Location,
+    previous: Option<&manifest::Manifest>,
+    scope_from: Option<DateTime<Utc>>,
+    full_requested: bool,
+    materialize_dir: Option<&std::path::Path>,
+) -> EngineResult<(IdentityStats, Vec<(String, String)>)> {
+    let rules = ResolvedRules::from_spec(&space.identity);
+    let fingerprint = rules.fingerprint();
+    let reason = incremental_reason(previous, &fingerprint, scope_from, full_requested);
+    if let Some(m) = previous {
+        if let Some(v) = m.tables.get("identities") {
+            let prev = delta::provider(&out.child("identities"), *v).await?;
+            let view = ctx
+                .read_table(prev)?
+                .select_columns(&["profile_id", "id_type", "id_value"])?
+                .into_view();
+            ctx.register_table("prev_identities", view)?;
+        }
+        if reason.is_ok()
+            && let Some(v) = m.tables.get("identity_graph")
+        {
+            ctx.register_table(
+                "prev_graph",
+                delta::provider(&out.child("identity_graph"), *v).await?,
+            )?;
+        }
+    }
+    let (mut stats, merges) = resolve_events(ctx, &rules, reason.is_ok(), materialize_dir).await?;
+    stats.reason = reason.err();
+    Ok((stats, merges))
+}
+
+/// The identity stage over the session's `events` view under `rules` (with `prev_graph` and
+/// `prev_identities` when registered). Leaves the `id_*` tables and an `event_profiles` view.
+pub async fn resolve_events(
+    ctx: &SessionContext,
+    rules: &ResolvedRules,
+    incremental: bool,
+    materialize_dir: Option<&std::path::Path>,
+) -> EngineResult<(IdentityStats, Vec<(String, String)>)> {
+    let events = ctx.table("events").await?.into_unoptimized_plan();
+    let mut occ = occurrences(ctx, events, rules)?.ok_or_else(|| {
+        crate::error::EngineError::Invalid("identity.yaml has no identifier types".into())
+    })?;
+    if let Some(dir) = materialize_dir {
+        occ = super::materialize(ctx, occ, &dir.join("id_occurrences")).await?;
+    }
+    ctx.register_table(
+        "id_occurrences",
+        ctx.execute_logical_plan(occ).await?.into_view(),
+    )?;
+    let types: Vec<TypeLimit> = rules
+        .types
+        .iter()
+        .map(|t| TypeLimit {
+            id_type: t.id_type.clone(),
+            limit: t.limit,
+        })
+        .collect();
+    let opts = identity::Options {
+        incremental,
+        seed: 0x00c0_4f27,
+    };
+    let (stats, merges) = identity::resolve(ctx, &types, &opts).await?;
+    ctx.register_table(
+        "event_profiles",
+        ctx.table("id_event_profiles").await?.into_view(),
+    )?;
+    Ok((stats, merges))
+}
+
+/// The rules' fingerprint, as the manifest records it.
+pub fn rules_fingerprint(space: &Space) -> String {
+    ResolvedRules::from_spec(&space.identity).fingerprint()
+}
+
+/// `profile_merges` as published: the previous rows plus this run's.
+pub async fn merges_plan(
+    ctx: &SessionContext,
+    out: &objects::Location,
+    previous: Option<&manifest::Manifest>,
+    merges: &[(String, String)],
+    run_id: &str,
+    as_of: DateTime<Utc>,
+) -> EngineResult<LogicalPlan> {
+    use datafusion::arrow::array::{RecordBatch, StringArray, TimestampMicrosecondArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("merged_profile_id", DataType::Utf8, false),
+        Field::new("profile_id", DataType::Utf8, false),
+        Field::new("run_id", DataType::Utf8, false),
+        Field::new(
+            "merged_at",
+            DataType::Timestamp(TimeUnit::Microsecond, Some(Arc::from("UTC"))),
+            false,
+        ),
+    ]));
+    let n = merges.len();
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(StringArray::from_iter_values(
+                merges.iter().map(|m| m.0.as_str()),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                merges.iter().map(|m| m.1.as_str()),
+            )),
+            Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
+                run_id, n,
+            ))),
+            Arc::new(
+                TimestampMicrosecondArray::from(vec![as_of.timestamp_micros(); n])
+                    .with_timezone("UTC"),
+            ),
+        ],
+    )
+    .map_err(datafusion::error::DataFusionError::from)?;
+    let mut df = ctx.read_batch(batch)?;
+    if let Some(v) = previous.and_then(|m| m.tables.get("profile_merges")) {
+        let prev = ctx.read_table(delta::provider(&out.child("profile_merges"), *v).await?)?;
+        df = prev
+            .select_columns(&["merged_profile_id", "profile_id", "run_id", "merged_at"])?
+            .union(df)?;
+    }
+    Ok(df.into_unoptimized_plan())
+}

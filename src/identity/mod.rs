@@ -1,0 +1,527 @@
+//! Stage 2, identity: identifier occurrences -> profiles, with Segment's merge protection.
+//!
+//! The reference semantics are Segment's sequential ones ([`replay`]). At scale the stage
+//! reaches the same answer in three steps:
+//!
+//! 1. the graph: identifiers are nodes (a stable 64-bit code of type and value), an event links
+//!    the identifiers it carries; connected components by randomized contraction
+//!    ([`components`]), starting from the previous run's components when the run is
+//!    incremental;
+//! 2. a component holding no more values of any type than its limit is one profile: no event
+//!    in it can break a limit, so the sequential rule would merge exactly the same way;
+//! 3. only the components that break a limit are replayed event by event.
+//!
+//! Profiles are then named: a profile that contains identifiers of previous profiles keeps
+//! the id of the oldest of them (the others are recorded as merged into it); a new profile is
+//! named after its earliest identifier, so a rebuild gives the same ids.
+//!
+//! The stage's fixed SQL is in `queries/identity/*.sql`. Its inputs are the session tables
+//! `id_occurrences` (see `compile::identity`), `prev_graph (node, component)` and
+//! `prev_identities (profile_id, id_type, id_value)`; the outputs are left registered as
+//! `id_identities`, `id_violations`, `id_event_profiles` and `id_components`.
+
+pub mod components;
+pub mod replay;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use datafusion::arrow::array::{
+    Array, AsArray, Int64Array, RecordBatch, StringArray, StringBuilder, TimestampMicrosecondArray,
+};
+use datafusion::arrow::datatypes::{
+    DataType, Field, Int32Type, Int64Type, Schema, SchemaRef, TimeUnit, TimestampMicrosecondType,
+};
+use datafusion::catalog::MemTable;
+use datafusion::common::{DataFusionError, Result};
+use datafusion::prelude::SessionContext;
+
+use components::materialize;
+
+const EDGES: &str = include_str!("../../queries/identity/edges.sql");
+const NODES: &str = include_str!("../../queries/identity/nodes.sql");
+const SEED_EDGES: &str = include_str!("../../queries/identity/seed_edges.sql");
+const COMPONENTS: &str = include_str!("../../queries/identity/components.sql");
+const VIOLATING: &str = include_str!("../../queries/identity/violating.sql");
+const COMPONENT_SIZES: &str = include_str!("../../queries/identity/component_sizes.sql");
+const REPLAY_INPUT: &str = include_str!("../../queries/identity/replay_input.sql");
+const NODE_KEYS: &str = include_str!("../../queries/identity/node_keys.sql");
+const KEYED: &str = include_str!("../../queries/identity/keyed_identities.sql");
+const PROFILE_FIRSTS: &str = include_str!("../../queries/identity/profile_firsts.sql");
+const PROFILE_CANDIDATES: &str = include_str!("../../queries/identity/profile_candidates.sql");
+const IDENTITIES: &str = include_str!("../../queries/identity/identities.sql");
+const EVENT_PROFILES: &str = include_str!("../../queries/identity/event_profiles.sql");
+const VIOLATIONS: &str = include_str!("../../queries/identity/violations.sql");
+
+/// One identifier type: its name and its limit, in priority order (index = rank).
+#[derive(Clone, Debug)]
+pub struct TypeLimit {
+    pub id_type: String,
+    pub limit: u64,
+}
+
+/// How the stage runs.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Start from `prev_graph` (only its components that new edges reach are contracted).
+    pub incremental: bool,
+    /// Seeds the contraction's hashes.
+    pub seed: u64,
+}
+
+/// One of the largest components.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ComponentSize {
+    pub identifiers: i64,
+    pub example: String,
+}
+
+/// What the stage did, for the run record.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct IdentityStats {
+    /// `full` or `incremental`.
+    pub mode: String,
+    /// Why a full rebuild, when it is one.
+    pub reason: Option<String>,
+    pub identifiers: u64,
+    pub edges: u64,
+    /// Edges left after mapping onto the previous components (= `edges` on a full rebuild).
+    pub contracted_edges: u64,
+    pub rounds: usize,
+    pub edges_per_round: Vec<u64>,
+    pub components: u64,
+    pub violating_components: u64,
+    pub replayed_events: u64,
+    pub profiles: u64,
+    pub merges: u64,
+    pub violations: u64,
+    pub largest_components: Vec<ComponentSize>,
+    /// Seconds per step.
+    pub timings: BTreeMap<String, f64>,
+}
+
+/// Schema of `prev_graph` and of the published `identity_graph`.
+pub fn graph_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("node", DataType::Int64, false),
+        Field::new("component", DataType::Int64, true),
+    ]))
+}
+
+/// Schema of `prev_identities`.
+pub fn prev_identities_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("profile_id", DataType::Utf8, true),
+        Field::new("id_type", DataType::Utf8, true),
+        Field::new("id_value", DataType::Utf8, true),
+    ]))
+}
+
+/// Schema of the merges a run records.
+pub fn merges_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("merged_profile_id", DataType::Utf8, false),
+        Field::new("profile_id", DataType::Utf8, false),
+    ]))
+}
+
+fn empty_table(schema: SchemaRef) -> Result<Arc<MemTable>> {
+    Ok(Arc::new(MemTable::try_new(
+        schema.clone(),
+        vec![vec![RecordBatch::new_empty(schema)]],
+    )?))
+}
+
+fn set(ctx: &SessionContext, name: &str, t: Arc<MemTable>) -> Result<()> {
+    ctx.deregister_table(name)?;
+    ctx.register_table(name, t)?;
+    Ok(())
+}
+
+/// Registers empty `prev_graph` / `prev_identities` unless the caller registered them.
+pub fn ensure_previous(ctx: &SessionContext) -> Result<()> {
+    if !ctx.table_exist("prev_graph")? {
+        ctx.register_table("prev_graph", empty_table(graph_schema())?)?;
+    }
+    if !ctx.table_exist("prev_identities")? {
+        ctx.register_table("prev_identities", empty_table(prev_identities_schema())?)?;
+    }
+    Ok(())
+}
+
+/// A text column as `StringArray`, whatever string type the table stored (Delta tables read
+/// back as views).
+pub fn text_column(a: &datafusion::arrow::array::ArrayRef) -> Result<StringArray> {
+    let c = datafusion::arrow::compute::cast(a, &DataType::Utf8)?;
+    Ok(c.as_string::<i32>().clone())
+}
+
+/// The profile id of a new profile named after identifier `node`.
+pub fn new_profile_id(node: i64) -> String {
+    format!("use_{:016x}", node as u64)
+}
+
+/// Runs the stage. `id_occurrences` must be registered; `prev_graph` and `prev_identities`
+/// may be. Returns the stats and the merges `(merged_profile_id, profile_id)` of this run.
+pub async fn resolve(
+    ctx: &SessionContext,
+    types: &[TypeLimit],
+    opts: &Options,
+) -> Result<(IdentityStats, Vec<(String, String)>)> {
+    ensure_previous(ctx)?;
+    let mut stats = IdentityStats {
+        mode: if opts.incremental {
+            "incremental"
+        } else {
+            "full"
+        }
+        .into(),
+        ..Default::default()
+    };
+    let mut step = Instant::now();
+    let mut lap = |stats: &mut IdentityStats, name: &str| {
+        stats
+            .timings
+            .insert(name.to_string(), step.elapsed().as_secs_f64());
+        step = Instant::now();
+    };
+
+    // Limits table.
+    let type_schema = Arc::new(Schema::new(vec![
+        Field::new("id_type", DataType::Utf8, false),
+        Field::new("id_limit", DataType::Int64, false),
+    ]));
+    let limits = RecordBatch::try_new(
+        type_schema.clone(),
+        vec![
+            Arc::new(StringArray::from_iter_values(
+                types.iter().map(|t| t.id_type.as_str()),
+            )),
+            Arc::new(Int64Array::from_iter_values(
+                types.iter().map(|t| t.limit as i64),
+            )),
+        ],
+    )?;
+    set(
+        ctx,
+        "id_types",
+        Arc::new(MemTable::try_new(type_schema, vec![vec![limits]])?),
+    )?;
+
+    // 1. Nodes and edges.
+    let (nodes, n) = materialize(ctx.sql(NODES).await?).await?;
+    stats.identifiers = n;
+    set(ctx, "id_nodes", nodes)?;
+    check_collisions(ctx).await?;
+    let (edges, n) = materialize(ctx.sql(EDGES).await?).await?;
+    stats.edges = n;
+    set(ctx, "id_edges", edges)?;
+    if !opts.incremental {
+        set(ctx, "prev_graph", empty_table(graph_schema())?)?;
+    }
+    let (seed_edges, n) = materialize(ctx.sql(SEED_EDGES).await?).await?;
+    stats.contracted_edges = n;
+    lap(&mut stats, "graph");
+
+    // 2. Components.
+    let (labels, rounds) = components::connected_components(ctx, seed_edges, opts.seed).await?;
+    stats.rounds = rounds.rounds;
+    stats.edges_per_round = rounds.edges_per_round;
+    set(ctx, "cc_labels", labels)?;
+    let (comps, _) = materialize(ctx.sql(COMPONENTS).await?).await?;
+    set(ctx, "id_components", comps)?;
+    ctx.deregister_table("cc_labels")?;
+    stats.components = ctx
+        .sql("SELECT COUNT(DISTINCT component) FROM id_components")
+        .await?
+        .collect()
+        .await?
+        .first()
+        .map(|b| b.column(0).as_primitive::<Int64Type>().value(0) as u64)
+        .unwrap_or(0);
+    for b in ctx.sql(COMPONENT_SIZES).await?.collect().await? {
+        let sizes = b.column(1).as_primitive::<Int64Type>();
+        let ex = text_column(b.column(2))?;
+        for i in 0..b.num_rows() {
+            stats.largest_components.push(ComponentSize {
+                identifiers: sizes.value(i),
+                example: ex.value(i).to_string(),
+            });
+        }
+    }
+    lap(&mut stats, "components");
+
+    // 3. Replay of the components that break a limit.
+    let (violating, n) = materialize(ctx.sql(VIOLATING).await?).await?;
+    stats.violating_components = n;
+    set(ctx, "id_violating", violating)?;
+    let (replayed, dropped, events) = replay_violating(ctx, types).await?;
+    stats.replayed_events = events;
+    set(ctx, "id_replayed", replayed)?;
+    set(ctx, "id_dropped", dropped)?;
+    let (keys, _) = materialize(ctx.sql(NODE_KEYS).await?).await?;
+    set(ctx, "id_node_keys", keys)?;
+    lap(&mut stats, "replay");
+
+    // 4. Names.
+    let (keyed, _) = materialize(ctx.sql(KEYED).await?).await?;
+    set(ctx, "id_keyed", keyed)?;
+    let (ids, merges) = name_profiles(ctx).await?;
+    stats.profiles = ids.num_rows() as u64;
+    stats.merges = merges.len() as u64;
+    set(
+        ctx,
+        "id_profile_ids",
+        Arc::new(MemTable::try_new(ids.schema(), vec![vec![ids]])?),
+    )?;
+    let (identities, _) = materialize(ctx.sql(IDENTITIES).await?).await?;
+    set(ctx, "id_identities", identities)?;
+    let (event_profiles, _) = materialize(ctx.sql(EVENT_PROFILES).await?).await?;
+    set(ctx, "id_event_profiles", event_profiles)?;
+    let (violations, n) = materialize(ctx.sql(VIOLATIONS).await?).await?;
+    stats.violations = n;
+    set(ctx, "id_violations", violations)?;
+    lap(&mut stats, "names");
+    Ok((stats, merges))
+}
+
+async fn check_collisions(ctx: &SessionContext) -> Result<()> {
+    let rows = ctx
+        .sql("SELECT id_type, id_value FROM id_nodes WHERE spellings > 1 LIMIT 3")
+        .await?
+        .collect()
+        .await?;
+    if let Some(b) = rows.iter().find(|b| b.num_rows() > 0) {
+        let t = text_column(b.column(0))?;
+        let v = text_column(b.column(1))?;
+        return Err(DataFusionError::Execution(format!(
+            "two identifiers share one 64-bit node code (first: {}:{}); rename one or \
+             report this collision",
+            t.value(0),
+            v.value(0)
+        )));
+    }
+    Ok(())
+}
+
+/// Replays every violating component; returns `id_replayed (node, profile_key)`,
+/// `id_dropped (message_id, timestamp, node, id_type, id_value, detail)` and the number of
+/// events replayed.
+async fn replay_violating(
+    ctx: &SessionContext,
+    types: &[TypeLimit],
+) -> Result<(Arc<MemTable>, Arc<MemTable>, u64)> {
+    let batches = ctx.sql(REPLAY_INPUT).await?.collect().await?;
+    let limits: Vec<u64> = types.iter().map(|t| t.limit).collect();
+    let mut replayed_nodes = Int64Array::builder(0);
+    let mut replayed_keys = Int64Array::builder(0);
+    let mut d_msg = StringBuilder::new();
+    let mut d_ts: Vec<i64> = Vec::new();
+    let mut d_node = Int64Array::builder(0);
+    let mut d_type = StringBuilder::new();
+    let mut d_value = StringBuilder::new();
+    let mut d_detail = StringBuilder::new();
+    let mut events_replayed = 0u64;
+
+    // Rows arrive ordered by component, then event; gather one component at a time.
+    struct Ev {
+        message_id: String,
+        ts: i64,
+        ids: Vec<(i64, usize, String)>,
+    }
+    let mut comp: Option<i64> = None;
+    let mut evs: Vec<Ev> = Vec::new();
+    let mut flush = |evs: &mut Vec<Ev>| {
+        if evs.is_empty() {
+            return;
+        }
+        events_replayed += evs.len() as u64;
+        let occs: Vec<Vec<replay::Occurrence>> = evs
+            .iter()
+            .map(|e| {
+                e.ids
+                    .iter()
+                    .map(|(node, t, _)| replay::Occurrence {
+                        node: *node,
+                        type_idx: *t,
+                    })
+                    .collect()
+            })
+            .collect();
+        let r = replay::replay(&occs, &limits);
+        let mut pairs: Vec<_> = r.node_profile.into_iter().collect();
+        pairs.sort_unstable();
+        for (node, key) in pairs {
+            replayed_nodes.append_value(node);
+            replayed_keys.append_value(key);
+        }
+        for (ev, node, broken) in r.dropped {
+            let e = &evs[ev];
+            let (_, t, value) = e
+                .ids
+                .iter()
+                .find(|(n, _, _)| *n == node)
+                .expect("dropped identifier belongs to the event");
+            d_msg.append_value(&e.message_id);
+            d_ts.push(e.ts);
+            d_node.append_value(node);
+            d_type.append_value(&types[*t].id_type);
+            d_value.append_value(value);
+            d_detail.append_value(format!(
+                "keeping it would put more than {} {} on one profile",
+                types[broken].limit, types[broken].id_type
+            ));
+        }
+        evs.clear();
+    };
+    for b in &batches {
+        let c = b.column(0).as_primitive::<Int64Type>();
+        let msg = text_column(b.column(1))?;
+        let ts = b.column(2).as_primitive::<TimestampMicrosecondType>();
+        let node = b.column(3).as_primitive::<Int64Type>();
+        let rank = b.column(4).as_primitive::<Int32Type>();
+        let value = text_column(b.column(6))?;
+        for i in 0..b.num_rows() {
+            if comp != Some(c.value(i)) {
+                flush(&mut evs);
+                comp = Some(c.value(i));
+            }
+            let same_event = evs
+                .last()
+                .is_some_and(|e| e.message_id == msg.value(i) && e.ts == ts.value(i));
+            if !same_event {
+                evs.push(Ev {
+                    message_id: msg.value(i).to_string(),
+                    ts: ts.value(i),
+                    ids: Vec::new(),
+                });
+            }
+            evs.last_mut().expect("an event").ids.push((
+                node.value(i),
+                rank.value(i) as usize,
+                value.value(i).to_string(),
+            ));
+        }
+    }
+    flush(&mut evs);
+
+    let replayed_schema = Arc::new(Schema::new(vec![
+        Field::new("node", DataType::Int64, false),
+        Field::new("profile_key", DataType::Int64, false),
+    ]));
+    let replayed = RecordBatch::try_new(
+        replayed_schema.clone(),
+        vec![
+            Arc::new(replayed_nodes.finish()),
+            Arc::new(replayed_keys.finish()),
+        ],
+    )?;
+    let ts_type = DataType::Timestamp(TimeUnit::Microsecond, Some(Arc::from("UTC")));
+    let dropped_schema = Arc::new(Schema::new(vec![
+        Field::new("message_id", DataType::Utf8, false),
+        Field::new("timestamp", ts_type, false),
+        Field::new("node", DataType::Int64, false),
+        Field::new("id_type", DataType::Utf8, false),
+        Field::new("id_value", DataType::Utf8, false),
+        Field::new("detail", DataType::Utf8, false),
+    ]));
+    let dropped = RecordBatch::try_new(
+        dropped_schema.clone(),
+        vec![
+            Arc::new(d_msg.finish()),
+            Arc::new(TimestampMicrosecondArray::from(d_ts).with_timezone("UTC")),
+            Arc::new(d_node.finish()),
+            Arc::new(d_type.finish()),
+            Arc::new(d_value.finish()),
+            Arc::new(d_detail.finish()),
+        ],
+    )?;
+    Ok((
+        Arc::new(MemTable::try_new(replayed_schema, vec![vec![replayed]])?),
+        Arc::new(MemTable::try_new(dropped_schema, vec![vec![dropped]])?),
+        events_replayed,
+    ))
+}
+
+/// A sortable key of an identifier: first seen, rank, type, value.
+type FirstKey = (i64, i32, String, String);
+
+fn first_keys(b: &RecordBatch, key_col: usize) -> Result<Vec<FirstKey>> {
+    let ts = b.column(key_col).as_primitive::<TimestampMicrosecondType>();
+    let rank = b.column(key_col + 1).as_primitive::<Int32Type>();
+    let t = text_column(b.column(key_col + 2))?;
+    let v = text_column(b.column(key_col + 3))?;
+    Ok((0..b.num_rows())
+        .map(|i| {
+            (
+                ts.value(i),
+                rank.value(i),
+                t.value(i).to_string(),
+                v.value(i).to_string(),
+            )
+        })
+        .collect())
+}
+
+/// Names every profile key: `(id_profile_ids batch, merges)`.
+async fn name_profiles(ctx: &SessionContext) -> Result<(RecordBatch, Vec<(String, String)>)> {
+    // Each profile's earliest identifier.
+    let mut profiles: Vec<(FirstKey, i64, i64)> = Vec::new(); // (key, profile_key, node)
+    for b in ctx.sql(PROFILE_FIRSTS).await?.collect().await? {
+        let pk = b.column(0).as_primitive::<Int64Type>();
+        let node = b.column(1).as_primitive::<Int64Type>();
+        for (i, k) in first_keys(&b, 2)?.into_iter().enumerate() {
+            profiles.push((k, pk.value(i), node.value(i)));
+        }
+    }
+    // Previous profiles each one contains.
+    let mut candidates: HashMap<i64, Vec<(FirstKey, String)>> = HashMap::new();
+    for b in ctx.sql(PROFILE_CANDIDATES).await?.collect().await? {
+        let pk = b.column(0).as_primitive::<Int64Type>();
+        let id = text_column(b.column(1))?;
+        for (i, k) in first_keys(&b, 2)?.into_iter().enumerate() {
+            if id.is_null(i) {
+                continue;
+            }
+            candidates
+                .entry(pk.value(i))
+                .or_default()
+                .push((k, id.value(i).to_string()));
+        }
+    }
+    // Older profiles choose first, so a previous id split across two profiles stays with the
+    // one that holds its earliest identifier.
+    profiles.sort();
+    let mut taken: HashSet<String> = HashSet::new();
+    let mut keys = Int64Array::builder(profiles.len());
+    let mut names = StringBuilder::new();
+    let mut merges = Vec::new();
+    for (_, pk, node) in &profiles {
+        let mut cands = candidates.remove(pk).unwrap_or_default();
+        cands.sort();
+        let survivor = cands
+            .iter()
+            .map(|(_, id)| id.clone())
+            .find(|id| !taken.contains(id));
+        let name = survivor.unwrap_or_else(|| new_profile_id(*node));
+        for (_, id) in &cands {
+            if *id != name && taken.insert(id.clone()) {
+                merges.push((id.clone(), name.clone()));
+            }
+        }
+        taken.insert(name.clone());
+        keys.append_value(*pk);
+        names.append_value(&name);
+    }
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("profile_key", DataType::Int64, false),
+        Field::new("profile_id", DataType::Utf8, false),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema,
+        vec![Arc::new(keys.finish()), Arc::new(names.finish())],
+    )?;
+    merges.sort();
+    Ok((batch, merges))
+}
