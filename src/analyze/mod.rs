@@ -32,6 +32,7 @@ pub async fn validate_space(dir: &Path) -> Validation {
     let mut diagnostics = load.diagnostics;
     if let Some(space) = &load.space {
         diagnostics.extend(check_locations(space).await);
+        diagnostics.extend(check_normalizations(space));
     }
     let has_errors = diagnostics
         .iter()
@@ -40,6 +41,33 @@ pub async fn validate_space(dir: &Path) -> Validation {
         space: if has_errors { None } else { load.space },
         diagnostics,
     }
+}
+
+/// SQL normalizations of identity.yaml must parse as one expression over `value`.
+fn check_normalizations(space: &Space) -> Vec<Diagnostic> {
+    use datafusion::sql::sqlparser::dialect::GenericDialect;
+    use datafusion::sql::sqlparser::parser::Parser;
+    let mut out = Vec::new();
+    for def in &space.identity.identifiers {
+        for n in &def.normalize {
+            if !spec::is_sql_normalization(n) {
+                continue;
+            }
+            let parsed = Parser::new(&GenericDialect)
+                .try_with_sql(n)
+                .and_then(|mut p| p.parse_expr());
+            if let Err(e) = parsed {
+                out.push(
+                    Diagnostic::error(
+                        Some(def.loc.clone()),
+                        format!("normalization of `{}` is not a SQL expression: {e}", def.id_type),
+                    )
+                    .with_help("write one expression over `value`, e.g. `regexp_replace(value, '[^0-9]', '', 'g')`"),
+                );
+            }
+        }
+    }
+    out
 }
 
 async fn check_locations(space: &Space) -> Vec<Diagnostic> {

@@ -255,6 +255,20 @@ fn write_starter(dir: &Path) -> Result<()> {
 }
 
 async fn validate(dir: &Path) -> Result<spec::Space> {
+    let space = load_space(dir).await?;
+    println!(
+        "space `{}` is valid: {} source(s), {} computed trait(s), {} SQL trait(s), {} audience(s)",
+        space.name,
+        space.sources.len(),
+        space.traits.len(),
+        space.sql_traits.len(),
+        space.audiences.len()
+    );
+    Ok(space)
+}
+
+/// Loads and checks a space, printing diagnostics (to stderr) only when there are any.
+async fn load_space(dir: &Path) -> Result<spec::Space> {
     let v = analyze::validate_space(dir).await;
     for d in &v.diagnostics {
         eprintln!("{}", d.render(dir));
@@ -265,14 +279,6 @@ async fn validate(dir: &Path) -> Result<spec::Space> {
             if warnings > 0 {
                 eprintln!("{warnings} warning(s)");
             }
-            println!(
-                "space `{}` is valid: {} source(s), {} computed trait(s), {} SQL trait(s), {} audience(s)",
-                space.name,
-                space.sources.len(),
-                space.traits.len(),
-                space.sql_traits.len(),
-                space.audiences.len()
-            );
             Ok(space)
         }
         None => {
@@ -429,7 +435,7 @@ async fn explain_identity(dir: &Path, identifier: &str) -> Result<()> {
             "`{identifier}` is not `type:value` (e.g. `email:ada@example.com`)"
         )));
     };
-    let space = validate(dir).await?;
+    let space = load_space(dir).await?;
     let ex = match engine::explain::explain_identity(&space, t, v).await {
         Ok(ex) => ex,
         Err(crate::error::EngineError::Invalid(m)) => return Err(invalid(m)),
@@ -487,7 +493,7 @@ pub fn render_identity_explanation(ex: &engine::explain::IdentityExplanation) ->
         None => {
             let _ = writeln!(
                 s,
-                "\nbelongs to no profile: every event that carried it dropped it."
+                "\nbelongs to no profile: it was blocked or dropped in every event that carried it."
             );
         }
     }

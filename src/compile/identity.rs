@@ -265,7 +265,7 @@ pub fn occurrences(
                     .collect(),
                 false,
             ),
-            lit("blocked value"),
+            lit("on the blocked values list"),
         );
     for p in &rules.blocked_patterns {
         check = check.when(

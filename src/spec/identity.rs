@@ -15,6 +15,12 @@ const BLOCKED_KEYS: [&str; 2] = ["values", "patterns"];
 /// Normalizations an identifier may ask for, applied in the order written.
 pub const NORMALIZATIONS: [&str; 4] = ["lowercase", "uppercase", "trim", "digits_only"];
 
+/// Whether a `normalize` entry is a SQL expression over `value` rather than a keyword (checked
+/// by `analyze`, which can parse SQL).
+pub fn is_sql_normalization(s: &str) -> bool {
+    s.contains('(') || s.contains("value")
+}
+
 /// Message fields that are identifiers by themselves.
 const LEAF_ROOTS: [&str; 4] = ["userId", "anonymousId", "previousId", "groupId"];
 /// Message fields that hold objects: a path names a field inside.
@@ -215,7 +221,7 @@ fn read_identifier<'n, 'i>(
     let normalize = map.get("normalize").map_or_else(Vec::new, |n| {
         let mut out = Vec::new();
         for (s, item) in r.string_list("normalize", n, true) {
-            if NORMALIZATIONS.contains(&s.as_str()) {
+            if NORMALIZATIONS.contains(&s.as_str()) || is_sql_normalization(&s) {
                 out.push(s);
             } else {
                 let help = match suggest(&s, &NORMALIZATIONS) {
@@ -223,7 +229,10 @@ fn read_identifier<'n, 'i>(
                     None => format!("known: {}", NORMALIZATIONS.join(", ")),
                 };
                 r.error_at(item, format!("unknown normalization `{s}`"))
-                    .help = Some(help);
+                    .help = Some(format!(
+                    "{help} (or a SQL expression over `value`, like \
+                     `regexp_replace(value, '[^0-9]', '', 'g')`)"
+                ));
             }
         }
         out

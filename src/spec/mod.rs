@@ -24,7 +24,7 @@ pub use defs::{
     IdentifierDef, IdentityRules, SourceDef, Space, SpaceLoad, SqlTraitDef,
 };
 pub use diagnostic::{Diagnostic, Loc, Severity, render_all};
-pub use identity::{NORMALIZATIONS, check_identifier_path};
+pub use identity::{NORMALIZATIONS, check_identifier_path, is_sql_normalization};
 pub use preset::Preset;
 pub use space_file::KNOWN_SPEC_VERSIONS;
 pub use starter::init_files;

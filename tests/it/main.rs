@@ -5,6 +5,7 @@ mod common;
 mod crash;
 mod docs;
 mod identity;
+mod identity_runs;
 mod interop;
 mod presets;
 mod s3;

@@ -311,3 +311,67 @@ async fn events_stage_slt() {
     let ctx = cohort::engine::query_session(&space, as_of).await.unwrap();
     run_slt(ctx, "events_stage.slt").await;
 }
+
+/// A space whose identity.yaml uses every kind of identifier source and rule: external ids,
+/// a context path, a property, a SQL normalization, custom blocked values and patterns, and
+/// malformed values (too long, control characters).
+fn identity_fixture(dir: &Path) {
+    std::fs::write(
+        dir.join("identity.yaml"),
+        r#"identifiers:
+  - { type: user_id, priority: 1, limit: 1 }
+  - { type: email, priority: 2, limit: 5, normalize: [lowercase] }
+  - { type: crm_id, from: [context.externalIds], priority: 3, limit: 1 }
+  - { type: phone, from: [traits.phone, properties.phone], priority: 4, limit: 2, normalize: ["regexp_replace(value, '[^0-9+]', '', 'g')"] }
+  - { type: device_id, from: [context.device.id], priority: 5, limit: 2 }
+  - { type: anonymous_id, priority: 6, limit: 5 }
+blocked:
+  values: [guest]
+  patterns: ["^test-"]
+"#,
+    )
+    .unwrap();
+    let long = "x".repeat(1001);
+    let long: &str = Box::leak(long.into_boxed_str());
+    let t = |d: u32, h: u32| -> Option<&'static str> {
+        Some(Box::leak(
+            format!("2026-10-{d:02}T{h:02}:00:00Z").into_boxed_str(),
+        ))
+    };
+    #[rustfmt::skip]
+    let rows: Vec<Vec<Option<&str>>> = vec![
+        // message_id, type, event, user_id, anonymous_id, group_id, previous_id, timestamp, properties, traits, context
+        vec![Some("i1"), Some("identify"), None, Some("u1"), Some("a1"), None, None, t(1, 9), None,
+             Some(r#"{"email":" U1@Example.COM ","phone":"+1 (555) 010-0001"}"#),
+             Some(r#"{"externalIds":[{"id":"crm-1","type":"crm_id","collection":"users","encoding":"none"},{"id":"zzz","type":"other"}],"device":{"id":"dev-1"}}"#)],
+        vec![Some("i2"), Some("track"), Some("Called"), None, Some("a2"), None, None, t(1, 10),
+             Some(r#"{"phone":"+15550100001"}"#), None, None],
+        vec![Some("i3"), Some("track"), Some("Opened"), None, Some("guest"), None, None, t(1, 11), None, None, Some(r#"{"device":{"id":"test-rig-4"}}"#)],
+        vec![Some("i4"), Some("track"), Some("Opened"), None, Some(long), None, None, t(1, 12), None, None, None],
+        vec![Some("i5"), Some("track"), Some("Opened"), None, Some("bad\u{7}id"), None, None, t(1, 13), None, None, None],
+        vec![Some("i6"), Some("track"), Some("Opened"), Some("u2"), Some("a6"), None, None, t(2, 9), None, None, Some(r#"{"externalIds":[{"id":"crm-1","type":"crm_id"}]}"#)],
+    ];
+    write_text_parquet(
+        &dir.join("data/events/dt=2026-10-01/part-0.parquet"),
+        &EVENT_COLUMNS,
+        &rows,
+    );
+    write_space(dir, "ids", &[("web", "events", "./data/events")], "./out");
+}
+
+#[tokio::test]
+async fn identity_stage_slt() {
+    let tmp = tempfile::tempdir().unwrap();
+    identity_fixture(tmp.path());
+    let space = load(tmp.path()).await;
+    let as_of = cohort::cli::parse_time("2026-10-03T00:00:00Z").unwrap();
+    let opts = cohort::engine::RunOptions {
+        as_of: Some(as_of),
+        ..Default::default()
+    };
+    cohort::engine::run(&space, &opts, &cohort::engine::Quiet)
+        .await
+        .unwrap();
+    let ctx = cohort::engine::query_session(&space, as_of).await.unwrap();
+    run_slt(ctx, "identity_stage.slt").await;
+}
