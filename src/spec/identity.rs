@@ -226,13 +226,14 @@ fn read_identifier<'n, 'i>(
             } else {
                 let help = match suggest(&s, &NORMALIZATIONS) {
                     Some(k) => format!("did you mean `{k}`?"),
-                    None => format!("known: {}", NORMALIZATIONS.join(", ")),
+                    None => format!(
+                        "known: {}, or a SQL expression over `value` like \
+                         `regexp_replace(value, '[^0-9]', '', 'g')`",
+                        NORMALIZATIONS.join(", ")
+                    ),
                 };
                 r.error_at(item, format!("unknown normalization `{s}`"))
-                    .help = Some(format!(
-                    "{help} (or a SQL expression over `value`, like \
-                     `regexp_replace(value, '[^0-9]', '', 'g')`)"
-                ));
+                    .help = Some(help);
             }
         }
         out
