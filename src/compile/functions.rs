@@ -208,12 +208,20 @@ impl ScalarUDFImpl for JsonGet {
         let input = string_arg(&args.args[0], n)?;
         let input = input.as_string::<i32>();
         let mut out = StringBuilder::with_capacity(input.len(), input.len() * 8);
+        // Any key that can match contains the path's last segment (nested or flattened), so
+        // text without it (and without \u escapes that could spell it) is skipped unparsed.
+        let needle = segs.last().copied().unwrap_or_default();
         for i in 0..input.len() {
             if input.is_null(i) {
                 out.append_null();
                 continue;
             }
-            match serde_json::from_str::<Value>(input.value(i)) {
+            let text = input.value(i);
+            if !text.contains(needle) && !text.contains("\\u") {
+                out.append_null();
+                continue;
+            }
+            match serde_json::from_str::<Value>(text) {
                 Ok(v) => match lookup(&v, &segs).and_then(value_text) {
                     Some(t) => out.append_value(t),
                     None => out.append_null(),

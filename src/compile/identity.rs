@@ -181,43 +181,71 @@ pub fn occurrences(
     events: LogicalPlan,
     rules: &ResolvedRules,
 ) -> Result<Option<LogicalPlan>> {
+    occurrences_from_raw(ctx, raw_identifiers(events, rules)?, rules)
+}
+
+/// The raw text of every identifier path, read in one pass over `events`: `message_id`,
+/// `timestamp` and one column `raw_<i>` per (type, path) of `rules`, in order (a list of
+/// text for `context.externalIds`). Materialize it once and feed it to
+/// [`occurrences_from_raw`], which reads it once per path.
+pub fn raw_identifiers(events: LogicalPlan, rules: &ResolvedRules) -> Result<LogicalPlan> {
+    let mut exprs = vec![col("message_id"), col("timestamp")];
+    for (i, (t, path)) in paths(rules).enumerate() {
+        let e = match path_expr(path) {
+            Some(e) => e,
+            None => external_ids(
+                col("context"),
+                path.strip_prefix("context.externalIds.")
+                    .unwrap_or(&t.id_type),
+            ),
+        };
+        exprs.push(e.alias(format!("raw_{i}")));
+    }
+    LogicalPlanBuilder::from(events).project(exprs)?.build()
+}
+
+fn paths(rules: &ResolvedRules) -> impl Iterator<Item = (&IdType, &str)> {
+    rules
+        .types
+        .iter()
+        .flat_map(|t| t.from.iter().map(move |p| (t, p.as_str())))
+}
+
+/// Occurrences from the output of [`raw_identifiers`].
+pub fn occurrences_from_raw(
+    ctx: &SessionContext,
+    raw: LogicalPlan,
+    rules: &ResolvedRules,
+) -> Result<Option<LogicalPlan>> {
     let mut parts: Vec<LogicalPlan> = Vec::new();
-    for t in &rules.types {
-        for path in &t.from {
-            let base = LogicalPlanBuilder::from(events.clone());
-            let raw = match path_expr(path) {
-                Some(e) => {
-                    base.project(vec![col("message_id"), col("timestamp"), e.alias("raw")])?
-                }
-                None => {
-                    let want = path
-                        .strip_prefix("context.externalIds.")
-                        .unwrap_or(&t.id_type);
-                    base.project(vec![
-                        col("message_id"),
-                        col("timestamp"),
-                        external_ids(col("context"), want).alias("raw"),
-                    ])?
-                    .unnest_column("raw")?
-                }
-            };
-            let mut value = btrim(vec![col("raw")]);
-            for step in &t.normalize {
-                value = normalize_step(ctx, step, value)?;
-            }
-            let typed = raw
-                .filter(col("raw").is_not_null())?
-                .project(vec![
-                    col("message_id"),
-                    col("timestamp"),
-                    lit(t.id_type.as_str()).alias("id_type"),
-                    value.alias("id_value"),
-                    lit(t.rank as i32).alias("rank"),
-                ])?
-                .filter(col("id_value").is_not_null())?
-                .build()?;
-            parts.push(typed);
+    for (i, (t, path)) in paths(rules).enumerate() {
+        let name = format!("raw_{i}");
+        let base = LogicalPlanBuilder::from(raw.clone()).project(vec![
+            col("message_id"),
+            col("timestamp"),
+            col(&name).alias("raw"),
+        ])?;
+        let base = if path_expr(path).is_none() {
+            base.unnest_column("raw")?
+        } else {
+            base
+        };
+        let mut value = btrim(vec![col("raw")]);
+        for step in &t.normalize {
+            value = normalize_step(ctx, step, value)?;
         }
+        let typed = base
+            .filter(col("raw").is_not_null())?
+            .project(vec![
+                col("message_id"),
+                col("timestamp"),
+                lit(t.id_type.as_str()).alias("id_type"),
+                value.alias("id_value"),
+                lit(t.rank as i32).alias("rank"),
+            ])?
+            .filter(col("id_value").is_not_null())?
+            .build()?;
+        parts.push(typed);
     }
     let Some(first) = parts.first().cloned() else {
         return Ok(None);

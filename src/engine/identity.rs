@@ -4,10 +4,10 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use datafusion::logical_expr::LogicalPlan;
+use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder};
 use datafusion::prelude::SessionContext;
 
-use crate::compile::identity::{ResolvedRules, occurrences};
+use crate::compile::identity::{ResolvedRules, occurrences_from_raw, raw_identifiers};
 use crate::error::EngineResult;
 use crate::identity::{self, IdentityStats, TypeLimit};
 use crate::spec::Space;
@@ -100,7 +100,23 @@ pub async fn resolve_events(
     materialize_dir: Option<&std::path::Path>,
 ) -> EngineResult<(IdentityStats, Vec<(String, String)>)> {
     let events = ctx.table("events").await?.into_unoptimized_plan();
-    let mut occ = occurrences(ctx, events, rules)?.ok_or_else(|| {
+    // One pass over the events for every identifier path, then one cheap pass per path.
+    let mut raw = raw_identifiers(events, rules)?;
+    if let Some(dir) = materialize_dir {
+        raw = super::materialize(ctx, raw, &dir.join("id_raw")).await?;
+    } else {
+        raw = LogicalPlanBuilder::scan(
+            "id_raw",
+            datafusion::datasource::provider_as_source(
+                crate::identity::components::materialize(ctx.execute_logical_plan(raw).await?)
+                    .await?
+                    .0,
+            ),
+            None,
+        )?
+        .build()?;
+    }
+    let mut occ = occurrences_from_raw(ctx, raw, rules)?.ok_or_else(|| {
         crate::error::EngineError::Invalid("identity.yaml has no identifier types".into())
     })?;
     if let Some(dir) = materialize_dir {
