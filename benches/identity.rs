@@ -27,10 +27,16 @@
 //! Part 2 (`--generator EVENTS`, default 1 M, 0 skips) generates that many sample events of the
 //! `events` preset into a temporary space, runs it, and prints the identity stage's figures.
 //!
-//! Prints `key=value` lines: `graph`, `mem`, `union_find`, `datafusion_cc`, `rounds`, `check`,
-//! `generate`, `run`, `identity`, `identity_timings`.
+//! Part 3 (`--hub IDS`, default 1 M, 0 skips) is the bad hub: IDS events, each with its own
+//! anonymous id and the same email, resolved by the identity stage in a session limited to
+//! 4 GB. The component holds IDS + 1 identifiers and breaks the anonymous-id limit, so the
+//! sequential rule replays all of it; the line names the largest components as the run
+//! record does.
 //!
-//! `cargo bench --bench identity -- --edges 25000000 --generator 1000000`
+//! Prints `key=value` lines: `graph`, `mem`, `union_find`, `datafusion_cc`, `rounds`, `check`,
+//! `generate`, `run`, `identity`, `identity_timings`, `hub`.
+//!
+//! `cargo bench --bench identity -- --edges 25000000 --generator 1000000 --hub 1000000`
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -38,12 +44,17 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
+use cohort::compile::identity::ResolvedRules;
+use cohort::engine::identity::resolve_events;
 use cohort::engine::session::{SessionOptions, new_session};
 use cohort::engine::{Quiet, RunOptions};
 use cohort::generate::GenerateOptions;
 use cohort::identity::components::{connected_components, edge_schema};
-use datafusion::arrow::array::{AsArray, Int64Array, RecordBatch};
-use datafusion::arrow::datatypes::Int64Type;
+use cohort::spec::IdentityRules;
+use datafusion::arrow::array::{
+    Array, AsArray, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+};
+use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, TimeUnit};
 use datafusion::catalog::MemTable;
 
 /// Rows per batch of the edge table.
@@ -58,6 +69,7 @@ const EMAIL: u64 = 3;
 struct Args {
     edges: usize,
     generator: u64,
+    hub: u64,
     /// Memory limits of the DataFusion runs, in bytes; None is unlimited.
     limits: Vec<Option<usize>>,
     seed: u64,
@@ -67,6 +79,7 @@ fn parse_args() -> Args {
     let mut args = Args {
         edges: 25_000_000,
         generator: 1_000_000,
+        hub: 1_000_000,
         limits: Vec::new(),
         seed: 42,
     };
@@ -81,6 +94,7 @@ fn parse_args() -> Args {
         match a.as_str() {
             "--edges" => args.edges = number(value()) as usize,
             "--generator" => args.generator = number(value()),
+            "--hub" => args.hub = number(value()),
             "--seed" => args.seed = number(value()),
             "--memory-limit-gb" => {
                 let v = value();
@@ -91,7 +105,7 @@ fn parse_args() -> Args {
             }
             "--bench" => {} // cargo bench passes it
             _ => panic!(
-                "unknown argument {a} (use --edges N, --generator EVENTS, \
+                "unknown argument {a} (use --edges N, --generator EVENTS, --hub IDS, \
                  --memory-limit-gb G|none, --seed S)"
             ),
         }
@@ -200,6 +214,84 @@ fn main() {
     if args.generator > 0 {
         rt.block_on(generator_run(args.generator));
     }
+    if args.hub > 0 {
+        rt.block_on(hub_run(args.hub));
+    }
+}
+
+/// One email shared by `ids` anonymous ids, one event each, resolved under a 4 GB limit.
+async fn hub_run(ids: u64) {
+    let n = ids as usize;
+    let texts = |f: &dyn Fn(usize) -> Option<String>| -> Arc<dyn Array> {
+        Arc::new(StringArray::from((0..n).map(f).collect::<Vec<_>>()))
+    };
+    let ts = |i: usize| 1_767_225_600_000_000 + i as i64 * 1_000_000;
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("message_id", DataType::Utf8, false),
+        Field::new(
+            "timestamp",
+            DataType::Timestamp(TimeUnit::Microsecond, Some(Arc::from("UTC"))),
+            false,
+        ),
+        Field::new("user_id", DataType::Utf8, true),
+        Field::new("anonymous_id", DataType::Utf8, true),
+        Field::new("previous_id", DataType::Utf8, true),
+        Field::new("group_id", DataType::Utf8, true),
+        Field::new("traits", DataType::Utf8, true),
+        Field::new("properties", DataType::Utf8, true),
+        Field::new("context", DataType::Utf8, true),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            texts(&|i| Some(format!("hub-{i:08}"))),
+            Arc::new(
+                TimestampMicrosecondArray::from((0..n).map(ts).collect::<Vec<_>>())
+                    .with_timezone("UTC"),
+            ),
+            texts(&|_| None),
+            texts(&|i| Some(format!("anon-{i:08}"))),
+            texts(&|_| None),
+            texts(&|_| None),
+            texts(&|_| Some(r#"{"email":"shared@hub.example"}"#.to_string())),
+            texts(&|_| None),
+            texts(&|_| None),
+        ],
+    )
+    .expect("hub events");
+    let ctx = new_session(&SessionOptions {
+        memory_limit: Some(4 << 30),
+        spill_dir: None,
+    })
+    .expect("session");
+    ctx.register_table(
+        "events",
+        Arc::new(MemTable::try_new(schema, vec![vec![batch]]).expect("hub table")),
+    )
+    .expect("register events");
+    let rules = ResolvedRules::from_spec(&IdentityRules::segment_defaults());
+    reset_peak();
+    let t = Instant::now();
+    let (stats, _) = resolve_events(&ctx, &rules, false, None)
+        .await
+        .expect("hub resolution");
+    let secs = t.elapsed().as_secs_f64();
+    let (peak, _) = rss_mb();
+    let largest: Vec<String> = stats
+        .largest_components
+        .iter()
+        .map(|c| format!("{}:{}", c.example, c.identifiers))
+        .collect();
+    println!(
+        "hub identifiers={} memory_limit=4GB secs={secs:.2} rounds={} profiles={} violating_components={} replayed_events={} violations={} peak_rss_mb={peak} largest_components={}",
+        stats.identifiers,
+        stats.rounds,
+        stats.profiles,
+        stats.violating_components,
+        stats.replayed_events,
+        stats.violations,
+        largest.join(","),
+    );
 }
 
 /// The synthetic identity graph, as two columns of edge ends.
