@@ -164,7 +164,7 @@ pub fn render_all(diagnostics: &[Diagnostic], space_root: &Path) -> String {
 
 /// Sorts by file, then line, then column (diagnostics without a place first), keeping the
 /// order of emission among equals, and drops exact repeats.
-pub(crate) fn sort_diagnostics(diagnostics: &mut Vec<Diagnostic>) {
+pub fn sort_diagnostics(diagnostics: &mut Vec<Diagnostic>) {
     diagnostics.sort_by(|a, b| {
         let key = |d: &Diagnostic| d.loc.as_ref().map(|l| (l.file.clone(), l.line, l.col));
         key(a).cmp(&key(b))

@@ -3,14 +3,15 @@
 //!
 //! [`load_space`] reads a whole space folder (DESIGN.md §3) and reports every problem of every
 //! file in one pass, as [`Diagnostic`]s sorted by file, line and column. Query strings are only
-//! checked to be non-empty here; they keep their [`Loc`] so that the query-language parser can
-//! point into the file.
+//! checked to be non-empty here; they keep their [`Loc`] so that the query-language parser
+//! ([`query`], run by `analyze::validate_space`) can point into the file.
 
 mod defs;
 mod diagnostic;
 mod folders;
 mod identity;
 pub mod preset;
+pub mod query;
 mod space_file;
 mod starter;
 mod suggest;
@@ -23,9 +24,13 @@ pub use defs::{
     AudienceDef, ComputedTraitDef, DEFAULT_BLOCKED_PATTERNS, DEFAULT_BLOCKED_VALUES, EntityType,
     IdentifierDef, IdentityRules, SourceDef, Space, SpaceLoad, SqlTraitDef,
 };
-pub use diagnostic::{Diagnostic, Loc, Severity, render_all};
+pub use diagnostic::{Diagnostic, Loc, Severity, render_all, sort_diagnostics};
 pub use identity::{NORMALIZATIONS, check_identifier_path, is_sql_normalization};
 pub use preset::Preset;
+pub use query::{
+    QueryError, parse_audience_query, parse_query, parse_trait_query, parsed_audience,
+    parsed_trait, query_diagnostic, span_loc,
+};
 pub use space_file::KNOWN_SPEC_VERSIONS;
 pub use starter::init_files;
 pub use suggest::{edit_distance, suggest};
