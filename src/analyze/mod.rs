@@ -1,6 +1,8 @@
-//! Semantics: a loaded space checked against the world. Today that means every source URL can
-//! be opened and the output URL is well-formed; later issues add name binding, dependency
-//! order and types here.
+//! Semantics: a loaded space checked against the world and itself. Every source URL can be
+//! opened, the output URL is well-formed, every trait and audience query parses into the shape
+//! its file needs, and every SQL trait is a read-only query with a known identifier column.
+
+pub mod sql_trait;
 
 use std::path::Path;
 
@@ -33,6 +35,12 @@ pub async fn validate_space(dir: &Path) -> Validation {
     if let Some(space) = &load.space {
         diagnostics.extend(check_locations(space).await);
         diagnostics.extend(check_normalizations(space));
+        diagnostics.extend(check_queries(space));
+        for def in &space.sql_traits {
+            diagnostics.extend(sql_trait::check_sql_trait(def));
+        }
+        diagnostics.extend(check_sql_trait_id_columns(space));
+        spec::sort_diagnostics(&mut diagnostics);
     }
     let has_errors = diagnostics
         .iter()
@@ -68,6 +76,75 @@ fn check_normalizations(space: &Space) -> Vec<Diagnostic> {
         }
     }
     out
+}
+
+/// Every computed trait's and audience's query parses and has the shape its file needs.
+fn check_queries(space: &Space) -> Vec<Diagnostic> {
+    let traits = space
+        .traits
+        .iter()
+        .filter_map(|d| spec::parsed_trait(d).err());
+    let audiences = space
+        .audiences
+        .iter()
+        .filter_map(|d| spec::parsed_audience(d).err());
+    traits.chain(audiences).collect()
+}
+
+/// A SQL trait's `id_column` must name an identifier type of the space.
+fn check_sql_trait_id_columns(space: &Space) -> Vec<Diagnostic> {
+    let types: Vec<&str> = space
+        .identity
+        .identifiers
+        .iter()
+        .map(|d| d.id_type.as_str())
+        .collect();
+    let mut out = Vec::new();
+    for def in &space.sql_traits {
+        let Some(id) = &def.id_column else { continue };
+        if types.contains(&id.as_str()) {
+            continue;
+        }
+        let sidecar = def.file.with_extension("yaml");
+        let loc = key_value_loc(space, &sidecar, "id_column", id);
+        let help = match spec::suggest(id, &types) {
+            Some(s) => format!("did you mean `{s}`?"),
+            None => format!("the identifier types are: {}", types.join(", ")),
+        };
+        out.push(
+            Diagnostic::error(
+                Some(loc),
+                format!(
+                    "id_column `{id}` of SQL trait `{}` is not an identifier type of the space",
+                    def.key
+                ),
+            )
+            .with_help(help),
+        );
+    }
+    out
+}
+
+/// Where `key: value` is in a YAML file of the space (the value's first character), else the
+/// file's start.
+fn key_value_loc(space: &Space, file: &Path, key: &str, value: &str) -> spec::Loc {
+    let text = std::fs::read_to_string(space.root.join(file)).unwrap_or_default();
+    for (i, line) in text.lines().enumerate() {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with(key) && trimmed[key.len()..].trim_start().starts_with(':') {
+            let colon = line.find(':').unwrap_or(0);
+            let byte = line[colon..]
+                .find(value)
+                .map_or(line.len() - trimmed.len(), |b| colon + b);
+            return spec::Loc {
+                file: file.to_path_buf(),
+                line: i + 1,
+                col: line[..byte].chars().count() + 1,
+                len: value.chars().count(),
+            };
+        }
+    }
+    spec::Loc::file_start(file)
 }
 
 async fn check_locations(space: &Space) -> Vec<Diagnostic> {
