@@ -47,6 +47,17 @@ enum Command {
     /// Explain a published result: why identifiers share a profile.
     #[command(subcommand)]
     Explain(ExplainCmd),
+    /// Print each computed trait's logical plan and SQL, and the fused plan a run executes.
+    Compile {
+        /// The space folder.
+        dir: PathBuf,
+        /// SQL dialect: datafusion, postgres, duckdb, bigquery or snowflake.
+        #[arg(long, default_value = "datafusion")]
+        dialect: String,
+        /// Measure windows from this time (RFC 3339 or YYYY-MM-DD); default: now.
+        #[arg(long)]
+        as_of: Option<String>,
+    },
     /// Generate ~1M events, run the sample space on them and show what came out.
     Demo {
         /// Folder for the demo space, its data and its output.
@@ -179,6 +190,11 @@ async fn dispatch(cmd: Command) -> Result<()> {
         Command::Explain(ExplainCmd::Identity { dir, identifier }) => {
             explain_identity(&dir, &identifier).await
         }
+        Command::Compile {
+            dir,
+            dialect,
+            as_of,
+        } => compile_cmd(&dir, &dialect, as_of.as_deref()).await,
         Command::Demo { dir, events, seed } => demo(&dir, events, seed).await,
     }
 }
@@ -286,6 +302,32 @@ async fn load_space(dir: &Path) -> Result<spec::Space> {
                 "{}: {errors} error(s), {warnings} warning(s)",
                 dir.display()
             );
+            Err(anyhow!(Invalid))
+        }
+    }
+}
+
+async fn compile_cmd(dir: &Path, dialect: &str, as_of: Option<&str>) -> Result<()> {
+    use crate::compile::unparse::{SqlDialect, render_space};
+    let Some(d) = SqlDialect::parse(dialect) else {
+        let names: Vec<&str> = SqlDialect::ALL.iter().map(|d| d.as_str()).collect();
+        return Err(invalid(format!(
+            "unknown dialect `{dialect}`; use one of {}",
+            names.join(", ")
+        )));
+    };
+    let as_of = match as_of {
+        Some(t) => parse_time(t).map_err(invalid)?,
+        None => Utc::now(),
+    };
+    let space = load_space(dir).await?;
+    match render_space(&space, d, as_of.timestamp_micros()) {
+        Ok(text) => {
+            print!("{text}");
+            Ok(())
+        }
+        Err(e) => {
+            eprint!("{}", e.0);
             Err(anyhow!(Invalid))
         }
     }

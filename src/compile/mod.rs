@@ -1,6 +1,10 @@
 //! Definitions to DataFusion LogicalPlans, built with `LogicalPlanBuilder` and expression
 //! builders, never with SQL text. SQL is only ever an output of this module.
 
+pub mod aggregates;
 pub mod events;
 pub mod functions;
 pub mod identity;
+pub mod profiles;
+pub mod traits;
+pub mod unparse;

@@ -6,9 +6,11 @@
 
 pub mod explain;
 pub mod identity;
+pub mod profiles;
 pub mod record;
 pub mod session;
 pub mod sources;
+pub mod sql_traits;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -28,12 +30,14 @@ use crate::store::{delta, lease, manifest, objects};
 use record::RunRecord;
 
 /// Names of the tables a run publishes, in publish order.
-pub const PUBLISHED_TABLES: [&str; 6] = [
+pub const PUBLISHED_TABLES: [&str; 8] = [
     "event_errors",
     "identities",
     "identity_violations",
     "identity_graph",
     "profile_merges",
+    "profiles",
+    "accounts",
     "runs",
 ];
 
@@ -125,6 +129,7 @@ pub async fn run(
         definitions_hash,
         definitions,
         identity: None,
+        profiles: None,
         message: None,
     };
     let result = run_stages(space, opts, progress, &out, &mut rec).await;
@@ -204,11 +209,40 @@ async fn run_stages(
         .push(("identity".into(), elapsed.as_millis() as u64));
     progress.stage_finished("identity", elapsed);
 
+    // Stages 3 and 4: profiles and traits.
+    let t = Instant::now();
+    progress.stage_started("traits");
+    let rules = crate::compile::identity::ResolvedRules::from_spec(&space.identity);
+    let sql = sql_traits::run_sql_traits(&ctx, space).await?;
+    let profile_stats = profiles::run_profiles(
+        &ctx,
+        space,
+        &rules,
+        as_of_micros,
+        &sql,
+        Some(scratch.path()),
+    )
+    .await?;
+    rec.profiles = Some(profile_stats);
+    let elapsed = t.elapsed();
+    rec.stage_timings
+        .push(("traits".into(), elapsed.as_millis() as u64));
+    progress.stage_finished("traits", elapsed);
+
     // Publish: every table first, then the manifest in one PUT.
     let t = Instant::now();
     progress.stage_started("publish");
     let mut versions = BTreeMap::new();
     for (table, source) in identity::IDENTITY_TABLES {
+        let plan = ctx.table(source).await?.into_unoptimized_plan();
+        let v = delta::overwrite_from_plan(&out.child(table), plan, &ctx.state()).await?;
+        versions.insert(table.to_string(), v);
+        pause().await;
+    }
+    for (table, source) in [
+        ("profiles", "cohort_profiles"),
+        ("accounts", "cohort_accounts"),
+    ] {
         let plan = ctx.table(source).await?.into_unoptimized_plan();
         let v = delta::overwrite_from_plan(&out.child(table), plan, &ctx.state()).await?;
         versions.insert(table.to_string(), v);

@@ -43,6 +43,8 @@ pub struct RunRecord {
     pub definitions: BTreeMap<String, String>,
     /// What the identity stage did (mode, rounds, largest components, ...).
     pub identity: Option<crate::identity::IdentityStats>,
+    /// What the profiles and traits stages made (counts, trait columns and their types).
+    pub profiles: Option<super::profiles::ProfileStats>,
     /// Why the run failed, when it did.
     pub message: Option<String>,
 }
@@ -78,6 +80,7 @@ pub fn runs_schema() -> SchemaRef {
         Field::new("definitions", DataType::Utf8, false),
         Field::new("message", DataType::Utf8, true),
         Field::new("identity", DataType::Utf8, true),
+        Field::new("profiles", DataType::Utf8, true),
     ]))
 }
 
@@ -126,6 +129,11 @@ impl RunRecord {
                 self.identity
                     .as_ref()
                     .map(|i| serde_json::to_string(i).unwrap_or_default()),
+            ])),
+            Arc::new(StringArray::from(vec![
+                self.profiles
+                    .as_ref()
+                    .map(|p| serde_json::to_string(p).unwrap_or_default()),
             ])),
         ];
         RecordBatch::try_new(runs_schema(), cols).expect("runs row matches its schema")

@@ -52,6 +52,9 @@ pub fn new_session(opts: &SessionOptions) -> EngineResult<SessionContext> {
     for f in functions::all() {
         ctx.register_udf(f.as_ref().clone());
     }
+    for f in crate::compile::aggregates::all() {
+        ctx.register_udaf(f.as_ref().clone());
+    }
     Ok(ctx)
 }
 

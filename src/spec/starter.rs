@@ -20,6 +20,26 @@ pub fn init_files() -> Vec<(&'static str, &'static str)> {
             include_str!("../../examples/spaces/store/traits/orders_90d.yaml"),
         ),
         (
+            "traits/favorite_category.yaml",
+            include_str!("../../examples/spaces/store/traits/favorite_category.yaml"),
+        ),
+        (
+            "traits/categories_bought.yaml",
+            include_str!("../../examples/spaces/store/traits/categories_bought.yaml"),
+        ),
+        (
+            "traits/last_order_currency.yaml",
+            include_str!("../../examples/spaces/store/traits/last_order_currency.yaml"),
+        ),
+        (
+            "traits/big_orders_30d.yaml",
+            include_str!("../../examples/spaces/store/traits/big_orders_30d.yaml"),
+        ),
+        (
+            "traits/account_orders_30d.yaml",
+            include_str!("../../examples/spaces/store/traits/account_orders_30d.yaml"),
+        ),
+        (
             "queries/lifetime_orders.sql",
             include_str!("../../examples/spaces/store/queries/lifetime_orders.sql"),
         ),

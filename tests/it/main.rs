@@ -2,6 +2,7 @@
 
 mod cli;
 mod common;
+mod compile;
 mod crash;
 mod docs;
 mod identity;
@@ -10,4 +11,5 @@ mod interop;
 mod presets;
 mod s3;
 mod slt;
+mod sql_traits;
 mod validate;

@@ -189,7 +189,7 @@ async fn memory_limit_spills_and_is_enforced() {
         .await
         .unwrap()
         .record;
-    let tight = engine::run(&space, &with_limit(Some(48 << 20)), &Quiet)
+    let tight = engine::run(&space, &with_limit(Some(64 << 20)), &Quiet)
         .await
         .unwrap()
         .record;

@@ -375,3 +375,122 @@ async fn identity_stage_slt() {
     let ctx = cohort::engine::query_session(&space, as_of).await.unwrap();
     run_slt(ctx, "identity_stage.slt").await;
 }
+
+/// The computed-trait, custom-trait, profile and account space: the events of
+/// tests/slt/traits/events.jsonl (one JSON object a line, keys = the `events` preset's columns,
+/// properties / traits / context as nested objects) written as one Parquet file per day of
+/// their timestamp, and the trait definitions of tests/slt/traits/traits/*.yaml.
+fn traits_fixture(dir: &Path) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/slt/traits");
+    let text = std::fs::read_to_string(root.join("events.jsonl")).unwrap();
+    let mut days: std::collections::BTreeMap<String, Vec<Vec<Option<String>>>> = Default::default();
+    for (n, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("events.jsonl line {}: {e}", n + 1));
+        let obj = v
+            .as_object()
+            .unwrap_or_else(|| panic!("events.jsonl line {}: not an object", n + 1));
+        for k in obj.keys() {
+            assert!(
+                EVENT_COLUMNS.contains(&k.as_str()),
+                "events.jsonl line {}: unknown column {k}",
+                n + 1
+            );
+        }
+        let row: Vec<Option<String>> = EVENT_COLUMNS
+            .iter()
+            .map(|c| match obj.get(*c) {
+                None | Some(serde_json::Value::Null) => None,
+                Some(serde_json::Value::String(s)) => Some(s.clone()),
+                Some(other) => Some(other.to_string()),
+            })
+            .collect();
+        let ts = row[7].as_deref().expect("every event has a timestamp");
+        days.entry(ts[..10].to_string()).or_default().push(row);
+    }
+    for (day, rows) in &days {
+        let rows: Vec<Vec<Option<&str>>> = rows
+            .iter()
+            .map(|r| r.iter().map(|c| c.as_deref()).collect())
+            .collect();
+        write_text_parquet(
+            &dir.join(format!("data/events/dt={day}/part-00000.parquet")),
+            &EVENT_COLUMNS,
+            &rows,
+        );
+    }
+    std::fs::create_dir_all(dir.join("traits")).unwrap();
+    for entry in std::fs::read_dir(root.join("traits")).unwrap() {
+        let p = entry.unwrap().path();
+        if p.extension().is_some_and(|e| e == "yaml") {
+            std::fs::copy(&p, dir.join("traits").join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    write_space(
+        dir,
+        "traits",
+        &[("web", "events", "./data/events")],
+        "./out",
+    );
+}
+
+#[tokio::test]
+async fn traits_slt() {
+    let tmp = tempfile::tempdir().unwrap();
+    traits_fixture(tmp.path());
+    let space = load(tmp.path()).await;
+    let as_of = cohort::cli::parse_time("2026-10-31T00:00:00Z").unwrap();
+    let opts = cohort::engine::RunOptions {
+        as_of: Some(as_of),
+        ..Default::default()
+    };
+    cohort::engine::run(&space, &opts, &cohort::engine::Quiet)
+        .await
+        .unwrap();
+    let ctx = cohort::engine::query_session(&space, as_of).await.unwrap();
+    let mut failures = Vec::new();
+    for file in [
+        "traits/count.slt",
+        "traits/sum_avg.slt",
+        "traits/min_max.slt",
+        "traits/mode.slt",
+        "traits/first_last.slt",
+        "traits/unique.slt",
+        "traits/custom_traits.slt",
+        "traits/accounts.slt",
+    ] {
+        failures.extend(run_slt_all(ctx.clone(), file).await);
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failing records:\n\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
+}
+
+/// Runs every record of an .slt file, going on after a failure, and returns the failures
+/// (so one run of a test shows every wrong value, not only the first).
+async fn run_slt_all(ctx: SessionContext, file: &str) -> Vec<String> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/slt")
+        .join(file);
+    let records = match sqllogictest::parse_file::<DefaultColumnType>(&path) {
+        Ok(r) => r,
+        Err(e) => return vec![format!("{}: {e}", path.display())],
+    };
+    let mut runner = sqllogictest::Runner::new(move || {
+        let ctx = ctx.clone();
+        async move { Ok::<_, DataFusionError>(Db { ctx }) }
+    });
+    let mut failures = Vec::new();
+    for record in records {
+        if let Err(e) = runner.run_async(record).await {
+            failures.push(format!("{}: {e}", path.display()));
+        }
+    }
+    failures
+}

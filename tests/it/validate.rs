@@ -406,8 +406,25 @@ fn the_starter_space_loads_clean() {
     assert_eq!(space.identity.blocked_patterns, ["^[0-]*$"]);
 
     let traits: Vec<&str> = space.traits.iter().map(|t| t.key.as_str()).collect();
-    assert_eq!(traits, ["orders_90d", "total_revenue"]);
-    assert!(space.traits.iter().all(|t| t.entity == EntityType::Users));
+    assert_eq!(
+        traits,
+        [
+            "account_orders_30d",
+            "big_orders_30d",
+            "categories_bought",
+            "favorite_category",
+            "last_order_currency",
+            "orders_90d",
+            "total_revenue"
+        ]
+    );
+    let accounts: Vec<&str> = space
+        .traits
+        .iter()
+        .filter(|t| t.entity == EntityType::Accounts)
+        .map(|t| t.key.as_str())
+        .collect();
+    assert_eq!(accounts, ["account_orders_30d"]);
     assert_eq!(space.sql_traits.len(), 1);
     assert_eq!(space.sql_traits[0].key, "lifetime_orders");
     assert!(space.sql_traits[0].sql.contains("GROUP BY user_id"));
@@ -419,7 +436,7 @@ fn the_starter_space_loads_clean() {
         ("big_spenders", "Big Spenders")
     );
     assert!(big.include_anonymous);
-    assert_eq!(space.keys().len(), 4);
+    assert_eq!(space.keys().len(), 9);
 }
 
 #[test]
@@ -492,4 +509,38 @@ fn rendering_names_file_line_col_and_underlines() {
     assert_eq!(&lines[3][caret..caret + 7], "priorty");
     assert_eq!(lines[4].matches('^').count(), 7);
     assert_eq!(lines[5], "  = help: did you mean `priority`?");
+}
+
+/// Query-language errors are found by `validate` (after loading): each names file:line:col,
+/// shows the line with a caret under the culprit and says what was expected, also on the
+/// later lines of a block scalar.
+#[tokio::test]
+async fn query_language_errors_point_into_the_yaml() {
+    let root = fixture("query_errors");
+    let v = cohort::analyze::validate_space(&root).await;
+    let text = render_all(&v.diagnostics, &root).replace(&root.display().to_string(), "<space>");
+    insta::with_settings!({ snapshot_path => "../snapshots", prepend_module_to_snapshot => false }, {
+        insta::assert_snapshot!("broken_query_errors", text);
+    });
+    assert!(v.space.is_none(), "{text}");
+    let errors: Vec<String> = v
+        .diagnostics
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .map(|d| {
+            let l = d.loc.as_ref().unwrap();
+            format!("{}:{}:{}", l.file.display(), l.line, l.col)
+        })
+        .collect();
+    assert_eq!(
+        errors,
+        [
+            "audiences/bad_comparator.yaml:2:24",
+            "audiences/quantifier.yaml:2:9",
+            "traits/multiline.yaml:3:16",
+            "traits/no_reducer.yaml:1:9",
+            "traits/unclosed.yaml:2:32",
+        ],
+        "{text}"
+    );
 }

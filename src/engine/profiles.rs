@@ -1,0 +1,455 @@
+//! Stages 3 and 4 of a run: profiles and traits. Attaches every event to its profile, finds the
+//! custom traits in identify (and group) calls, runs all computed traits of an entity type as
+//! one aggregation, joins SQL traits, and leaves the `cohort_profiles` and `cohort_accounts`
+//! tables in the session for audiences and for publishing.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use datafusion::arrow::array::{Array, AsArray};
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::JoinType;
+use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder, col, lit};
+use datafusion::prelude::SessionContext;
+
+use super::sql_traits::SqlTraitResult;
+use crate::compile::identity::ResolvedRules;
+use crate::compile::profiles::{
+    CustomTrait, IdColumn, TraitTable, column_name, custom_trait_type, custom_traits_plan,
+    join_traits, profile_base_plan,
+};
+use crate::compile::traits::{TraitColumn, TraitQuery, computed_traits_plan, empty_value};
+use crate::error::{EngineError, EngineResult};
+use crate::spec::{ComputedTraitDef, Diagnostic, EntityType, Space, query};
+
+const TRAIT_KEYS: &str = include_str!("../../queries/profiles/trait_keys.sql");
+const ACCOUNT_LINKS: &str = include_str!("../../queries/profiles/account_links.sql");
+const ACCOUNT_BASE: &str = include_str!("../../queries/profiles/account_base.sql");
+
+/// Columns of `profiles` that are not traits; a trait with one of these names is left out.
+const PROFILE_COLUMNS: [&str; 3] = ["profile_id", "first_seen", "last_seen"];
+/// Columns of `accounts` that are not traits.
+const ACCOUNT_COLUMNS: [&str; 4] = ["account_id", "first_seen", "last_seen", "users"];
+
+/// What the stage made, for the run record.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct ProfileStats {
+    pub profiles: u64,
+    pub accounts: u64,
+    /// Custom trait columns of profiles, with their types.
+    pub custom_traits: BTreeMap<String, String>,
+    pub account_traits: BTreeMap<String, String>,
+    pub computed_traits: BTreeMap<String, String>,
+    pub sql_traits: BTreeMap<String, String>,
+    /// Profiles started by SQL traits (identifiers no event has carried yet).
+    pub sql_trait_profiles: u64,
+    /// Keys found in the data but left out (a name taken by another column or trait).
+    pub skipped_traits: Vec<String>,
+}
+
+/// A computed trait's query, parsed, for the run (validate has reported parse errors already).
+pub fn parsed_traits(
+    space: &Space,
+    entity: EntityType,
+) -> EngineResult<Vec<(&ComputedTraitDef, crate::spec::query::ast::Expr)>> {
+    let mut out = Vec::new();
+    for def in space.traits.iter().filter(|t| t.entity == entity) {
+        match query::parsed_trait(def) {
+            Ok(q) => out.push((def, q)),
+            Err(d) => return Err(diagnostic_error(space, &d)),
+        }
+    }
+    Ok(out)
+}
+
+fn diagnostic_error(space: &Space, d: &Diagnostic) -> EngineError {
+    EngineError::Invalid(d.render(&space.root))
+}
+
+/// Compiles the computed traits of `entity` over `events` grouped by `key`.
+fn traits_table(
+    space: &Space,
+    entity: EntityType,
+    events: LogicalPlan,
+    key: &str,
+    as_of_micros: i64,
+) -> EngineResult<Option<(LogicalPlan, Vec<TraitColumn>)>> {
+    let parsed = parsed_traits(space, entity)?;
+    if parsed.is_empty() {
+        return Ok(None);
+    }
+    let queries: Vec<TraitQuery<'_>> = parsed
+        .iter()
+        .map(|(d, q)| TraitQuery {
+            key: &d.key,
+            query: q,
+        })
+        .collect();
+    match computed_traits_plan(events, key, &queries, as_of_micros) {
+        Ok(p) => Ok(Some(p)),
+        Err(e) => {
+            let def = parsed
+                .iter()
+                .map(|(d, _)| *d)
+                .find(|d| e.key.as_deref() == Some(d.key.as_str()));
+            let loc = def.map(|d| query::span_loc(&d.query_loc, &d.query, e.span));
+            Err(diagnostic_error(space, &Diagnostic::error(loc, e.message)))
+        }
+    }
+}
+
+/// The custom traits of `call` calls in `table`: keys with the kinds of their values.
+async fn discover_traits(
+    ctx: &SessionContext,
+    table: &str,
+    call: &str,
+    taken: &BTreeSet<String>,
+    skipped: &mut Vec<String>,
+) -> EngineResult<Vec<CustomTrait>> {
+    let sql = TRAIT_KEYS.replace("{table}", table).replace("{call}", call);
+    let mut kinds: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for b in ctx.sql(&sql).await?.collect().await? {
+        let cast = |i: usize| {
+            datafusion::arrow::compute::cast(b.column(i), &DataType::Utf8)
+                .map_err(datafusion::error::DataFusionError::from)
+        };
+        let (keys, ks) = (cast(0)?, cast(1)?);
+        for i in 0..b.num_rows() {
+            let k = keys.as_string::<i32>().value(i).to_string();
+            let kind = ks.as_string::<i32>();
+            let entry = kinds.entry(k).or_default();
+            if !kind.is_null(i) {
+                entry.push(kind.value(i).to_string());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    let mut used = taken.clone();
+    for (key, ks) in kinds {
+        let column = column_name(&key);
+        // A dotted key cannot be told from a nested path; a name can be used only once.
+        if key.contains('.') || !used.insert(column.clone()) {
+            skipped.push(format!("{call}:{key}"));
+            continue;
+        }
+        out.push(CustomTrait {
+            data_type: custom_trait_type(ks.iter().map(String::as_str)),
+            key,
+            column,
+        });
+    }
+    Ok(out)
+}
+
+/// `(profile_id, id_type, id_value, first_seen, last_seen)` of the profiles SQL traits
+/// started, each once (two traits may start the same one), never seen in an event.
+fn started_profiles(
+    sql_traits: &[SqlTraitResult],
+) -> EngineResult<datafusion::arrow::record_batch::RecordBatch> {
+    use datafusion::arrow::array::{StringArray, TimestampMicrosecondArray};
+    use datafusion::arrow::datatypes::{Field, Schema, TimeUnit};
+    use std::sync::Arc;
+    let rows: BTreeSet<(&str, &str, &str)> = sql_traits
+        .iter()
+        .flat_map(|t| {
+            t.new_identities
+                .iter()
+                .map(|(p, v)| (p.as_str(), t.id_type.as_str(), v.as_str()))
+        })
+        .collect();
+    let time = DataType::Timestamp(TimeUnit::Microsecond, Some(Arc::from("UTC")));
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("profile_id", DataType::Utf8, true),
+        Field::new("id_type", DataType::Utf8, true),
+        Field::new("id_value", DataType::Utf8, true),
+        Field::new("first_seen", time.clone(), true),
+        Field::new("last_seen", time, true),
+    ]));
+    let text = |i: usize| {
+        Arc::new(StringArray::from_iter_values(rows.iter().map(
+            |r| match i {
+                0 => r.0,
+                1 => r.1,
+                _ => r.2,
+            },
+        ))) as datafusion::arrow::array::ArrayRef
+    };
+    let none = || {
+        Arc::new(TimestampMicrosecondArray::from(vec![None; rows.len()]).with_timezone("UTC"))
+            as datafusion::arrow::array::ArrayRef
+    };
+    Ok(datafusion::arrow::record_batch::RecordBatch::try_new(
+        schema,
+        vec![text(0), text(1), text(2), none(), none()],
+    )
+    .map_err(datafusion::error::DataFusionError::from)?)
+}
+
+fn type_names(cols: impl IntoIterator<Item = (String, DataType)>) -> BTreeMap<String, String> {
+    cols.into_iter().map(|(k, t)| (k, t.to_string())).collect()
+}
+
+/// Runs stages 3 and 4: registers `profile_events`, `cohort_profiles`, `account_links` and
+/// `cohort_accounts`. `sql_traits` have run already: their tables `(profile_id, trait
+/// columns...)` are merged through the identity graph, and the profiles they started join
+/// the profiles of the graph.
+pub async fn run_profiles(
+    ctx: &SessionContext,
+    space: &Space,
+    rules: &ResolvedRules,
+    as_of_micros: i64,
+    sql_traits: &[SqlTraitResult],
+    scratch: Option<&Path>,
+) -> EngineResult<ProfileStats> {
+    let mut stats = ProfileStats::default();
+    // Every event with its profile, read once and kept for every later pass. The small
+    // (message_id, profile_id) side is the join's build side; the events stream past it.
+    let events = ctx.table("events").await?.select(vec![
+        col("message_id").alias("ev_message_id"),
+        col("type"),
+        col("event"),
+        col("timestamp"),
+        col("group_id"),
+        col("properties"),
+        col("traits"),
+        col("context"),
+    ])?;
+    let mut pe = ctx
+        .table("event_profiles")
+        .await?
+        .select_columns(&["message_id", "profile_id"])?
+        .join(
+            events,
+            JoinType::Inner,
+            &["message_id"],
+            &["ev_message_id"],
+            None,
+        )?
+        .select(
+            [
+                "message_id",
+                "type",
+                "event",
+                "timestamp",
+                "group_id",
+                "properties",
+                "traits",
+                "context",
+                "profile_id",
+            ]
+            .map(col)
+            .to_vec(),
+        )?
+        .into_unoptimized_plan();
+    if let Some(dir) = scratch {
+        pe = super::materialize(ctx, pe, &dir.join("profile_events")).await?;
+        tracing::debug!("profile events written");
+    }
+    ctx.register_table(
+        "profile_events",
+        ctx.execute_logical_plan(pe.clone()).await?.into_view(),
+    )?;
+
+    // Names already taken: fixed columns, identifier columns, computed and SQL traits.
+    let ids: Vec<IdColumn> = rules
+        .types
+        .iter()
+        .map(|t| IdColumn {
+            id_type: t.id_type.clone(),
+            single: t.limit == 1,
+        })
+        .collect();
+    let mut taken: BTreeSet<String> = PROFILE_COLUMNS.iter().map(|s| s.to_string()).collect();
+    taken.extend(ids.iter().map(|i| column_name(&i.id_type)));
+    taken.extend(
+        space
+            .traits
+            .iter()
+            .filter(|t| t.entity == EntityType::Users)
+            .map(|t| t.key.clone()),
+    );
+    for t in sql_traits {
+        taken.extend(t.columns.iter().map(|(c, _)| c.clone()));
+    }
+
+    // Profiles.
+    let mut identities = ctx.table("id_identities").await?.select_columns(&[
+        "profile_id",
+        "id_type",
+        "id_value",
+        "first_seen",
+        "last_seen",
+    ])?;
+    let started = started_profiles(sql_traits)?;
+    stats.sql_trait_profiles = started.num_rows() as u64;
+    if started.num_rows() > 0 {
+        identities = identities.union(ctx.read_batch(started)?)?;
+    }
+    let identities = identities.into_unoptimized_plan();
+    let base = profile_base_plan(identities, &ids)?;
+    let mut tables = Vec::new();
+    let custom = discover_traits(
+        ctx,
+        "profile_events",
+        "identify",
+        &taken,
+        &mut stats.skipped_traits,
+    )
+    .await?;
+    tracing::debug!(custom = custom.len(), "custom traits found");
+    if !custom.is_empty() {
+        let calls = LogicalPlanBuilder::from(pe.clone())
+            .filter(col("type").eq(lit("identify")))?
+            .build()?;
+        tables.push(TraitTable {
+            plan: custom_traits_plan(calls, "profile_id", &custom)?,
+            key: "profile_id".into(),
+            columns: custom.iter().map(|c| (c.column.clone(), None)).collect(),
+        });
+        stats.custom_traits = type_names(
+            custom
+                .iter()
+                .map(|c| (c.column.clone(), c.data_type.clone())),
+        );
+    }
+    if let Some((plan, cols)) = traits_table(
+        space,
+        EntityType::Users,
+        pe.clone(),
+        "profile_id",
+        as_of_micros,
+    )? {
+        stats.computed_traits =
+            type_names(cols.iter().map(|c| (c.key.clone(), c.data_type.clone())));
+        tables.push(TraitTable {
+            plan,
+            key: "profile_id".into(),
+            columns: cols
+                .iter()
+                .map(|c| (c.key.clone(), empty_value(c.reducer)))
+                .collect(),
+        });
+    }
+    for t in sql_traits {
+        tables.push(TraitTable {
+            plan: ctx.table(t.table.as_str()).await?.into_unoptimized_plan(),
+            key: "profile_id".into(),
+            columns: t.columns.iter().map(|(c, _)| (c.clone(), None)).collect(),
+        });
+        for (c, ty) in &t.columns {
+            stats.sql_traits.insert(c.clone(), ty.to_string());
+        }
+    }
+    let profiles = join_traits(base, "profile_id", tables)?;
+    let profiles = LogicalPlanBuilder::from(profiles)
+        .sort(vec![col("profile_id").sort(true, false)])?
+        .build()?;
+    let profiles = match scratch {
+        Some(dir) => super::materialize(ctx, profiles, &dir.join("profiles")).await?,
+        None => profiles,
+    };
+    ctx.register_table(
+        "cohort_profiles",
+        ctx.execute_logical_plan(profiles).await?.into_view(),
+    )?;
+    stats.profiles = ctx.table("cohort_profiles").await?.count().await? as u64;
+    tracing::debug!(profiles = stats.profiles, "profiles written");
+
+    // Accounts.
+    ctx.register_table("account_links", ctx.sql(ACCOUNT_LINKS).await?.into_view())?;
+    let base = ctx.sql(ACCOUNT_BASE).await?.into_unoptimized_plan();
+    let mut taken: BTreeSet<String> = ACCOUNT_COLUMNS.iter().map(|s| s.to_string()).collect();
+    taken.extend(
+        space
+            .traits
+            .iter()
+            .filter(|t| t.entity == EntityType::Accounts)
+            .map(|t| t.key.clone()),
+    );
+    let mut tables = Vec::new();
+    let group_calls = ctx
+        .table("events")
+        .await?
+        .filter(col("type").eq(lit("group")))?
+        .select(vec![
+            col("group_id").alias("account_id"),
+            col("type"),
+            col("timestamp"),
+            col("message_id"),
+            col("traits"),
+        ])?;
+    ctx.register_table("account_calls", group_calls.clone().into_view())?;
+    let account_custom = discover_traits(
+        ctx,
+        "account_calls",
+        "group",
+        &taken,
+        &mut stats.skipped_traits,
+    )
+    .await?;
+    if !account_custom.is_empty() {
+        tables.push(TraitTable {
+            plan: custom_traits_plan(
+                group_calls.into_unoptimized_plan(),
+                "account_id",
+                &account_custom,
+            )?,
+            key: "account_id".into(),
+            columns: account_custom
+                .iter()
+                .map(|c| (c.column.clone(), None))
+                .collect(),
+        });
+        stats.account_traits = type_names(
+            account_custom
+                .iter()
+                .map(|c| (c.column.clone(), c.data_type.clone())),
+        );
+    }
+    // Account-level computed traits aggregate the events of every profile of the account.
+    let account_events = ctx
+        .table("profile_events")
+        .await?
+        .join(
+            ctx.table("account_links").await?.select(vec![
+                col("account_id"),
+                col("profile_id").alias("l_profile_id"),
+            ])?,
+            JoinType::Inner,
+            &["profile_id"],
+            &["l_profile_id"],
+            None,
+        )?
+        .into_unoptimized_plan();
+    if let Some((plan, cols)) = traits_table(
+        space,
+        EntityType::Accounts,
+        account_events,
+        "account_id",
+        as_of_micros,
+    )? {
+        for c in &cols {
+            stats
+                .computed_traits
+                .insert(format!("accounts.{}", c.key), c.data_type.to_string());
+        }
+        tables.push(TraitTable {
+            plan,
+            key: "account_id".into(),
+            columns: cols
+                .iter()
+                .map(|c| (c.key.clone(), empty_value(c.reducer)))
+                .collect(),
+        });
+    }
+    let accounts = join_traits(base, "account_id", tables)?;
+    let accounts = LogicalPlanBuilder::from(accounts)
+        .sort(vec![col("account_id").sort(true, false)])?
+        .build()?;
+    ctx.register_table(
+        "cohort_accounts",
+        ctx.execute_logical_plan(accounts).await?.into_view(),
+    )?;
+    stats.accounts = ctx.table("cohort_accounts").await?.count().await? as u64;
+    Ok(stats)
+}
