@@ -1,60 +1,79 @@
-//! Cohort's own aggregate functions: what a computed trait needs that DataFusion does not have.
+//! Cohort's own aggregate functions: what a computed trait needs that DataFusion does not have,
+//! or has only on a slow path.
 //!
-//! `cohort_mode(value, min_frequency)` is the most frequent non-null text value of a group,
-//! ties broken alphabetically (the smallest value wins), or null when the top value occurs fewer
-//! than `min_frequency` times. It is one aggregate, so a mode trait fuses into the same
-//! aggregation as every other computed trait.
+//! All three count the non-null text values of a group in a bag (value -> occurrences):
+//!
+//! - `cohort_mode(value, min_frequency)` is the most frequent value, ties broken alphabetically
+//!   (the smallest value wins), or null when the top value occurs fewer than `min_frequency`
+//!   times.
+//! - `cohort_unique(value)` is the sorted list of distinct values (null when there are none).
+//! - `cohort_unique_count(value)` is how many distinct values there are (0 when none).
+//!
+//! Each has a per-group accumulator for grouped aggregation (one bag per group, updated row by
+//! row), which is what keeps a space's fused trait aggregation fast: DataFusion's DISTINCT
+//! aggregates and its adapter for row accumulators slice every batch per group. The state
+//! between partial and final aggregation is the bag as two lists, values and counts.
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, Int64Array, Int64Builder, ListArray, StringArray, StringBuilder,
+    Array, ArrayRef, AsArray, BooleanArray, Int64Builder, ListBuilder, StringBuilder,
 };
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Int64Type};
 use datafusion::common::{Result, ScalarValue, exec_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
-    Accumulator, AggregateUDF, AggregateUDFImpl, Signature, Volatility,
+    Accumulator, AggregateUDF, AggregateUDFImpl, EmitTo, GroupsAccumulator, Signature, Volatility,
 };
 use datafusion::physical_expr::expressions::Literal;
 
+/// What a bag aggregate returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum BagKind {
+    Mode,
+    Unique,
+    UniqueCount,
+}
+
 /// `cohort_mode`.
 pub static MODE: LazyLock<Arc<AggregateUDF>> =
-    LazyLock::new(|| Arc::new(AggregateUDF::from(ModeUdaf::new())));
+    LazyLock::new(|| Arc::new(AggregateUDF::from(BagUdaf::new(BagKind::Mode))));
+/// `cohort_unique`.
+pub static UNIQUE: LazyLock<Arc<AggregateUDF>> =
+    LazyLock::new(|| Arc::new(AggregateUDF::from(BagUdaf::new(BagKind::Unique))));
+/// `cohort_unique_count`.
+pub static UNIQUE_COUNT: LazyLock<Arc<AggregateUDF>> =
+    LazyLock::new(|| Arc::new(AggregateUDF::from(BagUdaf::new(BagKind::UniqueCount))));
 
 /// Every aggregate of this module, for registration in a session.
 pub fn all() -> Vec<Arc<AggregateUDF>> {
-    vec![MODE.clone()]
+    vec![MODE.clone(), UNIQUE.clone(), UNIQUE_COUNT.clone()]
 }
 
 #[derive(Debug, PartialEq, Eq, Hash)]
-struct ModeUdaf {
+struct BagUdaf {
+    kind: BagKind,
     signature: Signature,
 }
 
-impl ModeUdaf {
-    fn new() -> Self {
-        ModeUdaf {
-            signature: Signature::exact(
-                vec![DataType::Utf8, DataType::Int64],
-                Volatility::Immutable,
-            ),
+impl BagUdaf {
+    fn new(kind: BagKind) -> Self {
+        let args = match kind {
+            BagKind::Mode => vec![DataType::Utf8, DataType::Int64],
+            _ => vec![DataType::Utf8],
+        };
+        BagUdaf {
+            kind,
+            signature: Signature::exact(args, Volatility::Immutable),
         }
     }
-}
 
-impl AggregateUDFImpl for ModeUdaf {
-    fn name(&self) -> &str {
-        "cohort_mode"
-    }
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
-        Ok(DataType::Utf8)
-    }
-    fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+    /// The minimum frequency of a mode (1 for the others).
+    fn min_frequency(&self, args: &AccumulatorArgs) -> Result<u64> {
+        if self.kind != BagKind::Mode {
+            return Ok(1);
+        }
         let min = args
             .exprs
             .get(1)
@@ -63,19 +82,63 @@ impl AggregateUDFImpl for ModeUdaf {
                 ScalarValue::Int64(Some(v)) => Some(*v),
                 _ => None,
             });
-        let Some(min_frequency) = min else {
-            return exec_err!("cohort_mode needs a literal minimum frequency");
-        };
-        Ok(Box::new(ModeAccumulator {
-            counts: HashMap::new(),
-            min_frequency: min_frequency.max(1) as u64,
+        match min {
+            Some(m) => Ok(m.max(1) as u64),
+            None => exec_err!("cohort_mode needs a literal minimum frequency"),
+        }
+    }
+}
+
+fn text_list() -> DataType {
+    DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, true)))
+}
+
+impl AggregateUDFImpl for BagUdaf {
+    fn name(&self) -> &str {
+        match self.kind {
+            BagKind::Mode => "cohort_mode",
+            BagKind::Unique => "cohort_unique",
+            BagKind::UniqueCount => "cohort_unique_count",
+        }
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(match self.kind {
+            BagKind::Mode => DataType::Utf8,
+            BagKind::Unique => text_list(),
+            BagKind::UniqueCount => DataType::Int64,
+        })
+    }
+    fn default_value(&self, data_type: &DataType) -> Result<ScalarValue> {
+        match self.kind {
+            BagKind::UniqueCount => Ok(ScalarValue::Int64(Some(0))),
+            _ => ScalarValue::try_from(data_type),
+        }
+    }
+    fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        Ok(Box::new(BagAccumulator {
+            bags: BagGroups::new(self.kind, self.min_frequency(&args)?),
         }))
+    }
+    fn groups_accumulator_supported(&self, _args: AccumulatorArgs) -> bool {
+        true
+    }
+    fn create_groups_accumulator(
+        &self,
+        args: AccumulatorArgs,
+    ) -> Result<Box<dyn GroupsAccumulator>> {
+        Ok(Box::new(BagGroups::new(
+            self.kind,
+            self.min_frequency(&args)?,
+        )))
     }
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
         Ok(vec![
             Arc::new(Field::new(
                 format!("{}[values]", args.name),
-                DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, true))),
+                text_list(),
                 true,
             )),
             Arc::new(Field::new(
@@ -87,84 +150,222 @@ impl AggregateUDFImpl for ModeUdaf {
     }
 }
 
+/// One bag per group.
 #[derive(Debug)]
-struct ModeAccumulator {
-    counts: HashMap<String, u64>,
+struct BagGroups {
+    kind: BagKind,
     min_frequency: u64,
+    bags: Vec<HashMap<Box<str>, u64>>,
+    /// Bytes held by the bags' values, for memory accounting.
+    bytes: usize,
 }
 
-impl Accumulator for ModeAccumulator {
-    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+/// Roughly what one bag entry costs besides its text.
+const ENTRY_BYTES: usize = 48;
+
+impl BagGroups {
+    fn new(kind: BagKind, min_frequency: u64) -> Self {
+        BagGroups {
+            kind,
+            min_frequency,
+            bags: Vec::new(),
+            bytes: 0,
+        }
+    }
+
+    fn add(&mut self, group: usize, value: &str, n: u64) {
+        let bag = &mut self.bags[group];
+        match bag.get_mut(value) {
+            Some(c) => *c += n,
+            None => {
+                self.bytes += value.len() + ENTRY_BYTES;
+                bag.insert(value.into(), n);
+            }
+        }
+    }
+
+    fn take(&mut self, emit_to: EmitTo) -> Vec<HashMap<Box<str>, u64>> {
+        let taken = emit_to.take_needed(&mut self.bags);
+        self.bytes = self
+            .bags
+            .iter()
+            .flat_map(|b| b.keys())
+            .map(|k| k.len() + ENTRY_BYTES)
+            .sum();
+        taken
+    }
+
+    fn result(&self, bags: &[HashMap<Box<str>, u64>]) -> ArrayRef {
+        match self.kind {
+            BagKind::Mode => {
+                let mut out = StringBuilder::with_capacity(bags.len(), bags.len() * 8);
+                for bag in bags {
+                    let best = bag
+                        .iter()
+                        .max_by(|(va, ca), (vb, cb)| ca.cmp(cb).then_with(|| vb.cmp(va)));
+                    match best {
+                        Some((v, c)) if *c >= self.min_frequency => out.append_value(v),
+                        _ => out.append_null(),
+                    }
+                }
+                Arc::new(out.finish())
+            }
+            BagKind::Unique => {
+                let mut out = ListBuilder::new(StringBuilder::new());
+                for bag in bags {
+                    if bag.is_empty() {
+                        out.append_null();
+                        continue;
+                    }
+                    let mut values: Vec<&str> = bag.keys().map(|k| &**k).collect();
+                    values.sort_unstable();
+                    for v in values {
+                        out.values().append_value(v);
+                    }
+                    out.append(true);
+                }
+                Arc::new(out.finish())
+            }
+            BagKind::UniqueCount => {
+                let mut out = Int64Builder::with_capacity(bags.len());
+                for bag in bags {
+                    out.append_value(bag.len() as i64);
+                }
+                Arc::new(out.finish())
+            }
+        }
+    }
+}
+
+/// The bags as `(values, counts)` lists, one row per bag.
+fn bag_state(bags: &[HashMap<Box<str>, u64>]) -> Vec<ArrayRef> {
+    let mut vs = ListBuilder::new(StringBuilder::new());
+    let mut cs = ListBuilder::new(Int64Builder::new());
+    for bag in bags {
+        for (v, c) in bag {
+            vs.values().append_value(v);
+            cs.values().append_value(*c as i64);
+        }
+        vs.append(true);
+        cs.append(true);
+    }
+    vec![Arc::new(vs.finish()), Arc::new(cs.finish())]
+}
+
+fn passes(filter: Option<&BooleanArray>, row: usize) -> bool {
+    filter.is_none_or(|f| f.is_valid(row) && f.value(row))
+}
+
+impl GroupsAccumulator for BagGroups {
+    fn update_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        opt_filter: Option<&BooleanArray>,
+        total_num_groups: usize,
+    ) -> Result<()> {
+        self.bags.resize_with(total_num_groups, HashMap::new);
         let v = values[0].as_string::<i32>();
-        for s in v.iter().flatten() {
-            *self.counts.entry(s.to_string()).or_default() += 1;
+        for (row, &g) in group_indices.iter().enumerate() {
+            if v.is_valid(row) && passes(opt_filter, row) {
+                self.add(g, v.value(row), 1);
+            }
         }
         Ok(())
     }
 
-    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
-        let values = states[0].as_list::<i32>();
-        let counts = states[1].as_list::<i32>();
-        for row in 0..values.len() {
-            if values.is_null(row) {
+    fn merge_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        total_num_groups: usize,
+    ) -> Result<()> {
+        self.bags.resize_with(total_num_groups, HashMap::new);
+        let vs = values[0].as_list::<i32>();
+        let cs = values[1].as_list::<i32>();
+        let (v_all, c_all) = (vs.values().as_string::<i32>(), cs.values());
+        let c_all = c_all.as_primitive::<Int64Type>();
+        for (row, &g) in group_indices.iter().enumerate() {
+            if vs.is_null(row) {
                 continue;
             }
-            let vs = values.value(row);
-            let cs = counts.value(row);
-            let vs = vs.as_string::<i32>();
-            let cs = cs.as_primitive::<Int64Type>();
-            for i in 0..vs.len() {
-                *self.counts.entry(vs.value(i).to_string()).or_default() += cs.value(i) as u64;
+            let offsets = vs.value_offsets();
+            let c_offsets = cs.value_offsets();
+            let (start, end) = (offsets[row] as usize, offsets[row + 1] as usize);
+            let c_start = c_offsets[row] as usize;
+            for (k, i) in (start..end).enumerate() {
+                self.add(g, v_all.value(i), c_all.value(c_start + k) as u64);
             }
         }
         Ok(())
     }
 
-    fn state(&mut self) -> Result<Vec<ScalarValue>> {
-        let mut vs = StringBuilder::new();
-        let mut cs = Int64Builder::new();
-        for (v, c) in &self.counts {
-            vs.append_value(v);
-            cs.append_value(*c as i64);
-        }
-        let vs: StringArray = vs.finish();
-        let cs: Int64Array = cs.finish();
-        Ok(vec![
-            ScalarValue::List(Arc::new(ListArray::from_iter_primitive_list(vs))),
-            ScalarValue::List(Arc::new(ListArray::from_iter_primitive_list(cs))),
-        ])
+    fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
+        let bags = self.take(emit_to);
+        Ok(self.result(&bags))
     }
 
-    fn evaluate(&mut self) -> Result<ScalarValue> {
-        let best = self
-            .counts
-            .iter()
-            .max_by(|(va, ca), (vb, cb)| ca.cmp(cb).then_with(|| vb.cmp(va)));
-        Ok(match best {
-            Some((v, c)) if *c >= self.min_frequency => ScalarValue::Utf8(Some(v.clone())),
-            _ => ScalarValue::Utf8(None),
-        })
+    fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
+        let bags = self.take(emit_to);
+        Ok(bag_state(&bags))
+    }
+
+    /// Each input row as the state of a bag holding just its value (or nothing).
+    fn convert_to_state(
+        &self,
+        values: &[ArrayRef],
+        opt_filter: Option<&BooleanArray>,
+    ) -> Result<Vec<ArrayRef>> {
+        let v = values[0].as_string::<i32>();
+        let mut vs = ListBuilder::new(StringBuilder::new());
+        let mut cs = ListBuilder::new(Int64Builder::new());
+        for row in 0..v.len() {
+            if v.is_valid(row) && passes(opt_filter, row) {
+                vs.values().append_value(v.value(row));
+                cs.values().append_value(1);
+            }
+            vs.append(true);
+            cs.append(true);
+        }
+        Ok(vec![Arc::new(vs.finish()), Arc::new(cs.finish())])
     }
 
     fn size(&self) -> usize {
-        std::mem::size_of_val(self) + self.counts.keys().map(|k| k.capacity() + 32).sum::<usize>()
+        self.bytes + self.bags.capacity() * std::mem::size_of::<HashMap<Box<str>, u64>>()
     }
 }
 
-/// Wraps a list of values as a one-row list array (state of a group).
-trait OneRowList {
-    fn from_iter_primitive_list(values: impl Array + 'static) -> Self;
+/// The row accumulator (one group): a [`BagGroups`] of one bag.
+#[derive(Debug)]
+struct BagAccumulator {
+    bags: BagGroups,
 }
 
-impl OneRowList for ListArray {
-    fn from_iter_primitive_list(values: impl Array + 'static) -> Self {
-        let field = Arc::new(Field::new_list_field(values.data_type().clone(), true));
-        let len = values.len() as i32;
-        ListArray::new(
-            field,
-            datafusion::arrow::buffer::OffsetBuffer::new(vec![0, len].into()),
-            Arc::new(values),
-            None,
-        )
+impl Accumulator for BagAccumulator {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        let groups = vec![0; values[0].len()];
+        GroupsAccumulator::update_batch(&mut self.bags, values, &groups, None, 1)
+    }
+
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
+        let groups = vec![0; states[0].len()];
+        GroupsAccumulator::merge_batch(&mut self.bags, states, &groups, 1)
+    }
+
+    fn state(&mut self) -> Result<Vec<ScalarValue>> {
+        self.bags.bags.resize_with(1, HashMap::new);
+        bag_state(&self.bags.bags)
+            .iter()
+            .map(|a| ScalarValue::try_from_array(a, 0))
+            .collect()
+    }
+
+    fn evaluate(&mut self) -> Result<ScalarValue> {
+        self.bags.bags.resize_with(1, HashMap::new);
+        ScalarValue::try_from_array(&self.bags.result(&self.bags.bags), 0)
+    }
+
+    fn size(&self) -> usize {
+        std::mem::size_of_val(self) + GroupsAccumulator::size(&self.bags)
     }
 }

@@ -18,6 +18,9 @@
 //!   identifier gets the same code in every run, so graphs from two runs join on it.
 //! - `cohort_text(bytes)` reads binary as UTF-8 text, replacing bytes that are not UTF-8 with
 //!   U+FFFD instead of failing the run.
+//! - `cohort_json_paths(json, 'p1', 'p2', ...)` is `cohort_json_get` of several paths at once,
+//!   as a struct with one text field per path (named by the path): the text is parsed once
+//!   per row instead of once per path, which is what a plan reading many properties needs.
 //! - `cohort_json_keys(json)` lists the top-level keys of an object, and
 //!   `cohort_json_kind(json, key)` says what the top-level `key` holds (`null`, `bool`, `int`,
 //!   `float`, `timestamp` for an RFC 3339 string, `string`, `object`, `array`), or null when the key is absent: custom traits need
@@ -48,7 +51,146 @@ pub fn all() -> Vec<Arc<ScalarUDF>> {
         TEXT.clone(),
         JSON_KEYS.clone(),
         JSON_KIND.clone(),
+        JSON_PATHS.clone(),
     ]
+}
+
+static JSON_PATHS: LazyLock<Arc<ScalarUDF>> =
+    LazyLock::new(|| Arc::new(ScalarUDF::from(JsonPaths::new())));
+
+/// `cohort_json_paths(json, 'p1', ...)`.
+pub fn json_paths(json: Expr, paths: &[String]) -> Expr {
+    let mut args = vec![json];
+    args.extend(paths.iter().map(|p| datafusion::prelude::lit(p.as_str())));
+    JSON_PATHS.call(args)
+}
+
+/// The `(json column, path)` of a `cohort_json_get(<column>, '<path>')` call.
+pub fn as_json_get(e: &Expr) -> Option<(&datafusion::common::Column, &str)> {
+    let Expr::ScalarFunction(f) = e else {
+        return None;
+    };
+    if f.func.name() != "cohort_json_get" {
+        return None;
+    }
+    match f.args.as_slice() {
+        [
+            Expr::Column(c),
+            Expr::Literal(ScalarValue::Utf8(Some(p)), _),
+        ] => Some((c, p.as_str())),
+        _ => None,
+    }
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct JsonPaths {
+    signature: Signature,
+}
+
+impl JsonPaths {
+    fn new() -> Self {
+        Self {
+            signature: Signature::variadic_any(Volatility::Immutable),
+        }
+    }
+}
+
+fn path_args(args: &[Option<&ScalarValue>]) -> Result<Vec<String>> {
+    args.iter()
+        .map(|a| match a {
+            Some(ScalarValue::Utf8(Some(p)))
+            | Some(ScalarValue::LargeUtf8(Some(p)))
+            | Some(ScalarValue::Utf8View(Some(p))) => Ok(p.clone()),
+            _ => exec_err!("cohort_json_paths needs literal text paths"),
+        })
+        .collect()
+}
+
+impl ScalarUDFImpl for JsonPaths {
+    fn name(&self) -> &str {
+        "cohort_json_paths"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        datafusion::common::internal_err!("cohort_json_paths types its result from its paths")
+    }
+    fn return_field_from_args(
+        &self,
+        args: datafusion::logical_expr::ReturnFieldArgs,
+    ) -> Result<datafusion::arrow::datatypes::FieldRef> {
+        use datafusion::arrow::datatypes::Field;
+        let paths = path_args(args.scalar_arguments.get(1..).unwrap_or_default())?;
+        let fields: Vec<Field> = paths
+            .iter()
+            .map(|p| Field::new(p, DataType::Utf8, true))
+            .collect();
+        Ok(Arc::new(Field::new(
+            self.name(),
+            DataType::Struct(fields.into()),
+            true,
+        )))
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        use datafusion::arrow::array::StructArray;
+        let n = args.number_rows;
+        let scalars: Vec<Option<&ScalarValue>> = args.args[1..]
+            .iter()
+            .map(|a| match a {
+                ColumnarValue::Scalar(s) => Some(s),
+                ColumnarValue::Array(_) => None,
+            })
+            .collect();
+        let paths = path_args(&scalars)?;
+        let segs: Vec<Vec<&str>> = paths.iter().map(|p| p.split('.').collect()).collect();
+        let needles: Vec<&str> = segs
+            .iter()
+            .map(|s| s.last().copied().unwrap_or_default())
+            .collect();
+        let input = string_arg(&args.args[0], n)?;
+        let input = input.as_string::<i32>();
+        let mut outs: Vec<StringBuilder> = paths
+            .iter()
+            .map(|_| StringBuilder::with_capacity(n, n * 4))
+            .collect();
+        for i in 0..n {
+            let text = (!input.is_null(i)).then(|| input.value(i));
+            // As in cohort_json_get: text holding none of the last segments is not parsed.
+            let parsed = text
+                .filter(|t| t.contains("\\u") || needles.iter().any(|nd| t.contains(nd)))
+                .and_then(|t| serde_json::from_str::<Value>(t).ok());
+            for (k, out) in outs.iter_mut().enumerate() {
+                match parsed
+                    .as_ref()
+                    .and_then(|v| lookup(v, &segs[k]))
+                    .and_then(value_text)
+                {
+                    Some(t) => out.append_value(t),
+                    None => out.append_null(),
+                }
+            }
+        }
+        let fields: Vec<datafusion::arrow::datatypes::FieldRef> = paths
+            .iter()
+            .map(|p| {
+                Arc::new(datafusion::arrow::datatypes::Field::new(
+                    p,
+                    DataType::Utf8,
+                    true,
+                ))
+            })
+            .collect();
+        let arrays: Vec<ArrayRef> = outs
+            .iter_mut()
+            .map(|b| Arc::new(b.finish()) as ArrayRef)
+            .collect();
+        Ok(ColumnarValue::Array(Arc::new(StructArray::try_new(
+            fields.into(),
+            arrays,
+            None,
+        )?)))
+    }
 }
 
 static JSON_KEYS: LazyLock<Arc<ScalarUDF>> =

@@ -11,14 +11,14 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::{DataType, Field};
 use datafusion::common::ScalarValue;
 use datafusion::functions_aggregate::expr_fn as agg;
-use datafusion::functions_nested::expr_fn::array_sort;
 use datafusion::logical_expr::{
     Expr, ExprFunctionExt, LogicalPlan, LogicalPlanBuilder, SortExpr, TryCast, col, lit,
 };
 
 use super::aggregates;
-use super::functions::json_get;
+use super::functions::{as_json_get, json_get, json_paths};
 use crate::spec::query::ast::{self, Comparator, Filter, Literal, Operand, ReducerKind, Span};
+use datafusion::functions::core::expr_fn::get_field;
 
 /// A problem in a query that parsed but cannot be compiled, at a span of the query text.
 #[derive(Clone, Debug, PartialEq)]
@@ -51,6 +51,50 @@ pub struct TraitColumn {
 pub struct TraitQuery<'a> {
     pub key: &'a str,
     pub query: &'a ast::Expr,
+}
+
+/// Where the aggregates read two or more paths of one JSON column, parses that column once
+/// per row: a projection adds `__json_<column>` = `cohort_json_paths(<column>, paths...)` and
+/// each `cohort_json_get(<column>, path)` becomes a field of it. Returns the projection's new
+/// expressions and the rewritten aggregates.
+fn share_json_parsing(aggs: Vec<Expr>) -> datafusion::common::Result<(Vec<Expr>, Vec<Expr>)> {
+    use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+    use std::collections::BTreeMap;
+    let mut paths: BTreeMap<datafusion::common::Column, Vec<String>> = BTreeMap::new();
+    for a in &aggs {
+        a.apply(|e| {
+            if let Some((c, p)) = as_json_get(e) {
+                let ps = paths.entry(c.clone()).or_default();
+                if !ps.iter().any(|x| x == p) {
+                    ps.push(p.to_string());
+                }
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })?;
+    }
+    paths.retain(|_, ps| ps.len() >= 2);
+    if paths.is_empty() {
+        return Ok((Vec::new(), aggs));
+    }
+    let name = |c: &datafusion::common::Column| format!("__json_{}", c.name);
+    let aggs = aggs
+        .into_iter()
+        .map(|a| {
+            a.transform_up(|e| match as_json_get(&e) {
+                Some((c, p)) if paths.contains_key(c) => {
+                    let field = get_field(col(name(c)), p.to_string());
+                    Ok(Transformed::yes(field))
+                }
+                _ => Ok(Transformed::no(e)),
+            })
+            .map(|t| t.data)
+        })
+        .collect::<datafusion::common::Result<Vec<_>>>()?;
+    let parsed = paths
+        .iter()
+        .map(|(c, ps)| json_paths(Expr::Column(c.clone()), ps).alias(name(c)))
+        .collect();
+    Ok((parsed, aggs))
 }
 
 /// The result type of a reducer.
@@ -127,8 +171,26 @@ pub fn computed_traits_plan(
     if let Some(lower) = widest.filter(|w| *w != i64::MAX) {
         pre = pre.and(col("timestamp").gt(ts(lower)));
     }
+    let inputs: Vec<Expr> = events
+        .schema()
+        .columns()
+        .into_iter()
+        .map(Expr::Column)
+        .collect();
+    let (parsed, aggs) = share_json_parsing(aggs).map_err(|e| QueryCompileError {
+        key: None,
+        span: Span::default(),
+        message: format!("cannot plan the computed traits: {e}"),
+    })?;
     let plan = LogicalPlanBuilder::from(events)
         .filter(col(entity).is_not_null().and(pre))
+        .and_then(|b| {
+            if parsed.is_empty() {
+                Ok(b)
+            } else {
+                b.project(inputs.into_iter().chain(parsed))
+            }
+        })
         .and_then(|b| b.aggregate(vec![col(entity)], aggs))
         .and_then(|b| b.build())
         .map_err(|e| QueryCompileError {
@@ -324,18 +386,14 @@ fn reducer_aggregate(r: &ast::Reducer, value: Option<Expr>, matches: Expr) -> CR
         }
         ReducerKind::Unique => {
             let v = need(value)?;
-            let present = matches.and(v.clone().is_not_null());
-            let list = datafusion::functions_aggregate::array_agg::array_agg_udaf()
-                .call(vec![v])
-                .distinct()
-                .filter(present)
-                .build()
-                .map_err(|e| plan_err(e, span))?;
-            return Ok(array_sort(list, lit("ASC"), lit("NULLS LAST")));
+            aggregates::UNIQUE.call(vec![v]).filter(matches).build()
         }
         ReducerKind::UniqueCount => {
             let v = need(value)?;
-            agg::count(v).distinct().filter(matches).build()
+            aggregates::UNIQUE_COUNT
+                .call(vec![v])
+                .filter(matches)
+                .build()
         }
     };
     e.map_err(|e| plan_err(e, span))

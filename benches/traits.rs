@@ -1,0 +1,449 @@
+//! How fast all computed traits of a space run as Cohort's one fused aggregation, against one
+//! query per trait and against DuckDB running the same traits as hand-written SQL over the same
+//! Parquet files (`queries/bench/traits_duckdb.sql`).
+//!
+//! The goal: the fused plan takes at most half of DuckDB's time on 10 M events.
+//!
+//! It generates `--events` sample events of the `events` preset (fixed `--seed`, ending
+//! 2026-11-01, the as-of time of every window), then times, each in a fresh session:
+//!
+//! * `fused`: the 20 traits below compiled by `computed_traits_plan` into one aggregation;
+//! * `per_trait`: the same traits compiled one at a time, run one after another;
+//! * `duckdb`: the hand-written SQL in DuckDB (from the bench venv, `bash .ci/venv`), 2 threads,
+//!   like this machine's 2 cores, result kept in a temporary table.
+//!
+//! All read the same minimal event view: profile = `COALESCE(user_id, anonymous_id)`, the
+//! text timestamp cast to a timestamp (bad rows become null), JSON properties and context as
+//! text. No identity resolution or deduplication on either side: this is the trait
+//! aggregation alone. Each result is summarized (rows, non-null counts, sums, distinct values)
+//! and the fused and DuckDB summaries must agree, so the two did the same work.
+//!
+//! `fused` and `duckdb` run `--repeat` times (default 2) and the best time counts; `per_trait`
+//! runs once. `--only k1,k2` times the fused plan of just those traits (and nothing else), to
+//! see what each kind costs. Prints `key=value` lines: `generate`, `fused`, `per_trait`, `duckdb`, `check`,
+//! `ratio`.
+//!
+//! `cargo bench --bench traits -- --events 10000000`
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Instant;
+
+use cohort::compile::traits::{TraitQuery, computed_traits_plan};
+use cohort::engine::session::{SessionOptions, new_session};
+use cohort::generate::GenerateOptions;
+use cohort::spec::parse_trait_query;
+use datafusion::arrow::datatypes::{DataType, TimeUnit};
+use datafusion::arrow::util::display::array_value_to_string;
+use datafusion::catalog::MemTable;
+use datafusion::logical_expr::{LogicalPlan, cast, try_cast};
+use datafusion::prelude::{ParquetReadOptions, SessionContext, coalesce, col};
+
+/// The traits, in the order of the DuckDB file's columns.
+const TRAITS: [(&str, &str); 20] = [
+    ("orders", "event('Order Completed').count()"),
+    (
+        "orders_30d",
+        "event('Order Completed').within(30 days).count()",
+    ),
+    (
+        "big_orders_90d",
+        "event('Order Completed').where(property('revenue') >= 100).within(90 days).count()",
+    ),
+    (
+        "orders_prev_quarter",
+        "event('Order Completed').between(90 days, 180 days).count()",
+    ),
+    (
+        "app_views_30d",
+        "event('Product Viewed').where(context('device.type') one_of ['ios', 'android']).within(30 days).count()",
+    ),
+    (
+        "pricey_electronics_adds",
+        "event('Product Added').where(property('category') = 'Electronics' AND property('price') > 50).count()",
+    ),
+    (
+        "total_revenue",
+        "event('Order Completed').sum(property('revenue'))",
+    ),
+    (
+        "total_spent_365d",
+        "event('Order Completed').within(365 days).sum(property('total'))",
+    ),
+    (
+        "avg_order_value",
+        "event('Order Completed').avg(property('revenue'))",
+    ),
+    (
+        "avg_discount",
+        "event('Coupon Applied').avg(property('discount'))",
+    ),
+    (
+        "min_price_viewed_90d",
+        "event('Product Viewed').within(90 days).min(property('price'))",
+    ),
+    (
+        "max_price_added",
+        "event('Product Added').max(property('price'))",
+    ),
+    (
+        "favorite_category_90d",
+        "event('Product Viewed').within(90 days).mode(property('category'), 2)",
+    ),
+    (
+        "favorite_brand",
+        "event('Product Added').mode(property('brand'))",
+    ),
+    (
+        "signup_method",
+        "event('Signed Up').first(property('method'))",
+    ),
+    (
+        "last_search",
+        "event('Products Searched').last(property('query'))",
+    ),
+    (
+        "last_order_currency",
+        "event('Order Completed').last(property('currency'))",
+    ),
+    ("last_os", "event('Signed In').last(context('os.name'))"),
+    (
+        "categories_added",
+        "event('Product Added').unique(property('category'))",
+    ),
+    (
+        "products_viewed_30d",
+        "event('Product Viewed').within(30 days).unique(property('product_id')).count()",
+    ),
+];
+
+const DUCKDB_SQL: &str = include_str!("../queries/bench/traits_duckdb.sql");
+
+/// Runs the DuckDB side: argv = sql file, data folder, summary query, repeats.
+const DUCKDB_RUNNER: &str = r#"
+import json, sys, time
+import duckdb
+sql = open(sys.argv[1]).read().replace("@DATA@", sys.argv[2])
+best = None
+for _ in range(int(sys.argv[4])):
+    con = duckdb.connect()
+    con.execute("SET threads = 2")
+    t = time.perf_counter()
+    con.execute("CREATE TEMP TABLE r AS " + sql)
+    s = time.perf_counter() - t
+    best = s if best is None else min(best, s)
+    summary = [None if v is None else str(v) for v in con.execute(sys.argv[3]).fetchone()]
+    con.close()
+print(json.dumps({"secs": best, "version": duckdb.__version__, "summary": summary}))
+"#;
+
+struct Args {
+    events: u64,
+    seed: u64,
+    repeat: usize,
+    per_trait: bool,
+    /// Only these traits in the fused plan (no DuckDB comparison then).
+    only: Vec<String>,
+}
+
+fn parse_args() -> Args {
+    let mut args = Args {
+        events: 10_000_000,
+        seed: 42,
+        repeat: 2,
+        per_trait: true,
+        only: Vec::new(),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        let mut value = || it.next().unwrap_or_else(|| panic!("{a} needs a value"));
+        let number = |v: String| -> u64 {
+            v.replace('_', "")
+                .parse()
+                .unwrap_or_else(|_| panic!("not a number: {v}"))
+        };
+        match a.as_str() {
+            "--events" => args.events = number(value()),
+            "--seed" => args.seed = number(value()),
+            "--repeat" => args.repeat = number(value()).max(1) as usize,
+            "--no-per-trait" => args.per_trait = false,
+            "--only" => args.only = value().split(',').map(str::to_string).collect(),
+            "--bench" => {}
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    args
+}
+
+/// The summary query over a result table `r`: one row of numbers both engines print alike.
+fn summary_sql() -> String {
+    let mut parts = vec!["count(*)".to_string()];
+    for (key, _) in TRAITS {
+        let kind = if key.starts_with("categories") {
+            "list"
+        } else if matches!(
+            key,
+            "favorite_category_90d"
+                | "favorite_brand"
+                | "signup_method"
+                | "last_search"
+                | "last_order_currency"
+                | "last_os"
+        ) {
+            "text"
+        } else {
+            "number"
+        };
+        match kind {
+            "list" => parts.push(format!("sum(array_length({key}))")),
+            "text" => {
+                parts.push(format!("count({key})"));
+                parts.push(format!("count(DISTINCT {key})"));
+            }
+            _ => {
+                parts.push(format!("count({key})"));
+                parts.push(format!("sum(CAST({key} AS DOUBLE))"));
+            }
+        }
+    }
+    format!("SELECT {} FROM r", parts.join(", "))
+}
+
+fn main() {
+    let args = parse_args();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    rt.block_on(generate(&data, args.events, args.seed));
+    let as_of = GenerateOptions::default().end.timestamp_micros();
+
+    let parsed: Vec<(&str, cohort::spec::query::ast::Expr)> = TRAITS
+        .iter()
+        .map(|(k, q)| {
+            (
+                *k,
+                parse_trait_query(q).unwrap_or_else(|e| panic!("{k}: {e}")),
+            )
+        })
+        .collect();
+    let queries: Vec<TraitQuery<'_>> = parsed
+        .iter()
+        .filter(|(k, _)| args.only.is_empty() || args.only.iter().any(|o| o == k))
+        .map(|(k, q)| TraitQuery { key: k, query: q })
+        .collect();
+
+    // Fused: all traits in one aggregation.
+    let mut best = f64::MAX;
+    let mut fused_summary = Vec::new();
+    let mut profiles = 0;
+    for _ in 0..args.repeat {
+        let (secs, rows, summary) = rt.block_on(run_fused(&data, &queries, as_of));
+        best = best.min(secs);
+        fused_summary = summary;
+        profiles = rows;
+    }
+    let events = args.events as f64;
+    println!(
+        "fused secs={best:.2} traits={} profiles={profiles} events_per_sec={:.0}",
+        queries.len(),
+        events / best
+    );
+
+    if !args.only.is_empty() {
+        return;
+    }
+
+    // One query per trait.
+    if args.per_trait {
+        let t = Instant::now();
+        for q in &queries {
+            rt.block_on(run_fused(&data, std::slice::from_ref(q), as_of));
+        }
+        let secs = t.elapsed().as_secs_f64();
+        println!(
+            "per_trait secs={secs:.2} queries={} ratio_to_fused={:.2}",
+            TRAITS.len(),
+            secs / best
+        );
+    }
+
+    // DuckDB.
+    let (duck_secs, version, duck_summary) = duckdb(&data, args.repeat);
+    println!(
+        "duckdb secs={duck_secs:.2} version={version} events_per_sec={:.0}",
+        events / duck_secs
+    );
+    let mismatches = compare(&fused_summary, &duck_summary);
+    println!(
+        "check summary_values={} mismatches={}{}",
+        fused_summary.len(),
+        mismatches.len(),
+        if mismatches.is_empty() {
+            String::new()
+        } else {
+            format!(" first={}", mismatches[0])
+        }
+    );
+    println!(
+        "ratio fused_over_duckdb={:.2} goal<=0.50 events={}",
+        best / duck_secs,
+        args.events
+    );
+}
+
+async fn generate(data: &Path, events: u64, seed: u64) {
+    let opts = GenerateOptions {
+        events,
+        seed,
+        ..Default::default()
+    };
+    let loc = cohort::store::objects::open_raw(Path::new("/"), data.to_str().expect("utf-8"))
+        .expect("open data folder");
+    let g = cohort::generate::generate(&opts, &loc, &|_| {})
+        .await
+        .expect("generate");
+    println!(
+        "generate events={} users={} secs={:.2}",
+        g.events,
+        g.users,
+        g.elapsed.as_secs_f64()
+    );
+}
+
+/// The minimal event view both engines read: profile, event, message_id, timestamp, JSON text.
+async fn event_view(ctx: &SessionContext, data: &Path) -> LogicalPlan {
+    let options = ParquetReadOptions::default();
+    let raw = ctx
+        .read_parquet(format!("{}/", data.display()), options)
+        .await
+        .expect("read parquet");
+    let ts = DataType::Timestamp(TimeUnit::Microsecond, Some(Arc::from("UTC")));
+    raw.select(vec![
+        coalesce(vec![col("user_id"), col("anonymous_id")]).alias("profile_id"),
+        col("event"),
+        col("message_id"),
+        try_cast(cast(col("timestamp"), DataType::Utf8), ts).alias("timestamp"),
+        col("properties"),
+        col("context"),
+    ])
+    .expect("select")
+    .into_unoptimized_plan()
+}
+
+/// Runs `traits` as one plan in a fresh session; returns seconds, rows and the summary.
+async fn run_fused(
+    data: &Path,
+    traits: &[TraitQuery<'_>],
+    as_of: i64,
+) -> (f64, usize, Vec<Option<String>>) {
+    let ctx = new_session(&SessionOptions::default()).expect("session");
+    let events = event_view(&ctx, data).await;
+    let (plan, _) = computed_traits_plan(events, "profile_id", traits, as_of).expect("compile");
+    let t = Instant::now();
+    let batches = ctx
+        .execute_logical_plan(plan)
+        .await
+        .expect("plan")
+        .collect()
+        .await
+        .expect("run");
+    let secs = t.elapsed().as_secs_f64();
+    let rows = batches.iter().map(|b| b.num_rows()).sum();
+    if traits.len() < TRAITS.len() {
+        return (secs, rows, Vec::new());
+    }
+    let schema = batches[0].schema();
+    ctx.register_table(
+        "r",
+        Arc::new(MemTable::try_new(schema, vec![batches]).expect("mem table")),
+    )
+    .expect("register");
+    let out = ctx
+        .sql(&summary_sql())
+        .await
+        .expect("summary")
+        .collect()
+        .await
+        .expect("summary");
+    let b = &out[0];
+    let summary = (0..b.num_columns())
+        .map(|i| {
+            let c = b.column(i);
+            (!c.is_null(0)).then(|| array_value_to_string(c, 0).expect("value"))
+        })
+        .collect();
+    (secs, rows, summary)
+}
+
+fn python() -> PathBuf {
+    if let Ok(p) = std::env::var("COHORT_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new("bash")
+        .arg(root.join(".ci/venv"))
+        .output()
+        .expect("bash .ci/venv");
+    assert!(out.status.success(), "bash .ci/venv failed");
+    PathBuf::from(String::from_utf8(out.stdout).expect("utf-8").trim()).join("bin/python")
+}
+
+/// Runs the hand-written SQL in DuckDB; returns the best seconds, the version and the summary.
+fn duckdb(data: &Path, repeat: usize) -> (f64, String, Vec<Option<String>>) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sql = dir.path().join("traits.sql");
+    std::fs::write(&sql, DUCKDB_SQL).expect("write sql");
+    let runner = dir.path().join("run.py");
+    std::fs::write(&runner, DUCKDB_RUNNER).expect("write runner");
+    let out = Command::new(python())
+        .arg(&runner)
+        .arg(&sql)
+        .arg(data)
+        .arg(summary_sql())
+        .arg(repeat.to_string())
+        .output()
+        .expect("python");
+    assert!(
+        out.status.success(),
+        "duckdb failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("runner json");
+    let summary = v["summary"]
+        .as_array()
+        .expect("summary")
+        .iter()
+        .map(|x| x.as_str().map(str::to_string))
+        .collect();
+    (
+        v["secs"].as_f64().expect("secs"),
+        v["version"].as_str().unwrap_or("?").to_string(),
+        summary,
+    )
+}
+
+/// Positions where the summaries differ (numbers within a relative 1e-9 are equal).
+fn compare(a: &[Option<String>], b: &[Option<String>]) -> Vec<String> {
+    if a.len() != b.len() {
+        return vec![format!("lengths {} vs {}", a.len(), b.len())];
+    }
+    let mut out = Vec::new();
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        let same = match (x, y) {
+            (Some(x), Some(y)) => match (x.parse::<f64>(), y.parse::<f64>()) {
+                (Ok(p), Ok(q)) => (p - q).abs() <= 1e-9 * p.abs().max(q.abs()).max(1.0),
+                _ => x == y,
+            },
+            (None, None) => true,
+            _ => false,
+        };
+        if !same {
+            out.push(format!("{i}:{x:?}/{y:?}"));
+        }
+    }
+    out
+}
