@@ -148,14 +148,14 @@ impl ScalarUDFImpl for JsonPaths {
             .iter()
             .map(|s| s.last().copied().unwrap_or_default())
             .collect();
-        let input = string_arg(&args.args[0], n)?;
-        let input = input.as_string::<i32>();
+        let input = text_arg(&args.args[0], n)?;
+        let input = Texts::new(&input)?;
         let mut outs: Vec<StringBuilder> = paths
             .iter()
             .map(|_| StringBuilder::with_capacity(n, n * 4))
             .collect();
         for i in 0..n {
-            let text = (!input.is_null(i)).then(|| input.value(i));
+            let text = input.get(i);
             // As in cohort_json_get: text holding none of the last segments is not parsed.
             let text =
                 text.filter(|t| t.contains("\\u") || needles.iter().any(|nd| t.contains(nd)));
@@ -622,6 +622,43 @@ pub fn value_text(v: &Value) -> Option<String> {
     }
 }
 
+/// Rows of a text array of any of Arrow's three string layouts, read in place (a cast from
+/// `Utf8View`, which Parquet scans produce, would copy every string).
+enum Texts<'a> {
+    Utf8(&'a datafusion::arrow::array::StringArray),
+    Large(&'a datafusion::arrow::array::LargeStringArray),
+    View(&'a datafusion::arrow::array::StringViewArray),
+}
+
+impl<'a> Texts<'a> {
+    fn new(arr: &'a ArrayRef) -> Result<Texts<'a>> {
+        Ok(match arr.data_type() {
+            DataType::Utf8 => Texts::Utf8(arr.as_string::<i32>()),
+            DataType::LargeUtf8 => Texts::Large(arr.as_string::<i64>()),
+            DataType::Utf8View => Texts::View(arr.as_string_view()),
+            other => return exec_err!("expected text, found {other}"),
+        })
+    }
+
+    fn get(&self, i: usize) -> Option<&'a str> {
+        match self {
+            Texts::Utf8(a) => a.is_valid(i).then(|| a.value(i)),
+            Texts::Large(a) => a.is_valid(i).then(|| a.value(i)),
+            Texts::View(a) => a.is_valid(i).then(|| a.value(i)),
+        }
+    }
+}
+
+/// A text argument as an array in one of the string layouts (nulls of type Null become Utf8).
+fn text_arg(v: &ColumnarValue, n: usize) -> Result<ArrayRef> {
+    let arr = v.to_array(n)?;
+    match arr.data_type() {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => Ok(arr),
+        DataType::Null => Ok(datafusion::arrow::compute::cast(&arr, &DataType::Utf8)?),
+        other => exec_err!("expected text, found {other}"),
+    }
+}
+
 fn string_arg(v: &ColumnarValue, n: usize) -> Result<ArrayRef> {
     let arr = v.to_array(n)?;
     match arr.data_type() {
@@ -668,18 +705,17 @@ impl ScalarUDFImpl for JsonGet {
             ColumnarValue::Array(_) => return exec_err!("cohort_json_get needs a literal path"),
         };
         let segs: Vec<&str> = path.split('.').collect();
-        let input = string_arg(&args.args[0], n)?;
-        let input = input.as_string::<i32>();
-        let mut out = StringBuilder::with_capacity(input.len(), input.len() * 8);
+        let input = text_arg(&args.args[0], n)?;
+        let input = Texts::new(&input)?;
+        let mut out = StringBuilder::with_capacity(n, n * 8);
         // Any key that can match contains the path's last segment (nested or flattened), so
         // text without it (and without \u escapes that could spell it) is skipped unparsed.
         let needle = segs.last().copied().unwrap_or_default();
-        for i in 0..input.len() {
-            if input.is_null(i) {
+        for i in 0..n {
+            let Some(text) = input.get(i) else {
                 out.append_null();
                 continue;
-            }
-            let text = input.value(i);
+            };
             if !text.contains(needle) && !text.contains("\\u") {
                 out.append_null();
                 continue;

@@ -57,3 +57,45 @@ async fn space_format_examples_validate() {
     assert_eq!(space.audiences[0].name, "Big Spenders");
     assert!(!space.audiences[0].include_anonymous);
 }
+
+/// Fenced blocks of a Markdown file whose info string is `lang`.
+fn blocks_of(markdown: &str, lang: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut lines = markdown.lines();
+    while let Some(line) = lines.next() {
+        if line.trim() != format!("```{lang}") {
+            continue;
+        }
+        let body: Vec<&str> = lines
+            .by_ref()
+            .take_while(|l| !l.starts_with("```"))
+            .collect();
+        out.push(body.join("\n"));
+    }
+    out
+}
+
+/// Every query on the query-language page parses as what its block says it is.
+#[test]
+fn query_language_examples_parse() {
+    use cohort::spec::{EntityType, parse_audience_query, parse_trait_query};
+    let md = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/query-language.md"),
+    )
+    .unwrap();
+    let traits = blocks_of(&md, "cohort-trait");
+    let audiences = blocks_of(&md, "cohort-audience");
+    let accounts = blocks_of(&md, "cohort-account-audience");
+    assert!(traits.len() >= 8 && audiences.len() >= 7 && accounts.len() >= 2);
+    for q in &traits {
+        parse_trait_query(q).unwrap_or_else(|e| panic!("{q}: {e}"));
+        assert!(parse_audience_query(q, EntityType::Users).is_err(), "{q}");
+    }
+    for q in &audiences {
+        parse_audience_query(q, EntityType::Users).unwrap_or_else(|e| panic!("{q}: {e}"));
+    }
+    for q in &accounts {
+        parse_audience_query(q, EntityType::Accounts).unwrap_or_else(|e| panic!("{q}: {e}"));
+        assert!(parse_audience_query(q, EntityType::Users).is_err(), "{q}");
+    }
+}
