@@ -459,6 +459,35 @@ fn print_summary(r: &engine::RunReport) {
             );
         }
     }
+    if let Some(p) = &rec.profiles {
+        println!(
+            "  profiles: {} with {} custom, {} computed and {} SQL trait columns{}; accounts: {} with {} account traits",
+            p.profiles,
+            p.custom_traits.len(),
+            p.computed_traits
+                .keys()
+                .filter(|k| !k.starts_with("accounts."))
+                .count(),
+            p.sql_traits.len(),
+            if p.sql_trait_profiles > 0 {
+                format!(" ({} profiles started by SQL traits)", p.sql_trait_profiles)
+            } else {
+                String::new()
+            },
+            p.accounts,
+            p.account_traits.len()
+                + p.computed_traits
+                    .keys()
+                    .filter(|k| k.starts_with("accounts."))
+                    .count(),
+        );
+        if !p.skipped_traits.is_empty() {
+            println!(
+                "    trait keys left out (name taken or dotted): {}",
+                p.skipped_traits.join(", ")
+            );
+        }
+    }
     let timings: Vec<String> = rec
         .stage_timings
         .iter()
