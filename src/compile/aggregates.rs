@@ -9,6 +9,9 @@
 //! - `cohort_unique(value)` is the sorted list of distinct values (null when there are none).
 //! - `cohort_unique_count(value)` is how many distinct values there are (0 when none).
 //!
+//! `cohort_first(value, timestamp, message_id)` and `cohort_last(...)` pick the value of the
+//! earliest / latest row by `(timestamp, message_id)`.
+//!
 //! Each has a per-group accumulator for grouped aggregation (one bag per group, updated row by
 //! row), which is what keeps a space's fused trait aggregation fast: DataFusion's DISTINCT
 //! aggregates and its adapter for row accumulators slice every batch per group. The state
@@ -48,7 +51,13 @@ pub static UNIQUE_COUNT: LazyLock<Arc<AggregateUDF>> =
 
 /// Every aggregate of this module, for registration in a session.
 pub fn all() -> Vec<Arc<AggregateUDF>> {
-    vec![MODE.clone(), UNIQUE.clone(), UNIQUE_COUNT.clone()]
+    vec![
+        MODE.clone(),
+        UNIQUE.clone(),
+        UNIQUE_COUNT.clone(),
+        FIRST.clone(),
+        LAST.clone(),
+    ]
 }
 
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -367,5 +376,317 @@ impl Accumulator for BagAccumulator {
 
     fn size(&self) -> usize {
         std::mem::size_of_val(self) + GroupsAccumulator::size(&self.bags)
+    }
+}
+
+/// `cohort_first`.
+pub static FIRST: LazyLock<Arc<AggregateUDF>> =
+    LazyLock::new(|| Arc::new(AggregateUDF::from(PickUdaf::new(false))));
+/// `cohort_last`.
+pub static LAST: LazyLock<Arc<AggregateUDF>> =
+    LazyLock::new(|| Arc::new(AggregateUDF::from(PickUdaf::new(true))));
+
+/// `cohort_first(value, timestamp, message_id)` / `cohort_last(...)`: the text value of the
+/// group's earliest / latest row by `(timestamp, message_id)`, null included (a filter picks
+/// the rows that count). What `first_value(v ORDER BY timestamp, message_id)` gives, with a
+/// per-group accumulator that keeps one row per group instead of DataFusion's row path.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct PickUdaf {
+    last: bool,
+    signature: Signature,
+}
+
+impl PickUdaf {
+    fn new(last: bool) -> Self {
+        PickUdaf {
+            last,
+            signature: Signature::any(3, Volatility::Immutable),
+        }
+    }
+}
+
+impl AggregateUDFImpl for PickUdaf {
+    fn name(&self) -> &str {
+        if self.last {
+            "cohort_last"
+        } else {
+            "cohort_first"
+        }
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+    fn accumulator(&self, _args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        Ok(Box::new(PickAccumulator {
+            picks: PickGroups::new(self.last),
+        }))
+    }
+    fn groups_accumulator_supported(&self, _args: AccumulatorArgs) -> bool {
+        true
+    }
+    fn create_groups_accumulator(
+        &self,
+        _args: AccumulatorArgs,
+    ) -> Result<Box<dyn GroupsAccumulator>> {
+        Ok(Box::new(PickGroups::new(self.last)))
+    }
+    fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
+        Ok(vec![
+            Arc::new(Field::new(
+                format!("{}[value]", args.name),
+                DataType::Utf8,
+                true,
+            )),
+            Arc::new(Field::new(
+                format!("{}[timestamp]", args.name),
+                DataType::Int64,
+                true,
+            )),
+            Arc::new(Field::new(
+                format!("{}[message_id]", args.name),
+                DataType::Utf8,
+                true,
+            )),
+        ])
+    }
+}
+
+/// Rows of a text array in any string layout, read in place.
+enum TextRows<'a> {
+    Utf8(&'a datafusion::arrow::array::StringArray),
+    Large(&'a datafusion::arrow::array::LargeStringArray),
+    View(&'a datafusion::arrow::array::StringViewArray),
+}
+
+impl<'a> TextRows<'a> {
+    fn new(arr: &'a ArrayRef) -> Result<TextRows<'a>> {
+        Ok(match arr.data_type() {
+            DataType::Utf8 => TextRows::Utf8(arr.as_string::<i32>()),
+            DataType::LargeUtf8 => TextRows::Large(arr.as_string::<i64>()),
+            DataType::Utf8View => TextRows::View(arr.as_string_view()),
+            other => return exec_err!("expected text, found {other}"),
+        })
+    }
+
+    fn get(&self, i: usize) -> Option<&'a str> {
+        match self {
+            TextRows::Utf8(a) => a.is_valid(i).then(|| a.value(i)),
+            TextRows::Large(a) => a.is_valid(i).then(|| a.value(i)),
+            TextRows::View(a) => a.is_valid(i).then(|| a.value(i)),
+        }
+    }
+}
+
+/// Text arguments of type Null (a literal null) as Utf8; other types as they are.
+fn text_array(a: &ArrayRef) -> Result<ArrayRef> {
+    Ok(match a.data_type() {
+        DataType::Null => datafusion::arrow::compute::cast(a, &DataType::Utf8)?,
+        _ => Arc::clone(a),
+    })
+}
+
+/// Microseconds (or whatever unit the timestamp has: only the order matters) as Int64.
+fn time_array(a: &ArrayRef) -> Result<ArrayRef> {
+    Ok(datafusion::arrow::compute::cast(a, &DataType::Int64)?)
+}
+
+/// The picked row of one group: its time, message id and value.
+type Pick = (i64, Box<str>, Option<Box<str>>);
+
+#[derive(Debug)]
+struct PickGroups {
+    last: bool,
+    picks: Vec<Option<Pick>>,
+    bytes: usize,
+}
+
+impl PickGroups {
+    fn new(last: bool) -> Self {
+        PickGroups {
+            last,
+            picks: Vec::new(),
+            bytes: 0,
+        }
+    }
+
+    fn offer(&mut self, group: usize, ts: i64, id: &str, value: Option<&str>) {
+        let better = match &self.picks[group] {
+            None => true,
+            Some((t, m, _)) => {
+                let ord = (ts, id).cmp(&(*t, &**m));
+                if self.last { ord.is_gt() } else { ord.is_lt() }
+            }
+        };
+        if better {
+            self.bytes += id.len() + value.map_or(0, str::len);
+            self.picks[group] = Some((ts, id.into(), value.map(Into::into)));
+        }
+    }
+
+    /// Offers every row of `(value, time, message_id)` arrays that passes `filter`.
+    fn offer_rows(
+        &mut self,
+        arrays: &[ArrayRef],
+        group_indices: &[usize],
+        filter: Option<&BooleanArray>,
+    ) -> Result<()> {
+        let (v, t, m) = (
+            text_array(&arrays[0])?,
+            time_array(&arrays[1])?,
+            text_array(&arrays[2])?,
+        );
+        let (v, m) = (TextRows::new(&v)?, TextRows::new(&m)?);
+        let t = t.as_primitive::<Int64Type>();
+        for (row, &g) in group_indices.iter().enumerate() {
+            if t.is_null(row) || !passes(filter, row) {
+                continue;
+            }
+            self.offer(g, t.value(row), m.get(row).unwrap_or(""), v.get(row));
+        }
+        Ok(())
+    }
+
+    fn take(&mut self, emit_to: EmitTo) -> Vec<Option<Pick>> {
+        let taken = emit_to.take_needed(&mut self.picks);
+        self.bytes = self
+            .picks
+            .iter()
+            .flatten()
+            .map(|(_, m, v)| m.len() + v.as_ref().map_or(0, |v| v.len()))
+            .sum();
+        taken
+    }
+}
+
+fn pick_state(picks: &[Option<Pick>]) -> Vec<ArrayRef> {
+    let mut v = StringBuilder::new();
+    let mut t = Int64Builder::new();
+    let mut m = StringBuilder::new();
+    for p in picks {
+        match p {
+            Some((ts, id, value)) => {
+                v.append_option(value.as_deref());
+                t.append_value(*ts);
+                m.append_value(id);
+            }
+            None => {
+                v.append_null();
+                t.append_null();
+                m.append_null();
+            }
+        }
+    }
+    vec![
+        Arc::new(v.finish()),
+        Arc::new(t.finish()),
+        Arc::new(m.finish()),
+    ]
+}
+
+fn pick_values(picks: &[Option<Pick>]) -> ArrayRef {
+    let mut out = StringBuilder::new();
+    for p in picks {
+        out.append_option(p.as_ref().and_then(|(_, _, v)| v.as_deref()));
+    }
+    Arc::new(out.finish())
+}
+
+impl GroupsAccumulator for PickGroups {
+    fn update_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        opt_filter: Option<&BooleanArray>,
+        total_num_groups: usize,
+    ) -> Result<()> {
+        self.picks.resize(total_num_groups, None);
+        self.offer_rows(values, group_indices, opt_filter)
+    }
+
+    fn merge_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        total_num_groups: usize,
+    ) -> Result<()> {
+        self.picks.resize(total_num_groups, None);
+        self.offer_rows(values, group_indices, None)
+    }
+
+    fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
+        Ok(pick_values(&self.take(emit_to)))
+    }
+
+    fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
+        Ok(pick_state(&self.take(emit_to)))
+    }
+
+    /// Each input row that passes the filter as a pick of its own; the others as no pick.
+    fn convert_to_state(
+        &self,
+        values: &[ArrayRef],
+        opt_filter: Option<&BooleanArray>,
+    ) -> Result<Vec<ArrayRef>> {
+        let (v, t, m) = (
+            text_array(&values[0])?,
+            time_array(&values[1])?,
+            text_array(&values[2])?,
+        );
+        let (v, m) = (TextRows::new(&v)?, TextRows::new(&m)?);
+        let t = t.as_primitive::<Int64Type>();
+        let picks: Vec<Option<Pick>> = (0..t.len())
+            .map(|row| {
+                (t.is_valid(row) && passes(opt_filter, row)).then(|| {
+                    (
+                        t.value(row),
+                        m.get(row).unwrap_or("").into(),
+                        v.get(row).map(Into::into),
+                    )
+                })
+            })
+            .collect();
+        Ok(pick_state(&picks))
+    }
+
+    fn size(&self) -> usize {
+        self.bytes + self.picks.capacity() * std::mem::size_of::<Option<Pick>>()
+    }
+}
+
+/// The row accumulator (one group): a [`PickGroups`] of one group.
+#[derive(Debug)]
+struct PickAccumulator {
+    picks: PickGroups,
+}
+
+impl Accumulator for PickAccumulator {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        let groups = vec![0; values[0].len()];
+        GroupsAccumulator::update_batch(&mut self.picks, values, &groups, None, 1)
+    }
+
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
+        let groups = vec![0; states[0].len()];
+        GroupsAccumulator::merge_batch(&mut self.picks, states, &groups, 1)
+    }
+
+    fn state(&mut self) -> Result<Vec<ScalarValue>> {
+        self.picks.picks.resize(1, None);
+        pick_state(&self.picks.picks)
+            .iter()
+            .map(|a| ScalarValue::try_from_array(a, 0))
+            .collect()
+    }
+
+    fn evaluate(&mut self) -> Result<ScalarValue> {
+        self.picks.picks.resize(1, None);
+        ScalarValue::try_from_array(&pick_values(&self.picks.picks), 0)
+    }
+
+    fn size(&self) -> usize {
+        std::mem::size_of_val(self) + GroupsAccumulator::size(&self.picks)
     }
 }

@@ -12,7 +12,7 @@ use datafusion::arrow::datatypes::{DataType, Field};
 use datafusion::common::ScalarValue;
 use datafusion::functions_aggregate::expr_fn as agg;
 use datafusion::logical_expr::{
-    Expr, ExprFunctionExt, LogicalPlan, LogicalPlanBuilder, SortExpr, TryCast, col, lit,
+    Expr, ExprFunctionExt, LogicalPlan, LogicalPlanBuilder, TryCast, col, lit,
 };
 
 use super::aggregates;
@@ -324,13 +324,6 @@ fn float(e: Expr) -> Expr {
     Expr::TryCast(TryCast::new(Box::new(e), DataType::Float64))
 }
 
-fn order_by_time(asc: bool) -> Vec<SortExpr> {
-    vec![
-        col("timestamp").sort(asc, false),
-        col("message_id").sort(asc, false),
-    ]
-}
-
 fn plan_err(e: datafusion::error::DataFusionError, span: Span) -> QueryCompileError {
     QueryCompileError {
         key: None,
@@ -375,12 +368,11 @@ fn reducer_aggregate(r: &ast::Reducer, value: Option<Expr>, matches: Expr) -> CR
             let v = need(value)?;
             let present = matches.and(v.clone().is_not_null());
             let f = if r.kind == ReducerKind::First {
-                datafusion::functions_aggregate::first_last::first_value_udaf()
+                &aggregates::FIRST
             } else {
-                datafusion::functions_aggregate::first_last::last_value_udaf()
+                &aggregates::LAST
             };
-            f.call(vec![v])
-                .order_by(order_by_time(true))
+            f.call(vec![v, col("timestamp"), col("message_id")])
                 .filter(present)
                 .build()
         }
