@@ -249,22 +249,27 @@ fn lex(text: &str) -> Result<Vec<Token>> {
             }
             other => {
                 let help = match other {
-                    '&' => Some("write `AND` to join conditions"),
-                    '|' => Some("write `OR` to join conditions"),
+                    '&' => "write `AND` to join conditions",
+                    '|' => "write `OR` to join conditions",
                     '\u{2018}' | '\u{2019}' | '\u{201c}' | '\u{201d}' => {
-                        Some("use straight quotes ' or \" around strings")
+                        "use straight quotes ' or \" around strings"
                     }
-                    '-' => Some("a negative number is written `-5`; comments start with `--`"),
-                    _ => None,
+                    '-' => "a negative number is written `-5`; comments start with `--`",
+                    '~' | '%' | '^' => {
+                        "the comparators are =, !=, <, <=, >, >=, contains, starts_with, \
+                         ends_with, one_of, none_of, exists, absent, before_date, after_date \
+                         and within_last"
+                    }
+                    _ => {
+                        "a query is made of event(...), trait(...), property(...), context(...), \
+                         literals, comparators, AND / OR / NOT and parentheses"
+                    }
                 };
-                let e = QueryError::new(
+                return Err(QueryError::new(
                     Span::new(start, start + other.len_utf8()),
                     format!("unexpected character `{other}`"),
-                );
-                return Err(match help {
-                    Some(h) => e.with_help(h),
-                    None => e,
-                });
+                )
+                .with_help(help));
             }
         }
     }
