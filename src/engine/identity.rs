@@ -99,6 +99,7 @@ pub async fn resolve_events(
     incremental: bool,
     materialize_dir: Option<&std::path::Path>,
 ) -> EngineResult<(IdentityStats, Vec<(String, String)>)> {
+    let started = std::time::Instant::now();
     let events = ctx.table("events").await?.into_unoptimized_plan();
     // One pass over the events for every identifier path, then one cheap pass per path.
     let mut raw = raw_identifiers(events, rules)?;
@@ -119,9 +120,11 @@ pub async fn resolve_events(
     let mut occ = occurrences_from_raw(ctx, raw, rules)?.ok_or_else(|| {
         crate::error::EngineError::Invalid("identity.yaml has no identifier types".into())
     })?;
+    let raw_secs = started.elapsed().as_secs_f64();
     if let Some(dir) = materialize_dir {
         occ = super::materialize(ctx, occ, &dir.join("id_occurrences")).await?;
     }
+    let occurrences_secs = started.elapsed().as_secs_f64() - raw_secs;
     ctx.register_table(
         "id_occurrences",
         ctx.execute_logical_plan(occ).await?.into_view(),
@@ -138,7 +141,10 @@ pub async fn resolve_events(
         incremental,
         seed: 0x00c0_4f27,
     };
-    let (stats, merges) = identity::resolve(ctx, &types, &opts).await?;
+    let (mut stats, merges) = identity::resolve(ctx, &types, &opts).await?;
+    // Reading the identifiers out of the events comes before the resolver's own laps.
+    stats.timings.insert("raw_identifiers".into(), raw_secs);
+    stats.timings.insert("occurrences".into(), occurrences_secs);
     ctx.register_table(
         "event_profiles",
         ctx.table("id_event_profiles").await?.into_view(),
