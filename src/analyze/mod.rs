@@ -105,8 +105,10 @@ fn check_sql_trait_id_columns(space: &Space) -> Vec<Diagnostic> {
         if types.contains(&id.as_str()) {
             continue;
         }
-        let sidecar = def.file.with_extension("yaml");
-        let loc = key_value_loc(space, &sidecar, "id_column", id);
+        let loc = def
+            .id_column_loc
+            .clone()
+            .unwrap_or_else(|| spec::Loc::file_start(def.file.with_extension("yaml")));
         let help = match spec::suggest(id, &types) {
             Some(s) => format!("did you mean `{s}`?"),
             None => format!("the identifier types are: {}", types.join(", ")),
@@ -123,28 +125,6 @@ fn check_sql_trait_id_columns(space: &Space) -> Vec<Diagnostic> {
         );
     }
     out
-}
-
-/// Where `key: value` is in a YAML file of the space (the value's first character), else the
-/// file's start.
-fn key_value_loc(space: &Space, file: &Path, key: &str, value: &str) -> spec::Loc {
-    let text = std::fs::read_to_string(space.root.join(file)).unwrap_or_default();
-    for (i, line) in text.lines().enumerate() {
-        let trimmed = line.trim_start();
-        if trimmed.starts_with(key) && trimmed[key.len()..].trim_start().starts_with(':') {
-            let colon = line.find(':').unwrap_or(0);
-            let byte = line[colon..]
-                .find(value)
-                .map_or(line.len() - trimmed.len(), |b| colon + b);
-            return spec::Loc {
-                file: file.to_path_buf(),
-                line: i + 1,
-                col: line[..byte].chars().count() + 1,
-                len: value.chars().count(),
-            };
-        }
-    }
-    spec::Loc::file_start(file)
 }
 
 async fn check_locations(space: &Space) -> Vec<Diagnostic> {

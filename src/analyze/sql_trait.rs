@@ -270,6 +270,7 @@ mod tests {
             file: "queries/t.sql".into(),
             sql: sql.into(),
             id_column: None,
+            id_column_loc: None,
             schedule: None,
             description: None,
         };

@@ -31,6 +31,8 @@ use datafusion::logical_expr::{
 };
 use datafusion::physical_expr::expressions::Literal;
 
+use super::functions::{Texts, text_array};
+
 /// What a bag aggregate returns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum BagKind {
@@ -127,9 +129,10 @@ impl AggregateUDFImpl for BagUdaf {
         }
     }
     fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        Ok(Box::new(BagAccumulator {
-            bags: BagGroups::new(self.kind, self.min_frequency(&args)?),
-        }))
+        Ok(Box::new(OneGroup(BagGroups::new(
+            self.kind,
+            self.min_frequency(&args)?,
+        ))))
     }
     fn groups_accumulator_supported(&self, _args: AccumulatorArgs) -> bool {
         true
@@ -344,41 +347,6 @@ impl GroupsAccumulator for BagGroups {
     }
 }
 
-/// The row accumulator (one group): a [`BagGroups`] of one bag.
-#[derive(Debug)]
-struct BagAccumulator {
-    bags: BagGroups,
-}
-
-impl Accumulator for BagAccumulator {
-    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
-        let groups = vec![0; values[0].len()];
-        GroupsAccumulator::update_batch(&mut self.bags, values, &groups, None, 1)
-    }
-
-    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
-        let groups = vec![0; states[0].len()];
-        GroupsAccumulator::merge_batch(&mut self.bags, states, &groups, 1)
-    }
-
-    fn state(&mut self) -> Result<Vec<ScalarValue>> {
-        self.bags.bags.resize_with(1, HashMap::new);
-        bag_state(&self.bags.bags)
-            .iter()
-            .map(|a| ScalarValue::try_from_array(a, 0))
-            .collect()
-    }
-
-    fn evaluate(&mut self) -> Result<ScalarValue> {
-        self.bags.bags.resize_with(1, HashMap::new);
-        ScalarValue::try_from_array(&self.bags.result(&self.bags.bags), 0)
-    }
-
-    fn size(&self) -> usize {
-        std::mem::size_of_val(self) + GroupsAccumulator::size(&self.bags)
-    }
-}
-
 /// `cohort_first`.
 pub static FIRST: LazyLock<Arc<AggregateUDF>> =
     LazyLock::new(|| Arc::new(AggregateUDF::from(PickUdaf::new(false))));
@@ -420,9 +388,7 @@ impl AggregateUDFImpl for PickUdaf {
         Ok(DataType::Utf8)
     }
     fn accumulator(&self, _args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        Ok(Box::new(PickAccumulator {
-            picks: PickGroups::new(self.last),
-        }))
+        Ok(Box::new(OneGroup(PickGroups::new(self.last))))
     }
     fn groups_accumulator_supported(&self, _args: AccumulatorArgs) -> bool {
         true
@@ -454,38 +420,26 @@ impl AggregateUDFImpl for PickUdaf {
     }
 }
 
-/// Rows of a text array in any string layout, read in place.
-enum TextRows<'a> {
-    Utf8(&'a datafusion::arrow::array::StringArray),
-    Large(&'a datafusion::arrow::array::LargeStringArray),
-    View(&'a datafusion::arrow::array::StringViewArray),
-}
-
-impl<'a> TextRows<'a> {
-    fn new(arr: &'a ArrayRef) -> Result<TextRows<'a>> {
-        Ok(match arr.data_type() {
-            DataType::Utf8 => TextRows::Utf8(arr.as_string::<i32>()),
-            DataType::LargeUtf8 => TextRows::Large(arr.as_string::<i64>()),
-            DataType::Utf8View => TextRows::View(arr.as_string_view()),
-            other => return exec_err!("expected text, found {other}"),
-        })
-    }
-
-    fn get(&self, i: usize) -> Option<&'a str> {
-        match self {
-            TextRows::Utf8(a) => a.is_valid(i).then(|| a.value(i)),
-            TextRows::Large(a) => a.is_valid(i).then(|| a.value(i)),
-            TextRows::View(a) => a.is_valid(i).then(|| a.value(i)),
+/// Calls `f(row, time, message_id, value)` for each row of `(value, time, message_id)`
+/// arrays that has a time and passes `filter`.
+fn pick_rows(
+    arrays: &[ArrayRef],
+    filter: Option<&BooleanArray>,
+    mut f: impl FnMut(usize, i64, &str, Option<&str>),
+) -> Result<()> {
+    let (v, t, m) = (
+        text_array(Arc::clone(&arrays[0]))?,
+        time_array(&arrays[1])?,
+        text_array(Arc::clone(&arrays[2]))?,
+    );
+    let (v, m) = (Texts::new(&v)?, Texts::new(&m)?);
+    let t = t.as_primitive::<Int64Type>();
+    for row in 0..t.len() {
+        if t.is_valid(row) && passes(filter, row) {
+            f(row, t.value(row), m.get(row).unwrap_or(""), v.get(row));
         }
     }
-}
-
-/// Text arguments of type Null (a literal null) as Utf8; other types as they are.
-fn text_array(a: &ArrayRef) -> Result<ArrayRef> {
-    Ok(match a.data_type() {
-        DataType::Null => datafusion::arrow::compute::cast(a, &DataType::Utf8)?,
-        _ => Arc::clone(a),
-    })
+    Ok(())
 }
 
 /// Microseconds (or whatever unit the timestamp has: only the order matters) as Int64.
@@ -533,20 +487,9 @@ impl PickGroups {
         group_indices: &[usize],
         filter: Option<&BooleanArray>,
     ) -> Result<()> {
-        let (v, t, m) = (
-            text_array(&arrays[0])?,
-            time_array(&arrays[1])?,
-            text_array(&arrays[2])?,
-        );
-        let (v, m) = (TextRows::new(&v)?, TextRows::new(&m)?);
-        let t = t.as_primitive::<Int64Type>();
-        for (row, &g) in group_indices.iter().enumerate() {
-            if t.is_null(row) || !passes(filter, row) {
-                continue;
-            }
-            self.offer(g, t.value(row), m.get(row).unwrap_or(""), v.get(row));
-        }
-        Ok(())
+        pick_rows(arrays, filter, |row, ts, id, value| {
+            self.offer(group_indices[row], ts, id, value)
+        })
     }
 
     fn take(&mut self, emit_to: EmitTo) -> Vec<Option<Pick>> {
@@ -630,24 +573,10 @@ impl GroupsAccumulator for PickGroups {
         values: &[ArrayRef],
         opt_filter: Option<&BooleanArray>,
     ) -> Result<Vec<ArrayRef>> {
-        let (v, t, m) = (
-            text_array(&values[0])?,
-            time_array(&values[1])?,
-            text_array(&values[2])?,
-        );
-        let (v, m) = (TextRows::new(&v)?, TextRows::new(&m)?);
-        let t = t.as_primitive::<Int64Type>();
-        let picks: Vec<Option<Pick>> = (0..t.len())
-            .map(|row| {
-                (t.is_valid(row) && passes(opt_filter, row)).then(|| {
-                    (
-                        t.value(row),
-                        m.get(row).unwrap_or("").into(),
-                        v.get(row).map(Into::into),
-                    )
-                })
-            })
-            .collect();
+        let mut picks: Vec<Option<Pick>> = vec![None; values[0].len()];
+        pick_rows(values, opt_filter, |row, ts, id, value| {
+            picks[row] = Some((ts, id.into(), value.map(Into::into)));
+        })?;
         Ok(pick_state(&picks))
     }
 
@@ -656,37 +585,68 @@ impl GroupsAccumulator for PickGroups {
     }
 }
 
-/// The row accumulator (one group): a [`PickGroups`] of one group.
-#[derive(Debug)]
-struct PickAccumulator {
-    picks: PickGroups,
+/// A per-group accumulator that can show one group's state and value without emitting it.
+trait OneGroupView: GroupsAccumulator + std::fmt::Debug + Sync {
+    /// Makes sure group 0 exists.
+    fn ensure_group(&mut self);
+    fn group_state(&self) -> Vec<ArrayRef>;
+    fn group_value(&self) -> ArrayRef;
 }
 
-impl Accumulator for PickAccumulator {
+impl OneGroupView for BagGroups {
+    fn ensure_group(&mut self) {
+        self.bags.resize_with(1, HashMap::new);
+    }
+    fn group_state(&self) -> Vec<ArrayRef> {
+        bag_state(&self.bags)
+    }
+    fn group_value(&self) -> ArrayRef {
+        self.result(&self.bags)
+    }
+}
+
+impl OneGroupView for PickGroups {
+    fn ensure_group(&mut self) {
+        self.picks.resize(1, None);
+    }
+    fn group_state(&self) -> Vec<ArrayRef> {
+        pick_state(&self.picks)
+    }
+    fn group_value(&self) -> ArrayRef {
+        pick_values(&self.picks)
+    }
+}
+
+/// The row accumulator DataFusion also asks for: the per-group accumulator with one group.
+#[derive(Debug)]
+struct OneGroup<G>(G);
+
+impl<G: OneGroupView> Accumulator for OneGroup<G> {
     fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
         let groups = vec![0; values[0].len()];
-        GroupsAccumulator::update_batch(&mut self.picks, values, &groups, None, 1)
+        self.0.update_batch(values, &groups, None, 1)
     }
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
         let groups = vec![0; states[0].len()];
-        GroupsAccumulator::merge_batch(&mut self.picks, states, &groups, 1)
+        self.0.merge_batch(states, &groups, 1)
     }
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
-        self.picks.picks.resize(1, None);
-        pick_state(&self.picks.picks)
+        self.0.ensure_group();
+        self.0
+            .group_state()
             .iter()
             .map(|a| ScalarValue::try_from_array(a, 0))
             .collect()
     }
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
-        self.picks.picks.resize(1, None);
-        ScalarValue::try_from_array(&pick_values(&self.picks.picks), 0)
+        self.0.ensure_group();
+        ScalarValue::try_from_array(&self.0.group_value(), 0)
     }
 
     fn size(&self) -> usize {
-        std::mem::size_of_val(self) + GroupsAccumulator::size(&self.picks)
+        std::mem::size_of_val(self) + GroupsAccumulator::size(&self.0)
     }
 }

@@ -406,18 +406,29 @@ pub fn lookup<'a>(v: &'a Value, segs: &[&str]) -> Option<&'a Value> {
         return Some(v);
     }
     let obj = v.as_object()?;
-    if let Some(inner) = obj.get(segs[0])
-        && let Some(found) = lookup(inner, &segs[1..])
+    find_path(segs, |k| obj.get(k), lookup)
+}
+
+/// The path rule every lookup shares, given how to find a key of the object at hand and how
+/// to look the rest of the path up in what it holds: `segs[0]` then the rest, else a flattened
+/// key (`device_id` for `device.id`, `traits_email` for `traits.email`) then the rest.
+/// `segs` is not empty.
+fn find_path<T>(
+    segs: &[&str],
+    key: impl Fn(&str) -> Option<T>,
+    rest: impl Fn(T, &[&str]) -> Option<T>,
+) -> Option<T> {
+    if let Some(inner) = key(segs[0])
+        && let Some(found) = rest(inner, &segs[1..])
     {
         return Some(found);
     }
-    // Flattened keys: `device_id` for `device.id`, `traits_email` for `traits.email`.
-    let mut key = segs[0].to_string();
+    let mut flat = segs[0].to_string();
     for i in 1..segs.len() {
-        key.push('_');
-        key.push_str(segs[i]);
-        if let Some(inner) = obj.get(&key)
-            && let Some(found) = lookup(inner, &segs[i + 1..])
+        flat.push('_');
+        flat.push_str(segs[i]);
+        if let Some(inner) = key(&flat)
+            && let Some(found) = rest(inner, &segs[i + 1..])
         {
             return Some(found);
         }
@@ -442,22 +453,7 @@ fn raw_lookup<'a>(v: &'a str, segs: &[&str]) -> Option<&'a str> {
     if !v.starts_with('{') {
         return None;
     }
-    if let Some(inner) = raw_key(v, segs[0])
-        && let Some(found) = raw_lookup(inner, &segs[1..])
-    {
-        return Some(found);
-    }
-    let mut key = segs[0].to_string();
-    for i in 1..segs.len() {
-        key.push('_');
-        key.push_str(segs[i]);
-        if let Some(inner) = raw_key(v, &key)
-            && let Some(found) = raw_lookup(inner, &segs[i + 1..])
-        {
-            return Some(found);
-        }
-    }
-    None
+    find_path(segs, |k| raw_key(v, k), raw_lookup)
 }
 
 /// The raw value of the last `key` of the object text `obj` (valid JSON).
@@ -505,22 +501,7 @@ fn entries_lookup<'a>(entries: &[(&'a str, &'a str)], segs: &[&str]) -> Option<&
             .find(|(k, _)| key_is(k, key))
             .map(|e| e.1)
     };
-    if let Some(inner) = last(segs[0])
-        && let Some(found) = raw_lookup(inner, &segs[1..])
-    {
-        return Some(found);
-    }
-    let mut key = segs[0].to_string();
-    for i in 1..segs.len() {
-        key.push('_');
-        key.push_str(segs[i]);
-        if let Some(inner) = last(&key)
-            && let Some(found) = raw_lookup(inner, &segs[i + 1..])
-        {
-            return Some(found);
-        }
-    }
-    None
+    find_path(segs, last, raw_lookup)
 }
 
 fn skip_ws(b: &[u8], mut i: usize) -> usize {
@@ -624,14 +605,14 @@ pub fn value_text(v: &Value) -> Option<String> {
 
 /// Rows of a text array of any of Arrow's three string layouts, read in place (a cast from
 /// `Utf8View`, which Parquet scans produce, would copy every string).
-enum Texts<'a> {
+pub(crate) enum Texts<'a> {
     Utf8(&'a datafusion::arrow::array::StringArray),
     Large(&'a datafusion::arrow::array::LargeStringArray),
     View(&'a datafusion::arrow::array::StringViewArray),
 }
 
 impl<'a> Texts<'a> {
-    fn new(arr: &'a ArrayRef) -> Result<Texts<'a>> {
+    pub(crate) fn new(arr: &'a ArrayRef) -> Result<Texts<'a>> {
         Ok(match arr.data_type() {
             DataType::Utf8 => Texts::Utf8(arr.as_string::<i32>()),
             DataType::LargeUtf8 => Texts::Large(arr.as_string::<i64>()),
@@ -640,7 +621,7 @@ impl<'a> Texts<'a> {
         })
     }
 
-    fn get(&self, i: usize) -> Option<&'a str> {
+    pub(crate) fn get(&self, i: usize) -> Option<&'a str> {
         match self {
             Texts::Utf8(a) => a.is_valid(i).then(|| a.value(i)),
             Texts::Large(a) => a.is_valid(i).then(|| a.value(i)),
@@ -649,9 +630,14 @@ impl<'a> Texts<'a> {
     }
 }
 
-/// A text argument as an array in one of the string layouts (nulls of type Null become Utf8).
+/// A text argument as an array in one of the string layouts [`Texts`] reads.
 fn text_arg(v: &ColumnarValue, n: usize) -> Result<ArrayRef> {
-    let arr = v.to_array(n)?;
+    text_array(v.to_array(n)?)
+}
+
+/// A text array as it is, in one of the string layouts [`Texts`] reads; a literal null (type
+/// Null) as Utf8.
+pub(crate) fn text_array(arr: ArrayRef) -> Result<ArrayRef> {
     match arr.data_type() {
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => Ok(arr),
         DataType::Null => Ok(datafusion::arrow::compute::cast(&arr, &DataType::Utf8)?),

@@ -363,7 +363,9 @@ async fn materialize(
     // under a tight memory limit spends its budget on sorts and aggregates, which can spill.
     options.global.allow_single_file_parallelism = false;
     options.global.max_row_group_size = 4096;
-    ctx.execute_logical_plan(plan)
+    let schema = Arc::clone(plan.schema());
+    let written = ctx
+        .execute_logical_plan(plan)
         .await?
         .write_parquet(
             &path,
@@ -371,6 +373,24 @@ async fn materialize(
             Some(options),
         )
         .await?;
+    let rows: u64 = written
+        .iter()
+        .filter_map(|b| {
+            b.column(0)
+                .as_any()
+                .downcast_ref::<datafusion::arrow::array::UInt64Array>()
+        })
+        .flat_map(|c| c.iter().flatten())
+        .sum();
+    if rows == 0 {
+        // No rows, no files: there is nothing to read back (nor a schema to infer from).
+        return Ok(LogicalPlan::EmptyRelation(
+            datafusion::logical_expr::EmptyRelation {
+                produce_one_row: false,
+                schema,
+            },
+        ));
+    }
     let read = ctx
         .read_parquet(path, datafusion::prelude::ParquetReadOptions::default())
         .await?;
@@ -382,16 +402,27 @@ async fn materialize(
 pub async fn query_session(space: &Space, as_of: DateTime<Utc>) -> EngineResult<SessionContext> {
     let ctx = session::new_session(&session::SessionOptions::default())?;
     register_events(&ctx, space, as_of, None, None).await?;
-    let out = output_location(space)?;
-    if let Some(m) = manifest::read(&out).await? {
-        for (table, v) in &m.tables {
-            ctx.register_table(
-                table.as_str(),
-                delta::provider(&out.child(table), *v).await?,
-            )?;
-        }
-    }
+    register_published(&ctx, space).await?;
     Ok(ctx)
+}
+
+/// Registers every table of the space's last good run by name, at its published version,
+/// unless the session already has a table of that name (a run's own tables win).
+pub async fn register_published(ctx: &SessionContext, space: &Space) -> EngineResult<()> {
+    let out = output_location(space)?;
+    let Some(m) = manifest::read(&out).await? else {
+        return Ok(());
+    };
+    for (table, v) in &m.tables {
+        if ctx.table_exist(table.as_str())? {
+            continue;
+        }
+        ctx.register_table(
+            table.as_str(),
+            delta::provider(&out.child(table), *v).await?,
+        )?;
+    }
+    Ok(())
 }
 
 /// Counts rows per source/type/reason, duplicates and rows after as_of, into the record.

@@ -28,7 +28,7 @@ use crate::analyze::sql_trait::check_sql_trait;
 use crate::compile::identity::{IdType, ResolvedRules, occurrences_from_raw};
 use crate::error::{EngineError, EngineResult};
 use crate::identity::{new_profile_id, text_column};
-use crate::spec::{Space, SqlTraitDef};
+use crate::spec::{Space, SqlTraitDef, slash_path};
 
 /// The most trait columns a SQL trait may return besides its identifier column.
 pub const MAX_SQL_TRAIT_COLUMNS: usize = 25;
@@ -86,7 +86,7 @@ pub async fn run_sql_traits(
     if space.sql_traits.is_empty() {
         return Ok(Vec::new());
     }
-    register_published(ctx, space).await?;
+    super::register_published(ctx, space).await?;
     let rules = ResolvedRules::from_spec(&space.identity);
     let mut out = Vec::with_capacity(space.sql_traits.len());
     for def in &space.sql_traits {
@@ -95,36 +95,12 @@ pub async fn run_sql_traits(
     Ok(out)
 }
 
-/// Registers the last published run's tables by name, when the space has one.
-async fn register_published(ctx: &SessionContext, space: &Space) -> EngineResult<()> {
-    let out = super::output_location(space)?;
-    let Some(m) = crate::store::manifest::read(&out).await? else {
-        return Ok(());
-    };
-    for (table, v) in &m.tables {
-        if ctx.table_exist(table.as_str())? {
-            continue;
-        }
-        let provider = crate::store::delta::provider(&out.child(table), *v).await?;
-        ctx.register_table(table.as_str(), provider)?;
-    }
-    Ok(())
-}
-
 fn problem(def: &SqlTraitDef, what: impl std::fmt::Display) -> EngineError {
     EngineError::Invalid(format!(
         "SQL trait `{}` ({}): {what}",
         def.key,
         slash_path(&def.file)
     ))
-}
-
-/// A relative path with `/` separators, as diagnostics print it.
-fn slash_path(p: &std::path::Path) -> String {
-    p.iter()
-        .map(|c| c.to_string_lossy())
-        .collect::<Vec<_>>()
-        .join("/")
 }
 
 /// `a, b, c` of at most [`EXAMPLES`] values, each in backticks.

@@ -164,6 +164,8 @@ pub struct SqlTraitDef {
     pub file: PathBuf,
     pub sql: String,
     pub id_column: Option<String>,
+    /// Where `id_column`'s value is in the sidecar.
+    pub id_column_loc: Option<Loc>,
     pub schedule: Option<String>,
     pub description: Option<String>,
 }

@@ -199,7 +199,7 @@ fn underline(text: &str, col: usize, len: usize) -> (String, usize, usize) {
 }
 
 /// A relative path with `/` separators on every platform, so output is the same everywhere.
-pub(crate) fn slash_path(path: &Path) -> String {
+pub fn slash_path(path: &Path) -> String {
     path.components()
         .map(|c| c.as_os_str().to_string_lossy().into_owned())
         .collect::<Vec<_>>()

@@ -66,6 +66,7 @@ pub(crate) fn read(root: &Path, diags: &mut Vec<Diagnostic>) -> Definitions {
             file: rel.clone(),
             sql,
             id_column: None,
+            id_column_loc: None,
             schedule: None,
             description: None,
         };
@@ -76,9 +77,10 @@ pub(crate) fn read(root: &Path, diags: &mut Vec<Diagnostic>) -> Definitions {
             {
                 def.description = r.opt_string(&map, "description");
                 def.schedule = schedule(&mut r, &map);
-                def.id_column = map
-                    .get("id_column")
-                    .and_then(|n| r.non_empty_string("id_column", n));
+                if let Some(n) = map.get("id_column") {
+                    def.id_column = r.non_empty_string("id_column", n);
+                    def.id_column_loc = Some(r.loc(n));
+                }
             }
             ok &= r.diags.is_empty();
             diags.append(&mut r.diags);

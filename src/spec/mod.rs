@@ -24,7 +24,7 @@ pub use defs::{
     AudienceDef, ComputedTraitDef, DEFAULT_BLOCKED_PATTERNS, DEFAULT_BLOCKED_VALUES, EntityType,
     IdentifierDef, IdentityRules, SourceDef, Space, SpaceLoad, SqlTraitDef,
 };
-pub use diagnostic::{Diagnostic, Loc, Severity, render_all, sort_diagnostics};
+pub use diagnostic::{Diagnostic, Loc, Severity, render_all, slash_path, sort_diagnostics};
 pub use identity::{NORMALIZATIONS, check_identifier_path, is_sql_normalization};
 pub use preset::Preset;
 pub use query::{

@@ -294,12 +294,16 @@ fn events_fixture(dir: &Path) {
     );
 }
 
-#[tokio::test]
-async fn events_stage_slt() {
-    let tmp = tempfile::tempdir().unwrap();
-    events_fixture(tmp.path());
-    let space = load(tmp.path()).await;
-    let as_of = cohort::cli::parse_time("2026-10-03T00:00:00Z").unwrap();
+/// Runs the space in `dir` as of `as_of` and opens a session over what it published.
+async fn run_at(
+    dir: &std::path::Path,
+    as_of: &str,
+) -> (
+    cohort::engine::record::RunRecord,
+    datafusion::prelude::SessionContext,
+) {
+    let space = load(dir).await;
+    let as_of = cohort::cli::parse_time(as_of).unwrap();
     let opts = cohort::engine::RunOptions {
         as_of: Some(as_of),
         ..Default::default()
@@ -307,8 +311,16 @@ async fn events_stage_slt() {
     let report = cohort::engine::run(&space, &opts, &cohort::engine::Quiet)
         .await
         .unwrap();
-    assert_eq!(report.record.events, 8);
     let ctx = cohort::engine::query_session(&space, as_of).await.unwrap();
+    (report.record, ctx)
+}
+
+#[tokio::test]
+async fn events_stage_slt() {
+    let tmp = tempfile::tempdir().unwrap();
+    events_fixture(tmp.path());
+    let (record, ctx) = run_at(tmp.path(), "2026-10-03T00:00:00Z").await;
+    assert_eq!(record.events, 8);
     run_slt(ctx, "events_stage.slt").await;
 }
 
@@ -363,16 +375,7 @@ blocked:
 async fn identity_stage_slt() {
     let tmp = tempfile::tempdir().unwrap();
     identity_fixture(tmp.path());
-    let space = load(tmp.path()).await;
-    let as_of = cohort::cli::parse_time("2026-10-03T00:00:00Z").unwrap();
-    let opts = cohort::engine::RunOptions {
-        as_of: Some(as_of),
-        ..Default::default()
-    };
-    cohort::engine::run(&space, &opts, &cohort::engine::Quiet)
-        .await
-        .unwrap();
-    let ctx = cohort::engine::query_session(&space, as_of).await.unwrap();
+    let (_, ctx) = run_at(tmp.path(), "2026-10-03T00:00:00Z").await;
     run_slt(ctx, "identity_stage.slt").await;
 }
 
@@ -441,16 +444,7 @@ fn traits_fixture(dir: &Path) {
 async fn traits_slt() {
     let tmp = tempfile::tempdir().unwrap();
     traits_fixture(tmp.path());
-    let space = load(tmp.path()).await;
-    let as_of = cohort::cli::parse_time("2026-10-31T00:00:00Z").unwrap();
-    let opts = cohort::engine::RunOptions {
-        as_of: Some(as_of),
-        ..Default::default()
-    };
-    cohort::engine::run(&space, &opts, &cohort::engine::Quiet)
-        .await
-        .unwrap();
-    let ctx = cohort::engine::query_session(&space, as_of).await.unwrap();
+    let (_, ctx) = run_at(tmp.path(), "2026-10-31T00:00:00Z").await;
     let mut failures = Vec::new();
     for file in [
         "traits/count.slt",

@@ -161,6 +161,7 @@ fn sql_def(key: &str, sql: &str) -> SqlTraitDef {
         file: format!("queries/{key}.sql").into(),
         sql: sql.into(),
         id_column: None,
+        id_column_loc: None,
         schedule: None,
         description: None,
     }
