@@ -488,6 +488,25 @@ fn print_summary(r: &engine::RunReport) {
             );
         }
     }
+    if let Some(a) = &rec.audiences {
+        if !a.audiences.is_empty() {
+            println!("  audiences:                            members    entered     exited");
+        }
+        for (k, c) in &a.audiences {
+            let name = if c.entity == "accounts" {
+                format!("{k} (accounts)")
+            } else {
+                k.clone()
+            };
+            println!(
+                "    {name:<32} {:>10} {:>10} {:>10}",
+                c.members, c.entered, c.exited
+            );
+        }
+        for w in &a.warnings {
+            println!("    warning: {w}");
+        }
+    }
     let timings: Vec<String> = rec
         .stage_timings
         .iter()

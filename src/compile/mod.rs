@@ -2,6 +2,7 @@
 //! builders, never with SQL text. SQL is only ever an output of this module.
 
 pub mod aggregates;
+pub mod audiences;
 pub mod events;
 pub mod functions;
 pub mod identity;

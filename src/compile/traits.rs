@@ -121,9 +121,37 @@ pub fn empty_value(kind: ReducerKind) -> Option<Expr> {
 
 /// Where an event chain's events are, in time: `lower < timestamp <= upper` (micros).
 #[derive(Clone, Copy, Debug, Default)]
-struct Window {
-    lower: Option<i64>,
-    upper: Option<i64>,
+pub(crate) struct Window {
+    pub lower: Option<i64>,
+    pub upper: Option<i64>,
+}
+
+/// What an event-level condition (a `where`) may read besides the event's own fields.
+pub struct EventScope<'a> {
+    /// The run's as-of time (UTC micros).
+    pub as_of: i64,
+    /// In a funnel's child: `property(parent: 'x')` reads the parent's `__parent_properties`
+    /// column (and `__parent_context`).
+    pub parent: bool,
+    /// Audiences: `trait('k')` reads the column `__trait_<k>` (the profile's trait as text)
+    /// joined onto the events; the keys read are recorded here.
+    pub traits: Option<&'a std::cell::RefCell<Vec<String>>>,
+    /// A funnel's parent: compiles a whole comparison on a child `event(...)` (or a bare child
+    /// chain) into a condition over the parent's row.
+    #[allow(clippy::type_complexity)]
+    pub child: Option<&'a dyn Fn(&ast::Expr, &ast::EventChain) -> CResult<Expr>>,
+}
+
+impl EventScope<'_> {
+    /// A computed trait's scope: the event's own fields and literals only.
+    pub fn new(as_of: i64) -> EventScope<'static> {
+        EventScope {
+            as_of,
+            parent: false,
+            traits: None,
+            child: None,
+        }
+    }
 }
 
 /// Compiles `traits` into one aggregation over `events`, grouped by `entity` (a column of
@@ -146,7 +174,8 @@ pub fn computed_traits_plan(
             e
         };
         let (chain, reducer) = trait_chain(t.query).map_err(with_key)?;
-        let (matches, window) = chain_filter(chain, as_of_micros).map_err(with_key)?;
+        let (matches, window) =
+            chain_filter(chain, &EventScope::new(as_of_micros)).map_err(with_key)?;
         widest = match (widest, window.lower) {
             (Some(w), Some(l)) => Some(w.min(l)),
             _ => None,
@@ -155,7 +184,7 @@ pub fn computed_traits_plan(
             names.push(chain.name.clone());
         }
         let value = match &reducer.arg {
-            Some(arg) => Some(value_expr(arg).map_err(with_key)?),
+            Some(arg) => Some(value_expr(arg, &EventScope::new(as_of_micros)).map_err(with_key)?),
             None => None,
         };
         let e = reducer_aggregate(reducer, value, matches).map_err(with_key)?;
@@ -232,7 +261,7 @@ pub fn expr_span(e: &ast::Expr) -> Span {
 }
 
 /// A timestamp literal (UTC micros), comparable with the events' `timestamp`.
-fn ts(micros: i64) -> Expr {
+pub(crate) fn ts(micros: i64) -> Expr {
     lit(ScalarValue::TimestampMicrosecond(
         Some(micros),
         Some(Arc::from("UTC")),
@@ -240,7 +269,11 @@ fn ts(micros: i64) -> Expr {
 }
 
 /// Which events of the chain count: its name, its `where` conditions and its windows.
-fn chain_filter(chain: &ast::EventChain, as_of: i64) -> CResult<(Expr, Window)> {
+pub(crate) fn chain_filter(
+    chain: &ast::EventChain,
+    scope: &EventScope<'_>,
+) -> CResult<(Expr, Window)> {
+    let as_of = scope.as_of;
     let mut e = col("event").eq(lit(chain.name.as_str()));
     let mut window = Window {
         lower: None,
@@ -248,7 +281,7 @@ fn chain_filter(chain: &ast::EventChain, as_of: i64) -> CResult<(Expr, Window)> 
     };
     for f in &chain.filters {
         match f {
-            Filter::Where { condition, .. } => e = e.and(event_condition(condition, as_of)?),
+            Filter::Where { condition, .. } => e = e.and(event_condition(condition, scope)?),
             Filter::Within { window: d, span } => {
                 if d.parent {
                     return err(
@@ -298,8 +331,9 @@ fn narrow(w: Window, lower: Option<i64>, upper: Option<i64>) -> Window {
     }
 }
 
-/// An event's field as text: `property('a.b')` or `context('a.b')`.
-fn value_expr(o: &Operand) -> CResult<Expr> {
+/// An event's field as text: `property('a.b')` or `context('a.b')` (and, where the scope
+/// allows, the parent's property or the profile's trait).
+pub(crate) fn value_expr(o: &Operand, scope: &EventScope<'_>) -> CResult<Expr> {
     match o {
         Operand::Property {
             path,
@@ -307,12 +341,22 @@ fn value_expr(o: &Operand) -> CResult<Expr> {
             ..
         } => Ok(json_get(col("properties"), path)),
         Operand::Property {
+            path, parent: true, ..
+        } if scope.parent => Ok(json_get(col("__parent_properties"), path)),
+        Operand::Property {
             parent: true, span, ..
         } => err(
             *span,
             "`property(parent: ...)` refers to the parent event of a funnel, which computed traits do not support",
         ),
         Operand::Context { path, .. } => Ok(json_get(col("context"), path)),
+        Operand::Trait { key, .. } if scope.traits.is_some() => {
+            let used = scope.traits.expect("checked");
+            if !used.borrow().contains(key) {
+                used.borrow_mut().push(key.clone());
+            }
+            Ok(col(trait_column(key)))
+        }
         other => err(
             other.span(),
             "a reducer takes an event field: `property('name')` or `context('a.b')`",
@@ -320,7 +364,12 @@ fn value_expr(o: &Operand) -> CResult<Expr> {
     }
 }
 
-fn float(e: Expr) -> Expr {
+/// The column a profile's trait is joined onto events under, as text.
+pub(crate) fn trait_column(key: &str) -> String {
+    format!("__trait_{key}")
+}
+
+pub(crate) fn float(e: Expr) -> Expr {
     Expr::TryCast(TryCast::new(Box::new(e), DataType::Float64))
 }
 
@@ -333,7 +382,11 @@ fn plan_err(e: datafusion::error::DataFusionError, span: Span) -> QueryCompileEr
 }
 
 /// The aggregate of one trait over the events where `matches` holds.
-fn reducer_aggregate(r: &ast::Reducer, value: Option<Expr>, matches: Expr) -> CResult<Expr> {
+pub(crate) fn reducer_aggregate(
+    r: &ast::Reducer,
+    value: Option<Expr>,
+    matches: Expr,
+) -> CResult<Expr> {
     let span = r.span;
     let need = |v: Option<Expr>| -> CResult<Expr> {
         match v {
@@ -392,13 +445,26 @@ fn reducer_aggregate(r: &ast::Reducer, value: Option<Expr>, matches: Expr) -> CR
 }
 
 /// A `where` condition over one event row.
-pub fn event_condition(c: &ast::Expr, as_of: i64) -> CResult<Expr> {
+pub fn event_condition(c: &ast::Expr, scope: &EventScope<'_>) -> CResult<Expr> {
+    if let Some(child) = scope.child {
+        match c {
+            ast::Expr::Value {
+                value: Operand::Event(chain),
+                ..
+            }
+            | ast::Expr::Compare {
+                left: Operand::Event(chain),
+                ..
+            } => return child(c, chain),
+            _ => {}
+        }
+    }
     match c {
-        ast::Expr::Or { items, .. } => fold(items, as_of, Expr::or),
-        ast::Expr::And { items, .. } => fold(items, as_of, Expr::and),
+        ast::Expr::Or { items, .. } => fold(items, scope, Expr::or),
+        ast::Expr::And { items, .. } => fold(items, scope, Expr::and),
         ast::Expr::Not { expr, .. } => {
             // A missing property makes a comparison unknown; NOT of it is false, as in SQL.
-            Ok(Expr::Not(Box::new(event_condition(expr, as_of)?)))
+            Ok(Expr::Not(Box::new(event_condition(expr, scope)?)))
         }
         ast::Expr::Quantified { span, .. } => err(
             *span,
@@ -406,7 +472,7 @@ pub fn event_condition(c: &ast::Expr, as_of: i64) -> CResult<Expr> {
         ),
         ast::Expr::Value { value, span } => match value {
             Operand::Property { .. } | Operand::Context { .. } => {
-                Ok(value_expr(value)?.eq(lit("true")))
+                Ok(value_expr(value, scope)?.eq(lit("true")))
             }
             Operand::Event(_) => err(
                 *span,
@@ -419,14 +485,14 @@ pub fn event_condition(c: &ast::Expr, as_of: i64) -> CResult<Expr> {
             op,
             right,
             span,
-        } => compare(left, *op, right.as_ref(), *span, as_of),
+        } => compare(left, *op, right.as_ref(), *span, scope),
     }
 }
 
-fn fold(items: &[ast::Expr], as_of: i64, f: fn(Expr, Expr) -> Expr) -> CResult<Expr> {
+fn fold(items: &[ast::Expr], scope: &EventScope<'_>, f: fn(Expr, Expr) -> Expr) -> CResult<Expr> {
     let mut out: Option<Expr> = None;
     for i in items {
-        let e = event_condition(i, as_of)?;
+        let e = event_condition(i, scope)?;
         out = Some(match out {
             Some(o) => f(o, e),
             None => e,
@@ -450,7 +516,7 @@ fn literal_of(o: &Operand, span: Span) -> CResult<&Literal> {
     }
 }
 
-fn timestamp_literal(l: &Literal, span: Span) -> CResult<Expr> {
+pub(crate) fn timestamp_literal(l: &Literal, span: Span) -> CResult<Expr> {
     match l {
         Literal::String(s) => {
             let t = chrono::DateTime::parse_from_rfc3339(s)
@@ -478,7 +544,7 @@ fn timestamp_literal(l: &Literal, span: Span) -> CResult<Expr> {
     }
 }
 
-fn as_timestamp(e: Expr) -> Expr {
+pub(crate) fn as_timestamp(e: Expr) -> Expr {
     Expr::TryCast(TryCast::new(
         Box::new(e),
         DataType::Timestamp(
@@ -489,7 +555,7 @@ fn as_timestamp(e: Expr) -> Expr {
 }
 
 /// Text of a literal as the JSON value's text spelling (`cohort_json_get`'s output).
-fn literal_text(l: &Literal) -> Option<String> {
+pub(crate) fn literal_text(l: &Literal) -> Option<String> {
     match l {
         Literal::Int(i) => Some(i.to_string()),
         Literal::Float(f) => Some(f.to_string()),
@@ -499,14 +565,36 @@ fn literal_text(l: &Literal) -> Option<String> {
     }
 }
 
+/// Whether an operand is a field of an event row (or, in an audience, a trait or a parent's
+/// property read on that row) rather than a literal.
+fn is_field(o: &Operand, scope: &EventScope<'_>) -> bool {
+    match o {
+        Operand::Property { .. } | Operand::Context { .. } => true,
+        Operand::Trait { .. } => scope.traits.is_some(),
+        _ => false,
+    }
+}
+
 fn compare(
     left: &Operand,
     op: Comparator,
     right: Option<&Operand>,
     span: Span,
-    as_of: i64,
+    scope: &EventScope<'_>,
 ) -> CResult<Expr> {
-    let l = value_expr(left)?;
+    let as_of = scope.as_of;
+    if let Some(r) = right
+        && is_field(r, scope)
+    {
+        if !is_field(left, scope) {
+            return err(
+                span,
+                "put the event field on the left, e.g. property('x') = 'y'",
+            );
+        }
+        return dynamic_compare(value_expr(left, scope)?, op, value_expr(r, scope)?, span);
+    }
+    let l = value_expr(left, scope)?;
     let right_lit = match right {
         Some(r) => Some(literal_of(r, span)?),
         None => None,
@@ -599,7 +687,7 @@ fn compare(
     })
 }
 
-fn escape_like(s: &str) -> String {
+pub(crate) fn escape_like(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         if matches!(c, '%' | '_' | '\\') {
@@ -608,4 +696,33 @@ fn escape_like(s: &str) -> String {
         out.push(c);
     }
     out
+}
+
+/// Two values read from the row (JSON texts): as numbers when both are numbers, else as text.
+fn dynamic_compare(l: Expr, op: Comparator, r: Expr, span: Span) -> CResult<Expr> {
+    use datafusion::functions::expr_fn::{ends_with, starts_with, strpos};
+    let (lf, rf) = (float(l.clone()), float(r.clone()));
+    let both = lf.clone().is_not_null().and(rf.clone().is_not_null());
+    let pick = |num: Expr, text: Expr| {
+        datafusion::logical_expr::when(both.clone(), num)
+            .otherwise(text)
+            .map_err(|e| plan_err(e, span))
+    };
+    match op {
+        Comparator::Eq => pick(lf.eq(rf), l.eq(r)),
+        Comparator::Ne => pick(lf.not_eq(rf), l.not_eq(r)),
+        Comparator::Gt => pick(lf.gt(rf), l.gt(r)),
+        Comparator::Ge => pick(lf.gt_eq(rf), l.gt_eq(r)),
+        Comparator::Lt => pick(lf.lt(rf), l.lt(r)),
+        Comparator::Le => pick(lf.lt_eq(rf), l.lt_eq(r)),
+        Comparator::Contains => Ok(strpos(l, r).gt(lit(0i32))),
+        Comparator::StartsWith => Ok(starts_with(l, r)),
+        Comparator::EndsWith => Ok(ends_with(l, r)),
+        Comparator::BeforeDate => Ok(as_timestamp(l).lt(as_timestamp(r))),
+        Comparator::AfterDate => Ok(as_timestamp(l).gt(as_timestamp(r))),
+        _ => err(
+            span,
+            "this comparator takes a literal on its right (a list, a duration or nothing)",
+        ),
+    }
 }

@@ -4,6 +4,7 @@
 //! deduplicate by message id). The run then publishes `event_errors` and `runs` under
 //! `<output>/<space>/` and flips the manifest (see [`crate::store::manifest`]).
 
+pub mod audiences;
 pub mod explain;
 pub mod identity;
 pub mod profiles;
@@ -30,7 +31,7 @@ use crate::store::{delta, lease, manifest, objects};
 use record::RunRecord;
 
 /// Names of the tables a run publishes, in publish order.
-pub const PUBLISHED_TABLES: [&str; 8] = [
+pub const PUBLISHED_TABLES: [&str; 10] = [
     "event_errors",
     "identities",
     "identity_violations",
@@ -38,6 +39,8 @@ pub const PUBLISHED_TABLES: [&str; 8] = [
     "profile_merges",
     "profiles",
     "accounts",
+    "audience_membership",
+    "audience_changes",
     "runs",
 ];
 
@@ -130,6 +133,7 @@ pub async fn run(
         definitions,
         identity: None,
         profiles: None,
+        audiences: None,
         message: None,
     };
     let result = run_stages(space, opts, progress, &out, &mut rec).await;
@@ -229,6 +233,29 @@ async fn run_stages(
         .push(("traits".into(), elapsed.as_millis() as u64));
     progress.stage_finished("traits", elapsed);
 
+    // Stages 5 and 6: audiences and changes.
+    let t = Instant::now();
+    progress.stage_started("audiences");
+    audiences::check_deleted_keys(space, &definitions_history(out, previous.as_ref()).await?)?;
+    let audience_stats = audiences::run_audiences(
+        &ctx,
+        space,
+        &rules,
+        rec.profiles.as_ref(),
+        out,
+        previous.as_ref(),
+        &merges,
+        &rec.run_id,
+        rec.as_of,
+        Some(scratch.path()),
+    )
+    .await?;
+    rec.audiences = Some(audience_stats);
+    let elapsed = t.elapsed();
+    rec.stage_timings
+        .push(("audiences".into(), elapsed.as_millis() as u64));
+    progress.stage_finished("audiences", elapsed);
+
     // Publish: every table first, then the manifest in one PUT.
     let t = Instant::now();
     progress.stage_started("publish");
@@ -242,6 +269,8 @@ async fn run_stages(
     for (table, source) in [
         ("profiles", "cohort_profiles"),
         ("accounts", "cohort_accounts"),
+        ("audience_membership", "cohort_audience_membership"),
+        ("audience_changes", "cohort_audience_changes"),
     ] {
         let plan = ctx.table(source).await?.into_unoptimized_plan();
         let v = delta::overwrite_from_plan(&out.child(table), plan, &ctx.state()).await?;
@@ -520,6 +549,37 @@ async fn write_runs(
     }
     batches.push(rec.to_batch());
     Ok(delta::overwrite_batches(&loc, batches).await?)
+}
+
+/// The definition files of every successful published run, oldest first.
+async fn definitions_history(
+    out: &objects::Location,
+    previous: Option<&manifest::Manifest>,
+) -> EngineResult<Vec<BTreeMap<String, String>>> {
+    let Some(v) = previous.and_then(|m| m.tables.get("runs")) else {
+        return Ok(Vec::new());
+    };
+    let ctx = SessionContext::new();
+    let df = ctx
+        .read_table(delta::provider(&out.child("runs"), *v).await?)?
+        .filter(col("status").eq(lit("succeeded")))?
+        .sort(vec![col("started_at").sort(true, false)])?
+        .select(vec![col("definitions")])?;
+    let mut out = Vec::new();
+    for b in df.collect().await? {
+        let c = datafusion::arrow::compute::cast(
+            b.column(0),
+            &datafusion::arrow::datatypes::DataType::Utf8,
+        )
+        .map_err(datafusion::error::DataFusionError::from)?;
+        let c = c.as_string::<i32>();
+        for i in 0..b.num_rows() {
+            if let Ok(m) = serde_json::from_str(c.value(i)) {
+                out.push(m);
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Reorders and fills an old `runs` batch to today's schema.

@@ -444,7 +444,7 @@ pub async fn run_profiles(
 
 /// Registers `plan` as `name`, written once to the scratch folder (when there is one) so that
 /// counting it here and publishing it later do not compute it twice; returns its rows.
-async fn keep(
+pub(super) async fn keep(
     ctx: &SessionContext,
     plan: LogicalPlan,
     name: &str,

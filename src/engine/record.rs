@@ -45,6 +45,8 @@ pub struct RunRecord {
     pub identity: Option<crate::identity::IdentityStats>,
     /// What the profiles and traits stages made (counts, trait columns and their types).
     pub profiles: Option<super::profiles::ProfileStats>,
+    /// What the audience stage made: members, entered and exited per audience.
+    pub audiences: Option<super::audiences::AudienceStats>,
     /// Why the run failed, when it did.
     pub message: Option<String>,
 }
@@ -81,6 +83,7 @@ pub fn runs_schema() -> SchemaRef {
         Field::new("message", DataType::Utf8, true),
         Field::new("identity", DataType::Utf8, true),
         Field::new("profiles", DataType::Utf8, true),
+        Field::new("audiences", DataType::Utf8, true),
     ]))
 }
 
@@ -134,6 +137,11 @@ impl RunRecord {
                 self.profiles
                     .as_ref()
                     .map(|p| serde_json::to_string(p).unwrap_or_default()),
+            ])),
+            Arc::new(StringArray::from(vec![
+                self.audiences
+                    .as_ref()
+                    .map(|a| serde_json::to_string(a).unwrap_or_default()),
             ])),
         ];
         RecordBatch::try_new(runs_schema(), cols).expect("runs row matches its schema")

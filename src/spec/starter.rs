@@ -51,5 +51,25 @@ pub fn init_files() -> Vec<(&'static str, &'static str)> {
             "audiences/big_spenders.yaml",
             include_str!("../../examples/spaces/store/audiences/big_spenders.yaml"),
         ),
+        (
+            "audiences/active_big_accounts.yaml",
+            include_str!("../../examples/spaces/store/audiences/active_big_accounts.yaml"),
+        ),
+        (
+            "audiences/browsed_not_added.yaml",
+            include_str!("../../examples/spaces/store/audiences/browsed_not_added.yaml"),
+        ),
+        (
+            "audiences/cart_abandoners.yaml",
+            include_str!("../../examples/spaces/store/audiences/cart_abandoners.yaml"),
+        ),
+        (
+            "audiences/lapsed_customers.yaml",
+            include_str!("../../examples/spaces/store/audiences/lapsed_customers.yaml"),
+        ),
+        (
+            "audiences/loyal_big_spenders.yaml",
+            include_str!("../../examples/spaces/store/audiences/loyal_big_spenders.yaml"),
+        ),
     ]
 }

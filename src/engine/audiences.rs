@@ -1,0 +1,508 @@
+//! Stages 5 and 6 of a run: audiences and changes. Compiles every audience of the space into
+//! plans over this run's profiles, accounts and events, lists the members, keeps `entered_at`
+//! of those who stay, and diffs against the previous published run into entered / exited
+//! rows. Leaves `cohort_audience_membership` and `cohort_audience_changes` in the session for
+//! the publish.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::common::{JoinType, ScalarValue};
+use datafusion::functions_aggregate::expr_fn as agg;
+use datafusion::logical_expr::{EmptyRelation, Expr, LogicalPlan, LogicalPlanBuilder, col, lit};
+use datafusion::prelude::{SessionContext, coalesce};
+
+use super::profiles::ProfileStats;
+use crate::compile::audiences::{AudienceInputs, AudiencePlans, AudienceQuery, audiences_plan};
+use crate::compile::functions::json_object;
+use crate::compile::identity::ResolvedRules;
+use crate::compile::profiles::column_name;
+use crate::error::{EngineError, EngineResult};
+use crate::spec::query::ast;
+use crate::spec::{Diagnostic, EntityType, Space, query};
+use crate::store::{delta, manifest, objects};
+
+/// What the audience stage made, per audience, for the run record.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct AudienceStats {
+    /// key -> sizes and changes.
+    pub audiences: BTreeMap<String, AudienceCounts>,
+    /// Comparisons that did not fit a trait's type (from the data) and count as false.
+    pub warnings: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct AudienceCounts {
+    pub entity: String,
+    pub members: u64,
+    pub entered: u64,
+    pub exited: u64,
+}
+
+fn time_type() -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, Some(Arc::from("UTC")))
+}
+
+/// The schema of `audience_membership`.
+pub fn membership_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("audience_key", DataType::Utf8, false),
+        Field::new("entity_type", DataType::Utf8, false),
+        Field::new("profile_id", DataType::Utf8, false),
+        Field::new("entered_at", time_type(), false),
+    ]))
+}
+
+/// The schema of `audience_changes`.
+pub fn changes_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("run_id", DataType::Utf8, false),
+        Field::new("as_of", time_type(), false),
+        Field::new("audience_key", DataType::Utf8, false),
+        Field::new("entity_type", DataType::Utf8, false),
+        Field::new("profile_id", DataType::Utf8, false),
+        Field::new("change", DataType::Utf8, false),
+        Field::new("identifiers", DataType::Utf8, true),
+    ]))
+}
+
+fn empty(schema: SchemaRef) -> EngineResult<LogicalPlan> {
+    Ok(LogicalPlan::EmptyRelation(EmptyRelation {
+        produce_one_row: false,
+        schema: Arc::new(datafusion::common::DFSchema::try_from(schema)?),
+    }))
+}
+
+/// Every audience of `space`, parsed (validate has reported parse errors already).
+pub fn parsed_audiences(space: &Space) -> EngineResult<Vec<ast::Expr>> {
+    space
+        .audiences
+        .iter()
+        .map(|d| query::parsed_audience(d).map_err(|d| diagnostic_error(space, &d)))
+        .collect()
+}
+
+fn diagnostic_error(space: &Space, d: &Diagnostic) -> EngineError {
+    EngineError::Invalid(d.render(&space.root))
+}
+
+/// The audience plans of `space` over `inputs`, with errors pointing into the audience files.
+pub fn compile_audiences(
+    space: &Space,
+    parsed: &[ast::Expr],
+    inputs: &AudienceInputs,
+    as_of_micros: i64,
+    top_level: bool,
+) -> EngineResult<AudiencePlans> {
+    let queries: Vec<AudienceQuery<'_>> = space
+        .audiences
+        .iter()
+        .zip(parsed)
+        .map(|(d, q)| AudienceQuery {
+            key: &d.key,
+            query: q,
+            entity: d.entity,
+            include_anonymous: d.include_anonymous,
+        })
+        .collect();
+    audiences_plan(inputs, &queries, as_of_micros, top_level).map_err(|e| {
+        let def = space
+            .audiences
+            .iter()
+            .find(|d| e.key.as_deref() == Some(d.key.as_str()));
+        let loc = def.map(|d| query::span_loc(&d.query_loc, &d.query, e.span));
+        diagnostic_error(space, &Diagnostic::error(loc, e.message))
+    })
+}
+
+/// What audiences read in a run's session: `cohort_profiles`, `profile_events`,
+/// `cohort_accounts` and `account_links`.
+pub async fn session_inputs(
+    ctx: &SessionContext,
+    stats: Option<&ProfileStats>,
+) -> EngineResult<AudienceInputs> {
+    let plan = |df: datafusion::dataframe::DataFrame| df.into_unoptimized_plan();
+    let mut data_typed = BTreeSet::new();
+    if let Some(s) = stats {
+        data_typed.extend(s.custom_traits.keys().cloned());
+        data_typed.extend(s.account_traits.keys().cloned());
+        data_typed.extend(s.sql_traits.keys().cloned());
+    }
+    Ok(AudienceInputs {
+        profiles: plan(ctx.table("cohort_profiles").await?),
+        events: plan(ctx.table("profile_events").await?),
+        accounts: plan(ctx.table("cohort_accounts").await?),
+        links: plan(ctx.table("account_links").await?),
+        data_typed,
+        lenient: false,
+    })
+}
+
+/// One row per (audience, member) of the evaluated plans: `audience_key, entity_type,
+/// profile_id`.
+fn members(
+    space: &Space,
+    users: &LogicalPlan,
+    accounts: Option<&LogicalPlan>,
+) -> EngineResult<LogicalPlan> {
+    let mut parts = Vec::new();
+    for d in &space.audiences {
+        let (plan, id) = match d.entity {
+            EntityType::Users => (users, "profile_id"),
+            EntityType::Accounts => match accounts {
+                Some(a) => (a, "account_id"),
+                None => continue,
+            },
+        };
+        parts.push(
+            LogicalPlanBuilder::from(plan.clone())
+                .filter(col(d.key.as_str()))?
+                .project(vec![
+                    lit(d.key.as_str()).alias("audience_key"),
+                    lit(d.entity.as_str()).alias("entity_type"),
+                    col(id).alias("profile_id"),
+                ])?
+                .build()?,
+        );
+    }
+    let mut it = parts.into_iter();
+    let Some(first) = it.next() else {
+        let s = membership_schema();
+        return empty(Arc::new(Schema::new(s.fields()[..3].to_vec())));
+    };
+    let mut b = LogicalPlanBuilder::from(first);
+    for p in it {
+        b = b.union(p)?;
+    }
+    Ok(b.build()?)
+}
+
+/// The previous run's membership of today's audiences, with merged-away profiles replaced by
+/// the profiles they merged into.
+async fn previous_membership(
+    ctx: &SessionContext,
+    space: &Space,
+    out: &objects::Location,
+    previous: Option<&manifest::Manifest>,
+    merges: &[(String, String)],
+) -> EngineResult<LogicalPlan> {
+    let Some(v) = previous.and_then(|m| m.tables.get("audience_membership")) else {
+        return empty(membership_schema());
+    };
+    let provider = delta::provider(&out.child("audience_membership"), *v).await?;
+    let mut prev = ctx.read_table(provider)?;
+    let keys: Vec<Expr> = space
+        .audiences
+        .iter()
+        .map(|d| lit(format!("{}/{}", d.entity.as_str(), d.key)))
+        .collect();
+    if keys.is_empty() {
+        return empty(membership_schema());
+    }
+    prev = prev.filter(
+        datafusion::functions::string::expr_fn::concat(vec![
+            col("entity_type"),
+            lit("/"),
+            col("audience_key"),
+        ])
+        .in_list(keys, false),
+    )?;
+    if !merges.is_empty() {
+        let batch = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![
+                Field::new("merged_from", DataType::Utf8, false),
+                Field::new("merged_into", DataType::Utf8, false),
+            ])),
+            vec![
+                Arc::new(StringArray::from_iter_values(
+                    merges.iter().map(|m| m.0.as_str()),
+                )),
+                Arc::new(StringArray::from_iter_values(
+                    merges.iter().map(|m| m.1.as_str()),
+                )),
+            ],
+        )
+        .map_err(datafusion::error::DataFusionError::from)?;
+        prev = prev
+            .join(
+                ctx.read_batch(batch)?,
+                JoinType::Left,
+                &["profile_id"],
+                &["merged_from"],
+                None,
+            )?
+            .select(vec![
+                col("audience_key"),
+                col("entity_type"),
+                datafusion::logical_expr::when(
+                    col("entity_type").eq(lit("users")),
+                    coalesce(vec![col("merged_into"), col("profile_id")]),
+                )
+                .otherwise(col("profile_id"))?
+                .alias("profile_id"),
+                col("entered_at"),
+            ])?
+            .aggregate(
+                vec![col("audience_key"), col("entity_type"), col("profile_id")],
+                vec![agg::min(col("entered_at")).alias("entered_at")],
+            )?;
+    }
+    Ok(prev.into_unoptimized_plan())
+}
+
+/// The published changes so far (the previous run's `audience_changes`), or nothing.
+async fn previous_changes(
+    ctx: &SessionContext,
+    out: &objects::Location,
+    previous: Option<&manifest::Manifest>,
+) -> EngineResult<Option<LogicalPlan>> {
+    let Some(v) = previous.and_then(|m| m.tables.get("audience_changes")) else {
+        return Ok(None);
+    };
+    let provider = delta::provider(&out.child("audience_changes"), *v).await?;
+    Ok(Some(ctx.read_table(provider)?.into_unoptimized_plan()))
+}
+
+/// Runs stages 5 and 6 and registers `cohort_audience_membership` (every member now) and
+/// `cohort_audience_changes` (the published history plus this run's entered / exited rows).
+#[allow(clippy::too_many_arguments)]
+pub async fn run_audiences(
+    ctx: &SessionContext,
+    space: &Space,
+    rules: &ResolvedRules,
+    profile_stats: Option<&ProfileStats>,
+    out: &objects::Location,
+    previous: Option<&manifest::Manifest>,
+    merges: &[(String, String)],
+    run_id: &str,
+    as_of: chrono::DateTime<chrono::Utc>,
+    scratch: Option<&Path>,
+) -> EngineResult<AudienceStats> {
+    let as_of_micros = as_of.timestamp_micros();
+    let as_of_lit = lit(ScalarValue::TimestampMicrosecond(
+        Some(as_of_micros),
+        Some(Arc::from("UTC")),
+    ));
+    let mut stats = AudienceStats::default();
+    let parsed = parsed_audiences(space)?;
+    let inputs = session_inputs(ctx, profile_stats).await?;
+    let now = if space.audiences.is_empty() {
+        members(space, &inputs.profiles, None)?
+    } else {
+        let plans = compile_audiences(space, &parsed, &inputs, as_of_micros, false)?;
+        stats.warnings = plans.warnings.clone();
+        for w in &stats.warnings {
+            tracing::warn!("{w}");
+        }
+        super::profiles::keep(ctx, plans.users, "cohort_audience_users", scratch).await?;
+        let users = ctx
+            .table("cohort_audience_users")
+            .await?
+            .into_unoptimized_plan();
+        let accounts = match plans.accounts {
+            Some(a) => {
+                super::profiles::keep(ctx, a, "cohort_audience_accounts", scratch).await?;
+                Some(
+                    ctx.table("cohort_audience_accounts")
+                        .await?
+                        .into_unoptimized_plan(),
+                )
+            }
+            None => None,
+        };
+        members(space, &users, accounts.as_ref())?
+    };
+    let prev = previous_membership(ctx, space, out, previous, merges).await?;
+    let prev_side = LogicalPlanBuilder::from(prev.clone())
+        .project(vec![
+            col("audience_key").alias("p_audience_key"),
+            col("entity_type").alias("p_entity_type"),
+            col("profile_id").alias("p_profile_id"),
+            col("entered_at").alias("p_entered_at"),
+        ])?
+        .build()?;
+    let keys = || {
+        (
+            vec!["audience_key", "entity_type", "profile_id"],
+            vec!["p_audience_key", "p_entity_type", "p_profile_id"],
+        )
+    };
+    let membership = LogicalPlanBuilder::from(now.clone())
+        .join(prev_side.clone(), JoinType::Left, keys(), None)?
+        .project(vec![
+            col("audience_key"),
+            col("entity_type"),
+            col("profile_id"),
+            coalesce(vec![col("p_entered_at"), as_of_lit.clone()]).alias("entered_at"),
+        ])?
+        .sort(vec![
+            col("audience_key").sort(true, false),
+            col("profile_id").sort(true, false),
+        ])?
+        .build()?;
+    super::profiles::keep(ctx, membership, "cohort_audience_membership", scratch).await?;
+
+    // This run's changes: members now who were not before, and the other way round.
+    let entered = LogicalPlanBuilder::from(now.clone())
+        .join(prev_side, JoinType::LeftAnti, keys(), None)?
+        .project(vec![
+            col("audience_key"),
+            col("entity_type"),
+            col("profile_id"),
+            lit("entered").alias("change"),
+        ])?
+        .build()?;
+    let now_side = LogicalPlanBuilder::from(now)
+        .project(vec![
+            col("audience_key").alias("p_audience_key"),
+            col("entity_type").alias("p_entity_type"),
+            col("profile_id").alias("p_profile_id"),
+        ])?
+        .build()?;
+    let exited = LogicalPlanBuilder::from(prev)
+        .join(now_side, JoinType::LeftAnti, keys(), None)?
+        .project(vec![
+            col("audience_key"),
+            col("entity_type"),
+            col("profile_id"),
+            lit("exited").alias("change"),
+        ])?
+        .build()?;
+    let changed = LogicalPlanBuilder::from(entered).union(exited)?.build()?;
+    // The profile's identifiers at this run, as a JSON object of lists.
+    let id_pairs: Vec<(String, Expr)> = rules
+        .types
+        .iter()
+        .map(|t| (t.id_type.clone(), col(column_name(&t.id_type))))
+        .collect();
+    let mut id_select = vec![col("profile_id").alias("i_profile_id")];
+    id_select.push(json_object(id_pairs).alias("user_identifiers"));
+    let ids = ctx
+        .table("cohort_profiles")
+        .await?
+        .select(id_select)?
+        .into_unoptimized_plan();
+    let this_run = LogicalPlanBuilder::from(changed)
+        .join(
+            ids,
+            JoinType::Left,
+            (vec!["profile_id"], vec!["i_profile_id"]),
+            None,
+        )?
+        .project(vec![
+            lit(run_id).alias("run_id"),
+            as_of_lit.alias("as_of"),
+            col("audience_key"),
+            col("entity_type"),
+            col("profile_id"),
+            col("change"),
+            datafusion::logical_expr::when(
+                col("entity_type").eq(lit("accounts")),
+                json_object(vec![("group_id".into(), col("profile_id"))]),
+            )
+            .otherwise(col("user_identifiers"))?
+            .alias("identifiers"),
+        ])?
+        .sort(vec![
+            col("audience_key").sort(true, false),
+            col("change").sort(true, false),
+            col("profile_id").sort(true, false),
+        ])?
+        .build()?;
+    super::profiles::keep(ctx, this_run, "cohort_audience_changes_run", scratch).await?;
+
+    // Sizes and changes per audience.
+    for d in &space.audiences {
+        stats.audiences.insert(
+            d.key.clone(),
+            AudienceCounts {
+                entity: d.entity.as_str().to_string(),
+                ..Default::default()
+            },
+        );
+    }
+    let counts = ctx
+        .sql(
+            "SELECT audience_key, 'members' AS what, count(*) AS n FROM cohort_audience_membership GROUP BY audience_key \
+             UNION ALL SELECT audience_key, change, count(*) FROM cohort_audience_changes_run GROUP BY audience_key, change",
+        )
+        .await?
+        .collect()
+        .await?;
+    for b in &counts {
+        use datafusion::arrow::array::AsArray;
+        let k = datafusion::arrow::compute::cast(b.column(0), &DataType::Utf8)
+            .map_err(datafusion::error::DataFusionError::from)?;
+        let w = datafusion::arrow::compute::cast(b.column(1), &DataType::Utf8)
+            .map_err(datafusion::error::DataFusionError::from)?;
+        let n = b
+            .column(2)
+            .as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+        for i in 0..b.num_rows() {
+            let Some(c) = stats.audiences.get_mut(k.as_string::<i32>().value(i)) else {
+                continue;
+            };
+            let n = n.value(i) as u64;
+            match w.as_string::<i32>().value(i) {
+                "members" => c.members = n,
+                "entered" => c.entered = n,
+                _ => c.exited = n,
+            }
+        }
+    }
+    let run_rows = ctx
+        .table("cohort_audience_changes_run")
+        .await?
+        .into_unoptimized_plan();
+    let all = match previous_changes(ctx, out, previous).await? {
+        Some(p) => LogicalPlanBuilder::from(p).union(run_rows)?.build()?,
+        None => run_rows,
+    };
+    ctx.register_table(
+        "cohort_audience_changes",
+        ctx.execute_logical_plan(all).await?.into_view(),
+    )?;
+    Ok(stats)
+}
+
+/// Audience keys are unique for the life of a space: a key that an earlier run had and a
+/// later run no longer had (the audience was deleted) cannot come back.
+pub fn check_deleted_keys(space: &Space, history: &[BTreeMap<String, String>]) -> EngineResult<()> {
+    let key_of = |f: &str| {
+        f.strip_prefix("audiences/")
+            .and_then(|f| f.strip_suffix(".yaml"))
+            .map(str::to_string)
+    };
+    let mut seen: BTreeSet<String> = BTreeSet::new();
+    let mut deleted: BTreeSet<String> = BTreeSet::new();
+    for defs in history {
+        let now: BTreeSet<String> = defs.keys().filter_map(|f| key_of(f)).collect();
+        for k in &seen {
+            if !now.contains(k) {
+                deleted.insert(k.clone());
+            }
+        }
+        seen.extend(now);
+    }
+    for d in &space.audiences {
+        if deleted.contains(&d.key) {
+            let loc = crate::spec::Loc::file_start(d.file.clone());
+            return Err(diagnostic_error(
+                space,
+                &Diagnostic::error(
+                    Some(loc),
+                    format!(
+                        "audience key `{}` belonged to an audience that was deleted; keys are \
+                         unique for the life of a space (destinations and changes refer to them)",
+                        d.key
+                    ),
+                )
+                .with_help("choose a new key: rename the file"),
+            ));
+        }
+    }
+    Ok(())
+}
