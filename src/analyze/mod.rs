@@ -2,6 +2,7 @@
 //! opened, the output URL is well-formed, every trait and audience query parses into the shape
 //! its file needs, and every SQL trait is a read-only query with a known identifier column.
 
+pub mod audiences;
 pub mod sql_trait;
 
 use std::path::Path;
@@ -36,6 +37,7 @@ pub async fn validate_space(dir: &Path) -> Validation {
         diagnostics.extend(check_locations(space).await);
         diagnostics.extend(check_normalizations(space));
         diagnostics.extend(check_queries(space));
+        diagnostics.extend(audiences::check_audiences(space));
         for def in &space.sql_traits {
             diagnostics.extend(sql_trait::check_sql_trait(def));
         }

@@ -22,6 +22,8 @@ use datafusion::logical_expr::{
 };
 use datafusion::prelude::coalesce;
 
+use crate::analyze::audiences::{audience_order, trait_refs};
+
 use super::traits::{
     EventScope, QueryCompileError, chain_filter, escape_like, float, literal_text, reducer_type,
     timestamp_literal, trait_column, ts, value_expr,
@@ -88,100 +90,6 @@ pub struct AudiencePlans {
     pub top_level: BTreeMap<String, Vec<String>>,
     /// Warnings: conditions on properties no event has, and the like.
     pub warnings: Vec<String>,
-}
-
-/// Orders audiences so that each comes after every audience it reads; a cycle is an error
-/// naming it, at the reference that closes it.
-pub fn audience_order(audiences: &[AudienceQuery<'_>]) -> CResult<Vec<usize>> {
-    let index: HashMap<&str, usize> = audiences
-        .iter()
-        .enumerate()
-        .map(|(i, a)| (a.key, i))
-        .collect();
-    let deps: Vec<Vec<(usize, Span)>> = audiences
-        .iter()
-        .map(|a| {
-            let mut refs = Vec::new();
-            trait_refs(a.query, &mut refs);
-            refs.into_iter()
-                .filter_map(|(k, s)| index.get(k.as_str()).map(|i| (*i, s)))
-                .collect()
-        })
-        .collect();
-    // Depth-first, in key order; states 0 new, 1 on the stack, 2 done.
-    let mut state = vec![0u8; audiences.len()];
-    let mut order = Vec::with_capacity(audiences.len());
-    fn visit(
-        i: usize,
-        deps: &[Vec<(usize, Span)>],
-        state: &mut [u8],
-        stack: &mut Vec<usize>,
-        order: &mut Vec<usize>,
-        audiences: &[AudienceQuery<'_>],
-    ) -> CResult<()> {
-        state[i] = 1;
-        stack.push(i);
-        for (d, span) in &deps[i] {
-            match state[*d] {
-                0 => visit(*d, deps, state, stack, order, audiences)?,
-                1 => {
-                    let from = stack.iter().position(|s| s == d).unwrap_or(0);
-                    let mut names: Vec<&str> =
-                        stack[from..].iter().map(|s| audiences[*s].key).collect();
-                    names.push(audiences[*d].key);
-                    return Err(QueryCompileError {
-                        key: Some(audiences[i].key.to_string()),
-                        span: *span,
-                        message: format!(
-                            "audiences read each other in a cycle: {}",
-                            names.join(" → ")
-                        ),
-                    });
-                }
-                _ => {}
-            }
-        }
-        stack.pop();
-        state[i] = 2;
-        order.push(i);
-        Ok(())
-    }
-    for i in 0..audiences.len() {
-        if state[i] == 0 {
-            visit(i, &deps, &mut state, &mut Vec::new(), &mut order, audiences)?;
-        }
-    }
-    Ok(order)
-}
-
-/// Every `trait('k')` of a condition, with its span, in the order written.
-pub fn trait_refs(e: &ast::Expr, out: &mut Vec<(String, Span)>) {
-    fn operand(o: &Operand, out: &mut Vec<(String, Span)>) {
-        match o {
-            Operand::Trait { key, span } => out.push((key.clone(), *span)),
-            Operand::Event(chain) => {
-                for f in &chain.filters {
-                    if let Filter::Where { condition, .. } = f {
-                        trait_refs(condition, out);
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    match e {
-        ast::Expr::Or { items, .. } | ast::Expr::And { items, .. } => {
-            items.iter().for_each(|i| trait_refs(i, out))
-        }
-        ast::Expr::Not { expr, .. } | ast::Expr::Quantified { expr, .. } => trait_refs(expr, out),
-        ast::Expr::Compare { left, right, .. } => {
-            operand(left, out);
-            if let Some(r) = right {
-                operand(r, out);
-            }
-        }
-        ast::Expr::Value { value, .. } => operand(value, out),
-    }
 }
 
 /// Which side of an account audience a condition is evaluated on.
@@ -1094,7 +1002,12 @@ pub fn audiences_plan(
     as_of_micros: i64,
     top_level: bool,
 ) -> CResult<AudiencePlans> {
-    let order = audience_order(audiences)?;
+    let list: Vec<(&str, &ast::Expr)> = audiences.iter().map(|a| (a.key, a.query)).collect();
+    let order = audience_order(&list).map_err(|c| QueryCompileError {
+        key: Some(audiences[c.audience].key.to_string()),
+        span: c.span,
+        message: c.message,
+    })?;
     let mut c = Compiler::new(inputs, audiences, as_of_micros);
     let with_key = |key: &str| {
         let key = key.to_string();

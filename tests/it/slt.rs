@@ -379,12 +379,14 @@ async fn identity_stage_slt() {
     run_slt(ctx, "identity_stage.slt").await;
 }
 
-/// The computed-trait, custom-trait, profile and account space: the events of
-/// tests/slt/traits/events.jsonl (one JSON object a line, keys = the `events` preset's columns,
-/// properties / traits / context as nested objects) written as one Parquet file per day of
-/// their timestamp, and the trait definitions of tests/slt/traits/traits/*.yaml.
-fn traits_fixture(dir: &Path) {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/slt/traits");
+/// A space made of a folder under tests/slt/: the events of its events.jsonl (one JSON object
+/// a line, keys = the `events` preset's columns, properties / traits / context as nested
+/// objects) written as one Parquet file per day of their timestamp, and its definitions
+/// (traits/, audiences/ and queries/, when present).
+pub fn jsonl_fixture(dir: &Path, folder: &str) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/slt")
+        .join(folder);
     let text = std::fs::read_to_string(root.join("events.jsonl")).unwrap();
     let mut days: std::collections::BTreeMap<String, Vec<Vec<Option<String>>>> = Default::default();
     for (n, line) in text.lines().enumerate() {
@@ -425,25 +427,25 @@ fn traits_fixture(dir: &Path) {
             &rows,
         );
     }
-    std::fs::create_dir_all(dir.join("traits")).unwrap();
-    for entry in std::fs::read_dir(root.join("traits")).unwrap() {
-        let p = entry.unwrap().path();
-        if p.extension().is_some_and(|e| e == "yaml") {
-            std::fs::copy(&p, dir.join("traits").join(p.file_name().unwrap())).unwrap();
+    for sub in ["traits", "audiences", "queries"] {
+        let Ok(entries) = std::fs::read_dir(root.join(sub)) else {
+            continue;
+        };
+        std::fs::create_dir_all(dir.join(sub)).unwrap();
+        for entry in entries {
+            let p = entry.unwrap().path();
+            if p.extension().is_some_and(|e| e == "yaml" || e == "sql") {
+                std::fs::copy(&p, dir.join(sub).join(p.file_name().unwrap())).unwrap();
+            }
         }
     }
-    write_space(
-        dir,
-        "traits",
-        &[("web", "events", "./data/events")],
-        "./out",
-    );
+    write_space(dir, folder, &[("web", "events", "./data/events")], "./out");
 }
 
 #[tokio::test]
 async fn traits_slt() {
     let tmp = tempfile::tempdir().unwrap();
-    traits_fixture(tmp.path());
+    jsonl_fixture(tmp.path(), "traits");
     let (_, ctx) = run_at(tmp.path(), "2026-10-31T00:00:00Z").await;
     let mut failures = Vec::new();
     for file in [
@@ -457,6 +459,34 @@ async fn traits_slt() {
         "traits/accounts.slt",
     ] {
         failures.extend(run_slt_all(ctx.clone(), file).await);
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failing records:\n\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
+}
+
+/// Every .slt file of tests/slt/audiences, over the space of that folder run once as of
+/// 2026-10-31T00:00:00Z.
+#[tokio::test]
+async fn audiences_slt() {
+    let tmp = tempfile::tempdir().unwrap();
+    jsonl_fixture(tmp.path(), "audiences");
+    let (_, ctx) = run_at(tmp.path(), "2026-10-31T00:00:00Z").await;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/slt/audiences");
+    let mut files: Vec<String> = std::fs::read_dir(&root)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| n.ends_with(".slt"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 5, "the audience .slt files: {files:?}");
+    let mut failures = Vec::new();
+    for f in files {
+        failures.extend(run_slt_all(ctx.clone(), &format!("audiences/{f}")).await);
     }
     assert!(
         failures.is_empty(),

@@ -1,0 +1,232 @@
+//! Audience memberships and changes across runs: entered / exited rows diffed against the
+//! previous published run, entered_at carried over while a profile stays in, merged profiles
+//! followed; and the errors audiences get at validate time.
+
+use std::path::Path;
+
+use datafusion::arrow::array::{Array, AsArray};
+use datafusion::prelude::SessionContext;
+
+use crate::common::{EVENT_COLUMNS, load, write_space, write_text_parquet};
+
+/// `(message_id, type, event, user_id, anonymous_id, timestamp)` rows as one Parquet file.
+fn some(s: &str) -> Option<&str> {
+    if s.is_empty() { None } else { Some(s) }
+}
+
+fn write_day(dir: &Path, day: &str, rows: &[[&str; 6]]) {
+    let rows: Vec<Vec<Option<&str>>> = rows
+        .iter()
+        .map(|r| {
+            let o = some;
+            vec![
+                o(r[0]),
+                o(r[1]),
+                o(r[2]),
+                o(r[3]),
+                o(r[4]),
+                None,
+                None,
+                o(r[5]),
+                None,
+                None,
+                None,
+            ]
+        })
+        .collect();
+    write_text_parquet(
+        &dir.join(format!("data/events/dt={day}/part-0.parquet")),
+        &EVENT_COLUMNS,
+        &rows,
+    );
+}
+
+async fn run(dir: &Path, as_of: &str) -> SessionContext {
+    let space = load(dir).await;
+    let as_of = cohort::cli::parse_time(as_of).unwrap();
+    let opts = cohort::engine::RunOptions {
+        as_of: Some(as_of),
+        ..Default::default()
+    };
+    cohort::engine::run(&space, &opts, &cohort::engine::Quiet)
+        .await
+        .unwrap();
+    cohort::engine::query_session(&space, as_of).await.unwrap()
+}
+
+/// Rows of a query as `|`-joined text cells.
+async fn rows(ctx: &SessionContext, sql: &str) -> Vec<String> {
+    let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
+    let mut out = Vec::new();
+    for b in &batches {
+        let cols: Vec<_> = b
+            .columns()
+            .iter()
+            .map(|c| {
+                datafusion::arrow::compute::cast(c, &datafusion::arrow::datatypes::DataType::Utf8)
+                    .unwrap()
+            })
+            .collect();
+        for i in 0..b.num_rows() {
+            out.push(
+                cols.iter()
+                    .map(|c| {
+                        if c.is_null(i) {
+                            "NULL".to_string()
+                        } else {
+                            c.as_string::<i32>().value(i).to_string()
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join("|"),
+            );
+        }
+    }
+    out
+}
+
+/// Who: the user id, else the anonymous ids.
+const WHO: &str = "coalesce(p.user_id, array_to_string(p.anonymous_id, ','))";
+
+#[tokio::test]
+async fn entered_and_exited_across_three_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    write_space(
+        dir,
+        "changes",
+        &[("web", "events", "./data/events")],
+        "./out",
+    );
+    std::fs::create_dir_all(dir.join("audiences")).unwrap();
+    std::fs::write(
+        dir.join("audiences/buyers_7d.yaml"),
+        "query: \"event('Order Completed').within(7 days).count() >= 1\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("audiences/never_bought.yaml"),
+        "query: \"event('Order Completed').count() = 0\"\n",
+    )
+    .unwrap();
+
+    // Run 1, as of 10-10: u1 bought on 10-09; u2 only signed in.
+    write_day(
+        dir,
+        "2026-10-09",
+        &[
+            [
+                "m1",
+                "track",
+                "Order Completed",
+                "u1",
+                "",
+                "2026-10-09T12:00:00Z",
+            ],
+            ["m2", "track", "Signed In", "u2", "", "2026-10-09T13:00:00Z"],
+        ],
+    );
+    let ctx = run(dir, "2026-10-10T00:00:00Z").await;
+    let sql = format!(
+        "SELECT m.audience_key, {WHO}, CAST(m.entered_at AS VARCHAR) FROM audience_membership m \
+         JOIN profiles p USING (profile_id) ORDER BY 1, 2"
+    );
+    assert_eq!(
+        rows(&ctx, &sql).await,
+        [
+            "buyers_7d|u1|2026-10-10T00:00:00Z",
+            "never_bought|u2|2026-10-10T00:00:00Z"
+        ]
+    );
+    let changes = format!(
+        "SELECT c.audience_key, {WHO}, c.change, c.identifiers FROM audience_changes c \
+         JOIN profiles p USING (profile_id) WHERE c.as_of = (SELECT max(as_of) FROM audience_changes) \
+         ORDER BY 1, 2"
+    );
+    assert_eq!(
+        rows(&ctx, &changes).await,
+        [
+            r#"buyers_7d|u1|entered|{"user_id":"u1"}"#,
+            r#"never_bought|u2|entered|{"user_id":"u2"}"#
+        ]
+    );
+
+    // Run 2, as of 10-15: u2 buys on 10-14 (enters buyers, exits never_bought); an anonymous
+    // visitor a3 buys too.
+    write_day(
+        dir,
+        "2026-10-14",
+        &[
+            [
+                "m3",
+                "track",
+                "Order Completed",
+                "u2",
+                "",
+                "2026-10-14T12:00:00Z",
+            ],
+            [
+                "m4",
+                "track",
+                "Order Completed",
+                "",
+                "a3",
+                "2026-10-14T13:00:00Z",
+            ],
+        ],
+    );
+    let ctx = run(dir, "2026-10-15T00:00:00Z").await;
+    assert_eq!(
+        rows(&ctx, &sql).await,
+        [
+            "buyers_7d|a3|2026-10-15T00:00:00Z",
+            "buyers_7d|u1|2026-10-10T00:00:00Z",
+            "buyers_7d|u2|2026-10-15T00:00:00Z",
+        ]
+    );
+    assert_eq!(
+        rows(&ctx, &changes).await,
+        [
+            r#"buyers_7d|a3|entered|{"anonymous_id":["a3"]}"#,
+            r#"buyers_7d|u2|entered|{"user_id":"u2"}"#,
+            r#"never_bought|u2|exited|{"user_id":"u2"}"#,
+        ]
+    );
+
+    // Run 3, as of 10-19: u1's order is now older than 7 days (exits); a3 identifies as u2, so
+    // their profiles merge: the surviving profile was a member already and stays, with the
+    // earliest entered_at, and nobody exits because of the merge.
+    write_day(
+        dir,
+        "2026-10-18",
+        &[["m5", "identify", "", "u2", "a3", "2026-10-18T09:00:00Z"]],
+    );
+    let ctx = run(dir, "2026-10-19T00:00:00Z").await;
+    assert_eq!(
+        rows(&ctx, &sql).await,
+        ["buyers_7d|u2|2026-10-15T00:00:00Z"]
+    );
+    assert_eq!(
+        rows(&ctx, &changes).await,
+        [r#"buyers_7d|u1|exited|{"user_id":"u1"}"#]
+    );
+    // The whole history: three runs, every change once.
+    assert_eq!(
+        rows(
+            &ctx,
+            "SELECT count(DISTINCT run_id), count(*) FROM audience_changes"
+        )
+        .await,
+        ["3|6"]
+    );
+    // The run record counts them per audience.
+    let runs = rows(
+        &ctx,
+        "SELECT audiences FROM runs ORDER BY started_at DESC LIMIT 1",
+    )
+    .await;
+    assert!(
+        runs[0].contains(r#""buyers_7d":{"entity":"users","members":1,"entered":0,"exited":1}"#),
+        "{runs:?}"
+    );
+}
