@@ -58,6 +58,18 @@ enum Command {
         #[arg(long)]
         as_of: Option<String>,
     },
+    /// Evaluate one audience without publishing: its size, the size of each top-level
+    /// condition, its overlap with the other audiences and ten sample members.
+    Preview {
+        /// The space folder.
+        dir: PathBuf,
+        /// An audience key of the space, or an audience file (which may not be saved in the
+        /// space yet; its file stem is its key).
+        audience: String,
+        /// Evaluate as of this time; default: now.
+        #[arg(long)]
+        as_of: Option<String>,
+    },
     /// Generate ~1M events, run the sample space on them and show what came out.
     Demo {
         /// Folder for the demo space, its data and its output.
@@ -100,6 +112,19 @@ enum ExplainCmd {
         dir: PathBuf,
         /// The identifier, as `type:value` (e.g. `email:ada@example.com`).
         identifier: String,
+    },
+    /// Whether a profile is in an audience: each top-level condition's value, the traits it
+    /// read and the events that decided it (evaluated now, nothing published).
+    Audience {
+        /// The space folder.
+        dir: PathBuf,
+        /// The audience key.
+        key: String,
+        /// The profile, as `type:value` (an account audience: `group_id:<account>`).
+        identifier: String,
+        /// Evaluate as of this time; default: the last published run's as-of, else now.
+        #[arg(long)]
+        as_of: Option<String>,
     },
 }
 
@@ -190,6 +215,17 @@ async fn dispatch(cmd: Command) -> Result<()> {
         Command::Explain(ExplainCmd::Identity { dir, identifier }) => {
             explain_identity(&dir, &identifier).await
         }
+        Command::Explain(ExplainCmd::Audience {
+            dir,
+            key,
+            identifier,
+            as_of,
+        }) => explain_audience(&dir, &key, &identifier, as_of.as_deref()).await,
+        Command::Preview {
+            dir,
+            audience,
+            as_of,
+        } => preview_cmd(&dir, &audience, as_of.as_deref()).await,
         Command::Compile {
             dir,
             dialect,
@@ -532,6 +568,150 @@ async fn explain_identity(dir: &Path, identifier: &str) -> Result<()> {
         Err(e) => return Err(e.into()),
     };
     print!("{}", render_identity_explanation(&ex));
+    Ok(())
+}
+
+/// The as-of time to evaluate at: `--as-of`, else the last published run's, else now.
+async fn evaluation_time(space: &spec::Space, as_of: Option<&str>) -> Result<DateTime<Utc>> {
+    if let Some(t) = as_of {
+        return parse_time(t).map_err(invalid);
+    }
+    let out = engine::output_location(space)?;
+    Ok(crate::store::manifest::read(&out)
+        .await?
+        .and_then(|m| DateTime::parse_from_rfc3339(&m.as_of).ok())
+        .map_or_else(Utc::now, |t| t.with_timezone(&Utc)))
+}
+
+fn engine_error(e: crate::error::EngineError) -> anyhow::Error {
+    match e {
+        crate::error::EngineError::Invalid(m) => {
+            eprint!("{m}");
+            if !m.ends_with('\n') {
+                eprintln!();
+            }
+            anyhow!(Invalid)
+        }
+        e => e.into(),
+    }
+}
+
+async fn preview_cmd(dir: &Path, audience: &str, as_of: Option<&str>) -> Result<()> {
+    let mut space = load_space(dir).await?;
+    let file = Path::new(audience);
+    let key = if audience.ends_with(".yaml") || file.is_file() {
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| invalid(format!("cannot read {audience}: {e}")))?;
+        let def = match spec::read_audience_text(file, &text) {
+            Ok(d) => d,
+            Err(diags) => {
+                let base = file.parent().unwrap_or(Path::new("."));
+                eprint!("{}", spec::render_all(&diags, base));
+                return Err(anyhow!(Invalid));
+            }
+        };
+        if let Err(d) = spec::parsed_audience(&def) {
+            eprint!("{}", d.render(Path::new(".")));
+            return Err(anyhow!(Invalid));
+        }
+        let key = def.key.clone();
+        space = engine::preview::with_audience(&space, def);
+        key
+    } else {
+        audience.to_string()
+    };
+    let opts = RunOptions {
+        as_of: Some(match as_of {
+            Some(t) => parse_time(t).map_err(invalid)?,
+            None => Utc::now(),
+        }),
+        ..Default::default()
+    };
+    let r = engine::preview::preview(&space, &key, &opts)
+        .await
+        .map_err(engine_error)?;
+    println!(
+        "audience `{}` ({}) as of {}: {} of {} {} ({:.1}%)",
+        r.key,
+        r.entity,
+        r.as_of,
+        r.size,
+        r.total,
+        r.entity,
+        if r.total == 0 {
+            0.0
+        } else {
+            100.0 * r.size as f64 / r.total as f64
+        }
+    );
+    println!("  each top-level condition on its own:");
+    for (text, n) in &r.conditions {
+        println!("    {n:>10}  {text}");
+    }
+    if !r.overlaps.is_empty() {
+        println!("  overlap with the other audiences:");
+        for o in &r.overlaps {
+            println!(
+                "    {:<28} {:>10} members, {:>10} in both",
+                o.key, o.size, o.both
+            );
+        }
+    }
+    println!("  sample members:");
+    for (id, ids) in &r.samples {
+        println!("    {id}  {ids}");
+    }
+    println!("nothing was published");
+    Ok(())
+}
+
+async fn explain_audience(
+    dir: &Path,
+    key: &str,
+    identifier: &str,
+    as_of: Option<&str>,
+) -> Result<()> {
+    let Some((t, v)) = identifier.split_once(':') else {
+        return Err(invalid(format!(
+            "`{identifier}` is not `type:value` (e.g. `email:ada@example.com`)"
+        )));
+    };
+    let space = load_space(dir).await?;
+    let opts = RunOptions {
+        as_of: Some(evaluation_time(&space, as_of).await?),
+        ..Default::default()
+    };
+    let ex = engine::preview::explain_audience(&space, key, t, v, &opts)
+        .await
+        .map_err(engine_error)?;
+    println!(
+        "{} {} is {} audience `{}` (as of {})",
+        if ex.entity == "accounts" {
+            "account"
+        } else {
+            "profile"
+        },
+        ex.id,
+        if ex.member { "IN" } else { "NOT in" },
+        ex.key,
+        ex.as_of
+    );
+    for c in &ex.conditions {
+        println!("  [{}] {}", if c.holds { "true " } else { "false" }, c.text);
+        for (k, v) in &c.traits {
+            println!("      trait('{k}') = {}", v.as_deref().unwrap_or("null"));
+        }
+        for (chain, evs) in &c.events {
+            println!(
+                "      {chain}: {} matching event(s){}",
+                evs.len(),
+                if evs.len() == 20 { " (newest 20)" } else { "" }
+            );
+            for (m, t) in evs {
+                println!("        {t}  {m}");
+            }
+        }
+    }
     Ok(())
 }
 

@@ -244,7 +244,81 @@ pub fn render_space(
             plan_to_sql(&plan, dialect).map_err(df)?
         );
     }
+    render_audiences(space, dialect, as_of_micros, &scan, &mut out)?;
     Ok(out)
+}
+
+/// The audiences' plans (users, then accounts) and their SQL, appended to `out`.
+fn render_audiences(
+    space: &crate::spec::Space,
+    dialect: SqlDialect,
+    as_of_micros: i64,
+    events: &LogicalPlan,
+    out: &mut String,
+) -> std::result::Result<(), CompileFailure> {
+    use super::audiences::{AudienceQuery, audiences_plan, static_inputs};
+    use crate::spec::{Diagnostic, query};
+    use std::fmt::Write;
+    if space.audiences.is_empty() {
+        return Ok(());
+    }
+    let fail = |d: Diagnostic| CompileFailure(d.render(&space.root));
+    let df = |e: datafusion::error::DataFusionError| CompileFailure(format!("error: {e}\n"));
+    let mut parsed = Vec::new();
+    for d in &space.audiences {
+        parsed.push(query::parsed_audience(d).map_err(fail)?);
+    }
+    let queries: Vec<AudienceQuery<'_>> = space
+        .audiences
+        .iter()
+        .zip(&parsed)
+        .map(|(d, q)| AudienceQuery {
+            key: &d.key,
+            query: q,
+            entity: d.entity,
+            include_anonymous: d.include_anonymous,
+        })
+        .collect();
+    let inputs = static_inputs(space, events.clone()).map_err(df)?;
+    let plans = audiences_plan(&inputs, &queries, as_of_micros, false).map_err(|e| {
+        let def = space
+            .audiences
+            .iter()
+            .find(|d| e.key.as_deref() == Some(d.key.as_str()));
+        let loc = def.map(|d| query::span_loc(&d.query_loc, &d.query, e.span));
+        fail(Diagnostic::error(loc, e.message.clone()))
+    })?;
+    let _ = writeln!(out, "-- audiences, in evaluation order:");
+    for k in &plans.order {
+        if let Some(d) = space.audiences.iter().find(|d| &d.key == k) {
+            let _ = writeln!(
+                out,
+                "--   {} ({}{}): {}",
+                d.key,
+                d.entity.as_str(),
+                if d.include_anonymous {
+                    ""
+                } else {
+                    ", with a user_id"
+                },
+                d.query.trim()
+            );
+        }
+    }
+    let _ = writeln!(out);
+    let mut sections = vec![("users", &plans.users)];
+    if let Some(a) = &plans.accounts {
+        sections.push(("accounts", a));
+    }
+    for (entity, plan) in sections {
+        let _ = writeln!(
+            out,
+            "-- every {entity} audience in one plan (what a run executes):\n-- plan:\n{}\n-- sql:\n{};\n",
+            indent(&plan.display_indent().to_string()),
+            plan_to_sql(plan, dialect).map_err(df)?
+        );
+    }
+    Ok(())
 }
 
 fn indent(s: &str) -> String {

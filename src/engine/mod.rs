@@ -7,6 +7,7 @@
 pub mod audiences;
 pub mod explain;
 pub mod identity;
+pub mod preview;
 pub mod profiles;
 pub mod record;
 pub mod session;
@@ -101,23 +102,19 @@ fn fault_pause() -> Option<Duration> {
         .map(Duration::from_millis)
 }
 
-/// Runs every stage of `space` and publishes the result atomically.
-pub async fn run(
+/// A record for a run of `space` starting now, with nothing done yet.
+pub fn new_record(
     space: &Space,
     opts: &RunOptions,
-    progress: &dyn Progress,
-) -> EngineResult<RunReport> {
-    let started_at = Utc::now();
-    let as_of = opts.as_of.unwrap_or(started_at);
-    let run_id = new_run_id(started_at);
-    let out = output_location(space)?;
-    let lease = lease::acquire(&out, &run_id, opts.lease_wait).await?;
+    run_id: &str,
+    started_at: DateTime<Utc>,
+) -> RunRecord {
     let (definitions_hash, definitions) = record::definitions_fingerprint(&space.root);
-    let mut rec = RunRecord {
-        run_id: run_id.clone(),
+    RunRecord {
+        run_id: run_id.to_string(),
         space: space.name.clone(),
         status: "running".into(),
-        as_of,
+        as_of: opts.as_of.unwrap_or(started_at),
         started_at,
         finished_at: started_at,
         stage_timings: Vec::new(),
@@ -135,7 +132,20 @@ pub async fn run(
         profiles: None,
         audiences: None,
         message: None,
-    };
+    }
+}
+
+/// Runs every stage of `space` and publishes the result atomically.
+pub async fn run(
+    space: &Space,
+    opts: &RunOptions,
+    progress: &dyn Progress,
+) -> EngineResult<RunReport> {
+    let started_at = Utc::now();
+    let run_id = new_run_id(started_at);
+    let out = output_location(space)?;
+    let lease = lease::acquire(&out, &run_id, opts.lease_wait).await?;
+    let mut rec = new_record(space, opts, &run_id, started_at);
     let result = run_stages(space, opts, progress, &out, &mut rec).await;
     let outcome = match result {
         Ok(m) => Ok(RunReport {
@@ -157,13 +167,29 @@ pub async fn run(
     outcome
 }
 
-async fn run_stages(
+/// A space evaluated up to its profiles and traits (stages 1 to 4), nothing published: the
+/// session holds `events`, `profile_events`, `cohort_profiles`, `cohort_accounts` and the
+/// identity tables.
+pub struct Evaluation {
+    pub ctx: SessionContext,
+    /// Scratch files of the session's materialized tables; removed when dropped.
+    pub scratch: tempfile::TempDir,
+    pub previous: Option<manifest::Manifest>,
+    /// This run's merges: (merged-away profile, surviving profile).
+    pub merges: Vec<(String, String)>,
+    pub scope_from: Option<DateTime<Utc>>,
+    /// Every source row, classified (for `event_errors`).
+    pub classified: LogicalPlan,
+}
+
+/// Runs stages 1 to 4 of `space` into `rec` (timings, counts) without publishing anything.
+pub async fn evaluate(
     space: &Space,
     opts: &RunOptions,
     progress: &dyn Progress,
     out: &objects::Location,
     rec: &mut RunRecord,
-) -> EngineResult<manifest::Manifest> {
+) -> EngineResult<Evaluation> {
     let ctx = session::new_session(&opts.session)?;
     let as_of_micros = rec.as_of.timestamp_micros();
 
@@ -232,6 +258,33 @@ async fn run_stages(
     rec.stage_timings
         .push(("traits".into(), elapsed.as_millis() as u64));
     progress.stage_finished("traits", elapsed);
+
+    Ok(Evaluation {
+        ctx,
+        scratch,
+        previous,
+        merges,
+        scope_from,
+        classified,
+    })
+}
+
+async fn run_stages(
+    space: &Space,
+    opts: &RunOptions,
+    progress: &dyn Progress,
+    out: &objects::Location,
+    rec: &mut RunRecord,
+) -> EngineResult<manifest::Manifest> {
+    let Evaluation {
+        ctx,
+        scratch,
+        previous,
+        merges,
+        scope_from,
+        classified,
+    } = evaluate(space, opts, progress, out, rec).await?;
+    let rules = crate::compile::identity::ResolvedRules::from_spec(&space.identity);
 
     // Stages 5 and 6: audiences and changes.
     let t = Instant::now();

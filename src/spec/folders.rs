@@ -411,3 +411,17 @@ fn read_audience(r: &mut Reader<'_>, key: Option<String>) -> Option<AudienceDef>
         description,
     })
 }
+
+/// Reads one audience file that may live outside the space (for `cohort preview`): `rel` is
+/// how the file is named in diagnostics, `text` its content. Its key is its file stem.
+pub fn read_audience_text(rel: &Path, text: &str) -> Result<AudienceDef, Vec<Diagnostic>> {
+    let mut diags = Vec::new();
+    let key = file_key(rel, &mut diags);
+    let mut r = Reader::new(rel, text);
+    let def = read_audience(&mut r, key);
+    diags.append(&mut r.diags);
+    match def {
+        Some(d) if diags.iter().all(|d| !d.is_error()) => Ok(d),
+        _ => Err(diags),
+    }
+}

@@ -25,6 +25,7 @@ pub use defs::{
     IdentifierDef, IdentityRules, SourceDef, Space, SpaceLoad, SqlTraitDef,
 };
 pub use diagnostic::{Diagnostic, Loc, Severity, render_all, slash_path, sort_diagnostics};
+pub use folders::read_audience_text;
 pub use identity::{NORMALIZATIONS, check_identifier_path, is_sql_normalization};
 pub use preset::Preset;
 pub use query::{
