@@ -153,8 +153,13 @@ fn misfit(kind: Kind, op: Comparator, lit: Option<&Literal>) -> Option<String> {
             }
             _ => Some("is a number; one_of / none_of need a list of numbers".into()),
         },
+        (Kind::Number, Contains) => Some("is a number, and `contains` needs text or a list".into()),
+        (Kind::Number, StartsWith | EndsWith) => Some(format!(
+            "is a number, and `{}` needs text",
+            comparator_text(op)
+        )),
         (Kind::Number, _) => Some(format!(
-            "is a number, and `{}` needs text or a time",
+            "is a number, and `{}` needs a time",
             comparator_text(op)
         )),
         (Kind::List, Contains) => None,

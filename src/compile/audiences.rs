@@ -88,8 +88,12 @@ pub struct AudiencePlans {
     /// Each audience's top-level conditions (the items of its top-level AND or OR, or the
     /// whole query), as columns `__top_<key>_<n>` of `users` / `accounts`, when asked for.
     pub top_level: BTreeMap<String, Vec<String>>,
-    /// Warnings: conditions on properties no event has, and the like.
+    /// Comparisons that did not fit a trait's type from the data (they count as false).
     pub warnings: Vec<String>,
+    /// The events any audience reads: their names, up to as-of, from the widest window on.
+    /// A caller that keeps `events` filtered by this once (see `engine::audiences`) has every
+    /// plan read that subset instead of all events; None when no audience reads events.
+    pub events_filter: Option<Expr>,
 }
 
 /// Which side of an account audience a condition is evaluated on.
@@ -120,6 +124,9 @@ struct Compiler<'a> {
     event_names: BTreeSet<String>,
     /// The widest lower time bound of the fused aggregation (None: unbounded).
     widest: Option<i64>,
+    /// Every event name any audience reads (funnels too), and the widest lower time bound.
+    all_names: BTreeSet<String>,
+    all_widest: Option<i64>,
     /// Per-profile plans of funnels: (alias, plan with `__f_profile_id` and the alias).
     funnels: Vec<(String, LogicalPlan)>,
     /// Profile traits read inside event filters.
@@ -172,12 +179,23 @@ impl<'a> Compiler<'a> {
             agg_index: HashMap::new(),
             event_names: BTreeSet::new(),
             widest: Some(i64::MAX),
+            all_names: BTreeSet::new(),
+            all_widest: Some(i64::MAX),
             funnels: Vec::new(),
             event_traits: RefCell::new(Vec::new()),
             quantified: Vec::new(),
             quantified_index: HashMap::new(),
             warnings: Vec::new(),
         }
+    }
+
+    /// Records that events named `name` are read from `lower` on (None: all history).
+    fn read(&mut self, name: &str, lower: Option<i64>) {
+        self.all_names.insert(name.to_string());
+        self.all_widest = match (self.all_widest, lower) {
+            (Some(w), Some(l)) => Some(w.min(l)),
+            _ => None,
+        };
     }
 
     /// `trait('key')` at `level`: a trait column or an audience's membership.
@@ -449,6 +467,7 @@ impl<'a> Compiler<'a> {
                 _ => None,
             };
             self.event_names.insert(chain.name.clone());
+            self.read(&chain.name, window.lower);
             let text = format!("{aggregate}");
             match self.agg_index.get(&text) {
                 Some(a) => a.clone(),
@@ -487,7 +506,8 @@ impl<'a> Compiler<'a> {
             ..parent.clone()
         };
         let plain = EventScope::new(self.as_of);
-        let (base_filter, _) = chain_filter(&bare, &plain)?;
+        let (base_filter, parent_window) = chain_filter(&bare, &plain)?;
+        self.read(&parent.name, parent_window.lower);
         let base = LogicalPlanBuilder::from(events.clone())
             .filter(base_filter)
             .map_err(plan_err)?
@@ -502,6 +522,8 @@ impl<'a> Compiler<'a> {
         let mut rows = base.clone();
         let mut child_cols: Vec<(Span, String)> = Vec::new();
         for (i, child) in children.iter().enumerate() {
+            // A child comes after its parent: no earlier than the parent's window.
+            self.read(&child.name, parent_window.lower);
             let c_alias = format!("__f{n}_c{i}");
             let agg_plan = self.child_values(&base, &events, child, &c_alias)?;
             rows = LogicalPlanBuilder::from(rows)
@@ -983,6 +1005,20 @@ fn op_text(op: Comparator) -> &'static str {
     }
 }
 
+/// `event IN names AND timestamp <= as_of [AND timestamp > lower]`.
+fn events_filter(names: &BTreeSet<String>, lower: Option<i64>, as_of: i64) -> Option<Expr> {
+    if names.is_empty() {
+        return None;
+    }
+    let mut e = col("event")
+        .in_list(names.iter().map(|n| lit(n.as_str())).collect(), false)
+        .and(col("timestamp").lt_eq(ts(as_of)));
+    if let Some(l) = lower.filter(|l| *l != i64::MAX) {
+        e = e.and(col("timestamp").gt(ts(l)));
+    }
+    Some(e)
+}
+
 /// The items of a query's top-level junction (or the query itself).
 pub fn top_level_conditions(e: &ast::Expr) -> Vec<&ast::Expr> {
     match e {
@@ -1228,6 +1264,7 @@ pub fn audiences_plan(
             .collect(),
         top_level: tops,
         warnings: std::mem::take(&mut c.warnings),
+        events_filter: events_filter(&c.all_names, c.all_widest, as_of_micros),
     })
 }
 

@@ -141,6 +141,49 @@ pub async fn session_inputs(
     })
 }
 
+/// Compiles the audiences over the events they read, kept once: a first compile learns which
+/// events any audience reads (names, window), those are written once (to `scratch`, else kept
+/// in memory) with only the columns audiences use, and the second compile reads them from
+/// there, so the fused aggregation and every funnel scan that subset instead of all events.
+pub async fn compile_over_kept_events(
+    ctx: &SessionContext,
+    mut inputs: AudienceInputs,
+    compile: impl Fn(&AudienceInputs) -> EngineResult<AudiencePlans>,
+    scratch: Option<&Path>,
+) -> EngineResult<AudiencePlans> {
+    let first = compile(&inputs)?;
+    let Some(filter) = first.events_filter.clone() else {
+        return Ok(first);
+    };
+    let keep_cols: Vec<Expr> = inputs
+        .events
+        .schema()
+        .columns()
+        .into_iter()
+        .filter(|c| {
+            matches!(
+                c.name.as_str(),
+                "message_id" | "event" | "timestamp" | "profile_id" | "properties" | "context"
+            )
+        })
+        .map(Expr::Column)
+        .collect();
+    let subset = LogicalPlanBuilder::from(inputs.events.clone())
+        .filter(filter)?
+        .project(keep_cols)?
+        .build()?;
+    inputs.events = match scratch {
+        Some(dir) => super::materialize(ctx, subset, &dir.join("audience_events")).await?,
+        None => ctx
+            .execute_logical_plan(subset)
+            .await?
+            .cache()
+            .await?
+            .into_unoptimized_plan(),
+    };
+    compile(&inputs)
+}
+
 /// One row per (audience, member) of the evaluated plans: `audience_key, entity_type,
 /// profile_id`.
 fn members(
@@ -292,7 +335,13 @@ pub async fn run_audiences(
     let now = if space.audiences.is_empty() {
         members(space, &inputs.profiles, None)?
     } else {
-        let plans = compile_audiences(space, &parsed, &inputs, as_of_micros, false)?;
+        let plans = compile_over_kept_events(
+            ctx,
+            inputs.clone(),
+            |i| compile_audiences(space, &parsed, i, as_of_micros, false),
+            scratch,
+        )
+        .await?;
         stats.warnings = plans.warnings.clone();
         for w in &stats.warnings {
             tracing::warn!("{w}");

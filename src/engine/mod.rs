@@ -432,7 +432,7 @@ pub async fn register_events(
 
 /// Writes `plan`'s rows once to Parquet files in `dir` and returns a scan of them, so that
 /// later passes read a few local files instead of re-reading (and re-parsing) every source.
-async fn materialize(
+pub(crate) async fn materialize(
     ctx: &SessionContext,
     plan: LogicalPlan,
     dir: &std::path::Path,

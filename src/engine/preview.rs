@@ -67,8 +67,14 @@ async fn evaluate_audiences(
     let ev = evaluate(space, opts, &super::Quiet, &out, &mut rec).await?;
     let parsed = audiences::parsed_audiences(space)?;
     let inputs = audiences::session_inputs(&ev.ctx, rec.profiles.as_ref()).await?;
-    let plans =
-        audiences::compile_audiences(space, &parsed, &inputs, rec.as_of.timestamp_micros(), true)?;
+    let as_of_micros = rec.as_of.timestamp_micros();
+    let plans = audiences::compile_over_kept_events(
+        &ev.ctx,
+        inputs,
+        |i| audiences::compile_audiences(space, &parsed, i, as_of_micros, true),
+        Some(ev.scratch.path()),
+    )
+    .await?;
     let ctx = ev.ctx.clone();
     super::profiles::keep(&ctx, plans.users, "preview_users", Some(ev.scratch.path())).await?;
     if let Some(a) = plans.accounts {

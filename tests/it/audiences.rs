@@ -230,3 +230,152 @@ async fn entered_and_exited_across_three_runs() {
         "{runs:?}"
     );
 }
+
+/// A space with one Order Completed event and the given audiences (and a computed trait
+/// `orders` = count of orders).
+fn space_with(dir: &Path, audiences: &[(&str, &str)]) {
+    write_space(dir, "bad", &[("web", "events", "./data/events")], "./out");
+    write_day(
+        dir,
+        "2026-10-09",
+        &[[
+            "m1",
+            "track",
+            "Order Completed",
+            "u1",
+            "",
+            "2026-10-09T12:00:00Z",
+        ]],
+    );
+    std::fs::create_dir_all(dir.join("traits")).unwrap();
+    std::fs::write(
+        dir.join("traits/orders.yaml"),
+        "query: \"event('Order Completed').count()\"\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.join("audiences")).unwrap();
+    for (k, y) in audiences {
+        std::fs::write(dir.join(format!("audiences/{k}.yaml")), y).unwrap();
+    }
+}
+
+/// Validate: a cycle names it, a user audience cannot read an account audience, and a
+/// comparison a known type cannot fit is an error at its line and column.
+#[tokio::test]
+async fn audience_errors_at_validate() {
+    let tmp = tempfile::tempdir().unwrap();
+    space_with(
+        tmp.path(),
+        &[
+            ("a", "query: \"trait('b') AND trait('orders') > 1\"\n"),
+            ("b", "query: \"trait('c') = true\"\n"),
+            ("c", "query: \"NOT trait('a')\"\n"),
+            (
+                "counts",
+                "query: \"event('Order Completed').count() >= 'many'\"\n",
+            ),
+            (
+                "listy",
+                "name: Listy\nquery: \"trait('orders') contains 'x'\"\n",
+            ),
+            ("flag", "query: \"trait('c') > 1\"\n"),
+            (
+                "acc",
+                "type: accounts\nquery: \"ANY trait('orders') >= 1\"\n",
+            ),
+            ("reads_acc", "query: \"trait('acc')\"\n"),
+        ],
+    );
+    let v = cohort::analyze::validate_space(tmp.path()).await;
+    let got: Vec<String> = v
+        .diagnostics
+        .iter()
+        .map(|d| {
+            let loc = d.loc.as_ref().unwrap();
+            format!(
+                "{}:{}:{}: {}",
+                cohort::spec::slash_path(&loc.file),
+                loc.line,
+                loc.col,
+                d.message
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            "audiences/c.yaml:1:13: audiences read each other in a cycle: a → b → c → a",
+            "audiences/counts.yaml:1:9: `.count()` is a number; compare it with a number, e.g. >= 1",
+            "audiences/flag.yaml:1:9: audience `c` is true or false; compare it with = true or = false",
+            "audiences/listy.yaml:2:9: trait `orders` is a number, and `contains` needs text or a list",
+            "audiences/reads_acc.yaml:1:9: `acc` is an account audience; a user audience cannot read it (an account audience can read user audiences with ANY / ALL)",
+        ],
+        "{got:#?}"
+    );
+}
+
+/// Run: an unknown trait or audience key is an error at its place, with a suggestion.
+#[tokio::test]
+async fn unknown_trait_key_is_an_error_with_a_suggestion() {
+    let tmp = tempfile::tempdir().unwrap();
+    space_with(
+        tmp.path(),
+        &[("buyers", "query: \"trait('ordrs') >= 1\"\n")],
+    );
+    let space = load(tmp.path()).await;
+    let opts = cohort::engine::RunOptions {
+        as_of: Some(cohort::cli::parse_time("2026-10-10").unwrap()),
+        ..Default::default()
+    };
+    let e = cohort::engine::run(&space, &opts, &cohort::engine::Quiet)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("audiences/buyers.yaml:1:9"), "{e}");
+    assert!(
+        e.contains("unknown trait or audience `ordrs`") && e.contains("did you mean `orders`?"),
+        "{e}"
+    );
+    // Nothing but the failed run's record was published.
+    let manifest =
+        std::fs::read_to_string(tmp.path().join("out/bad/_cohort/manifest.json")).unwrap();
+    let m: serde_json::Value = serde_json::from_str(&manifest).unwrap();
+    let tables: Vec<&String> = m["tables"].as_object().unwrap().keys().collect();
+    assert_eq!(tables, ["runs"], "{manifest}");
+}
+
+/// A deleted audience's key cannot come back.
+#[tokio::test]
+async fn a_deleted_audience_key_cannot_be_reused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    space_with(
+        dir,
+        &[
+            ("buyers", "query: \"trait('orders') >= 1\"\n"),
+            ("keep", "query: \"trait('orders') = 0\"\n"),
+        ],
+    );
+    run(dir, "2026-10-10T00:00:00Z").await;
+    std::fs::remove_file(dir.join("audiences/buyers.yaml")).unwrap();
+    run(dir, "2026-10-11T00:00:00Z").await;
+    std::fs::write(
+        dir.join("audiences/buyers.yaml"),
+        "query: \"trait('orders') >= 2\"\n",
+    )
+    .unwrap();
+    let space = load(dir).await;
+    let opts = cohort::engine::RunOptions {
+        as_of: Some(cohort::cli::parse_time("2026-10-12").unwrap()),
+        ..Default::default()
+    };
+    let e = cohort::engine::run(&space, &opts, &cohort::engine::Quiet)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("audiences/buyers.yaml")
+            && e.contains("`buyers` belonged to an audience that was deleted"),
+        "{e}"
+    );
+}

@@ -429,14 +429,25 @@ fn the_starter_space_loads_clean() {
     assert_eq!(space.sql_traits[0].key, "lifetime_orders");
     assert!(space.sql_traits[0].sql.contains("GROUP BY user_id"));
     assert!(space.sql_traits[0].description.is_some());
-    assert_eq!(space.audiences.len(), 1);
-    let big = &space.audiences[0];
+    let keys: Vec<&str> = space.audiences.iter().map(|a| a.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "active_big_accounts",
+            "big_spenders",
+            "browsed_not_added",
+            "cart_abandoners",
+            "lapsed_customers",
+            "loyal_big_spenders"
+        ]
+    );
+    let big = &space.audiences[1];
     assert_eq!(
         (big.key.as_str(), big.name.as_str()),
         ("big_spenders", "Big Spenders")
     );
     assert!(big.include_anonymous);
-    assert_eq!(space.keys().len(), 9);
+    assert_eq!(space.keys().len(), 14);
 }
 
 #[test]
