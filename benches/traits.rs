@@ -25,8 +25,9 @@
 //!
 //! `cargo bench --bench traits -- --events 10000000`
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
+
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -34,11 +35,8 @@ use cohort::compile::traits::{TraitQuery, computed_traits_plan};
 use cohort::engine::session::{SessionOptions, new_session};
 use cohort::generate::GenerateOptions;
 use cohort::spec::parse_trait_query;
-use datafusion::arrow::datatypes::{DataType, TimeUnit};
 use datafusion::arrow::util::display::array_value_to_string;
 use datafusion::catalog::MemTable;
-use datafusion::logical_expr::{LogicalPlan, cast, try_cast};
-use datafusion::prelude::{ParquetReadOptions, SessionContext, coalesce, col};
 
 /// The traits, in the order of the DuckDB file's columns.
 const TRAITS: [(&str, &str); 20] = [
@@ -120,24 +118,6 @@ const TRAITS: [(&str, &str); 20] = [
 
 const DUCKDB_SQL: &str = include_str!("../queries/bench/traits_duckdb.sql");
 
-/// Runs the DuckDB side: argv = sql file, data folder, summary query, repeats.
-const DUCKDB_RUNNER: &str = r#"
-import json, sys, time
-import duckdb
-sql = open(sys.argv[1]).read().replace("@DATA@", sys.argv[2])
-best = None
-for _ in range(int(sys.argv[4])):
-    con = duckdb.connect()
-    con.execute("SET threads = 2")
-    t = time.perf_counter()
-    con.execute("CREATE TEMP TABLE r AS " + sql)
-    s = time.perf_counter() - t
-    best = s if best is None else min(best, s)
-    summary = [None if v is None else str(v) for v in con.execute(sys.argv[3]).fetchone()]
-    con.close()
-print(json.dumps({"secs": best, "version": duckdb.__version__, "summary": summary}))
-"#;
-
 struct Args {
     events: u64,
     seed: u64,
@@ -218,7 +198,7 @@ fn main() {
         .expect("tokio runtime");
     let dir = tempfile::tempdir().expect("temp dir");
     let data = dir.path().join("data");
-    rt.block_on(generate(&data, args.events, args.seed));
+    rt.block_on(common::generate(&data, args.events, args.seed));
     let as_of = GenerateOptions::default().end.timestamp_micros();
 
     let parsed: Vec<(&str, cohort::spec::query::ast::Expr)> = TRAITS
@@ -272,12 +252,17 @@ fn main() {
     }
 
     // DuckDB.
-    let (duck_secs, version, duck_summary) = duckdb(&data, args.repeat);
+    let (duck_secs, version, duck_summary) = common::duckdb(
+        DUCKDB_SQL,
+        &[("@DATA@", &data)],
+        &summary_sql(),
+        args.repeat,
+    );
     println!(
         "duckdb secs={duck_secs:.2} version={version} events_per_sec={:.0}",
         events / duck_secs
     );
-    let mismatches = compare(&fused_summary, &duck_summary);
+    let mismatches = common::compare(&fused_summary, &duck_summary);
     println!(
         "check summary_values={} mismatches={}{}",
         fused_summary.len(),
@@ -295,45 +280,6 @@ fn main() {
     );
 }
 
-async fn generate(data: &Path, events: u64, seed: u64) {
-    let opts = GenerateOptions {
-        events,
-        seed,
-        ..Default::default()
-    };
-    let loc = cohort::store::objects::open_raw(Path::new("/"), data.to_str().expect("utf-8"))
-        .expect("open data folder");
-    let g = cohort::generate::generate(&opts, &loc, &|_| {})
-        .await
-        .expect("generate");
-    println!(
-        "generate events={} users={} secs={:.2}",
-        g.events,
-        g.users,
-        g.elapsed.as_secs_f64()
-    );
-}
-
-/// The minimal event view both engines read: profile, event, message_id, timestamp, JSON text.
-async fn event_view(ctx: &SessionContext, data: &Path) -> LogicalPlan {
-    let options = ParquetReadOptions::default();
-    let raw = ctx
-        .read_parquet(format!("{}/", data.display()), options)
-        .await
-        .expect("read parquet");
-    let ts = DataType::Timestamp(TimeUnit::Microsecond, Some(Arc::from("UTC")));
-    raw.select(vec![
-        coalesce(vec![col("user_id"), col("anonymous_id")]).alias("profile_id"),
-        col("event"),
-        col("message_id"),
-        try_cast(cast(col("timestamp"), DataType::Utf8), ts).alias("timestamp"),
-        col("properties"),
-        col("context"),
-    ])
-    .expect("select")
-    .into_unoptimized_plan()
-}
-
 /// Runs `traits` as one plan in a fresh session; returns seconds, rows and the summary.
 async fn run_fused(
     data: &Path,
@@ -341,7 +287,7 @@ async fn run_fused(
     as_of: i64,
 ) -> (f64, usize, Vec<Option<String>>) {
     let ctx = new_session(&SessionOptions::default()).expect("session");
-    let events = event_view(&ctx, data).await;
+    let events = common::event_view(&ctx, data).await;
     let (plan, _) = computed_traits_plan(events, "profile_id", traits, as_of).expect("compile");
     let t = Instant::now();
     let batches = ctx
@@ -377,73 +323,4 @@ async fn run_fused(
         })
         .collect();
     (secs, rows, summary)
-}
-
-fn python() -> PathBuf {
-    if let Ok(p) = std::env::var("COHORT_PYTHON") {
-        return PathBuf::from(p);
-    }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let out = Command::new("bash")
-        .arg(root.join(".ci/venv"))
-        .output()
-        .expect("bash .ci/venv");
-    assert!(out.status.success(), "bash .ci/venv failed");
-    PathBuf::from(String::from_utf8(out.stdout).expect("utf-8").trim()).join("bin/python")
-}
-
-/// Runs the hand-written SQL in DuckDB; returns the best seconds, the version and the summary.
-fn duckdb(data: &Path, repeat: usize) -> (f64, String, Vec<Option<String>>) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let sql = dir.path().join("traits.sql");
-    std::fs::write(&sql, DUCKDB_SQL).expect("write sql");
-    let runner = dir.path().join("run.py");
-    std::fs::write(&runner, DUCKDB_RUNNER).expect("write runner");
-    let out = Command::new(python())
-        .arg(&runner)
-        .arg(&sql)
-        .arg(data)
-        .arg(summary_sql())
-        .arg(repeat.to_string())
-        .output()
-        .expect("python");
-    assert!(
-        out.status.success(),
-        "duckdb failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("runner json");
-    let summary = v["summary"]
-        .as_array()
-        .expect("summary")
-        .iter()
-        .map(|x| x.as_str().map(str::to_string))
-        .collect();
-    (
-        v["secs"].as_f64().expect("secs"),
-        v["version"].as_str().unwrap_or("?").to_string(),
-        summary,
-    )
-}
-
-/// Positions where the summaries differ (numbers within a relative 1e-9 are equal).
-fn compare(a: &[Option<String>], b: &[Option<String>]) -> Vec<String> {
-    if a.len() != b.len() {
-        return vec![format!("lengths {} vs {}", a.len(), b.len())];
-    }
-    let mut out = Vec::new();
-    for (i, (x, y)) in a.iter().zip(b).enumerate() {
-        let same = match (x, y) {
-            (Some(x), Some(y)) => match (x.parse::<f64>(), y.parse::<f64>()) {
-                (Ok(p), Ok(q)) => (p - q).abs() <= 1e-9 * p.abs().max(q.abs()).max(1.0),
-                _ => x == y,
-            },
-            (None, None) => true,
-            _ => false,
-        };
-        if !same {
-            out.push(format!("{i}:{x:?}/{y:?}"));
-        }
-    }
-    out
 }

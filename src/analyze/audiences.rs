@@ -39,6 +39,34 @@ pub fn trait_refs(e: &ast::Expr, out: &mut Vec<(String, Span)>) {
     }
 }
 
+/// The event chains of a condition at its own level (not those inside their `.where(...)`), in
+/// the order written: an audience's events, or a funnel parent's children.
+pub fn event_chains(e: &ast::Expr) -> Vec<&ast::EventChain> {
+    fn walk<'a>(e: &'a ast::Expr, out: &mut Vec<&'a ast::EventChain>) {
+        match e {
+            ast::Expr::Or { items, .. } | ast::Expr::And { items, .. } => {
+                items.iter().for_each(|i| walk(i, out))
+            }
+            ast::Expr::Not { expr, .. } | ast::Expr::Quantified { expr, .. } => walk(expr, out),
+            ast::Expr::Compare { left, right, .. } => {
+                for o in std::iter::once(left).chain(right.iter()) {
+                    if let Operand::Event(c) = o {
+                        out.push(c);
+                    }
+                }
+            }
+            ast::Expr::Value {
+                value: Operand::Event(c),
+                ..
+            } => out.push(c),
+            ast::Expr::Value { .. } => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(e, &mut out);
+    out
+}
+
 /// A cycle among audiences: the audience whose reference closes it, where, and the message.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Cycle {
@@ -294,6 +322,86 @@ fn comparisons_of<'a>(
             right,
             span,
         } => out.push((left, *op, right.as_ref(), *span)),
+        ast::Expr::Value { .. } => {}
+    }
+}
+
+/// Every event field a condition reads inside `.where(...)` or a reducer: (event name, path,
+/// whether it is a `context(...)` path), in the order written. `property(parent: ..)` counts
+/// for the parent's event.
+pub fn field_refs(e: &ast::Expr, out: &mut Vec<(String, String, bool)>) {
+    fn chain(c: &ast::EventChain, parent: Option<&str>, out: &mut Vec<(String, String, bool)>) {
+        let mut push = |o: &Operand| match o {
+            Operand::Property {
+                path,
+                parent: false,
+                ..
+            } => out.push((c.name.clone(), path.clone(), false)),
+            Operand::Property {
+                path, parent: true, ..
+            } => {
+                if let Some(p) = parent {
+                    out.push((p.to_string(), path.clone(), false));
+                }
+            }
+            Operand::Context { path, .. } => out.push((c.name.clone(), path.clone(), true)),
+            _ => {}
+        };
+        if let Some(r) = &c.reducer
+            && let Some(a) = &r.arg
+        {
+            push(a);
+        }
+        for f in &c.filters {
+            if let Filter::Where { condition, .. } = f {
+                within(condition, c, out);
+            }
+        }
+    }
+    fn within(e: &ast::Expr, c: &ast::EventChain, out: &mut Vec<(String, String, bool)>) {
+        match e {
+            ast::Expr::Or { items, .. } | ast::Expr::And { items, .. } => {
+                items.iter().for_each(|i| within(i, c, out))
+            }
+            ast::Expr::Not { expr, .. } | ast::Expr::Quantified { expr, .. } => {
+                within(expr, c, out)
+            }
+            ast::Expr::Compare { left, right, .. } => {
+                for o in std::iter::once(left).chain(right.iter()) {
+                    operand(o, c, out);
+                }
+            }
+            ast::Expr::Value { value, .. } => operand(value, c, out),
+        }
+    }
+    fn operand(o: &Operand, c: &ast::EventChain, out: &mut Vec<(String, String, bool)>) {
+        match o {
+            Operand::Event(child) => chain(child, Some(&c.name), out),
+            Operand::Property {
+                path,
+                parent: false,
+                ..
+            } => out.push((c.name.clone(), path.clone(), false)),
+            Operand::Context { path, .. } => out.push((c.name.clone(), path.clone(), true)),
+            _ => {}
+        }
+    }
+    match e {
+        ast::Expr::Or { items, .. } | ast::Expr::And { items, .. } => {
+            items.iter().for_each(|i| field_refs(i, out))
+        }
+        ast::Expr::Not { expr, .. } | ast::Expr::Quantified { expr, .. } => field_refs(expr, out),
+        ast::Expr::Compare { left, right, .. } => {
+            for o in std::iter::once(left).chain(right.iter()) {
+                if let Operand::Event(c) = o {
+                    chain(c, None, out);
+                }
+            }
+        }
+        ast::Expr::Value {
+            value: Operand::Event(c),
+            ..
+        } => chain(c, None, out),
         ast::Expr::Value { .. } => {}
     }
 }

@@ -22,11 +22,11 @@ use datafusion::logical_expr::{
 };
 use datafusion::prelude::coalesce;
 
-use crate::analyze::audiences::{audience_order, trait_refs};
+use crate::analyze::audiences::{audience_order, event_chains, trait_refs};
 
 use super::traits::{
-    EventScope, QueryCompileError, chain_filter, escape_like, float, literal_text, reducer_type,
-    timestamp_literal, trait_column, ts, value_expr,
+    EventScope, QueryCompileError, chain_filter, err, escape_like, float, literal_text,
+    reducer_type, timestamp_literal, trait_column, ts, value_expr,
 };
 use crate::spec::EntityType;
 use crate::spec::query::ast::{
@@ -34,14 +34,6 @@ use crate::spec::query::ast::{
 };
 
 type CResult<T> = Result<T, QueryCompileError>;
-
-fn err<T>(span: Span, message: impl Into<String>) -> CResult<T> {
-    Err(QueryCompileError {
-        key: None,
-        span,
-        message: message.into(),
-    })
-}
 
 fn plan_err(e: datafusion::error::DataFusionError) -> QueryCompileError {
     QueryCompileError {
@@ -735,24 +727,7 @@ impl<'a> Compiler<'a> {
 
 /// The chains written inside a funnel parent's `where` (its children), in order.
 fn child_chains(e: &ast::Expr, out: &mut Vec<EventChain>) {
-    match e {
-        ast::Expr::Or { items, .. } | ast::Expr::And { items, .. } => {
-            items.iter().for_each(|i| child_chains(i, out))
-        }
-        ast::Expr::Not { expr, .. } | ast::Expr::Quantified { expr, .. } => child_chains(expr, out),
-        ast::Expr::Compare { left, right, .. } => {
-            for o in std::iter::once(left).chain(right.iter()) {
-                if let Operand::Event(c) = o {
-                    out.push(c.clone());
-                }
-            }
-        }
-        ast::Expr::Value {
-            value: Operand::Event(c),
-            ..
-        } => out.push(c.clone()),
-        ast::Expr::Value { .. } => {}
-    }
+    out.extend(event_chains(e).into_iter().cloned());
 }
 
 /// Whether a chain is a funnel parent: an event inside its `where`.
@@ -1035,6 +1010,37 @@ fn has_user_id(profiles: &BTreeMap<String, DataType>) -> Option<Expr> {
     }
 }
 
+/// The audiences of `space` with their parsed queries (in the same order), to compile.
+pub fn space_queries<'a>(
+    space: &'a crate::spec::Space,
+    parsed: &'a [ast::Expr],
+) -> Vec<AudienceQuery<'a>> {
+    space
+        .audiences
+        .iter()
+        .zip(parsed)
+        .map(|(d, q)| AudienceQuery {
+            key: &d.key,
+            query: q,
+            entity: d.entity,
+            include_anonymous: d.include_anonymous,
+        })
+        .collect()
+}
+
+/// An audience compile error of `space` as a diagnostic at its file, line and column.
+pub fn error_diagnostic(
+    space: &crate::spec::Space,
+    e: &QueryCompileError,
+) -> crate::spec::Diagnostic {
+    let def = space
+        .audiences
+        .iter()
+        .find(|d| e.key.as_deref() == Some(d.key.as_str()));
+    let loc = def.map(|d| crate::spec::query::span_loc(&d.query_loc, &d.query, e.span));
+    crate::spec::Diagnostic::error(loc, e.message.clone())
+}
+
 /// Compiles every audience into the users plan and (with account audiences) the accounts
 /// plan. With `top_level`, each audience's top-level conditions become columns too (for
 /// previews).
@@ -1120,14 +1126,13 @@ pub fn audiences_plan(
             .and_then(|b| b.build())
             .map_err(plan_err)?;
         let events = c.with_event_traits(events)?;
-        let mut aggs: Vec<Expr> = c
+        let aggs: Vec<Expr> = c
             .aggs
             .iter()
             .map(|(a, e)| e.clone().alias(a.as_str()))
             .collect();
         let mut select = vec![col("profile_id").alias("__e_profile_id")];
         select.extend(c.aggs.iter().map(|(a, _)| col(a.as_str())));
-        aggs.shrink_to_fit();
         let fused = LogicalPlanBuilder::from(events)
             .aggregate(vec![col("profile_id")], aggs)
             .and_then(|b| b.project(select))

@@ -29,9 +29,9 @@ pub struct QueryCompileError {
     pub message: String,
 }
 
-type CResult<T> = Result<T, QueryCompileError>;
+pub(crate) type CResult<T> = Result<T, QueryCompileError>;
 
-fn err<T>(span: Span, message: impl Into<String>) -> CResult<T> {
+pub(crate) fn err<T>(span: Span, message: impl Into<String>) -> CResult<T> {
     Err(QueryCompileError {
         key: None,
         span,

@@ -256,7 +256,7 @@ fn render_audiences(
     events: &LogicalPlan,
     out: &mut String,
 ) -> std::result::Result<(), CompileFailure> {
-    use super::audiences::{AudienceQuery, audiences_plan, static_inputs};
+    use super::audiences::{audiences_plan, error_diagnostic, space_queries, static_inputs};
     use crate::spec::{Diagnostic, query};
     use std::fmt::Write;
     if space.audiences.is_empty() {
@@ -268,26 +268,10 @@ fn render_audiences(
     for d in &space.audiences {
         parsed.push(query::parsed_audience(d).map_err(fail)?);
     }
-    let queries: Vec<AudienceQuery<'_>> = space
-        .audiences
-        .iter()
-        .zip(&parsed)
-        .map(|(d, q)| AudienceQuery {
-            key: &d.key,
-            query: q,
-            entity: d.entity,
-            include_anonymous: d.include_anonymous,
-        })
-        .collect();
+    let queries = space_queries(space, &parsed);
     let inputs = static_inputs(space, events.clone()).map_err(df)?;
-    let plans = audiences_plan(&inputs, &queries, as_of_micros, false).map_err(|e| {
-        let def = space
-            .audiences
-            .iter()
-            .find(|d| e.key.as_deref() == Some(d.key.as_str()));
-        let loc = def.map(|d| query::span_loc(&d.query_loc, &d.query, e.span));
-        fail(Diagnostic::error(loc, e.message.clone()))
-    })?;
+    let plans = audiences_plan(&inputs, &queries, as_of_micros, false)
+        .map_err(|e| fail(error_diagnostic(space, &e)))?;
     let _ = writeln!(out, "-- audiences, in evaluation order:");
     for k in &plans.order {
         if let Some(d) = space.audiences.iter().find(|d| &d.key == k) {

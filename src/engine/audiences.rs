@@ -12,11 +12,15 @@ use datafusion::arrow::array::{RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::common::{JoinType, ScalarValue};
 use datafusion::functions_aggregate::expr_fn as agg;
-use datafusion::logical_expr::{EmptyRelation, Expr, LogicalPlan, LogicalPlanBuilder, col, lit};
+use datafusion::logical_expr::{
+    EmptyRelation, Expr, ExprFunctionExt, LogicalPlan, LogicalPlanBuilder, col, lit,
+};
 use datafusion::prelude::{SessionContext, coalesce};
 
 use super::profiles::ProfileStats;
-use crate::compile::audiences::{AudienceInputs, AudiencePlans, AudienceQuery, audiences_plan};
+use crate::compile::audiences::{
+    AudienceInputs, AudiencePlans, audiences_plan, error_diagnostic, space_queries,
+};
 use crate::compile::functions::json_object;
 use crate::compile::identity::ResolvedRules;
 use crate::compile::profiles::column_name;
@@ -97,25 +101,9 @@ pub fn compile_audiences(
     as_of_micros: i64,
     top_level: bool,
 ) -> EngineResult<AudiencePlans> {
-    let queries: Vec<AudienceQuery<'_>> = space
-        .audiences
-        .iter()
-        .zip(parsed)
-        .map(|(d, q)| AudienceQuery {
-            key: &d.key,
-            query: q,
-            entity: d.entity,
-            include_anonymous: d.include_anonymous,
-        })
-        .collect();
-    audiences_plan(inputs, &queries, as_of_micros, top_level).map_err(|e| {
-        let def = space
-            .audiences
-            .iter()
-            .find(|d| e.key.as_deref() == Some(d.key.as_str()));
-        let loc = def.map(|d| query::span_loc(&d.query_loc, &d.query, e.span));
-        diagnostic_error(space, &Diagnostic::error(loc, e.message))
-    })
+    let queries = space_queries(space, parsed);
+    audiences_plan(inputs, &queries, as_of_micros, top_level)
+        .map_err(|e| diagnostic_error(space, &error_diagnostic(space, &e)))
 }
 
 /// What audiences read in a run's session: `cohort_profiles`, `profile_events`,
@@ -145,15 +133,16 @@ pub async fn session_inputs(
 /// events any audience reads (names, window), those are written once (to `scratch`, else kept
 /// in memory) with only the columns audiences use, and the second compile reads them from
 /// there, so the fused aggregation and every funnel scan that subset instead of all events.
+/// Also returns the kept events (None when no audience reads events).
 pub async fn compile_over_kept_events(
     ctx: &SessionContext,
     mut inputs: AudienceInputs,
     compile: impl Fn(&AudienceInputs) -> EngineResult<AudiencePlans>,
     scratch: Option<&Path>,
-) -> EngineResult<AudiencePlans> {
+) -> EngineResult<(AudiencePlans, Option<LogicalPlan>)> {
     let first = compile(&inputs)?;
     let Some(filter) = first.events_filter.clone() else {
-        return Ok(first);
+        return Ok((first, None));
     };
     let keep_cols: Vec<Expr> = inputs
         .events
@@ -172,7 +161,7 @@ pub async fn compile_over_kept_events(
         .filter(filter)?
         .project(keep_cols)?
         .build()?;
-    inputs.events = match scratch {
+    let kept = match scratch {
         Some(dir) => super::materialize(ctx, subset, &dir.join("audience_events")).await?,
         None => ctx
             .execute_logical_plan(subset)
@@ -181,7 +170,70 @@ pub async fn compile_over_kept_events(
             .await?
             .into_unoptimized_plan(),
     };
-    compile(&inputs)
+    inputs.events = kept.clone();
+    Ok((compile(&inputs)?, Some(kept)))
+}
+
+/// Warnings for event fields that conditions read and that no event of that name has in this
+/// run (allowed: the data may arrive later), over the kept events of the audiences.
+async fn missing_fields(
+    ctx: &SessionContext,
+    space: &Space,
+    parsed: &[ast::Expr],
+    events: &LogicalPlan,
+) -> EngineResult<Vec<String>> {
+    use crate::compile::functions::json_get;
+    let mut refs: Vec<(String, String, bool, String)> = Vec::new();
+    for (d, q) in space.audiences.iter().zip(parsed) {
+        let mut r = Vec::new();
+        crate::analyze::audiences::field_refs(q, &mut r);
+        for (name, path, context) in r {
+            if !refs
+                .iter()
+                .any(|x| x.0 == name && x.1 == path && x.2 == context)
+            {
+                refs.push((name, path, context, d.key.clone()));
+            }
+        }
+    }
+    if refs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let aggs: Vec<Expr> = refs
+        .iter()
+        .enumerate()
+        .map(|(i, (name, path, context, _))| {
+            let column = if *context { "context" } else { "properties" };
+            agg::count(lit(1))
+                .filter(
+                    col("event")
+                        .eq(lit(name.as_str()))
+                        .and(json_get(col(column), path).is_not_null()),
+                )
+                .build()
+                .map(|e| e.alias(format!("f{i}")))
+        })
+        .collect::<Result<_, _>>()?;
+    let plan = LogicalPlanBuilder::from(events.clone())
+        .aggregate(Vec::<Expr>::new(), aggs)?
+        .build()?;
+    let batches = ctx.execute_logical_plan(plan).await?.collect().await?;
+    let mut out = Vec::new();
+    if let Some(b) = batches.first() {
+        use datafusion::arrow::array::AsArray;
+        for (i, (name, path, context, key)) in refs.iter().enumerate() {
+            let n = b
+                .column(i)
+                .as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+            if n.value(0) == 0 {
+                out.push(format!(
+                    "audience `{key}` reads {}('{path}') of '{name}' events, and no such event has it in this run",
+                    if *context { "context" } else { "property" }
+                ));
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// One row per (audience, member) of the evaluated plans: `audience_key, entity_type,
@@ -335,7 +387,7 @@ pub async fn run_audiences(
     let now = if space.audiences.is_empty() {
         members(space, &inputs.profiles, None)?
     } else {
-        let plans = compile_over_kept_events(
+        let (plans, kept) = compile_over_kept_events(
             ctx,
             inputs.clone(),
             |i| compile_audiences(space, &parsed, i, as_of_micros, false),
@@ -343,6 +395,11 @@ pub async fn run_audiences(
         )
         .await?;
         stats.warnings = plans.warnings.clone();
+        if let Some(events) = &kept {
+            stats
+                .warnings
+                .extend(missing_fields(ctx, space, &parsed, events).await?);
+        }
         for w in &stats.warnings {
             tracing::warn!("{w}");
         }

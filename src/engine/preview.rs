@@ -43,6 +43,16 @@ pub struct Overlap {
     pub both: u64,
 }
 
+/// The audience `key` of `space`.
+fn audience(space: &Space, key: &str) -> EngineResult<AudienceDef> {
+    space
+        .audiences
+        .iter()
+        .find(|a| a.key == key)
+        .cloned()
+        .ok_or_else(|| EngineError::Invalid(format!("no audience `{key}` in the space")))
+}
+
 /// `space` with `def` added (or replacing the audience of the same key).
 pub fn with_audience(space: &Space, def: AudienceDef) -> Space {
     let mut s = space.clone();
@@ -68,7 +78,7 @@ async fn evaluate_audiences(
     let parsed = audiences::parsed_audiences(space)?;
     let inputs = audiences::session_inputs(&ev.ctx, rec.profiles.as_ref()).await?;
     let as_of_micros = rec.as_of.timestamp_micros();
-    let plans = audiences::compile_over_kept_events(
+    let (plans, _) = audiences::compile_over_kept_events(
         &ev.ctx,
         inputs,
         |i| audiences::compile_audiences(space, &parsed, i, as_of_micros, true),
@@ -94,12 +104,7 @@ async fn count(
 /// Previews `key` of `space` (which may hold an audience not yet saved, see
 /// [`with_audience`]) as of `opts.as_of`.
 pub async fn preview(space: &Space, key: &str, opts: &RunOptions) -> EngineResult<PreviewReport> {
-    let def = space
-        .audiences
-        .iter()
-        .find(|a| a.key == key)
-        .ok_or_else(|| EngineError::Invalid(format!("no audience `{key}` in the space")))?
-        .clone();
+    let def = audience(space, key)?;
     let (ctx, _scratch, as_of) = evaluate_audiences(space, opts).await?;
     let (table, id) = match def.entity {
         EntityType::Users => ("preview_users", "profile_id"),
@@ -233,12 +238,7 @@ pub async fn explain_audience(
 ) -> EngineResult<AudienceExplanation> {
     use crate::compile::traits::{EventScope, chain_filter};
     use crate::spec::query::ast;
-    let def = space
-        .audiences
-        .iter()
-        .find(|a| a.key == key)
-        .ok_or_else(|| EngineError::Invalid(format!("no audience `{key}` in the space")))?
-        .clone();
+    let def = audience(space, key)?;
     let (ctx, _scratch, as_of) = evaluate_audiences(space, opts).await?;
     let text = |df: datafusion::dataframe::DataFrame| async move {
         let mut out: Vec<Vec<Option<String>>> = Vec::new();
@@ -358,10 +358,8 @@ pub async fn explain_audience(
             };
             traits.push((k, v));
         }
-        let mut chains = Vec::new();
-        collect_chains(c, &mut chains);
         let mut events = Vec::new();
-        for chain in chains {
+        for chain in crate::analyze::audiences::event_chains(c) {
             let scope = EventScope::new(as_of.timestamp_micros());
             // The chain's own name, filters and window (a funnel's children and trait
             // references are not evaluated here: the chain's name and window are).
@@ -373,9 +371,8 @@ pub async fn explain_audience(
                         ast::Filter::Where { condition, .. } => {
                             let mut r = Vec::new();
                             crate::analyze::audiences::trait_refs(condition, &mut r);
-                            let mut kids = Vec::new();
-                            collect_chains(condition, &mut kids);
-                            r.is_empty() && kids.is_empty()
+                            r.is_empty()
+                                && crate::analyze::audiences::event_chains(condition).is_empty()
                         }
                         _ => true,
                     })
@@ -438,30 +435,4 @@ pub async fn explain_audience(
         member: yes(&row[0]),
         conditions,
     })
-}
-
-/// The event chains of a condition at its own level (not those inside `.where(...)`).
-fn collect_chains<'a>(
-    e: &'a crate::spec::query::ast::Expr,
-    out: &mut Vec<&'a crate::spec::query::ast::EventChain>,
-) {
-    use crate::spec::query::ast::{Expr, Operand};
-    match e {
-        Expr::Or { items, .. } | Expr::And { items, .. } => {
-            items.iter().for_each(|i| collect_chains(i, out))
-        }
-        Expr::Not { expr, .. } | Expr::Quantified { expr, .. } => collect_chains(expr, out),
-        Expr::Compare { left, right, .. } => {
-            for o in std::iter::once(left).chain(right.iter()) {
-                if let Operand::Event(c) = o {
-                    out.push(c);
-                }
-            }
-        }
-        Expr::Value {
-            value: Operand::Event(c),
-            ..
-        } => out.push(c),
-        Expr::Value { .. } => {}
-    }
 }

@@ -109,6 +109,12 @@ async fn entered_and_exited_across_three_runs() {
         "query: \"event('Order Completed').count() = 0\"\n",
     )
     .unwrap();
+    // No event has a revenue: allowed, with a warning in the run record.
+    std::fs::write(
+        dir.join("audiences/big_orders.yaml"),
+        "query: \"event('Order Completed').where(property('revenue') > 100).count() >= 1\"\n",
+    )
+    .unwrap();
 
     // Run 1, as of 10-10: u1 bought on 10-09; u2 only signed in.
     write_day(
@@ -227,6 +233,12 @@ async fn entered_and_exited_across_three_runs() {
     .await;
     assert!(
         runs[0].contains(r#""buyers_7d":{"entity":"users","members":1,"entered":0,"exited":1}"#),
+        "{runs:?}"
+    );
+    assert!(
+        runs[0].contains(
+            "audience `big_orders` reads property('revenue') of 'Order Completed' events, and no such event has it in this run"
+        ),
         "{runs:?}"
     );
 }

@@ -1,0 +1,151 @@
+//! What the benchmarks that compare with DuckDB share: the generated data, the minimal event
+//! view both engines read, running hand-written SQL in DuckDB (from the bench venv), and
+//! comparing the two summaries.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use cohort::generate::GenerateOptions;
+use datafusion::arrow::datatypes::{DataType, TimeUnit};
+use datafusion::logical_expr::{LogicalPlan, cast, try_cast};
+use datafusion::prelude::{ParquetReadOptions, SessionContext, coalesce, col};
+
+/// Runs the DuckDB side: argv = sql file, summary query, repeats, then `@NAME@=value`
+/// replacements for the SQL text.
+const DUCKDB_RUNNER: &str = r#"
+import json, sys, time
+import duckdb
+sql = open(sys.argv[1]).read()
+for kv in sys.argv[4:]:
+    k, v = kv.split("=", 1)
+    sql = sql.replace(k, v)
+best = None
+for _ in range(int(sys.argv[3])):
+    con = duckdb.connect()
+    con.execute("SET threads = 2")
+    t = time.perf_counter()
+    con.execute("CREATE TEMP TABLE r AS " + sql)
+    s = time.perf_counter() - t
+    best = s if best is None else min(best, s)
+    summary = [None if v is None else str(v) for v in con.execute(sys.argv[2]).fetchone()]
+    con.close()
+print(json.dumps({"secs": best, "version": duckdb.__version__, "summary": summary}))
+"#;
+
+/// Generates `events` sample events of the `events` preset into `data`.
+pub async fn generate(data: &Path, events: u64, seed: u64) {
+    let opts = GenerateOptions {
+        events,
+        seed,
+        ..Default::default()
+    };
+    let loc = cohort::store::objects::open_raw(Path::new("/"), data.to_str().expect("utf-8"))
+        .expect("open data folder");
+    let g = cohort::generate::generate(&opts, &loc, &|_| {})
+        .await
+        .expect("generate");
+    println!(
+        "generate events={} users={} secs={:.2}",
+        g.events,
+        g.users,
+        g.elapsed.as_secs_f64()
+    );
+}
+
+/// The minimal event view both engines read: profile, event, message_id, timestamp, JSON text.
+pub async fn event_view(ctx: &SessionContext, data: &Path) -> LogicalPlan {
+    let options = ParquetReadOptions::default();
+    let raw = ctx
+        .read_parquet(format!("{}/", data.display()), options)
+        .await
+        .expect("read parquet");
+    let ts = DataType::Timestamp(TimeUnit::Microsecond, Some(Arc::from("UTC")));
+    raw.select(vec![
+        coalesce(vec![col("user_id"), col("anonymous_id")]).alias("profile_id"),
+        col("event"),
+        col("message_id"),
+        try_cast(cast(col("timestamp"), DataType::Utf8), ts).alias("timestamp"),
+        col("properties"),
+        col("context"),
+    ])
+    .expect("select")
+    .into_unoptimized_plan()
+}
+
+/// The bench venv's python: `COHORT_PYTHON`, else the one `bash .ci/venv` sets up.
+pub fn python() -> PathBuf {
+    if let Ok(p) = std::env::var("COHORT_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new("bash")
+        .arg(root.join(".ci/venv"))
+        .output()
+        .expect("bash .ci/venv");
+    assert!(out.status.success(), "bash .ci/venv failed");
+    PathBuf::from(String::from_utf8(out.stdout).expect("utf-8").trim()).join("bin/python")
+}
+
+/// Runs `sql` (with `@NAME@` placeholders replaced) in DuckDB `repeat` times into a table `r`,
+/// then `summary` over it; returns the best seconds, DuckDB's version and the summary row.
+pub fn duckdb(
+    sql: &str,
+    replace: &[(&str, &Path)],
+    summary: &str,
+    repeat: usize,
+) -> (f64, String, Vec<Option<String>>) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("bench.sql");
+    std::fs::write(&file, sql).expect("write sql");
+    let runner = dir.path().join("run.py");
+    std::fs::write(&runner, DUCKDB_RUNNER).expect("write runner");
+    let mut cmd = Command::new(python());
+    cmd.arg(&runner)
+        .arg(&file)
+        .arg(summary)
+        .arg(repeat.to_string());
+    for (k, v) in replace {
+        cmd.arg(format!("{k}={}", v.display()));
+    }
+    let out = cmd.output().expect("python");
+    assert!(
+        out.status.success(),
+        "duckdb failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("runner json");
+    let summary = v["summary"]
+        .as_array()
+        .expect("summary")
+        .iter()
+        .map(|x| x.as_str().map(str::to_string))
+        .collect();
+    (
+        v["secs"].as_f64().expect("secs"),
+        v["version"].as_str().unwrap_or("?").to_string(),
+        summary,
+    )
+}
+
+/// Positions where the summaries differ (numbers within a relative 1e-9 are equal).
+pub fn compare(a: &[Option<String>], b: &[Option<String>]) -> Vec<String> {
+    if a.len() != b.len() {
+        return vec![format!("lengths {} vs {}", a.len(), b.len())];
+    }
+    let mut out = Vec::new();
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        let same = match (x, y) {
+            (Some(x), Some(y)) => match (x.parse::<f64>(), y.parse::<f64>()) {
+                (Ok(p), Ok(q)) => (p - q).abs() <= 1e-9 * p.abs().max(q.abs()).max(1.0),
+                _ => x == y,
+            },
+            (None, None) => true,
+            _ => false,
+        };
+        if !same {
+            out.push(format!("{i}:{x:?}/{y:?}"));
+        }
+    }
+    out
+}
