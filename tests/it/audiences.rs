@@ -391,3 +391,96 @@ async fn a_deleted_audience_key_cannot_be_reused() {
         "{e}"
     );
 }
+
+/// Preview sizes an audience (saved or not) without publishing; explain says why a profile
+/// is in or out, with the events that decided it.
+#[tokio::test]
+async fn preview_and_explain_audience() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    space_with(
+        dir,
+        &[
+            (
+                "buyers",
+                "query: \"event('Order Completed').count() >= 1\"\n",
+            ),
+            ("active", "query: \"event('Signed In').within(7 days)\"\n"),
+        ],
+    );
+    write_day(
+        dir,
+        "2026-10-08",
+        &[
+            ["m2", "track", "Signed In", "u1", "", "2026-10-08T08:00:00Z"],
+            ["m3", "track", "Signed In", "u2", "", "2026-10-08T09:00:00Z"],
+            ["m4", "track", "Signed In", "u3", "", "2026-09-01T09:00:00Z"],
+        ],
+    );
+    let opts = cohort::engine::RunOptions {
+        as_of: Some(cohort::cli::parse_time("2026-10-10").unwrap()),
+        ..Default::default()
+    };
+    let space = load(dir).await;
+    // An unsaved audience: active buyers or anyone who signed in long ago.
+    let text = "name: Mixed\nquery: \"trait('buyers') AND trait('active') OR event('Signed In').between(7 days, 90 days).count() >= 1\"\n";
+    let def = cohort::spec::read_audience_text(Path::new("mixed.yaml"), text).unwrap();
+    let with = cohort::engine::preview::with_audience(&space, def);
+    let r = cohort::engine::preview::preview(&with, "mixed", &opts)
+        .await
+        .unwrap();
+    assert_eq!((r.size, r.total), (2, 3), "{r:?}");
+    let conds: Vec<(&str, u64)> = r.conditions.iter().map(|(t, n)| (t.as_str(), *n)).collect();
+    assert_eq!(
+        conds,
+        [
+            ("trait('buyers') AND trait('active')", 1),
+            (
+                "event('Signed In').between(7 days, 90 days).count() >= 1",
+                1
+            )
+        ]
+    );
+    let overlaps: Vec<(&str, u64, u64)> = r
+        .overlaps
+        .iter()
+        .map(|o| (o.key.as_str(), o.size, o.both))
+        .collect();
+    assert_eq!(overlaps, [("active", 2, 1), ("buyers", 1, 1)]);
+    assert_eq!(r.samples.len(), 2);
+    assert!(
+        r.samples
+            .iter()
+            .any(|(_, ids)| ids == r#"{"user_id":"u3"}"#),
+        "{:?}",
+        r.samples
+    );
+    assert!(
+        !dir.join("out/bad/_cohort/manifest.json").exists(),
+        "preview publishes nothing"
+    );
+
+    let ex = cohort::engine::preview::explain_audience(&space, "buyers", "user_id", "u1", &opts)
+        .await
+        .unwrap();
+    assert!(ex.member);
+    assert_eq!(ex.conditions.len(), 1);
+    assert!(ex.conditions[0].holds);
+    assert_eq!(
+        ex.conditions[0].events,
+        [(
+            "event('Order Completed').count()".to_string(),
+            vec![("m1".to_string(), "2026-10-09T12:00:00Z".to_string())]
+        )]
+    );
+    let ex = cohort::engine::preview::explain_audience(&space, "active", "user_id", "u3", &opts)
+        .await
+        .unwrap();
+    assert!(!ex.member);
+    assert_eq!(ex.conditions[0].events[0].1, Vec::<(String, String)>::new());
+    let e = cohort::engine::preview::explain_audience(&space, "active", "user_id", "nobody", &opts)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("no profile has `user_id:nobody`"), "{e}");
+}
