@@ -60,19 +60,6 @@ pub fn membership_schema() -> SchemaRef {
     ]))
 }
 
-/// The schema of `audience_changes`.
-pub fn changes_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("run_id", DataType::Utf8, false),
-        Field::new("as_of", time_type(), false),
-        Field::new("audience_key", DataType::Utf8, false),
-        Field::new("entity_type", DataType::Utf8, false),
-        Field::new("profile_id", DataType::Utf8, false),
-        Field::new("change", DataType::Utf8, false),
-        Field::new("identifiers", DataType::Utf8, true),
-    ]))
-}
-
 fn empty(schema: SchemaRef) -> EngineResult<LogicalPlan> {
     Ok(LogicalPlan::EmptyRelation(EmptyRelation {
         produce_one_row: false,

@@ -64,8 +64,7 @@ pub fn with_audience(space: &Space, def: AudienceDef) -> Space {
 
 /// Evaluates `space` up to its audiences (no publish) and registers `preview_users` and
 /// `preview_accounts`: one boolean column per audience and per top-level condition
-/// (`__top_<key>_<n>`).
-/// Also returns the scratch folder the tables live in (keep it while reading them) and the
+/// (`__top_<key>_<n>`). Also returns the scratch folder the tables live in (keep it while reading them) and the
 /// as-of time used.
 async fn evaluate_audiences(
     space: &Space,
