@@ -366,9 +366,22 @@ async fn a_deleted_audience_key_cannot_be_reused() {
         &[
             ("buyers", "query: \"trait('orders') >= 1\"\n"),
             ("keep", "query: \"trait('orders') = 0\"\n"),
+            // An account audience in a space without group calls: no accounts, no rows.
+            (
+                "accts",
+                "type: accounts\nquery: \"ALL trait('orders') >= 1\"\n",
+            ),
         ],
     );
-    run(dir, "2026-10-10T00:00:00Z").await;
+    let ctx = run(dir, "2026-10-10T00:00:00Z").await;
+    assert_eq!(
+        rows(
+            &ctx,
+            "SELECT audience_key, entity_type, count(*) FROM audience_membership GROUP BY 1, 2"
+        )
+        .await,
+        ["buyers|users|1"]
+    );
     std::fs::remove_file(dir.join("audiences/buyers.yaml")).unwrap();
     run(dir, "2026-10-11T00:00:00Z").await;
     std::fs::write(
