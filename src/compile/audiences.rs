@@ -1131,6 +1131,23 @@ pub fn audiences_plan(
             .iter()
             .map(|(a, e)| e.clone().alias(a.as_str()))
             .collect();
+        // Each JSON column is parsed once per row for every path the conditions read.
+        let (parsed, aggs) = super::traits::share_json_parsing(aggs).map_err(plan_err)?;
+        let events = if parsed.is_empty() {
+            events
+        } else {
+            let mut cols: Vec<Expr> = events
+                .schema()
+                .columns()
+                .into_iter()
+                .map(Expr::Column)
+                .collect();
+            cols.extend(parsed);
+            LogicalPlanBuilder::from(events)
+                .project(cols)
+                .and_then(|b| b.build())
+                .map_err(plan_err)?
+        };
         let mut select = vec![col("profile_id").alias("__e_profile_id")];
         select.extend(c.aggs.iter().map(|(a, _)| col(a.as_str())));
         let fused = LogicalPlanBuilder::from(events)

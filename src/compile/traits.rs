@@ -57,7 +57,9 @@ pub struct TraitQuery<'a> {
 /// per row: a projection adds `__json_<column>` = `cohort_json_paths(<column>, paths...)` and
 /// each `cohort_json_get(<column>, path)` becomes a field of it. Returns the projection's new
 /// expressions and the rewritten aggregates.
-fn share_json_parsing(aggs: Vec<Expr>) -> datafusion::common::Result<(Vec<Expr>, Vec<Expr>)> {
+pub(crate) fn share_json_parsing(
+    aggs: Vec<Expr>,
+) -> datafusion::common::Result<(Vec<Expr>, Vec<Expr>)> {
     use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
     use std::collections::BTreeMap;
     let mut paths: BTreeMap<datafusion::common::Column, Vec<String>> = BTreeMap::new();
