@@ -40,7 +40,6 @@ use cohort::generate::GenerateOptions;
 use cohort::spec::EntityType;
 use cohort::spec::parse_audience_query;
 use datafusion::arrow::datatypes::DataType;
-use datafusion::arrow::util::display::array_value_to_string;
 use datafusion::catalog::MemTable;
 use datafusion::prelude::ParquetReadOptions;
 
@@ -385,25 +384,6 @@ async fn run_cohort(
     if audiences.len() < AUDIENCES.len() {
         return (secs, rows, Vec::new());
     }
-    let schema = batches[0].schema();
-    ctx.register_table(
-        "r",
-        Arc::new(MemTable::try_new(schema, vec![batches]).expect("mem table")),
-    )
-    .expect("register");
-    let out = ctx
-        .sql(&summary_sql())
-        .await
-        .expect("summary")
-        .collect()
-        .await
-        .expect("summary");
-    let b = &out[0];
-    let summary = (0..b.num_columns())
-        .map(|i| {
-            let c = b.column(i);
-            (!c.is_null(0)).then(|| array_value_to_string(c, 0).expect("value"))
-        })
-        .collect();
+    let summary = common::summarize(&ctx, batches, &summary_sql()).await;
     (secs, rows, summary)
 }

@@ -38,9 +38,10 @@
 //!
 //! `cargo bench --bench identity -- --edges 25000000 --generator 1000000 --hub 1000000`
 
+mod common;
+
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -567,22 +568,7 @@ async fn generator_run(events: u64) {
     let dir = tempfile::tempdir().expect("temp dir");
     let data = dir.path().join("data").join("events");
     std::fs::create_dir_all(&data).expect("data folder");
-    let opts = GenerateOptions {
-        events,
-        ..Default::default()
-    };
-    let loc =
-        cohort::store::objects::open_raw(Path::new("/"), data.to_str().expect("utf-8 temp path"))
-            .expect("open data folder");
-    let g = cohort::generate::generate(&opts, &loc, &|_| {})
-        .await
-        .expect("generate");
-    println!(
-        "generate events={} users={} secs={:.2}",
-        g.events,
-        g.users,
-        g.elapsed.as_secs_f64()
-    );
+    common::generate(&data, events, GenerateOptions::default().seed).await;
     std::fs::write(
         dir.path().join("space.yaml"),
         "name: bench\nspec_version: 1\nsources:\n  - name: web\n    preset: events\n    \

@@ -28,15 +28,12 @@
 mod common;
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Instant;
 
 use cohort::compile::traits::{TraitQuery, computed_traits_plan};
 use cohort::engine::session::{SessionOptions, new_session};
 use cohort::generate::GenerateOptions;
 use cohort::spec::parse_trait_query;
-use datafusion::arrow::util::display::array_value_to_string;
-use datafusion::catalog::MemTable;
 
 /// The traits, in the order of the DuckDB file's columns.
 const TRAITS: [(&str, &str); 20] = [
@@ -302,25 +299,6 @@ async fn run_fused(
     if traits.len() < TRAITS.len() {
         return (secs, rows, Vec::new());
     }
-    let schema = batches[0].schema();
-    ctx.register_table(
-        "r",
-        Arc::new(MemTable::try_new(schema, vec![batches]).expect("mem table")),
-    )
-    .expect("register");
-    let out = ctx
-        .sql(&summary_sql())
-        .await
-        .expect("summary")
-        .collect()
-        .await
-        .expect("summary");
-    let b = &out[0];
-    let summary = (0..b.num_columns())
-        .map(|i| {
-            let c = b.column(i);
-            (!c.is_null(0)).then(|| array_value_to_string(c, 0).expect("value"))
-        })
-        .collect();
+    let summary = common::summarize(&ctx, batches, &summary_sql()).await;
     (secs, rows, summary)
 }

@@ -1,6 +1,7 @@
-//! What the benchmarks that compare with DuckDB share: the generated data, the minimal event
-//! view both engines read, running hand-written SQL in DuckDB (from the bench venv), and
-//! comparing the two summaries.
+//! What the benchmarks share: the generated data, and for those that compare with DuckDB the
+//! minimal event view both engines read, running hand-written SQL in DuckDB (from the bench
+//! venv), summarizing a result and comparing the two summaries. Each bench uses a part of it.
+#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -126,6 +127,37 @@ pub fn duckdb(
         v["version"].as_str().unwrap_or("?").to_string(),
         summary,
     )
+}
+
+/// Runs `summary` (SQL over a table `r`) over `batches` in `ctx`; returns its one row as text
+/// cells (None for null).
+pub async fn summarize(
+    ctx: &SessionContext,
+    batches: Vec<datafusion::arrow::record_batch::RecordBatch>,
+    summary: &str,
+) -> Vec<Option<String>> {
+    let schema = batches[0].schema();
+    ctx.register_table(
+        "r",
+        Arc::new(datafusion::catalog::MemTable::try_new(schema, vec![batches]).expect("mem table")),
+    )
+    .expect("register");
+    let out = ctx
+        .sql(summary)
+        .await
+        .expect("summary")
+        .collect()
+        .await
+        .expect("summary");
+    let b = &out[0];
+    (0..b.num_columns())
+        .map(|i| {
+            let c = b.column(i);
+            (!c.is_null(0)).then(|| {
+                datafusion::arrow::util::display::array_value_to_string(c, 0).expect("value")
+            })
+        })
+        .collect()
 }
 
 /// Positions where the summaries differ (numbers within a relative 1e-9 are equal).

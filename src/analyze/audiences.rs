@@ -182,33 +182,15 @@ fn misfit(kind: Kind, op: Comparator, lit: Option<&Literal>) -> Option<String> {
             _ => Some("is a number; one_of / none_of need a list of numbers".into()),
         },
         (Kind::Number, Contains) => Some("is a number, and `contains` needs text or a list".into()),
-        (Kind::Number, StartsWith | EndsWith) => Some(format!(
-            "is a number, and `{}` needs text",
-            comparator_text(op)
-        )),
-        (Kind::Number, _) => Some(format!(
-            "is a number, and `{}` needs a time",
-            comparator_text(op)
-        )),
+        (Kind::Number, StartsWith | EndsWith) => {
+            Some(format!("is a number, and `{}` needs text", op.as_str()))
+        }
+        (Kind::Number, _) => Some(format!("is a number, and `{}` needs a time", op.as_str())),
         (Kind::List, Contains) => None,
         (Kind::List, _) => Some("is a list; use `contains` to test for a value".into()),
         (Kind::Bool, Eq | Ne) if matches!(lit, Some(Literal::Bool(_))) => None,
         (Kind::Bool, _) => Some("is true or false; compare it with = true or = false".into()),
         (Kind::Text, _) => None,
-    }
-}
-
-fn comparator_text(op: Comparator) -> &'static str {
-    match op {
-        Comparator::Contains => "contains",
-        Comparator::StartsWith => "starts_with",
-        Comparator::EndsWith => "ends_with",
-        Comparator::BeforeDate => "before_date",
-        Comparator::AfterDate => "after_date",
-        Comparator::WithinLast => "within_last",
-        Comparator::OneOf => "one_of",
-        Comparator::NoneOf => "none_of",
-        _ => "this comparison",
     }
 }
 

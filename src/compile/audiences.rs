@@ -774,7 +774,7 @@ fn typed_compare(
     let mismatch = |hint: &str| -> CResult<Expr> {
         err(
             span,
-            format!("this value is {what}, so `{}` {hint}", op_text(op)),
+            format!("this value is {what}, so `{}` {hint}", op.as_str()),
         )
     };
     let unknown = *lt == DataType::Null;
@@ -956,27 +956,6 @@ fn present(l: Expr, list: bool) -> Expr {
         l.clone().is_not_null().and(cardinality(l).gt(lit(0u64)))
     } else {
         l.is_not_null()
-    }
-}
-
-fn op_text(op: Comparator) -> &'static str {
-    match op {
-        Comparator::Eq => "=",
-        Comparator::Ne => "!=",
-        Comparator::Gt => ">",
-        Comparator::Ge => ">=",
-        Comparator::Lt => "<",
-        Comparator::Le => "<=",
-        Comparator::Contains => "contains",
-        Comparator::StartsWith => "starts_with",
-        Comparator::EndsWith => "ends_with",
-        Comparator::OneOf => "one_of",
-        Comparator::NoneOf => "none_of",
-        Comparator::Exists => "exists",
-        Comparator::Absent => "absent",
-        Comparator::BeforeDate => "before_date",
-        Comparator::AfterDate => "after_date",
-        Comparator::WithinLast => "within_last",
     }
 }
 

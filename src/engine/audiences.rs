@@ -390,14 +390,14 @@ pub async fn run_audiences(
         for w in &stats.warnings {
             tracing::warn!("{w}");
         }
-        super::profiles::keep(ctx, plans.users, "cohort_audience_users", scratch).await?;
+        super::keep(ctx, plans.users, "cohort_audience_users", scratch).await?;
         let users = ctx
             .table("cohort_audience_users")
             .await?
             .into_unoptimized_plan();
         let accounts = match plans.accounts {
             Some(a) => {
-                super::profiles::keep(ctx, a, "cohort_audience_accounts", scratch).await?;
+                super::keep(ctx, a, "cohort_audience_accounts", scratch).await?;
                 Some(
                     ctx.table("cohort_audience_accounts")
                         .await?
@@ -436,7 +436,7 @@ pub async fn run_audiences(
             col("profile_id").sort(true, false),
         ])?
         .build()?;
-    super::profiles::keep(ctx, membership, "cohort_audience_membership", scratch).await?;
+    super::keep(ctx, membership, "cohort_audience_membership", scratch).await?;
 
     // This run's changes: members now who were not before, and the other way round.
     let entered = LogicalPlanBuilder::from(now.clone())
@@ -505,7 +505,7 @@ pub async fn run_audiences(
             col("profile_id").sort(true, false),
         ])?
         .build()?;
-    super::profiles::keep(ctx, this_run, "cohort_audience_changes_run", scratch).await?;
+    super::keep(ctx, this_run, "cohort_audience_changes_run", scratch).await?;
 
     // Sizes and changes per audience.
     for d in &space.audiences {

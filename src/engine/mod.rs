@@ -1,8 +1,10 @@
 //! A run: one DataFusion session, one as-of time, the stages in order, then one publish.
 //!
-//! Stages that exist so far: `events` (read every source, normalize, classify bad rows,
-//! deduplicate by message id). The run then publishes `event_errors` and `runs` under
-//! `<output>/<space>/` and flips the manifest (see [`crate::store::manifest`]).
+//! Stages: `events` (read every source, normalize, classify bad rows, deduplicate by message
+//! id), `identity`, `traits` (profiles, accounts, custom, computed and SQL traits) and
+//! `audiences` (memberships and changes). The run then writes every table under
+//! `<output>/<space>/` and flips the manifest (see [`crate::store::manifest`]), so readers see
+//! the whole run or the previous one.
 
 pub mod audiences;
 pub mod explain;
@@ -63,6 +65,14 @@ pub struct RunOptions {
 pub trait Progress: Send + Sync {
     fn stage_started(&self, _stage: &str) {}
     fn stage_finished(&self, _stage: &str, _elapsed: Duration) {}
+}
+
+/// Records a finished stage's time in the run record and tells `progress`.
+fn stage_done(rec: &mut RunRecord, progress: &dyn Progress, stage: &str, started: Instant) {
+    let elapsed = started.elapsed();
+    rec.stage_timings
+        .push((stage.to_string(), elapsed.as_millis() as u64));
+    progress.stage_finished(stage, elapsed);
 }
 
 /// A progress sink that says nothing.
@@ -211,10 +221,7 @@ pub async fn evaluate(
     )
     .await?;
     event_counts(&ctx, &classified, as_of_micros, rec).await?;
-    let elapsed = t.elapsed();
-    rec.stage_timings
-        .push(("events".into(), elapsed.as_millis() as u64));
-    progress.stage_finished("events", elapsed);
+    stage_done(rec, progress, "events", t);
 
     // Stage 2: identity.
     let t = Instant::now();
@@ -234,10 +241,7 @@ pub async fn evaluate(
     )
     .await?;
     rec.identity = Some(stats);
-    let elapsed = t.elapsed();
-    rec.stage_timings
-        .push(("identity".into(), elapsed.as_millis() as u64));
-    progress.stage_finished("identity", elapsed);
+    stage_done(rec, progress, "identity", t);
 
     // Stages 3 and 4: profiles and traits.
     let t = Instant::now();
@@ -254,10 +258,7 @@ pub async fn evaluate(
     )
     .await?;
     rec.profiles = Some(profile_stats);
-    let elapsed = t.elapsed();
-    rec.stage_timings
-        .push(("traits".into(), elapsed.as_millis() as u64));
-    progress.stage_finished("traits", elapsed);
+    stage_done(rec, progress, "traits", t);
 
     Ok(Evaluation {
         ctx,
@@ -304,10 +305,7 @@ async fn run_stages(
     )
     .await?;
     rec.audiences = Some(audience_stats);
-    let elapsed = t.elapsed();
-    rec.stage_timings
-        .push(("audiences".into(), elapsed.as_millis() as u64));
-    progress.stage_finished("audiences", elapsed);
+    stage_done(rec, progress, "audiences", t);
 
     // Publish: every table first, then the manifest in one PUT.
     let t = Instant::now();
@@ -428,6 +426,22 @@ pub async fn register_events(
         )?;
     }
     Ok(classified)
+}
+
+/// Registers `plan` as `name`, written once to the scratch folder (when there is one) so that
+/// the later readers of `name` (counts, other stages, the publish) do not compute it again.
+pub(crate) async fn keep(
+    ctx: &SessionContext,
+    plan: LogicalPlan,
+    name: &str,
+    scratch: Option<&std::path::Path>,
+) -> EngineResult<()> {
+    let plan = match scratch {
+        Some(dir) => materialize(ctx, plan, &dir.join(name)).await?,
+        None => plan,
+    };
+    ctx.register_table(name, ctx.execute_logical_plan(plan).await?.into_view())?;
+    Ok(())
 }
 
 /// Writes `plan`'s rows once to Parquet files in `dir` and returns a scan of them, so that

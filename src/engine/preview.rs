@@ -62,14 +62,25 @@ pub fn with_audience(space: &Space, def: AudienceDef) -> Space {
     s
 }
 
-/// Evaluates `space` up to its audiences (no publish) and registers `preview_users` and
-/// `preview_accounts`: one boolean column per audience and per top-level condition
-/// (`__top_<key>_<n>`). Also returns the scratch folder the tables live in (keep it while reading them) and the
-/// as-of time used.
-async fn evaluate_audiences(
-    space: &Space,
-    opts: &RunOptions,
-) -> EngineResult<(SessionContext, tempfile::TempDir, DateTime<Utc>)> {
+/// A space evaluated up to its audiences, nothing published.
+struct Evaluated {
+    /// `preview_users` and `preview_accounts` registered: one boolean column per audience
+    /// and per top-level condition.
+    ctx: SessionContext,
+    /// The folder those tables live in: kept while they are read.
+    _scratch: tempfile::TempDir,
+    as_of: DateTime<Utc>,
+    /// Audience key -> the columns of its top-level conditions, in order.
+    top_level: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+impl Evaluated {
+    fn top_columns(&self, key: &str) -> &[String] {
+        self.top_level.get(key).map_or(&[], Vec::as_slice)
+    }
+}
+
+async fn evaluate_audiences(space: &Space, opts: &RunOptions) -> EngineResult<Evaluated> {
     let started = Utc::now();
     let out = output_location(space)?;
     let mut rec = new_record(space, opts, "preview", started);
@@ -85,11 +96,16 @@ async fn evaluate_audiences(
     )
     .await?;
     let ctx = ev.ctx.clone();
-    super::profiles::keep(&ctx, plans.users, "preview_users", Some(ev.scratch.path())).await?;
+    super::keep(&ctx, plans.users, "preview_users", Some(ev.scratch.path())).await?;
     if let Some(a) = plans.accounts {
-        super::profiles::keep(&ctx, a, "preview_accounts", Some(ev.scratch.path())).await?;
+        super::keep(&ctx, a, "preview_accounts", Some(ev.scratch.path())).await?;
     }
-    Ok((ctx, ev.scratch, rec.as_of))
+    Ok(Evaluated {
+        ctx,
+        _scratch: ev.scratch,
+        as_of: rec.as_of,
+        top_level: plans.top_level,
+    })
 }
 
 async fn count(
@@ -104,22 +120,26 @@ async fn count(
 /// [`with_audience`]) as of `opts.as_of`.
 pub async fn preview(space: &Space, key: &str, opts: &RunOptions) -> EngineResult<PreviewReport> {
     let def = audience(space, key)?;
-    let (ctx, _scratch, as_of) = evaluate_audiences(space, opts).await?;
+    let ev = evaluate_audiences(space, opts).await?;
+    let (ctx, as_of) = (&ev.ctx, ev.as_of);
     let (table, id) = match def.entity {
         EntityType::Users => ("preview_users", "profile_id"),
         EntityType::Accounts => ("preview_accounts", "account_id"),
     };
     let total = ctx.table(table).await?.count().await? as u64;
-    let size = count(&ctx, table, col(key)).await?;
+    let size = count(ctx, table, col(key)).await?;
     let parsed = crate::spec::query::parsed_audience(&def)
         .map_err(|d| EngineError::Invalid(d.render(&space.root)))?;
     let mut conditions = Vec::new();
-    for (n, c) in top_level_conditions(&parsed).into_iter().enumerate() {
+    for (c, column) in top_level_conditions(&parsed)
+        .into_iter()
+        .zip(ev.top_columns(key))
+    {
         let span = c.span();
         let text = def.query[span.start..span.end.min(def.query.len())]
             .trim()
             .to_string();
-        let n = count(&ctx, table, col(format!("__top_{key}_{n}"))).await?;
+        let n = count(ctx, table, col(column.as_str())).await?;
         conditions.push((text, n));
     }
     let mut overlaps = Vec::new();
@@ -130,8 +150,8 @@ pub async fn preview(space: &Space, key: &str, opts: &RunOptions) -> EngineResul
     {
         overlaps.push(Overlap {
             key: other.key.clone(),
-            size: count(&ctx, table, col(other.key.as_str())).await?,
-            both: count(&ctx, table, col(key).and(col(other.key.as_str()))).await?,
+            size: count(ctx, table, col(other.key.as_str())).await?,
+            both: count(ctx, table, col(key).and(col(other.key.as_str()))).await?,
         });
     }
     let identifiers = match def.entity {
@@ -238,7 +258,8 @@ pub async fn explain_audience(
     use crate::compile::traits::{EventScope, chain_filter};
     use crate::spec::query::ast;
     let def = audience(space, key)?;
-    let (ctx, _scratch, as_of) = evaluate_audiences(space, opts).await?;
+    let ev = evaluate_audiences(space, opts).await?;
+    let (ctx, as_of) = (&ev.ctx, ev.as_of);
     let text = |df: datafusion::dataframe::DataFrame| async move {
         let mut out: Vec<Vec<Option<String>>> = Vec::new();
         for b in df.collect().await? {
@@ -311,7 +332,7 @@ pub async fn explain_audience(
         .map_err(|d| EngineError::Invalid(d.render(&space.root)))?;
     let tops = top_level_conditions(&parsed);
     let mut select = vec![col(key)];
-    select.extend((0..tops.len()).map(|n| col(format!("__top_{key}_{n}"))));
+    select.extend(ev.top_columns(key).iter().map(|c| col(c.as_str())));
     let row = text(
         ctx.table(table)
             .await?

@@ -344,7 +344,8 @@ pub async fn run_profiles(
     let profiles = LogicalPlanBuilder::from(profiles)
         .sort(vec![col("profile_id").sort(true, false)])?
         .build()?;
-    stats.profiles = keep(ctx, profiles, "cohort_profiles", scratch).await?;
+    super::keep(ctx, profiles, "cohort_profiles", scratch).await?;
+    stats.profiles = ctx.table("cohort_profiles").await?.count().await? as u64;
     tracing::debug!(profiles = stats.profiles, "profiles written");
 
     // Accounts.
@@ -438,22 +439,7 @@ pub async fn run_profiles(
     let accounts = LogicalPlanBuilder::from(accounts)
         .sort(vec![col("account_id").sort(true, false)])?
         .build()?;
-    stats.accounts = keep(ctx, accounts, "cohort_accounts", scratch).await?;
+    super::keep(ctx, accounts, "cohort_accounts", scratch).await?;
+    stats.accounts = ctx.table("cohort_accounts").await?.count().await? as u64;
     Ok(stats)
-}
-
-/// Registers `plan` as `name`, written once to the scratch folder (when there is one) so that
-/// counting it here and publishing it later do not compute it twice; returns its rows.
-pub(super) async fn keep(
-    ctx: &SessionContext,
-    plan: LogicalPlan,
-    name: &str,
-    scratch: Option<&Path>,
-) -> EngineResult<u64> {
-    let plan = match scratch {
-        Some(dir) => super::materialize(ctx, plan, &dir.join(name)).await?,
-        None => plan,
-    };
-    ctx.register_table(name, ctx.execute_logical_plan(plan).await?.into_view())?;
-    Ok(ctx.table(name).await?.count().await? as u64)
 }

@@ -41,17 +41,32 @@ fn write_day(dir: &Path, day: &str, rows: &[[&str; 6]]) {
     );
 }
 
+/// Run options at `as_of` (RFC 3339 or a date).
+fn at(as_of: &str) -> cohort::engine::RunOptions {
+    cohort::engine::RunOptions {
+        as_of: Some(cohort::cli::parse_time(as_of).unwrap()),
+        ..Default::default()
+    }
+}
+
 async fn run(dir: &Path, as_of: &str) -> SessionContext {
     let space = load(dir).await;
-    let as_of = cohort::cli::parse_time(as_of).unwrap();
-    let opts = cohort::engine::RunOptions {
-        as_of: Some(as_of),
-        ..Default::default()
-    };
+    let opts = at(as_of);
     cohort::engine::run(&space, &opts, &cohort::engine::Quiet)
         .await
         .unwrap();
-    cohort::engine::query_session(&space, as_of).await.unwrap()
+    cohort::engine::query_session(&space, opts.as_of.unwrap())
+        .await
+        .unwrap()
+}
+
+/// The error of a run that must fail.
+async fn run_error(dir: &Path, as_of: &str) -> String {
+    let space = load(dir).await;
+    cohort::engine::run(&space, &at(as_of), &cohort::engine::Quiet)
+        .await
+        .unwrap_err()
+        .to_string()
 }
 
 /// Rows of a query as `|`-joined text cells.
@@ -334,15 +349,7 @@ async fn unknown_trait_key_is_an_error_with_a_suggestion() {
         tmp.path(),
         &[("buyers", "query: \"trait('ordrs') >= 1\"\n")],
     );
-    let space = load(tmp.path()).await;
-    let opts = cohort::engine::RunOptions {
-        as_of: Some(cohort::cli::parse_time("2026-10-10").unwrap()),
-        ..Default::default()
-    };
-    let e = cohort::engine::run(&space, &opts, &cohort::engine::Quiet)
-        .await
-        .unwrap_err()
-        .to_string();
+    let e = run_error(tmp.path(), "2026-10-10").await;
     assert!(e.contains("audiences/buyers.yaml:1:9"), "{e}");
     assert!(
         e.contains("unknown trait or audience `ordrs`") && e.contains("did you mean `orders`?"),
@@ -389,15 +396,7 @@ async fn a_deleted_audience_key_cannot_be_reused() {
         "query: \"trait('orders') >= 2\"\n",
     )
     .unwrap();
-    let space = load(dir).await;
-    let opts = cohort::engine::RunOptions {
-        as_of: Some(cohort::cli::parse_time("2026-10-12").unwrap()),
-        ..Default::default()
-    };
-    let e = cohort::engine::run(&space, &opts, &cohort::engine::Quiet)
-        .await
-        .unwrap_err()
-        .to_string();
+    let e = run_error(dir, "2026-10-12").await;
     assert!(
         e.contains("audiences/buyers.yaml")
             && e.contains("`buyers` belonged to an audience that was deleted"),
@@ -430,10 +429,7 @@ async fn preview_and_explain_audience() {
             ["m4", "track", "Signed In", "u3", "", "2026-09-01T09:00:00Z"],
         ],
     );
-    let opts = cohort::engine::RunOptions {
-        as_of: Some(cohort::cli::parse_time("2026-10-10").unwrap()),
-        ..Default::default()
-    };
+    let opts = at("2026-10-10");
     let space = load(dir).await;
     // An unsaved audience: active buyers or anyone who signed in long ago.
     let text = "name: Mixed\nquery: \"trait('buyers') AND trait('active') OR event('Signed In').between(7 days, 90 days).count() >= 1\"\n";

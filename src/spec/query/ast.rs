@@ -256,6 +256,30 @@ pub enum Comparator {
     WithinLast,
 }
 
+impl Comparator {
+    /// How the comparator is written in a query.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Comparator::Eq => "=",
+            Comparator::Ne => "!=",
+            Comparator::Gt => ">",
+            Comparator::Ge => ">=",
+            Comparator::Lt => "<",
+            Comparator::Le => "<=",
+            Comparator::Contains => "contains",
+            Comparator::StartsWith => "starts_with",
+            Comparator::EndsWith => "ends_with",
+            Comparator::OneOf => "one_of",
+            Comparator::NoneOf => "none_of",
+            Comparator::Exists => "exists",
+            Comparator::Absent => "absent",
+            Comparator::BeforeDate => "before_date",
+            Comparator::AfterDate => "after_date",
+            Comparator::WithinLast => "within_last",
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "type", content = "value", rename_all = "snake_case")]
 pub enum Literal {
