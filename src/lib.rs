@@ -38,5 +38,7 @@ pub mod engine;
 pub mod error;
 pub mod generate;
 pub mod identity;
+pub mod schedule;
+pub mod serve;
 pub mod spec;
 pub mod store;
