@@ -3,6 +3,7 @@
 //! invalid.
 
 mod progress;
+mod serve;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -69,6 +70,16 @@ enum Command {
         /// Evaluate as of this time; default: now.
         #[arg(long)]
         as_of: Option<String>,
+    },
+    /// Serve spaces: the scheduler, the Profile API and the Postgres-wire SQL endpoint.
+    Serve(serve::ServeArgs),
+    /// List a space's run history: status, trigger, timings, audience changes.
+    Runs {
+        /// The space folder.
+        dir: PathBuf,
+        /// How many runs to show, newest first.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
     },
     /// Generate ~1M events, run the sample space on them and show what came out.
     Demo {
@@ -231,6 +242,14 @@ async fn dispatch(cmd: Command) -> Result<()> {
             dialect,
             as_of,
         } => compile_cmd(&dir, &dialect, as_of.as_deref()).await,
+        Command::Serve(a) => {
+            let mut spaces = Vec::new();
+            for d in &a.dirs {
+                spaces.push(validate(d).await?);
+            }
+            serve::serve(a, spaces).await
+        }
+        Command::Runs { dir, limit } => serve::runs(&load_space(&dir).await?, limit).await,
         Command::Demo { dir, events, seed } => demo(&dir, events, seed).await,
     }
 }
@@ -413,6 +432,7 @@ fn run_options(a: &RunArgs) -> Result<RunOptions> {
         window_days: a.window_days,
         lease_wait: Duration::from_secs(a.wait),
         full_rebuild: a.full,
+        trigger: Some("manual: cli".into()),
         ..Default::default()
     };
     if let Some(t) = &a.as_of {

@@ -8,6 +8,7 @@
 
 pub mod audiences;
 pub mod explain;
+pub mod history;
 pub mod identity;
 pub mod preview;
 pub mod profiles;
@@ -34,7 +35,7 @@ use crate::store::{delta, lease, manifest, objects};
 use record::RunRecord;
 
 /// Names of the tables a run publishes, in publish order.
-pub const PUBLISHED_TABLES: [&str; 10] = [
+pub const PUBLISHED_TABLES: [&str; 12] = [
     "event_errors",
     "identities",
     "identity_violations",
@@ -42,10 +43,16 @@ pub const PUBLISHED_TABLES: [&str; 10] = [
     "profile_merges",
     "profiles",
     "accounts",
+    "account_links",
     "audience_membership",
     "audience_changes",
+    "recent_events",
     "runs",
 ];
+
+/// How many days of each profile's events `recent_events` keeps (what the Profile API's
+/// `events` endpoint returns).
+pub const RECENT_EVENT_DAYS: i64 = 14;
 
 /// How to run a space.
 #[derive(Clone, Debug, Default)]
@@ -59,6 +66,8 @@ pub struct RunOptions {
     pub lease_wait: Duration,
     /// Rebuild the identity graph from scratch even when an incremental run is possible.
     pub full_rebuild: bool,
+    /// What started the run, for the run record (`manual: cli`, `schedule: ...`).
+    pub trigger: Option<String>,
 }
 
 /// Something that wants to hear how a run is going (the CLI's progress display).
@@ -142,6 +151,7 @@ pub fn new_record(
         profiles: None,
         audiences: None,
         message: None,
+        trigger: opts.trigger.clone(),
     }
 }
 
@@ -320,6 +330,7 @@ async fn run_stages(
     for (table, source) in [
         ("profiles", "cohort_profiles"),
         ("accounts", "cohort_accounts"),
+        ("account_links", "account_links"),
         ("audience_membership", "cohort_audience_membership"),
         ("audience_changes", "cohort_audience_changes"),
     ] {
@@ -328,6 +339,9 @@ async fn run_stages(
         versions.insert(table.to_string(), v);
         pause().await;
     }
+    let recent = recent_events_plan(&ctx, rec.as_of).await?;
+    let v = delta::overwrite_from_plan(&out.child("recent_events"), recent, &ctx.state()).await?;
+    versions.insert("recent_events".to_string(), v);
     let merges_plan = identity::merges_plan(
         &ctx,
         out,
@@ -379,6 +393,49 @@ async fn run_stages(
     manifest::write(out, &m).await?;
     progress.stage_finished("publish", t.elapsed());
     Ok(m)
+}
+
+/// Each profile's events of the last [`RECENT_EVENT_DAYS`] days up to as-of, newest first.
+async fn recent_events_plan(
+    ctx: &SessionContext,
+    as_of: DateTime<Utc>,
+) -> EngineResult<LogicalPlan> {
+    let ts = |t: DateTime<Utc>| {
+        lit(datafusion::common::ScalarValue::TimestampMicrosecond(
+            Some(t.timestamp_micros()),
+            Some(Arc::from("UTC")),
+        ))
+    };
+    let from = as_of - chrono::Duration::days(RECENT_EVENT_DAYS);
+    Ok(
+        LogicalPlanBuilder::from(ctx.table("profile_events").await?.into_unoptimized_plan())
+            .filter(
+                col("timestamp")
+                    .gt_eq(ts(from))
+                    .and(col("timestamp").lt_eq(ts(as_of))),
+            )?
+            .project(
+                [
+                    "profile_id",
+                    "message_id",
+                    "type",
+                    "event",
+                    "timestamp",
+                    "group_id",
+                    "properties",
+                    "traits",
+                    "context",
+                ]
+                .map(col)
+                .to_vec(),
+            )?
+            .sort(vec![
+                col("profile_id").sort(true, false),
+                col("timestamp").sort(false, false),
+                col("message_id").sort(true, false),
+            ])?
+            .build()?,
+    )
 }
 
 async fn pause() {

@@ -49,6 +49,9 @@ pub struct RunRecord {
     pub audiences: Option<super::audiences::AudienceStats>,
     /// Why the run failed, when it did.
     pub message: Option<String>,
+    /// What started the run (`schedule: <due definitions>`, `manual: cli`, ...) and which
+    /// attempt it was, when known.
+    pub trigger: Option<String>,
 }
 
 fn ts_field(name: &str) -> Field {
@@ -84,6 +87,7 @@ pub fn runs_schema() -> SchemaRef {
         Field::new("identity", DataType::Utf8, true),
         Field::new("profiles", DataType::Utf8, true),
         Field::new("audiences", DataType::Utf8, true),
+        Field::new("trigger", DataType::Utf8, true),
     ]))
 }
 
@@ -143,6 +147,7 @@ impl RunRecord {
                     .as_ref()
                     .map(|a| serde_json::to_string(a).unwrap_or_default()),
             ])),
+            Arc::new(StringArray::from(vec![self.trigger.clone()])),
         ];
         RecordBatch::try_new(runs_schema(), cols).expect("runs row matches its schema")
     }

@@ -3,8 +3,10 @@
 //! destinations. Everything here reads published tables; nothing reaches into `spec` beyond
 //! the typed [`Space`].
 
+pub mod api;
 pub mod destinations;
 pub mod export;
+pub mod index;
 pub mod sql;
 
 use crate::spec::Space;
@@ -27,7 +29,10 @@ impl ServedSpace {
 /// The environment variable holding a space's token: `COHORT_TOKEN_<NAME>`, upper-cased with
 /// `-` as `_` (`COHORT_TOKEN_PROD`, `COHORT_TOKEN_MY_SPACE`).
 pub fn token_env_var(space: &str) -> String {
-    format!("COHORT_TOKEN_{}", space.to_ascii_uppercase().replace('-', "_"))
+    format!(
+        "COHORT_TOKEN_{}",
+        space.to_ascii_uppercase().replace('-', "_")
+    )
 }
 
 /// Constant-time comparison of a presented token with the space's.
@@ -36,5 +41,9 @@ pub fn token_matches(presented: &[u8], token: &str) -> bool {
     if presented.len() != t.len() {
         return false;
     }
-    presented.iter().zip(t).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    presented
+        .iter()
+        .zip(t)
+        .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+        == 0
 }

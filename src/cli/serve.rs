@@ -1,0 +1,293 @@
+//! `cohort serve` and `cohort runs`: wires the scheduler, the Profile API and the SQL endpoint
+//! together over one or more spaces, each with its own token, output root and run queue.
+//! This is the only place that knows all three; each stays ignorant of the others.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use chrono::{DateTime, Utc};
+use clap::Args;
+use tokio::sync::mpsc;
+
+use crate::engine::{self, RunOptions};
+use crate::schedule::{self, RetryPolicy, Runner, Schedules, SystemClock, Trigger};
+use crate::serve::api::{self, ApiSpace, RunTrigger};
+use crate::serve::{ServedSpace, token_env_var};
+use crate::spec::Space;
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Space folders to serve (each fully isolated: its own output, token and runs).
+    #[arg(required = true)]
+    pub dirs: Vec<PathBuf>,
+    /// Address of the Profile API.
+    #[arg(long, default_value = "127.0.0.1:8088")]
+    pub api_addr: SocketAddr,
+    /// Address of the Postgres-wire SQL endpoint.
+    #[arg(long, default_value = "127.0.0.1:5433")]
+    pub sql_addr: SocketAddr,
+    /// A space's token as `space=token` (repeatable); default: $COHORT_TOKEN_<SPACE>, else a
+    /// random token printed at start.
+    #[arg(long = "token", value_name = "SPACE=TOKEN")]
+    pub tokens: Vec<String>,
+    /// Profile API requests per second per space (0: no limit).
+    #[arg(long, default_value_t = 1000)]
+    pub rate_limit: u32,
+    /// Serve the published tables only: no scheduled runs.
+    #[arg(long)]
+    pub no_schedule: bool,
+    /// Seconds between checks for runs published by another process (`cohort run`).
+    #[arg(long, default_value_t = 5)]
+    pub poll: u64,
+}
+
+/// A token from `--token`, the environment, or fresh random bytes (printed).
+fn token_for(space: &str, flags: &[String]) -> Result<(String, bool)> {
+    for f in flags {
+        let Some((s, t)) = f.split_once('=') else {
+            bail!("--token `{f}` is not `space=token`");
+        };
+        if s == space {
+            return Ok((t.to_string(), false));
+        }
+    }
+    if let Ok(t) = std::env::var(token_env_var(space))
+        && !t.is_empty()
+    {
+        return Ok((t, false));
+    }
+    let mut bytes = [0u8; 16];
+    use std::io::Read;
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .context("cannot read random bytes for a token")?;
+    Ok((bytes.iter().map(|b| format!("{b:02x}")).collect(), true))
+}
+
+/// Runs a space through the engine for the scheduler, then refreshes what serves it.
+struct EngineRunner {
+    space: Space,
+    api: Arc<ApiSpace>,
+}
+
+impl Runner for EngineRunner {
+    fn last_started(&self) -> Pin<Box<dyn Future<Output = Option<DateTime<Utc>>> + Send + '_>> {
+        Box::pin(async move {
+            match engine::history::runs(&self.space).await {
+                Ok(runs) => runs.first().map(|r| r.started_at),
+                Err(e) => {
+                    tracing::warn!("space `{}`: cannot read its runs: {e}", self.space.name);
+                    None
+                }
+            }
+        })
+    }
+    fn run(
+        &self,
+        trigger: &Trigger,
+        attempt: u32,
+    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>> {
+        let describe = if attempt > 1 {
+            format!("{} (attempt {attempt})", trigger.describe())
+        } else {
+            trigger.describe()
+        };
+        Box::pin(async move {
+            let mut opts = RunOptions {
+                trigger: Some(describe.clone()),
+                lease_wait: Duration::from_secs(600),
+                ..Default::default()
+            };
+            if let Some(m) = &self.space.memory_limit {
+                opts.session.memory_limit = crate::spec::parse_memory_limit(m).map(|b| b as usize);
+            }
+            let started = std::time::Instant::now();
+            let report = engine::run(&self.space, &opts, &engine::Quiet)
+                .await
+                .map_err(|e| e.to_string())?;
+            eprintln!(
+                "[{}] run {} of `{}` ({describe}) succeeded in {:.1}s: {} events",
+                Utc::now().format("%Y-%m-%d %H:%M:%S"),
+                report.record.run_id,
+                self.space.name,
+                started.elapsed().as_secs_f64(),
+                report.record.events
+            );
+            if let Err(e) = self.api.refresh().await {
+                tracing::warn!("space `{}`: cannot index the new run: {e}", self.space.name);
+            }
+            after_publish(&self.space).await;
+            Ok(())
+        })
+    }
+}
+
+/// What happens after every run a server publishes: destinations get the changes.
+async fn after_publish(space: &Space) {
+    let _ = space; // TEMP-MERGE destinations::sync
+}
+
+/// `POST .../runs`: queues a run on the space's scheduler.
+struct Triggers(HashMap<String, mpsc::Sender<Trigger>>);
+
+impl RunTrigger for Triggers {
+    fn trigger(&self, space: &str) -> bool {
+        self.0
+            .get(space)
+            .is_some_and(|tx| tx.try_send(Trigger::Manual("api".into())).is_ok())
+    }
+}
+
+pub async fn serve(args: ServeArgs, spaces: Vec<Space>) -> Result<()> {
+    let mut names = std::collections::BTreeSet::new();
+    let mut served = Vec::new();
+    for s in spaces {
+        if !names.insert(s.name.clone()) {
+            bail!(
+                "two spaces are named `{}`: each served space needs its own name",
+                s.name
+            );
+        }
+        let (token, generated) = token_for(&s.name, &args.tokens)?;
+        if generated {
+            eprintln!(
+                "space `{}`: token {token} (set {} to keep one)",
+                s.name,
+                token_env_var(&s.name)
+            );
+        }
+        served.push(ServedSpace { space: s, token });
+    }
+    let api_spaces: Vec<Arc<ApiSpace>> = served
+        .iter()
+        .map(|s| Arc::new(ApiSpace::new(s.clone(), args.rate_limit)))
+        .collect();
+    for a in &api_spaces {
+        a.refresh()
+            .await
+            .with_context(|| format!("indexing space `{}`", a.served.name()))?;
+    }
+
+    // Schedulers: one loop per space, fed by its own trigger queue.
+    let mut senders = HashMap::new();
+    let mut tasks = Vec::new();
+    if !args.no_schedule {
+        for a in &api_spaces {
+            let schedules =
+                Schedules::for_space(&a.served.space).map_err(|e| anyhow::anyhow!(e))?;
+            let (tx, rx) = mpsc::channel(16);
+            senders.insert(a.served.name().to_string(), tx);
+            let runner = EngineRunner {
+                space: a.served.space.clone(),
+                api: a.clone(),
+            };
+            tasks.push(tokio::spawn(async move {
+                schedule::run_schedule(
+                    &schedules,
+                    &SystemClock,
+                    &runner,
+                    &RetryPolicy::default(),
+                    rx,
+                    None,
+                )
+                .await;
+            }));
+        }
+    }
+    // Runs published by other processes.
+    {
+        let spaces = api_spaces.clone();
+        let every = Duration::from_secs(args.poll.max(1));
+        tasks.push(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                for a in &spaces {
+                    if let Err(e) = a.refresh().await {
+                        tracing::warn!("space `{}`: {e}", a.served.name());
+                    }
+                }
+            }
+        }));
+    }
+
+    let trigger: Option<Arc<dyn RunTrigger>> = if args.no_schedule {
+        None
+    } else {
+        Some(Arc::new(Triggers(senders)))
+    };
+    let app = api::router(api_spaces.clone(), trigger);
+    let api_listener = tokio::net::TcpListener::bind(args.api_addr)
+        .await
+        .with_context(|| format!("cannot listen on {} for the Profile API", args.api_addr))?;
+    let sql_listener = tokio::net::TcpListener::bind(args.sql_addr)
+        .await
+        .with_context(|| format!("cannot listen on {} for SQL", args.sql_addr))?;
+    eprintln!(
+        "serving {} space(s): Profile API on http://{}, SQL (Postgres wire) on {}{}",
+        served.len(),
+        api_listener.local_addr()?,
+        sql_listener.local_addr()?,
+        if args.no_schedule {
+            "; no scheduled runs"
+        } else {
+            "; scheduler on"
+        }
+    );
+    let sql = tokio::spawn(async move {
+        drop(sql_listener);
+    }); // TEMP-MERGE serve_sql
+    let http = axum::serve(api_listener, app).with_graceful_shutdown(async {
+        let _ = tokio::signal::ctrl_c().await;
+    });
+    let result = http.await;
+    sql.abort();
+    for t in tasks {
+        t.abort();
+    }
+    result.context("the Profile API stopped")?;
+    eprintln!("stopped");
+    Ok(())
+}
+
+/// `cohort runs <space>`: the run history, newest first.
+pub async fn runs(space: &Space, limit: usize) -> Result<()> {
+    let runs = engine::history::runs(space).await?;
+    if runs.is_empty() {
+        println!("`{}` has no runs yet", space.name);
+        return Ok(());
+    }
+    println!(
+        "{:<26} {:<10} {:<20} {:>9}  trigger",
+        "run", "status", "started (UTC)", "seconds"
+    );
+    for r in runs.iter().take(limit) {
+        println!(
+            "{:<26} {:<10} {:<20} {:>9.1}  {}",
+            r.run_id,
+            r.status,
+            r.started_at.format("%Y-%m-%d %H:%M:%S"),
+            r.duration_ms as f64 / 1000.0,
+            r.trigger.as_deref().unwrap_or("-")
+        );
+        if !r.stage_timings.is_empty() {
+            let t: Vec<String> = r
+                .stage_timings
+                .iter()
+                .map(|(k, v)| format!("{k} {:.1}s", *v as f64 / 1000.0))
+                .collect();
+            println!("    stages: {}", t.join(", "));
+        }
+        for (k, (members, entered, exited)) in &r.audiences {
+            println!("    {k:<30} {members:>9} members  +{entered} -{exited}");
+        }
+        if let Some(m) = &r.message {
+            println!("    failed: {m}");
+        }
+    }
+    Ok(())
+}

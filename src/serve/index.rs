@@ -1,0 +1,674 @@
+//! The Profile API's lookup index: built once when a run publishes (from that run's tables),
+//! then every request is a hash lookup and a few array reads, never a query.
+//!
+//! Profiles and accounts are kept as Arrow columns sorted by id; identifiers, audience
+//! memberships, links and recent events hang off each row as ranges (offsets into flat
+//! vectors), so a million profiles cost a few hundred megabytes and no per-row allocations.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use datafusion::arrow::compute::{cast, concat_batches};
+use datafusion::arrow::datatypes::{DataType, Int64Type, TimeUnit, TimestampMicrosecondType};
+use datafusion::prelude::*;
+use serde_json::{Map, Value};
+
+use crate::engine;
+use crate::error::{EngineError, EngineResult};
+use crate::spec::Space;
+use crate::store::manifest;
+
+/// What kind of trait a column is, as `class=` filters and `verbose` shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TraitClass {
+    /// From identify (users) or group (accounts) calls.
+    Custom,
+    ComputedTrait,
+    SqlTrait,
+    Audience,
+}
+
+impl TraitClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TraitClass::Custom => "custom_trait",
+            TraitClass::ComputedTrait => "computed_trait",
+            TraitClass::SqlTrait => "sql_trait",
+            TraitClass::Audience => "audience",
+        }
+    }
+    /// Whether `class=<filter>` selects this class (`computed_trait` takes SQL traits too, as
+    /// Segment counts them among computed traits).
+    pub fn matches(self, filter: &str) -> bool {
+        match filter {
+            "audience" => self == TraitClass::Audience,
+            "computed_trait" => matches!(self, TraitClass::ComputedTrait | TraitClass::SqlTrait),
+            _ => false,
+        }
+    }
+}
+
+/// A trait column of a collection.
+pub struct TraitColumn {
+    pub name: String,
+    pub class: TraitClass,
+    pub values: ArrayRef,
+}
+
+/// An identifier of a profile (`external_ids`).
+pub struct ExternalId {
+    pub id_type: String,
+    pub id_value: String,
+    pub first_seen: Option<DateTime<Utc>>,
+}
+
+/// One recent event of a profile.
+pub struct RecentEvent {
+    pub message_id: String,
+    pub kind: String,
+    pub event: Option<String>,
+    pub timestamp: DateTime<Utc>,
+    /// JSON texts as the events carried them.
+    pub properties: Option<String>,
+    pub traits: Option<String>,
+    pub context: Option<String>,
+}
+
+/// Users or accounts: rows sorted by id, with everything the API returns per row.
+pub struct Collection {
+    /// `<type>:<value>` -> row.
+    lookup: HashMap<Box<str>, u32>,
+    pub ids: Vec<String>,
+    pub first_seen: Vec<Option<DateTime<Utc>>>,
+    pub last_seen: Vec<Option<DateTime<Utc>>>,
+    /// Sorted by name.
+    pub traits: Vec<TraitColumn>,
+    pub audience_keys: Vec<String>,
+    /// Row -> (audience index, member now); `false` once it exited.
+    audiences: Ranges<(u32, bool)>,
+    external_ids: Ranges<ExternalId>,
+    /// Row -> ids of the other collection (a user's accounts, an account's users).
+    links: Ranges<String>,
+    events: Ranges<RecentEvent>,
+}
+
+/// Per-row lists in one flat vector.
+struct Ranges<T> {
+    offsets: Vec<u32>,
+    items: Vec<T>,
+}
+
+impl<T> Ranges<T> {
+    /// From `(row, item)` pairs sorted by row.
+    fn from_sorted(rows: usize, pairs: impl IntoIterator<Item = (u32, T)>) -> Ranges<T> {
+        let mut offsets = Vec::with_capacity(rows + 1);
+        let mut items = Vec::new();
+        offsets.push(0);
+        for (row, item) in pairs {
+            while offsets.len() <= row as usize {
+                offsets.push(items.len() as u32);
+            }
+            items.push(item);
+        }
+        while offsets.len() <= rows {
+            offsets.push(items.len() as u32);
+        }
+        Ranges { offsets, items }
+    }
+    fn of(&self, row: u32) -> &[T] {
+        let r = row as usize;
+        &self.items[self.offsets[r] as usize..self.offsets[r + 1] as usize]
+    }
+}
+
+impl Collection {
+    /// The row of an identifier (`type` and `value` already normalized).
+    pub fn find(&self, id_type: &str, value: &str) -> Option<u32> {
+        let key = format!("{id_type}:{value}");
+        self.lookup.get(key.as_str()).copied()
+    }
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+    pub fn external_ids(&self, row: u32) -> &[ExternalId] {
+        self.external_ids.of(row)
+    }
+    pub fn links(&self, row: u32) -> &[String] {
+        self.links.of(row)
+    }
+    pub fn events(&self, row: u32) -> &[RecentEvent] {
+        self.events.of(row)
+    }
+    /// Every non-null trait of a row with its class, sorted by name (audiences included).
+    pub fn traits_of(&self, row: u32) -> Vec<(&str, TraitClass, Value)> {
+        let mut out: Vec<(&str, TraitClass, Value)> = Vec::new();
+        for t in &self.traits {
+            if let Some(v) = json_value(&t.values, row as usize) {
+                out.push((t.name.as_str(), t.class, v));
+            }
+        }
+        for (a, member) in self.audiences.of(row) {
+            out.push((
+                self.audience_keys[*a as usize].as_str(),
+                TraitClass::Audience,
+                Value::Bool(*member),
+            ));
+        }
+        out.sort_by(|a, b| a.0.cmp(b.0));
+        out
+    }
+    /// The row of an id of this collection (a profile id or an account id).
+    pub fn row_of_id(&self, id: &str) -> Option<u32> {
+        self.ids
+            .binary_search_by(|p| p.as_str().cmp(id))
+            .ok()
+            .map(|r| r as u32)
+    }
+}
+
+/// The index of one published run of a space.
+pub struct SpaceIndex {
+    pub run_id: String,
+    pub as_of: DateTime<Utc>,
+    pub users: Collection,
+    pub accounts: Collection,
+}
+
+/// The value of one cell as JSON (`None` for null).
+pub fn json_value(a: &ArrayRef, i: usize) -> Option<Value> {
+    if a.is_null(i) {
+        return None;
+    }
+    Some(match a.data_type() {
+        DataType::Boolean => Value::Bool(a.as_boolean().value(i)),
+        DataType::Int64 => Value::from(a.as_primitive::<Int64Type>().value(i)),
+        DataType::Int8
+        | DataType::Int16
+        | DataType::Int32
+        | DataType::UInt8
+        | DataType::UInt16
+        | DataType::UInt32
+        | DataType::UInt64 => {
+            let c = cast(&a.slice(i, 1), &DataType::Int64).ok()?;
+            Value::from(c.as_primitive::<Int64Type>().value(0))
+        }
+        DataType::Float64 => serde_json::Number::from_f64(
+            a.as_primitive::<datafusion::arrow::datatypes::Float64Type>()
+                .value(i),
+        )
+        .map_or(Value::Null, Value::Number),
+        DataType::Float32 | DataType::Float16 | DataType::Decimal128(_, _) => {
+            let c = cast(&a.slice(i, 1), &DataType::Float64).ok()?;
+            serde_json::Number::from_f64(
+                c.as_primitive::<datafusion::arrow::datatypes::Float64Type>()
+                    .value(0),
+            )
+            .map_or(Value::Null, Value::Number)
+        }
+        DataType::Utf8 => Value::String(a.as_string::<i32>().value(i).to_string()),
+        DataType::LargeUtf8 => Value::String(a.as_string::<i64>().value(i).to_string()),
+        DataType::Utf8View => Value::String(a.as_string_view().value(i).to_string()),
+        DataType::Timestamp(TimeUnit::Microsecond, _) => {
+            let v = a.as_primitive::<TimestampMicrosecondType>().value(i);
+            Value::String(rfc3339(DateTime::from_timestamp_micros(v)?))
+        }
+        DataType::List(_) => {
+            let l = a.as_list::<i32>();
+            let inner = l.value(i);
+            Value::Array(
+                (0..inner.len())
+                    .map(|j| json_value(&inner, j).unwrap_or(Value::Null))
+                    .collect(),
+            )
+        }
+        DataType::LargeList(_) => {
+            let l = a.as_list::<i64>();
+            let inner = l.value(i);
+            Value::Array(
+                (0..inner.len())
+                    .map(|j| json_value(&inner, j).unwrap_or(Value::Null))
+                    .collect(),
+            )
+        }
+        _ => {
+            let c = cast(&a.slice(i, 1), &DataType::Utf8).ok()?;
+            Value::String(c.as_string::<i32>().value(0).to_string())
+        }
+    })
+}
+
+/// `2026-11-02T10:00:00.000Z`, as Segment writes times.
+pub fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn texts(a: &ArrayRef) -> EngineResult<Vec<Option<String>>> {
+    let c = cast(a, &DataType::Utf8).map_err(datafusion::error::DataFusionError::from)?;
+    let c = c.as_string::<i32>();
+    Ok((0..c.len())
+        .map(|i| c.is_valid(i).then(|| c.value(i).to_string()))
+        .collect())
+}
+
+fn times(a: &ArrayRef) -> EngineResult<Vec<Option<DateTime<Utc>>>> {
+    let c = cast(a, &DataType::Timestamp(TimeUnit::Microsecond, None))
+        .map_err(datafusion::error::DataFusionError::from)?;
+    let c = c.as_primitive::<TimestampMicrosecondType>();
+    Ok((0..c.len())
+        .map(|i| {
+            c.is_valid(i)
+                .then(|| DateTime::from_timestamp_micros(c.value(i)))
+                .flatten()
+        })
+        .collect())
+}
+
+/// Runs `df` and returns its rows as one batch (empty with the schema when no rows).
+async fn one_batch(df: DataFrame) -> EngineResult<RecordBatch> {
+    let schema = Arc::new(df.schema().as_arrow().clone());
+    let batches = df.collect().await?;
+    concat_batches(&schema, &batches).map_err(|e| EngineError::Invalid(e.to_string()))
+}
+
+/// The trait classes of the run's columns, from its run record.
+#[derive(Default, serde::Deserialize)]
+struct Columns {
+    #[serde(default)]
+    computed_traits: BTreeMap<String, String>,
+    #[serde(default)]
+    sql_traits: BTreeMap<String, String>,
+}
+
+impl SpaceIndex {
+    /// Builds the index of the space's last published run; `None` when nothing was published.
+    pub async fn build(space: &Space) -> EngineResult<Option<SpaceIndex>> {
+        let out = engine::output_location(space)?;
+        let Some(m) = manifest::read(&out).await? else {
+            return Ok(None);
+        };
+        if !m.tables.contains_key("profiles") {
+            return Ok(None);
+        }
+        let ctx = SessionContext::new();
+        for (table, v) in &m.tables {
+            ctx.register_table(
+                table.as_str(),
+                crate::store::delta::provider(&out.child(table), *v).await?,
+            )?;
+        }
+        let columns = run_columns(&ctx, &m.run_id).await?;
+        let id_types: Vec<String> = space
+            .identity
+            .identifiers
+            .iter()
+            .map(|i| crate::compile::profiles::column_name(&i.id_type))
+            .collect();
+        let as_of = DateTime::parse_from_rfc3339(&m.as_of)
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or_default();
+
+        // Users.
+        let profiles = one_batch(
+            ctx.table("profiles")
+                .await?
+                .sort(vec![col("profile_id").sort(true, false)])?,
+        )
+        .await?;
+        let fixed = ["profile_id", "first_seen", "last_seen"];
+        let class_of = |name: &str, account: bool| -> TraitClass {
+            let computed = if account {
+                format!("accounts.{name}")
+            } else {
+                name.to_string()
+            };
+            if columns.computed_traits.contains_key(&computed) {
+                TraitClass::ComputedTrait
+            } else if columns.sql_traits.contains_key(name) {
+                TraitClass::SqlTrait
+            } else {
+                TraitClass::Custom
+            }
+        };
+        let user_traits: Vec<TraitColumn> = profiles
+            .schema()
+            .fields()
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| !fixed.contains(&f.name().as_str()) && !id_types.contains(f.name()))
+            .map(|(i, f)| TraitColumn {
+                name: f.name().clone(),
+                class: class_of(f.name(), false),
+                values: profiles.column(i).clone(),
+            })
+            .collect();
+        let user_ids: Vec<String> = texts(profiles.column_by_name("profile_id").unwrap())?
+            .into_iter()
+            .map(Option::unwrap_or_default)
+            .collect();
+        let row_of = |ids: &[String], id: &str| -> Option<u32> {
+            ids.binary_search_by(|p| p.as_str().cmp(id))
+                .ok()
+                .map(|r| r as u32)
+        };
+
+        let identities = one_batch(
+            ctx.table("identities")
+                .await?
+                .select_columns(&["profile_id", "id_type", "id_value", "first_seen"])?
+                .sort(vec![
+                    col("profile_id").sort(true, false),
+                    col("id_type").sort(true, false),
+                    col("id_value").sort(true, false),
+                ])?,
+        )
+        .await?;
+        let mut lookup: HashMap<Box<str>, u32> = HashMap::with_capacity(identities.num_rows());
+        let mut ext = Vec::with_capacity(identities.num_rows());
+        {
+            let pid = texts(identities.column(0))?;
+            let ty = texts(identities.column(1))?;
+            let val = texts(identities.column(2))?;
+            let seen = times(identities.column(3))?;
+            for i in 0..identities.num_rows() {
+                let (Some(p), Some(t), Some(v)) = (&pid[i], &ty[i], &val[i]) else {
+                    continue;
+                };
+                let Some(row) = row_of(&user_ids, p) else {
+                    continue;
+                };
+                lookup.insert(format!("{t}:{v}").into_boxed_str(), row);
+                ext.push((
+                    row,
+                    ExternalId {
+                        id_type: t.clone(),
+                        id_value: v.clone(),
+                        first_seen: seen[i],
+                    },
+                ));
+            }
+        }
+        // Profiles started by a SQL trait have an id column but no `identities` row yet.
+        for (i, f) in profiles.schema().fields().iter().enumerate() {
+            if !id_types.contains(f.name()) || f.data_type() != &DataType::Utf8 {
+                continue;
+            }
+            let vals = texts(profiles.column(i))?;
+            for (row, v) in vals.iter().enumerate() {
+                if let Some(v) = v {
+                    lookup
+                        .entry(format!("{}:{v}", f.name()).into_boxed_str())
+                        .or_insert(row as u32);
+                }
+            }
+        }
+        let (audience_keys, user_aud, account_aud) = audiences(&ctx).await?;
+        let user_events = recent_events(&ctx, &m, &user_ids, row_of).await?;
+
+        // Accounts.
+        let accounts = one_batch(
+            ctx.table("accounts")
+                .await?
+                .sort(vec![col("account_id").sort(true, false)])?,
+        )
+        .await?;
+        let account_fixed = ["account_id", "first_seen", "last_seen", "users"];
+        let account_traits: Vec<TraitColumn> = accounts
+            .schema()
+            .fields()
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| !account_fixed.contains(&f.name().as_str()))
+            .map(|(i, f)| TraitColumn {
+                name: f.name().clone(),
+                class: class_of(f.name(), true),
+                values: accounts.column(i).clone(),
+            })
+            .collect();
+        let account_ids: Vec<String> = texts(accounts.column_by_name("account_id").unwrap())?
+            .into_iter()
+            .map(Option::unwrap_or_default)
+            .collect();
+        let mut account_lookup = HashMap::with_capacity(account_ids.len());
+        let mut account_ext = Vec::with_capacity(account_ids.len());
+        for (row, id) in account_ids.iter().enumerate() {
+            account_lookup.insert(format!("group_id:{id}").into_boxed_str(), row as u32);
+            account_ext.push((
+                row as u32,
+                ExternalId {
+                    id_type: "group_id".into(),
+                    id_value: id.clone(),
+                    first_seen: None,
+                },
+            ));
+        }
+        // Links both ways, from the group calls (`account_links`).
+        let mut account_users: Vec<(u32, String)> = Vec::new();
+        let mut user_accounts: Vec<(u32, String)> = Vec::new();
+        if m.tables.contains_key("account_links") {
+            let links = one_batch(
+                ctx.table("account_links")
+                    .await?
+                    .select_columns(&["account_id", "profile_id"])?,
+            )
+            .await?;
+            let acc = texts(links.column(0))?;
+            let prof = texts(links.column(1))?;
+            for (a, p) in acc.into_iter().zip(prof) {
+                let (Some(a), Some(p)) = (a, p) else { continue };
+                if let Some(urow) = row_of(&user_ids, &p) {
+                    user_accounts.push((urow, a.clone()));
+                }
+                if let Some(arow) = row_of(&account_ids, &a) {
+                    account_users.push((arow, p));
+                }
+            }
+        }
+        user_accounts.sort();
+        account_users.sort();
+
+        let (user_first, user_last) = (
+            times(profiles.column_by_name("first_seen").unwrap())?,
+            times(profiles.column_by_name("last_seen").unwrap())?,
+        );
+        let (acc_first, acc_last) = (
+            times(accounts.column_by_name("first_seen").unwrap())?,
+            times(accounts.column_by_name("last_seen").unwrap())?,
+        );
+        let n_users = user_ids.len();
+        let n_accounts = account_ids.len();
+        Ok(Some(SpaceIndex {
+            run_id: m.run_id.clone(),
+            as_of,
+            users: Collection {
+                lookup,
+                first_seen: user_first,
+                last_seen: user_last,
+                traits: sorted(user_traits),
+                audience_keys: audience_keys.clone(),
+                audiences: Ranges::from_sorted(n_users, by_row(&user_ids, user_aud)),
+                external_ids: Ranges::from_sorted(n_users, ext),
+                links: Ranges::from_sorted(n_users, user_accounts),
+                events: Ranges::from_sorted(n_users, user_events),
+                ids: user_ids,
+            },
+            accounts: Collection {
+                lookup: account_lookup,
+                first_seen: acc_first,
+                last_seen: acc_last,
+                traits: sorted(account_traits),
+                audience_keys,
+                audiences: Ranges::from_sorted(n_accounts, by_row(&account_ids, account_aud)),
+                external_ids: Ranges::from_sorted(n_accounts, account_ext),
+                links: Ranges::from_sorted(n_accounts, account_users),
+                events: Ranges::from_sorted(n_accounts, Vec::new()),
+                ids: account_ids,
+            },
+        }))
+    }
+}
+
+fn sorted(mut v: Vec<TraitColumn>) -> Vec<TraitColumn> {
+    v.sort_by(|a, b| a.name.cmp(&b.name));
+    v
+}
+
+/// `(profile id, audience, member)` sorted by profile id -> `(row, (audience, member))`.
+fn by_row(ids: &[String], v: Vec<(String, u32, bool)>) -> Vec<(u32, (u32, bool))> {
+    v.into_iter()
+        .filter_map(|(p, a, m)| {
+            ids.binary_search_by(|x| x.as_str().cmp(&p))
+                .ok()
+                .map(|r| (r as u32, (a, m)))
+        })
+        .collect()
+}
+
+type Memberships = Vec<(String, u32, bool)>;
+
+/// Audience keys, and per entity type every (id, audience, member now) of anyone who is or was
+/// a member (`false` once exited, as Segment keeps the trait), sorted by id.
+async fn audiences(ctx: &SessionContext) -> EngineResult<(Vec<String>, Memberships, Memberships)> {
+    let now = ctx.table("audience_membership").await?.select(vec![
+        col("audience_key").alias("m_key"),
+        col("entity_type").alias("m_entity"),
+        col("profile_id").alias("m_id"),
+    ])?;
+    let ever = ctx
+        .table("audience_changes")
+        .await?
+        .select_columns(&["audience_key", "entity_type", "profile_id"])?
+        .union(ctx.table("audience_membership").await?.select_columns(&[
+            "audience_key",
+            "entity_type",
+            "profile_id",
+        ])?)?
+        .distinct()?;
+    let joined = ever
+        .join(
+            now,
+            JoinType::Left,
+            &["audience_key", "entity_type", "profile_id"],
+            &["m_key", "m_entity", "m_id"],
+            None,
+        )?
+        .select(vec![
+            col("audience_key"),
+            col("entity_type"),
+            col("profile_id"),
+            col("m_id").is_not_null().alias("member"),
+        ])?
+        .sort(vec![
+            col("profile_id").sort(true, false),
+            col("audience_key").sort(true, false),
+        ])?;
+    let b = one_batch(joined).await?;
+    let keys_col = texts(b.column(0))?;
+    let entity = texts(b.column(1))?;
+    let ids = texts(b.column(2))?;
+    let member = b.column(3).as_boolean();
+    let mut keys: Vec<String> = keys_col.iter().flatten().cloned().collect();
+    keys.sort();
+    keys.dedup();
+    let (mut users, mut accounts) = (Vec::new(), Vec::new());
+    for i in 0..b.num_rows() {
+        let (Some(k), Some(e), Some(id)) = (&keys_col[i], &entity[i], &ids[i]) else {
+            continue;
+        };
+        let a = keys.binary_search(k).unwrap_or_default() as u32;
+        let entry = (id.clone(), a, member.value(i));
+        if e == "accounts" {
+            accounts.push(entry);
+        } else {
+            users.push(entry);
+        }
+    }
+    Ok((keys, users, accounts))
+}
+
+/// The run's `profiles` column of its run record: which columns are computed or SQL traits.
+async fn run_columns(ctx: &SessionContext, run_id: &str) -> EngineResult<Columns> {
+    let b = one_batch(
+        ctx.table("runs")
+            .await?
+            .filter(col("run_id").eq(lit(run_id)))?
+            .select_columns(&["profiles"])?,
+    )
+    .await?;
+    Ok(texts(b.column(0))?
+        .into_iter()
+        .flatten()
+        .next()
+        .and_then(|s| serde_json::from_str(&s).ok())
+        .unwrap_or_default())
+}
+
+/// Each profile's events of the last 14 days (newest first), when the run published them.
+async fn recent_events(
+    ctx: &SessionContext,
+    m: &manifest::Manifest,
+    ids: &[String],
+    row_of: impl Fn(&[String], &str) -> Option<u32>,
+) -> EngineResult<Vec<(u32, RecentEvent)>> {
+    if !m.tables.contains_key("recent_events") {
+        return Ok(Vec::new());
+    }
+    let b = one_batch(
+        ctx.table("recent_events")
+            .await?
+            .select_columns(&[
+                "profile_id",
+                "message_id",
+                "type",
+                "event",
+                "timestamp",
+                "properties",
+                "traits",
+                "context",
+            ])?
+            .sort(vec![
+                col("profile_id").sort(true, false),
+                col("timestamp").sort(false, false),
+                col("message_id").sort(true, false),
+            ])?,
+    )
+    .await?;
+    let cols: Vec<Vec<Option<String>>> = [0, 1, 2, 3, 5, 6, 7]
+        .iter()
+        .map(|i| texts(b.column(*i)))
+        .collect::<EngineResult<_>>()?;
+    let ts = times(b.column(4))?;
+    let mut out = Vec::with_capacity(b.num_rows());
+    for i in 0..b.num_rows() {
+        let (Some(p), Some(t)) = (&cols[0][i], ts[i]) else {
+            continue;
+        };
+        let Some(row) = row_of(ids, p) else {
+            continue;
+        };
+        out.push((
+            row,
+            RecentEvent {
+                message_id: cols[1][i].clone().unwrap_or_default(),
+                kind: cols[2][i].clone().unwrap_or_default(),
+                event: cols[3][i].clone(),
+                timestamp: t,
+                properties: cols[4][i].clone(),
+                traits: cols[5][i].clone(),
+                context: cols[6][i].clone(),
+            },
+        ));
+    }
+    Ok(out)
+}
+
+/// Turns a JSON text column value back into JSON (objects stay objects).
+pub fn parse_json(s: &Option<String>) -> Value {
+    s.as_deref()
+        .and_then(|s| serde_json::from_str(s).ok())
+        .unwrap_or(Value::Object(Map::new()))
+}
