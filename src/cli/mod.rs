@@ -81,6 +81,15 @@ enum Command {
         #[arg(long, default_value_t = 20)]
         limit: usize,
     },
+    /// Deliver audiences to their destinations now: every member on a first sync, then only
+    /// the changes of runs published since (prints a summary per destination).
+    Sync {
+        /// The space folder.
+        dir: PathBuf,
+        /// Only this destination (repeatable); default: every destination.
+        #[arg(long = "destination")]
+        destinations: Vec<String>,
+    },
     /// Generate ~1M events, run the sample space on them and show what came out.
     Demo {
         /// Folder for the demo space, its data and its output.
@@ -251,6 +260,7 @@ async fn dispatch(cmd: Command) -> Result<()> {
         }
         Command::Runs { dir, limit } => serve::runs(&load_space(&dir).await?, limit).await,
         Command::Demo { dir, events, seed } => demo(&dir, events, seed).await,
+        Command::Sync { dir, destinations } => sync_cmd(&dir, destinations).await,
     }
 }
 
@@ -601,6 +611,65 @@ async fn evaluation_time(space: &spec::Space, as_of: Option<&str>) -> Result<Dat
         .await?
         .and_then(|m| DateTime::parse_from_rfc3339(&m.as_of).ok())
         .map_or_else(Utc::now, |t| t.with_timezone(&Utc)))
+}
+
+/// `cohort sync`: delivers what is due and prints one line per destination; exit 1 when a
+/// destination stopped early.
+async fn sync_cmd(dir: &Path, only: Vec<String>) -> Result<()> {
+    use crate::serve::destinations::{SyncOptions, sync};
+    let space = load_space(dir).await?;
+    for name in &only {
+        if !space.destinations.iter().any(|d| &d.name == name) {
+            return Err(invalid(format!(
+                "space `{}` has no destination `{name}`",
+                space.name
+            )));
+        }
+    }
+    if space.destinations.is_empty() {
+        println!("space `{}` has no destinations", space.name);
+        return Ok(());
+    }
+    let opts = SyncOptions {
+        only,
+        ..Default::default()
+    };
+    let report = sync(&space, &opts).await?;
+    let Some(run) = &report.run_id else {
+        println!(
+            "space `{}` has no published run yet: `cohort run` it first",
+            space.name
+        );
+        return Ok(());
+    };
+    println!("synced up to run {run}");
+    let mut failed = 0;
+    for d in &report.destinations {
+        println!(
+            "{}: {} audience(s), {} planned, {} delivered, {} dead-lettered, {} request(s), {} \
+             retried{}",
+            d.name,
+            d.audiences.len(),
+            d.planned,
+            d.delivered,
+            d.dead_lettered,
+            d.requests,
+            d.retries,
+            if d.resumed > 0 {
+                format!(", {} interrupted outbox(es) resumed", d.resumed)
+            } else {
+                String::new()
+            }
+        );
+        if let Some(e) = &d.error {
+            eprintln!("error: destination `{}`: {e}", d.name);
+            failed += 1;
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} destination(s) stopped early");
+    }
+    Ok(())
 }
 
 fn engine_error(e: crate::error::EngineError) -> anyhow::Error {

@@ -129,7 +129,28 @@ impl Runner for EngineRunner {
 
 /// What happens after every run a server publishes: destinations get the changes.
 async fn after_publish(space: &Space) {
-    let _ = space; // TEMP-MERGE destinations::sync
+    if space.destinations.is_empty() {
+        return;
+    }
+    match crate::serve::destinations::sync(space, &Default::default()).await {
+        Ok(r) => {
+            for d in &r.destinations {
+                eprintln!(
+                    "  destination `{}` of `{}`: {} planned, {} delivered, {} dead-lettered{}",
+                    d.name,
+                    space.name,
+                    d.planned,
+                    d.delivered,
+                    d.dead_lettered,
+                    d.error
+                        .as_ref()
+                        .map(|e| format!("; stopped early: {e}"))
+                        .unwrap_or_default()
+                );
+            }
+        }
+        Err(e) => tracing::warn!("space `{}`: destinations: {e}", space.name),
+    }
 }
 
 /// `POST .../runs`: queues a run on the space's scheduler.
@@ -238,9 +259,7 @@ pub async fn serve(args: ServeArgs, spaces: Vec<Space>) -> Result<()> {
             "; scheduler on"
         }
     );
-    let sql = tokio::spawn(async move {
-        drop(sql_listener);
-    }); // TEMP-MERGE serve_sql
+    let sql = tokio::spawn(crate::serve::sql::serve_sql(sql_listener, served.clone()));
     let http = axum::serve(api_listener, app).with_graceful_shutdown(async {
         let _ = tokio::signal::ctrl_c().await;
     });

@@ -348,7 +348,10 @@ pub async fn serve_sql(
     let handlers = Arc::new(Handlers {
         router: Arc::new(Router {
             spaces: Spaces(by_name),
-            parser: Arc::new(RouterParser { spaces: shared, any }),
+            parser: Arc::new(RouterParser {
+                spaces: shared,
+                any,
+            }),
         }),
         startup: Arc::new(CleartextPasswordAuthStartupHandler::new(
             Tokens(tokens),

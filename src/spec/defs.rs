@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use super::{Diagnostic, Loc, Preset};
+use super::{DestinationDef, Diagnostic, Loc, Preset};
 
 /// A whole space folder, checked for syntax and shape.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -27,6 +27,8 @@ pub struct Space {
     pub sql_traits: Vec<SqlTraitDef>,
     /// Sorted by key.
     pub audiences: Vec<AudienceDef>,
+    /// destinations/<name>.yaml, sorted by name.
+    pub destinations: Vec<DestinationDef>,
 }
 
 /// One source of events, registered under `name` for SQL traits.

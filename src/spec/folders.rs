@@ -1,9 +1,10 @@
-//! The definition folders: traits/, queries/ and audiences/, one definition per file, the file
-//! stem being the key.
+//! The definition folders: traits/, queries/, audiences/ and destinations/, one definition per
+//! file, the file stem being the key (a destination's stem is its name).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use super::destination::{DestinationDef, read_destination, unknown_destination_help};
 use super::diagnostic::slash_path;
 use super::values::{entity, is_snake_case, schedule, to_snake_case};
 use super::yaml::{Map, Node, Reader};
@@ -27,12 +28,27 @@ pub(crate) struct Definitions {
     pub traits: Vec<ComputedTraitDef>,
     pub sql_traits: Vec<SqlTraitDef>,
     pub audiences: Vec<AudienceDef>,
+    pub destinations: Vec<DestinationDef>,
 }
 
-/// Reads traits/, queries/ and audiences/ under `root`, reporting into `diags`.
-pub(crate) fn read(root: &Path, diags: &mut Vec<Diagnostic>) -> Definitions {
+/// Reads traits/, queries/, audiences/ and destinations/ under `root`, reporting into `diags`.
+/// `id_types` are the space's identifier types (destinations name the ones they send).
+pub(crate) fn read(root: &Path, id_types: &[String], diags: &mut Vec<Diagnostic>) -> Definitions {
     stray_top_level(root, diags);
     let mut defs = Definitions::default();
+    // Every destination file's name, even a broken one's: audiences are checked against these.
+    let mut destination_names: Vec<String> = Vec::new();
+    for (rel, text) in yaml_files(root, "destinations", diags) {
+        let name = file_key(&rel, diags);
+        if let Some(n) = &name {
+            destination_names.push(n.clone());
+        }
+        let mut r = Reader::new(&rel, &text);
+        if let Some(def) = read_destination(&mut r, name, id_types) {
+            defs.destinations.push(def);
+        }
+        diags.append(&mut r.diags);
+    }
     // key -> the first file that defined it
     let mut keys: BTreeMap<String, PathBuf> = BTreeMap::new();
 
@@ -94,7 +110,7 @@ pub(crate) fn read(root: &Path, diags: &mut Vec<Diagnostic>) -> Definitions {
     for (rel, text) in yaml_files(root, "audiences", diags) {
         let key = file_key(&rel, diags);
         let mut r = Reader::new(&rel, &text);
-        if let Some(def) = read_audience(&mut r, key.clone()) {
+        if let Some(def) = read_audience(&mut r, key.clone(), Some(destination_names.as_slice())) {
             defs.audiences.push(def);
         }
         diags.append(&mut r.diags);
@@ -106,7 +122,7 @@ pub(crate) fn read(root: &Path, diags: &mut Vec<Diagnostic>) -> Definitions {
 /// Warns about near-misses at the top of the space (`trait/`, `identiy.yaml`): files that look
 /// meant for Cohort but would be silently skipped.
 fn stray_top_level(root: &Path, diags: &mut Vec<Diagnostic>) {
-    const FOLDERS: [&str; 3] = ["traits", "queries", "audiences"];
+    const FOLDERS: [&str; 4] = ["traits", "queries", "audiences", "destinations"];
     const FILES: [&str; 2] = ["space.yaml", "identity.yaml"];
     let Ok(read) = std::fs::read_dir(root) else {
         return;
@@ -371,7 +387,13 @@ fn read_trait(r: &mut Reader<'_>, key: Option<String>) -> Option<ComputedTraitDe
     })
 }
 
-fn read_audience(r: &mut Reader<'_>, key: Option<String>) -> Option<AudienceDef> {
+/// Reads an audience file; with `known_destinations`, every destination it names must be one
+/// of them.
+fn read_audience(
+    r: &mut Reader<'_>,
+    key: Option<String>,
+    known_destinations: Option<&[String]>,
+) -> Option<AudienceDef> {
     let doc = r.parse().ok()?;
     let map = top(r, doc.as_ref(), "an audience", &AUDIENCE_KEYS)?;
     let name = map.get("name").and_then(|n| r.non_empty_string("name", n));
@@ -388,6 +410,11 @@ fn read_audience(r: &mut Reader<'_>, key: Option<String>) -> Option<AudienceDef>
                 r.error_at(item, "a destination is empty");
             } else if out.contains(&d) {
                 r.error_at(item, format!("destination `{d}` is listed twice"));
+            } else if let Some(known) = known_destinations
+                && !known.contains(&d)
+            {
+                r.error_at(item, format!("unknown destination `{d}`")).help =
+                    Some(unknown_destination_help(&d, known));
             } else {
                 out.push(d);
             }
@@ -418,7 +445,7 @@ pub fn read_audience_text(rel: &Path, text: &str) -> Result<AudienceDef, Vec<Dia
     let mut diags = Vec::new();
     let key = file_key(rel, &mut diags);
     let mut r = Reader::new(rel, text);
-    let def = read_audience(&mut r, key);
+    let def = read_audience(&mut r, key, None);
     diags.append(&mut r.diags);
     match def {
         Some(d) if diags.iter().all(|d| !d.is_error()) => Ok(d),

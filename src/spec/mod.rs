@@ -7,6 +7,7 @@
 //! ([`query`], run by `analyze::validate_space`) can point into the file.
 
 mod defs;
+mod destination;
 mod diagnostic;
 mod folders;
 mod identity;
@@ -24,6 +25,7 @@ pub use defs::{
     AudienceDef, ComputedTraitDef, DEFAULT_BLOCKED_PATTERNS, DEFAULT_BLOCKED_VALUES, EntityType,
     IdentifierDef, IdentityRules, SourceDef, Space, SpaceLoad, SqlTraitDef,
 };
+pub use destination::{DESTINATION_TYPES, DeliveryMode, DestinationDef, substitute_env};
 pub use diagnostic::{Diagnostic, Loc, Severity, render_all, slash_path, sort_diagnostics};
 pub use folders::read_audience_text;
 pub use identity::{NORMALIZATIONS, check_identifier_path, is_sql_normalization};
@@ -39,8 +41,8 @@ pub use values::{is_snake_case, parse_memory_limit};
 
 use yaml::Reader;
 
-/// Reads the space folder `dir`: space.yaml, identity.yaml (optional), traits/, queries/ and
-/// audiences/. Every problem of every file is reported; the space is returned only when none
+/// Reads the space folder `dir`: space.yaml, identity.yaml (optional), traits/, queries/,
+/// audiences/ and destinations/. Every problem of every file is reported; the space is returned only when none
 /// of them is an error. Source URLs are not opened here (that is `analyze`'s job).
 pub fn load_space(dir: &Path) -> SpaceLoad {
     let mut diags = Vec::new();
@@ -107,7 +109,19 @@ pub fn load_space(dir: &Path) -> SpaceLoad {
         }
     };
 
-    let defs = folders::read(dir, &mut diags);
+    let id_types: Vec<String> = identity
+        .identifiers
+        .iter()
+        .map(|i| i.id_type.clone())
+        .chain(["group_id".to_string()])
+        .collect();
+    let id_types = {
+        let mut t = id_types;
+        t.sort();
+        t.dedup();
+        t
+    };
+    let defs = folders::read(dir, &id_types, &mut diags);
 
     diagnostic::sort_diagnostics(&mut diags);
     let space = match header {
@@ -125,6 +139,7 @@ pub fn load_space(dir: &Path) -> SpaceLoad {
             traits: defs.traits,
             sql_traits: defs.sql_traits,
             audiences: defs.audiences,
+            destinations: defs.destinations,
         }),
         _ => None,
     };

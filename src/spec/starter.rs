@@ -71,5 +71,9 @@ pub fn init_files() -> Vec<(&'static str, &'static str)> {
             "audiences/loyal_big_spenders.yaml",
             include_str!("../../examples/spaces/store/audiences/loyal_big_spenders.yaml"),
         ),
+        (
+            "destinations/crm_webhook.yaml",
+            include_str!("../../examples/spaces/store/destinations/crm_webhook.yaml"),
+        ),
     ]
 }

@@ -5,6 +5,7 @@ mod cli;
 mod common;
 mod compile;
 mod crash;
+mod destinations;
 mod docs;
 mod identity;
 mod identity_runs;

@@ -478,7 +478,7 @@ fn init_files_are_the_starter_space() {
     }
     // Every definition file of the example is written by `cohort init`.
     let mut on_disk = Vec::new();
-    for dir in ["", "traits", "queries", "audiences"] {
+    for dir in ["", "traits", "queries", "audiences", "destinations"] {
         for entry in std::fs::read_dir(root.join(dir)).unwrap() {
             let entry = entry.unwrap();
             if entry.file_type().unwrap().is_file() {
