@@ -24,7 +24,7 @@ use pgwire::api::auth::cleartext::CleartextPasswordAuthStartupHandler;
 use pgwire::api::auth::{AuthSource, DefaultServerParameterProvider, LoginInfo, Password};
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
-use pgwire::api::results::{FieldInfo, Response};
+use pgwire::api::results::{FieldInfo, Response, Tag};
 use pgwire::api::stmt::QueryParser;
 use pgwire::api::store::PortalStore;
 use pgwire::api::{ClientInfo, ClientPortalStore, PgWireServerHandlers, Type};
@@ -49,13 +49,16 @@ struct SqlSpace {
 
 impl SqlSpace {
     async fn new(served: ServedSpace) -> std::io::Result<SqlSpace> {
-        let ctx = Arc::new(SessionContext::new());
+        let ctx = Arc::new(SessionContext::new_with_config(
+            datafusion::prelude::SessionConfig::new().with_information_schema(true),
+        ));
         datafusion_postgres::datafusion_pg_catalog::setup_pg_catalog(
             &ctx,
             "datafusion",
             datafusion_postgres::datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider,
         )
         .map_err(|e| std::io::Error::other(e.to_string()))?;
+        register_compat_functions(&ctx);
         let service = Arc::new(DfSessionService::new(ctx.clone()));
         Ok(SqlSpace {
             served,
@@ -112,6 +115,44 @@ impl SqlSpace {
         *run = current;
         Ok(())
     }
+}
+
+/// The few Postgres functions client libraries call while connecting that DataFusion lacks:
+/// `version()` in Postgres' shape (SQLAlchemy parses it), `pg_get_serial_sequence` (no
+/// serial columns here: null) and `to_regtype` (null for an unknown type name).
+fn register_compat_functions(ctx: &SessionContext) {
+    use datafusion::arrow::datatypes::DataType;
+    use datafusion::common::ScalarValue;
+    use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
+    let version = format!(
+        "PostgreSQL 16.6 (Cohort {}) on x86_64-pc-linux-gnu, compiled by rustc, 64-bit",
+        env!("CARGO_PKG_VERSION")
+    );
+    ctx.register_udf(create_udf(
+        "version",
+        vec![],
+        DataType::Utf8,
+        Volatility::Immutable,
+        Arc::new(move |_| {
+            Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(
+                version.clone(),
+            ))))
+        }),
+    ));
+    ctx.register_udf(create_udf(
+        "pg_get_serial_sequence",
+        vec![DataType::Utf8, DataType::Utf8],
+        DataType::Utf8,
+        Volatility::Immutable,
+        Arc::new(|_| Ok(ColumnarValue::Scalar(ScalarValue::Utf8(None)))),
+    ));
+    ctx.register_udf(create_udf(
+        "to_regtype",
+        vec![DataType::Utf8],
+        DataType::Utf8,
+        Volatility::Immutable,
+        Arc::new(|_| Ok(ColumnarValue::Scalar(ScalarValue::Utf8(None)))),
+    ));
 }
 
 fn api_error(e: crate::error::EngineError) -> PgWireError {
@@ -177,6 +218,24 @@ fn check_read_only(sql: &str) -> PgWireResult<()> {
         }
     }
     Ok(())
+}
+
+/// The command tag of a savepoint statement. Everything here only reads, so savepoints (which
+/// psycopg and SQLAlchemy send around nested transactions) have nothing to undo: they succeed
+/// as no-ops.
+fn savepoint_tag(sql: &str) -> Option<&'static str> {
+    let dialect = sqlparser::dialect::PostgreSqlDialect {};
+    let statements = sqlparser::parser::Parser::parse_sql(&dialect, sql).ok()?;
+    match statements.as_slice() {
+        [Statement::Savepoint { .. }] => Some("SAVEPOINT"),
+        [Statement::ReleaseSavepoint { .. }] => Some("RELEASE"),
+        [
+            Statement::Rollback {
+                savepoint: Some(_), ..
+            },
+        ] => Some("ROLLBACK"),
+        _ => None,
+    }
 }
 
 /// Every space by name.
@@ -246,6 +305,9 @@ impl QueryParser for RouterParser {
         C: ClientInfo + Unpin + Send + Sync,
     {
         check_read_only(sql)?;
+        if savepoint_tag(sql).is_some() {
+            return Ok(Some((sql.to_string(), None)));
+        }
         let space = Spaces((*self.spaces).clone());
         let s = space.of(client)?.clone();
         s.refresh().await?;
@@ -276,6 +338,9 @@ impl SimpleQueryHandler for Router {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         check_read_only(query)?;
+        if let Some(tag) = savepoint_tag(query) {
+            return Ok(vec![Response::Execution(Tag::new(tag))]);
+        }
         let s = self.spaces.of(client)?.clone();
         s.refresh().await?;
         let _reading = s.run.read().await;
@@ -304,6 +369,9 @@ impl ExtendedQueryHandler for Router {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        if let Some(tag) = savepoint_tag(&portal.statement.statement.0) {
+            return Ok(Response::Execution(Tag::new(tag)));
+        }
         let s = self.spaces.of(client)?.clone();
         let _reading = s.run.read().await;
         ExtendedQueryHandler::do_query(s.service.as_ref(), client, portal, max_rows).await

@@ -15,5 +15,6 @@ mod profile_api;
 mod s3;
 mod serve;
 mod slt;
+mod sql_endpoint;
 mod sql_traits;
 mod validate;
