@@ -121,14 +121,16 @@ impl Runner for EngineRunner {
             if let Err(e) = self.api.refresh().await {
                 tracing::warn!("space `{}`: cannot index the new run: {e}", self.space.name);
             }
-            after_publish(&self.space).await;
+            // Delivery runs beside the schedule: a slow webhook never delays the next run.
+            tokio::spawn(after_publish(self.space.clone()));
             Ok(())
         })
     }
 }
 
 /// What happens after every run a server publishes: destinations get the changes.
-async fn after_publish(space: &Space) {
+async fn after_publish(space: Space) {
+    let space = &space;
     if space.destinations.is_empty() {
         return;
     }

@@ -349,6 +349,9 @@ pub async fn run_profiles(
     tracing::debug!(profiles = stats.profiles, "profiles written");
 
     // Accounts.
+    // The last run's published `account_links` may be registered (for SQL traits): this run's
+    // own links replace it.
+    ctx.deregister_table("account_links")?;
     ctx.register_table("account_links", ctx.sql(ACCOUNT_LINKS).await?.into_view())?;
     let base = ctx.sql(ACCOUNT_BASE).await?.into_unoptimized_plan();
     let mut taken: BTreeSet<String> = ACCOUNT_COLUMNS.iter().map(|s| s.to_string()).collect();

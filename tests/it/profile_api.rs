@@ -603,3 +603,22 @@ async fn the_examples_in_the_docs_are_what_the_api_answers() {
         assert_eq!(body, expected, "{uri}");
     }
 }
+
+#[test]
+fn the_openapi_document_is_valid_openapi() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/openapi.json");
+    let out = std::process::Command::new(crate::common::python())
+        .args([
+            "-c",
+            "import json, sys\nfrom openapi_spec_validator import validate\nvalidate(json.load(open(sys.argv[1])))\nprint('ok')",
+            path.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
+}
