@@ -6,6 +6,7 @@ mod common;
 mod compile;
 mod crash;
 mod docs;
+mod export;
 mod identity;
 mod identity_runs;
 mod interop;
