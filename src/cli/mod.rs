@@ -90,6 +90,8 @@ enum Command {
         #[arg(long = "destination")]
         destinations: Vec<String>,
     },
+    /// Write the members of a published audience as CSV, in one of Segment's formats.
+    Export(ExportArgs),
     /// Generate ~1M events, run the sample space on them and show what came out.
     Demo {
         /// Folder for the demo space, its data and its output.
@@ -121,6 +123,27 @@ struct GenerateArgs {
     /// Where to write: a folder, file://... or s3://bucket/prefix.
     #[arg(long)]
     out: String,
+}
+
+#[derive(Args, Debug)]
+struct ExportArgs {
+    /// The space folder.
+    dir: PathBuf,
+    /// The audience key.
+    audience: String,
+    /// unformatted (key, external_ids JSON), indexed (plus one column per identifier:
+    /// email, email_1, ...) or single (one identifier type, one value per row).
+    #[arg(long)]
+    format: String,
+    /// single only: the identifier type to write (default email; group_id for accounts).
+    #[arg(long)]
+    id_type: Option<String>,
+    /// single only: sha256 (the default) or none.
+    #[arg(long)]
+    hash: Option<String>,
+    /// Write to this file instead of standard output.
+    #[arg(long)]
+    out: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -259,6 +282,7 @@ async fn dispatch(cmd: Command) -> Result<()> {
             serve::serve(a, spaces).await
         }
         Command::Runs { dir, limit } => serve::runs(&load_space(&dir).await?, limit).await,
+        Command::Export(a) => export_cmd(a).await,
         Command::Demo { dir, events, seed } => demo(&dir, events, seed).await,
         Command::Sync { dir, destinations } => sync_cmd(&dir, destinations).await,
     }
@@ -751,6 +775,64 @@ async fn preview_cmd(dir: &Path, audience: &str, as_of: Option<&str>) -> Result<
         println!("    {id}  {ids}");
     }
     println!("nothing was published");
+    Ok(())
+}
+
+async fn export_cmd(a: ExportArgs) -> Result<()> {
+    use crate::serve::export::{self, ExportError, ExportFormat, ExportOptions, Hash};
+    let checked = |e: ExportError| match e {
+        ExportError::Invalid(m) => invalid(m),
+        e => e.into(),
+    };
+    let opts = ExportOptions {
+        format: ExportFormat::parse(&a.format).map_err(checked)?,
+        id_type: a.id_type.clone(),
+        hash: a
+            .hash
+            .as_deref()
+            .map(Hash::parse)
+            .transpose()
+            .map_err(checked)?,
+    };
+    let space = load_space(&a.dir).await?;
+    let csv = export::open(&space, &a.audience, &opts)
+        .await
+        .map_err(checked)?;
+    let summary = match &a.out {
+        Some(path) => {
+            let mut file = std::fs::File::create(path)
+                .with_context(|| format!("creating {}", path.display()))?;
+            match csv.write_to(&mut file).await {
+                Ok(s) => s,
+                Err(e) => {
+                    // Leave no half-written export behind.
+                    drop(file);
+                    let _ = std::fs::remove_file(path);
+                    return Err(e.into());
+                }
+            }
+        }
+        None => match csv.write_to(&mut std::io::stdout()).await {
+            Ok(s) => s,
+            // The reader went away (`| head`): what it wanted was written.
+            Err(ExportError::Io(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                return Ok(());
+            }
+            Err(e) => return Err(e.into()),
+        },
+    };
+    eprintln!(
+        "exported audience `{}` ({} format): {} members, {} rows, {} bytes{}",
+        a.audience,
+        a.format,
+        summary.members,
+        summary.rows,
+        summary.bytes,
+        a.out
+            .as_ref()
+            .map(|p| format!(" to {}", p.display()))
+            .unwrap_or_default()
+    );
     Ok(())
 }
 
