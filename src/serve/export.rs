@@ -677,11 +677,12 @@ impl Encoder {
                                 ),
                             }));
                         }
-                        for j in 0..*n {
+                        for p in &rest[..k.min(*n)] {
                             out.push(b',');
-                            if j < k {
-                                field(out, value(&rest[j]));
-                            }
+                            field(out, value(p));
+                        }
+                        for _ in k..*n {
+                            out.push(b',');
                         }
                         rest = &rest[k..];
                     }
