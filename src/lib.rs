@@ -17,9 +17,13 @@
 //!        │      (events ─▶ identity ─▶ profiles ─▶ traits ─▶ audiences ─▶ changes)
 //!        ▼
 //!     store     object stores from URLs, Delta tables, atomic publish, leases, run history
+//!        ▼
+//!     serve     Profile API (from an index built per published run), Postgres-wire SQL,
+//!               CSV export, webhook destinations; `schedule` says when runs happen
 //! ```
 //!
-//! `generate` writes realistic sample data for every source preset; `cli` drives it all.
+//! `generate` writes realistic sample data for every source preset; `cli` drives it all and
+//! wires `serve` and `schedule` together for `cohort serve`.
 //!
 //! # Dependency direction
 //!
