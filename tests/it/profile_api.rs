@@ -104,7 +104,8 @@ pub fn write_shop(dir: &Path, name: &str) {
     );
 }
 
-async fn run_at(dir: &Path, as_of: &str) -> cohort::spec::Space {
+/// Runs the space in `dir` as of `as_of` and returns it.
+pub async fn run_at(dir: &Path, as_of: &str) -> cohort::spec::Space {
     let space = load(dir).await;
     let opts = cohort::engine::RunOptions {
         as_of: Some(cohort::cli::parse_time(as_of).unwrap()),

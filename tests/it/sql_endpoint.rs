@@ -8,18 +8,7 @@ use std::process::Command;
 use cohort::serve::ServedSpace;
 
 use crate::common::{load, python};
-use crate::profile_api::write_shop;
-
-async fn run_at(dir: &Path, as_of: &str) {
-    let space = load(dir).await;
-    let opts = cohort::engine::RunOptions {
-        as_of: Some(cohort::cli::parse_time(as_of).unwrap()),
-        ..Default::default()
-    };
-    cohort::engine::run(&space, &opts, &cohort::engine::Quiet)
-        .await
-        .unwrap();
-}
+use crate::profile_api::{run_at, write_shop};
 
 /// Starts the endpoint over `spaces` (name, folder, token); returns its port.
 async fn start(spaces: &[(&str, &Path, &str)]) -> u16 {
