@@ -7,5 +7,6 @@ pub mod events;
 pub mod functions;
 pub mod identity;
 pub mod profiles;
+pub mod sql_identity;
 pub mod traits;
 pub mod unparse;

@@ -67,7 +67,7 @@ pub fn rules(types: &Types) -> ResolvedRules {
     }
 }
 
-fn events_batch(evs: &[Ev]) -> RecordBatch {
+pub(crate) fn events_batch(evs: &[Ev]) -> RecordBatch {
     let text = |f: &dyn Fn(&Ev) -> Option<String>| -> Arc<dyn Array> {
         Arc::new(StringArray::from(evs.iter().map(f).collect::<Vec<_>>()))
     };
@@ -313,7 +313,7 @@ pub fn reference(evs: &[Ev], types: &Types) -> Outcome {
 }
 
 /// A small deterministic generator (xorshift), so failures reproduce.
-struct Rng(u64);
+pub(crate) struct Rng(pub(crate) u64);
 impl Rng {
     fn next(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
@@ -329,7 +329,7 @@ impl Rng {
     }
 }
 
-fn random_case(rng: &mut Rng, case: usize) -> Vec<Ev> {
+pub(crate) fn random_case(rng: &mut Rng, case: usize) -> Vec<Ev> {
     let n = 1 + rng.below(14) as usize;
     let pick = |rng: &mut Rng, pool: &[&str], prefix: &str| -> String {
         let v = pool[rng.below(pool.len() as u64) as usize];

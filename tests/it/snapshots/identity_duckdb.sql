@@ -1,0 +1,307 @@
+-- One FNV-1a step over a byte, modulo 2^64.
+CREATE OR REPLACE MACRO cohort_id_fnv_step(h, byte) AS ((xor(h, byte::HUGEINT) * 1099511628211::HUGEINT) % 18446744073709551616::HUGEINT);
+
+-- The 64-bit finalizer (h ^= h >> 33; h *= c1; h ^= h >> 33; h *= c2; h ^= h >> 33).
+CREATE OR REPLACE MACRO cohort_id_mix1(h) AS (((xor(h, h // 8589934592::HUGEINT)) * 3981806797::HUGEINT + (((xor(h, h // 8589934592::HUGEINT)) * 4283543511::HUGEINT) % 4294967296::HUGEINT) * 4294967296::HUGEINT) % 18446744073709551616::HUGEINT);
+
+CREATE OR REPLACE MACRO cohort_id_mix2(h) AS (((xor(h, h // 8589934592::HUGEINT)) * 444984403::HUGEINT + (((xor(h, h // 8589934592::HUGEINT)) * 3301882366::HUGEINT) % 4294967296::HUGEINT) * 4294967296::HUGEINT) % 18446744073709551616::HUGEINT);
+
+CREATE OR REPLACE MACRO cohort_id_finish(h) AS xor((cohort_id_mix2(cohort_id_mix1(h))), (cohort_id_mix2(cohort_id_mix1(h))) // 8589934592::HUGEINT);
+
+-- The bytes spelled by a hex string.
+CREATE OR REPLACE MACRO cohort_id_hex_bytes(hx) AS
+    list_transform(range(0, len(hx), 2),
+        lambda i: (strpos('0123456789ABCDEF', hx[i + 1]) - 1) * 16 + strpos('0123456789ABCDEF', hx[i + 2]) - 1);
+
+-- An unsigned 64-bit value (in a HUGEINT) as the BIGINT with the same bits.
+CREATE OR REPLACE MACRO cohort_id_signed(f) AS
+    CASE WHEN f >= 9223372036854775808::HUGEINT THEN (f - 18446744073709551616::HUGEINT)::BIGINT ELSE f::BIGINT END;
+
+-- The node code of an identifier: FNV-1a over the UTF-8 bytes of `type NUL value`
+-- (read from their hex spelling), then the finalizer, as a signed BIGINT; the same
+-- bits as Cohort's node_code.
+CREATE OR REPLACE MACRO cohort_id_node(id_type, id_value) AS
+    cohort_id_signed(cohort_id_finish(list_reduce(
+        cohort_id_hex_bytes(hex(encode(id_type)) || '00' || hex(encode(id_value))),
+        lambda acc, byte: cohort_id_fnv_step(acc, byte),
+        14695981039346656037::HUGEINT)));
+
+-- A new profile's id: `use_` and the 16 hex digits of the node that names it.
+CREATE OR REPLACE MACRO cohort_id_profile(node) AS
+    'use_' || lpad(lower(hex(CASE WHEN node < 0 THEN (node::HUGEINT + 18446744073709551616::HUGEINT)::UBIGINT ELSE node::UBIGINT END)), 16, '0');
+
+-- The first type (by rank) whose limit merging `prefix` would break, or NULL: counts
+-- the identifiers of every profile the prefix matches plus its new identifiers.
+CREATE OR REPLACE MACRO cohort_id_broken(owner, prefix, limits) AS
+    list_filter(range(len(limits)), lambda ty:
+        len(list_filter(owner, lambda o: o.t = ty AND list_contains(
+            list_transform(list_filter(owner, lambda q: list_contains(list_transform(prefix, lambda x: x.n), q.n)), lambda q: q.p),
+            o.p)))
+        + len(list_filter(prefix, lambda x: x.t = ty AND NOT list_contains(list_transform(owner, lambda o: o.n), x.n)))
+        > limits[ty + 1])[1];
+
+-- How many of the event's identifiers it keeps: the longest prefix that breaks no
+-- limit, at least one.
+CREATE OR REPLACE MACRO cohort_id_kept(owner, ids, limits) AS
+    coalesce(list_max(list_filter(range(1, len(ids) + 1),
+        lambda k: cohort_id_broken(owner, ids[1:k], limits) IS NULL)), 1);
+
+-- The profile the kept identifiers merge into: the oldest one they match, else a new
+-- one keyed by the first identifier and aged `step`.
+CREATE OR REPLACE MACRO cohort_id_target(owner, prefix, step) AS
+    coalesce(
+        list_sort(list_transform(
+            list_filter(owner, lambda o: list_contains(list_transform(prefix, lambda x: x.n), o.n)),
+            lambda o: struct_pack(age := o.age, p := o.p)))[1],
+        struct_pack(age := step::BIGINT, p := prefix[1].n));
+
+-- The state after merging `prefix` into `target`: the matched profiles move into it and
+-- the new identifiers join it.
+CREATE OR REPLACE MACRO cohort_id_merge(owner, prefix, target) AS
+    list_concat(
+        list_transform(owner, lambda o: CASE
+            WHEN list_contains(list_transform(list_filter(owner, lambda q: list_contains(list_transform(prefix, lambda x: x.n), q.n)), lambda q: q.p), o.p)
+            THEN struct_pack(n := o.n, t := o.t, p := target.p, age := target.age)
+            ELSE o END),
+        list_transform(
+            list_filter(prefix, lambda x: NOT list_contains(list_transform(owner, lambda o: o.n), x.n)),
+            lambda x: struct_pack(n := x.n, t := x.t, p := target.p, age := target.age)));
+
+DROP TABLE IF EXISTS id_types;
+
+DROP TABLE IF EXISTS id_nodes;
+
+DROP TABLE IF EXISTS id_edges;
+
+DROP TABLE IF EXISTS id_adjacency;
+
+DROP TABLE IF EXISTS id_violating;
+
+DROP TABLE IF EXISTS id_replay_events;
+
+DROP TABLE IF EXISTS id_replayed;
+
+DROP TABLE IF EXISTS id_dropped;
+
+DROP TABLE IF EXISTS id_node_keys;
+
+DROP TABLE IF EXISTS id_keyed;
+
+DROP TABLE IF EXISTS id_profile_ids;
+
+DROP TABLE IF EXISTS id_replay_state;
+
+DROP TABLE IF EXISTS id_components;
+
+DROP TABLE IF EXISTS id_identities;
+
+DROP TABLE IF EXISTS id_event_profiles;
+
+DROP TABLE IF EXISTS id_violations;
+
+-- The identifier types: rank (0 = highest priority), limit per profile, and the detail
+-- an identifier dropped for breaking the limit records.
+CREATE TABLE id_types (id_type text, rank integer, id_limit bigint, limit_detail text);
+
+INSERT INTO id_types VALUES ('user_id', 0, 1, 'keeping it would put more than 1 user_id on one profile'), ('email', 1, 5, 'keeping it would put more than 5 email on one profile'), ('anonymous_id', 2, 5, 'keeping it would put more than 5 anonymous_id on one profile');
+
+-- Every usable identifier once.
+CREATE TABLE id_nodes AS
+SELECT node, id_type, MIN(id_value) AS id_value, MIN(rank) AS rank
+FROM id_occurrences
+WHERE violation IS NULL
+GROUP BY node, id_type;
+
+-- The graph: an event links every usable identifier it carries to its smallest node.
+CREATE TABLE id_edges AS
+WITH usable AS (
+    SELECT message_id, node FROM id_occurrences WHERE violation IS NULL
+),
+hubs AS (
+    SELECT message_id, MIN(node) AS hub FROM usable GROUP BY message_id
+)
+SELECT DISTINCT h.hub AS a, u.node AS b
+FROM usable u
+JOIN hubs h ON u.message_id = h.message_id
+WHERE u.node <> h.hub;
+
+CREATE TABLE id_adjacency AS
+SELECT a AS node, b AS nbr FROM id_edges
+UNION ALL
+SELECT b AS node, a AS nbr FROM id_edges;
+
+-- Min-label propagation as a recursive CTE keyed by node: every identifier starts
+-- with its own node as label; each iteration, the neighbours of the identifiers whose
+-- label dropped in the previous iteration take the smaller label. Labels only
+-- decrease. Loop condition: the recursion ends after an iteration in which no label
+-- decreased; then both ends of every edge carry the same label, so each component
+-- carries one label, its smallest node.
+CREATE TABLE id_components AS
+WITH RECURSIVE labels(node, component) USING KEY (node) AS (
+    SELECT node, node FROM id_nodes
+    UNION
+    SELECT a.node, MIN(l.component) AS component
+    FROM labels l
+    JOIN id_adjacency a ON a.nbr = l.node
+    JOIN recurring.labels cur ON cur.node = a.node
+    GROUP BY a.node, cur.component
+    HAVING MIN(l.component) < cur.component
+)
+SELECT node, component FROM labels;
+
+-- Components holding more values of some type than its limit: only these are replayed.
+CREATE TABLE id_violating AS
+SELECT DISTINCT component
+FROM (
+    SELECT c.component, n.id_type, t.id_limit, COUNT(*) AS n_values
+    FROM id_components c
+    JOIN id_nodes n ON c.node = n.node
+    JOIN id_types t ON n.id_type = t.id_type
+    GROUP BY c.component, n.id_type, t.id_limit
+) AS per_type
+WHERE n_values > id_limit;
+
+-- The events of violating components, numbered in the order the sequential rule takes
+-- them, (timestamp, message_id), each with its identifiers by priority, then value.
+CREATE TABLE id_replay_events AS
+SELECT c.component, o.message_id, o.timestamp,
+       ROW_NUMBER() OVER (PARTITION BY c.component ORDER BY o.timestamp, o.message_id) AS seq,
+       list(struct_pack(n := o.node, t := o.rank) ORDER BY o.rank, o.id_value) AS ids
+FROM id_occurrences o
+JOIN id_components c ON o.node = c.node
+JOIN id_violating v ON c.component = v.component
+WHERE o.violation IS NULL
+GROUP BY c.component, o.message_id, o.timestamp;
+
+-- Segment's sequential rule, one event per iteration for every violating component
+-- at once, keyed by component: `owner` is the component's state (identifier ->
+-- profile key, the node that started the profile, and the profile's age), `dropped`
+-- the identifiers limits dropped so far. An event keeps the longest prefix of its
+-- identifiers that breaks no limit (at least one) and merges it into the oldest
+-- profile it matches, or starts a profile. Loop condition: the recursion ends when no
+-- component has an event numbered seq + 1, i.e. after each component's last event.
+CREATE TABLE id_replay_state AS
+WITH RECURSIVE rp(component, seq, owner, dropped) USING KEY (component) AS (
+    SELECT component, 0::BIGINT,
+           []::STRUCT(n BIGINT, t INTEGER, p BIGINT, age BIGINT)[],
+           []::STRUCT(message_id VARCHAR, ts TIMESTAMPTZ, n BIGINT, broken INTEGER)[]
+    FROM id_violating
+    UNION
+    SELECT component, seq,
+           cohort_id_merge(owner, ids[1:kept], cohort_id_target(owner, ids[1:kept], seq)),
+           list_concat(dropped, list_transform(range(kept + 1, len(ids) + 1),
+               lambda j: struct_pack(message_id := message_id, ts := "timestamp", n := ids[j].n,
+                                     broken := cohort_id_broken(owner, ids[1:j], [1, 5, 5]::BIGINT[]))))
+    FROM (
+        SELECT r.component, e.seq, r.owner, r.dropped, e.ids, e.message_id, e."timestamp",
+               cohort_id_kept(r.owner, e.ids, [1, 5, 5]::BIGINT[]) AS kept
+        FROM rp r
+        JOIN id_replay_events e ON e.component = r.component AND e.seq = r.seq + 1
+    ) AS step
+)
+SELECT component, owner, dropped FROM rp;
+
+CREATE TABLE id_replayed AS
+SELECT o.n AS node, o.t AS rank, o.p AS profile_key
+FROM (SELECT unnest(owner) AS o FROM id_replay_state) AS s;
+
+CREATE TABLE id_dropped AS
+SELECT d.message_id, d.ts AS timestamp, d.n AS node, d.broken
+FROM (SELECT unnest(dropped) AS d FROM id_replay_state) AS s;
+
+-- Each identifier's profile key: its component, or inside a violating component the
+-- profile the replay put it in (identifiers dropped everywhere get none).
+CREATE TABLE id_node_keys AS
+SELECT c.node,
+       CASE WHEN v.component IS NULL THEN c.component ELSE r.profile_key END AS profile_key
+FROM id_components c
+LEFT JOIN id_violating v ON c.component = v.component
+LEFT JOIN id_replayed r ON c.node = r.node
+WHERE v.component IS NULL OR r.node IS NOT NULL;
+
+-- Identifiers with their profile key and when they were seen, counting only the events
+-- that kept them.
+CREATE TABLE id_keyed AS
+SELECT k.profile_key, o.node, o.id_type,
+       MIN(o.id_value) AS id_value,
+       MIN(o.rank) AS rank,
+       MIN(o.timestamp) AS first_seen,
+       MAX(o.timestamp) AS last_seen
+FROM id_occurrences o
+JOIN id_node_keys k ON o.node = k.node
+LEFT JOIN id_dropped d ON o.message_id = d.message_id AND o.node = d.node
+WHERE o.violation IS NULL AND d.node IS NULL
+GROUP BY k.profile_key, o.node, o.id_type;
+
+-- Every profile is named after its earliest identifier (first seen, then priority,
+-- type, value), so a rebuild gives the same ids.
+CREATE TABLE id_profile_ids AS
+SELECT profile_key, cohort_id_profile(node) AS profile_id
+FROM (
+    SELECT profile_key, node,
+           ROW_NUMBER() OVER (
+               PARTITION BY profile_key
+               ORDER BY first_seen, rank, id_type, id_value
+           ) AS rn
+    FROM id_keyed
+) AS ranked
+WHERE rn = 1;
+
+-- The published `identities`.
+CREATE TABLE id_identities AS
+SELECT p.profile_id, k.id_type, k.id_value, k.first_seen, k.last_seen
+FROM id_keyed k
+JOIN id_profile_ids p ON k.profile_key = p.profile_key;
+
+-- Every event's profile: that of its highest-priority usable identifier.
+CREATE TABLE id_event_profiles AS
+SELECT t.message_id, p.profile_id
+FROM (
+    SELECT message_id, node,
+           ROW_NUMBER() OVER (PARTITION BY message_id ORDER BY rank, id_value) AS rn
+    FROM id_occurrences
+    WHERE violation IS NULL
+) AS t
+JOIN id_node_keys k ON t.node = k.node
+JOIN id_profile_ids p ON k.profile_key = p.profile_key
+WHERE t.rn = 1;
+
+-- The published `identity_violations`: blocked identifiers and limit drops.
+CREATE TABLE id_violations AS
+SELECT o.message_id, o.timestamp, o.id_type, LEFT(o.id_value, 1000) AS id_value,
+       o.violation AS rule, o.violation_detail AS detail, e.profile_id
+FROM id_occurrences o
+LEFT JOIN id_event_profiles e ON o.message_id = e.message_id
+WHERE o.violation IS NOT NULL
+UNION ALL
+SELECT d.message_id, d.timestamp, n.id_type, n.id_value,
+       'limit' AS rule, t.limit_detail AS detail, e.profile_id
+FROM id_dropped d
+JOIN id_nodes n ON d.node = n.node
+JOIN id_types t ON d.broken = t.rank
+LEFT JOIN id_event_profiles e ON d.message_id = e.message_id;
+
+DROP TABLE IF EXISTS id_types;
+
+DROP TABLE IF EXISTS id_nodes;
+
+DROP TABLE IF EXISTS id_edges;
+
+DROP TABLE IF EXISTS id_adjacency;
+
+DROP TABLE IF EXISTS id_violating;
+
+DROP TABLE IF EXISTS id_replay_events;
+
+DROP TABLE IF EXISTS id_replayed;
+
+DROP TABLE IF EXISTS id_dropped;
+
+DROP TABLE IF EXISTS id_node_keys;
+
+DROP TABLE IF EXISTS id_keyed;
+
+DROP TABLE IF EXISTS id_profile_ids;
+
+DROP TABLE IF EXISTS id_replay_state;
+
