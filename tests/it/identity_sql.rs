@@ -123,7 +123,7 @@ fn sql_tables(
     dialect: SqlDialect,
     rules: &ResolvedRules,
     occ: &Path,
-    pg: Option<&PgServer>,
+    pg: Option<String>,
 ) -> BTreeMap<String, Rows> {
     let mut stmts = sql_identity::functions(dialect).unwrap();
     stmts.extend(sql_identity::statements(dialect, &rules.types).unwrap());
@@ -140,8 +140,8 @@ fn sql_tables(
         .arg(occ)
         .arg(&stmts_path)
         .arg(&out_path);
-    if let Some(pg) = pg {
-        cmd.arg(pg.dsn());
+    if let Some(dsn) = pg {
+        cmd.arg(dsn);
     }
     let o = cmd.output().unwrap();
     assert!(
@@ -200,17 +200,26 @@ async fn check(evs: &[Ev], types: &Types, pg: &PgServer, expect_violations: bool
     let want = engine_tables(&ctx, &rules, &occ).await;
     if expect_violations {
         assert!(
-            want["id_violations"]
-                .iter()
-                .any(|r| r[4] == Value::from("limit")),
+            want["id_violations"].iter().any(|r| r[4] == "limit"),
             "the random cases should break limits"
         );
     }
     let duck = sql_tables(dir.path(), SqlDialect::DuckDb, &rules, &occ, None);
     compare("duckdb", &want, &duck);
-    // A fresh database per check: the script creates and drops its own tables.
-    pg.psql("DROP SCHEMA public CASCADE; CREATE SCHEMA public");
-    let post = sql_tables(dir.path(), SqlDialect::Postgres, &rules, &occ, Some(pg));
+    // A fresh database per check whose default collation is not byte order (ICU en-US sorts
+    // `a` before `B`), so the script must order strings as the engine does on its own.
+    pg.psql("DROP DATABASE IF EXISTS ids");
+    pg.psql(
+        "CREATE DATABASE ids TEMPLATE template0 ENCODING 'UTF8' LOCALE_PROVIDER icu \
+         ICU_LOCALE 'en-US' LOCALE 'C'",
+    );
+    let post = sql_tables(
+        dir.path(),
+        SqlDialect::Postgres,
+        &rules,
+        &occ,
+        Some(pg.dsn_for("ids")),
+    );
     compare("postgres", &want, &post);
     if std::env::var("COHORT_KEEP_TEST_DIRS").is_ok() {
         let _ = dir.keep();
@@ -220,6 +229,38 @@ async fn check(evs: &[Ev], types: &Types, pg: &PgServer, expect_violations: bool
 fn random_events(seed: u64, cases: usize) -> Vec<Ev> {
     let mut rng = Rng(seed);
     (0..cases).flat_map(|c| random_case(&mut rng, c)).collect()
+}
+
+/// Spells identifiers and message ids so that byte order and a natural-language collation
+/// disagree (upper case, punctuation) and node codes hash non-ASCII UTF-8; a value is always
+/// respelled the same way, so the events still link.
+fn respelled(evs: Vec<Ev>) -> Vec<Ev> {
+    let spell = |v: Option<String>| {
+        v.map(|v| {
+            if !v.starts_with('c') {
+                return v;
+            }
+            match v.bytes().last().unwrap_or(b'0') % 4 {
+                0 => v.to_uppercase(),
+                1 => format!("{v}-\u{e9}t\u{e9}"),
+                2 => format!("_{v}\u{1f642}"),
+                _ => format!("{v}'q"),
+            }
+        })
+    };
+    evs.into_iter()
+        .enumerate()
+        .map(|(i, e)| Ev {
+            message_id: match i % 3 {
+                0 => e.message_id.to_uppercase(),
+                1 => format!("_{}", e.message_id),
+                _ => e.message_id,
+            },
+            user_id: spell(e.user_id),
+            anonymous_id: spell(e.anonymous_id),
+            ..e
+        })
+        .collect()
 }
 
 #[tokio::test]
@@ -245,6 +286,14 @@ async fn random_event_sets_resolve_identically_in_duckdb_and_postgres() {
     check(
         &random_events(0x0bad_cafe, 400),
         &vec![("anonymous_id", 3), ("email", 1), ("user_id", 1)],
+        &pg,
+        true,
+    )
+    .await;
+    // Mixed case, punctuation and non-ASCII identifiers and message ids.
+    check(
+        &respelled(random_events(0x7777, 400)),
+        &vec![("user_id", 1), ("email", 2), ("anonymous_id", 2)],
         &pg,
         true,
     )

@@ -189,6 +189,14 @@ impl PgServer {
         )
     }
 
+    /// A libpq connection string for database `db` as the `postgres` user.
+    pub fn dsn_for(&self, db: &str) -> String {
+        format!(
+            "host=127.0.0.1 port={} user=postgres dbname={db}",
+            self.port
+        )
+    }
+
     /// Runs `sql` through psql (stop at the first error); returns its stdout, unaligned and
     /// tuples only (`|`-separated columns).
     pub fn psql(&self, sql: &str) -> String {
