@@ -90,6 +90,7 @@ async fn engine_tables(
     ctx: &SessionContext,
     rules: &ResolvedRules,
     occ: &Path,
+    queries: &[(&str, &str)],
 ) -> BTreeMap<String, Rows> {
     let (stats, _) = resolve_events(ctx, rules, false, None).await.unwrap();
     let _ = stats;
@@ -110,7 +111,7 @@ async fn engine_tables(
     }
     w.close().unwrap();
     let mut out = BTreeMap::new();
-    for (name, q) in ENGINE_QUERIES {
+    for (name, q) in queries {
         let b = ctx.sql(q).await.unwrap().collect().await.unwrap();
         out.insert(name.to_string(), sorted(rows_of(&b)));
     }
@@ -197,7 +198,7 @@ async fn check(evs: &[Ev], types: &Types, pg: &PgServer, expect_violations: bool
         eprintln!("identity_sql: keeping {}", dir.path().display());
     }
     let occ = dir.path().join("occurrences.parquet");
-    let want = engine_tables(&ctx, &rules, &occ).await;
+    let want = engine_tables(&ctx, &rules, &occ, &ENGINE_QUERIES).await;
     if expect_violations {
         assert!(
             want["id_violations"].iter().any(|r| r[4] == "limit"),
@@ -306,6 +307,65 @@ async fn random_event_sets_resolve_identically_in_duckdb_and_postgres() {
         false,
     )
     .await;
+}
+
+/// A generated space (the `events` preset) through a real run: the SQL in both engines, on
+/// the occurrences of the run's events, gives the tables the run published.
+#[tokio::test]
+async fn a_real_run_publishes_what_the_sql_computes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    common::generate(cohort::spec::Preset::Events, 4_000, 21, &data).await;
+    let dir = tmp.path().join("space");
+    let url = data.to_str().unwrap();
+    common::write_space(&dir, "idsql", &[("web", "events", url)], "./out");
+    let space = common::load(&dir).await;
+    let as_of = common::gen_end();
+    let opts = cohort::engine::RunOptions {
+        as_of: Some(as_of),
+        ..Default::default()
+    };
+    cohort::engine::run(&space, &opts, &cohort::engine::Quiet)
+        .await
+        .unwrap();
+    // The run's events and published tables; the stage again only to read its occurrences
+    // (and its event profiles, which are not published).
+    let ctx = cohort::engine::query_session(&space, as_of).await.unwrap();
+    let rules = ResolvedRules::from_spec(&space.identity);
+    let occ = tmp.path().join("occurrences.parquet");
+    let published = [
+        (
+            "id_components",
+            "SELECT node, component FROM identity_graph",
+        ),
+        (
+            "id_identities",
+            "SELECT profile_id, id_type, id_value, CAST(first_seen AS BIGINT), \
+             CAST(last_seen AS BIGINT) FROM identities",
+        ),
+        (
+            "id_event_profiles",
+            "SELECT message_id, profile_id FROM id_event_profiles",
+        ),
+        (
+            "id_violations",
+            "SELECT message_id, CAST(timestamp AS BIGINT), id_type, id_value, rule, detail, \
+             profile_id FROM identity_violations",
+        ),
+    ];
+    let want = engine_tables(&ctx, &rules, &occ, &published).await;
+    assert!(want["id_identities"].len() > 100, "a real data set");
+    let duck = sql_tables(tmp.path(), SqlDialect::DuckDb, &rules, &occ, None);
+    compare("duckdb", &want, &duck);
+    let pg = PgServer::start();
+    let post = sql_tables(
+        tmp.path(),
+        SqlDialect::Postgres,
+        &rules,
+        &occ,
+        Some(pg.dsn()),
+    );
+    compare("postgres", &want, &post);
 }
 
 /// The DuckDB script for a fixed rule set, against `tests/it/snapshots/identity_duckdb.sql`
