@@ -195,45 +195,37 @@ fn duckdb_functions() -> Vec<String> {
          CREATE OR REPLACE MACRO cohort_id_profile(node) AS\n\
          \x20   'use_' || lpad(lower(hex(CASE WHEN node < 0 THEN (node::HUGEINT + 18446744073709551616::HUGEINT)::UBIGINT ELSE node::UBIGINT END)), 16, '0')"
             .to_string(),
-        // Replay helpers over a component's state `owner`, a list of
-        // STRUCT(n node, t rank, p profile key, age profile's creation step), and an event's
-        // identifiers as a list of STRUCT(n, t) sorted by (rank, value).
-        "-- The first type (by rank) whose limit merging `prefix` would break, or NULL: counts\n\
-         -- the identifiers of every profile the prefix matches plus its new identifiers.\n\
-         CREATE OR REPLACE MACRO cohort_id_broken(owner, prefix, limits) AS\n\
-         \x20   list_filter(range(len(limits)), lambda ty:\n\
-         \x20       len(list_filter(owner, lambda o: o.t = ty AND list_contains(\n\
-         \x20           list_transform(list_filter(owner, lambda q: list_contains(list_transform(prefix, lambda x: x.n), q.n)), lambda q: q.p),\n\
-         \x20           o.p)))\n\
-         \x20       + len(list_filter(prefix, lambda x: x.t = ty AND NOT list_contains(list_transform(owner, lambda o: o.n), x.n)))\n\
-         \x20       > limits[ty + 1])[1]"
+        // Replay helpers (see the replay statement in `statements`).
+        r#"-- The distinct profiles an event's identifiers `io` match (STRUCT(n, t, p) each, p = the
+-- profile the identifier already belongs to, or NULL).
+CREATE OR REPLACE MACRO cohort_id_matched(io) AS
+    list_distinct(list_filter(list_transform(io, lambda x: x.p), lambda p: p IS NOT NULL))"#
             .to_string(),
-        "-- How many of the event's identifiers it keeps: the longest prefix that breaks no\n\
-         -- limit, at least one.\n\
-         CREATE OR REPLACE MACRO cohort_id_kept(owner, ids, limits) AS\n\
-         \x20   coalesce(list_max(list_filter(range(1, len(ids) + 1),\n\
-         \x20       lambda k: cohort_id_broken(owner, ids[1:k], limits) IS NULL)), 1)"
+        r#"-- The first type (by rank) whose limit merging `io` would break, or NULL: the values per type
+-- of every profile `io` matches (from `profs`, STRUCT(p, age, c counts per rank)) plus its
+-- identifiers that belong to no profile yet.
+CREATE OR REPLACE MACRO cohort_id_broken(profs, io, limits) AS
+    list_filter(range(len(limits)), lambda ty:
+        coalesce(list_sum(list_transform(
+            list_filter(profs, lambda q: list_contains(list_transform(io, lambda x: x.p), q.p)),
+            lambda q: q.c[ty + 1])), 0)
+        + len(list_filter(io, lambda x: x.p IS NULL AND x.t = ty))
+        > limits[ty + 1])[1]"#
             .to_string(),
-        "-- The profile the kept identifiers merge into: the oldest one they match, else a new\n\
-         -- one keyed by the first identifier and aged `step`.\n\
-         CREATE OR REPLACE MACRO cohort_id_target(owner, prefix, step) AS\n\
-         \x20   coalesce(\n\
-         \x20       list_sort(list_transform(\n\
-         \x20           list_filter(owner, lambda o: list_contains(list_transform(prefix, lambda x: x.n), o.n)),\n\
-         \x20           lambda o: struct_pack(age := o.age, p := o.p)))[1],\n\
-         \x20       struct_pack(age := step::BIGINT, p := prefix[1].n))"
+        r#"-- How many of the event's identifiers it keeps: the longest prefix that breaks no limit, at
+-- least one (breaking is monotone in the prefix).
+CREATE OR REPLACE MACRO cohort_id_kept(profs, io, limits) AS
+    coalesce(list_max(list_filter(range(1, len(io) + 1),
+        lambda k: cohort_id_broken(profs, io[1:k], limits) IS NULL)), 1)"#
             .to_string(),
-        "-- The state after merging `prefix` into `target`: the matched profiles move into it and\n\
-         -- the new identifiers join it.\n\
-         CREATE OR REPLACE MACRO cohort_id_merge(owner, prefix, target) AS\n\
-         \x20   list_concat(\n\
-         \x20       list_transform(owner, lambda o: CASE\n\
-         \x20           WHEN list_contains(list_transform(list_filter(owner, lambda q: list_contains(list_transform(prefix, lambda x: x.n), q.n)), lambda q: q.p), o.p)\n\
-         \x20           THEN struct_pack(n := o.n, t := o.t, p := target.p, age := target.age)\n\
-         \x20           ELSE o END),\n\
-         \x20       list_transform(\n\
-         \x20           list_filter(prefix, lambda x: NOT list_contains(list_transform(owner, lambda o: o.n), x.n)),\n\
-         \x20           lambda x: struct_pack(n := x.n, t := x.t, p := target.p, age := target.age)))"
+        r#"-- The profile the kept identifiers merge into: the oldest one they match, else a new one
+-- keyed by the first identifier and aged `step`.
+CREATE OR REPLACE MACRO cohort_id_target(profs, io, step) AS
+    coalesce(
+        list_sort(list_transform(
+            list_filter(profs, lambda q: list_contains(list_transform(io, lambda x: x.p), q.p)),
+            lambda q: struct_pack(age := q.age, p := q.p)))[1],
+        struct_pack(age := step::BIGINT, p := io[1].n))"#
             .to_string(),
     ]
 }
@@ -496,35 +488,57 @@ pub fn statements(dialect: SqlDialect, types: &[IdType]) -> Result<Vec<String>> 
                 .collect::<Vec<_>>()
                 .join(", ")
         );
-        out.push(format!(
-            "-- Segment's sequential rule, one event per iteration for every violating component\n\
-             -- at once, keyed by component: `owner` is the component's state (identifier ->\n\
-             -- profile key, the node that started the profile, and the profile's age), `dropped`\n\
-             -- the identifiers limits dropped so far. An event keeps the longest prefix of its\n\
-             -- identifiers that breaks no limit (at least one) and merges it into the oldest\n\
-             -- profile it matches, or starts a profile. Loop condition: the recursion ends when no\n\
-             -- component has an event numbered seq + 1, i.e. after each component's last event.\n\
-             CREATE TABLE id_replay_state AS\n\
-             WITH RECURSIVE rp(component, seq, owner, dropped) USING KEY (component) AS (\n\
-             \x20   SELECT component, 0::BIGINT,\n\
-             \x20          []::STRUCT(n BIGINT, t INTEGER, p BIGINT, age BIGINT)[],\n\
-             \x20          []::STRUCT(message_id VARCHAR, ts TIMESTAMPTZ, n BIGINT, broken INTEGER)[]\n\
-             \x20   FROM id_violating\n\
-             \x20   UNION\n\
-             \x20   SELECT component, seq,\n\
-             \x20          cohort_id_merge(owner, ids[1:kept], cohort_id_target(owner, ids[1:kept], seq)),\n\
-             \x20          list_concat(dropped, list_transform(range(kept + 1, len(ids) + 1),\n\
-             \x20              lambda j: struct_pack(message_id := message_id, ts := \"timestamp\", n := ids[j].n,\n\
-             \x20                                    broken := cohort_id_broken(owner, ids[1:j], {limits_sql}))))\n\
-             \x20   FROM (\n\
-             \x20       SELECT r.component, e.seq, r.owner, r.dropped, e.ids, e.message_id, e.\"timestamp\",\n\
-             \x20              cohort_id_kept(r.owner, e.ids, {limits_sql}) AS kept\n\
-             \x20       FROM rp r\n\
-             \x20       JOIN id_replay_events e ON e.component = r.component AND e.seq = r.seq + 1\n\
-             \x20   ) AS step\n\
-             )\n\
-             SELECT component, owner, dropped FROM rp"
-        ));
+        out.push(
+            r#"-- Segment's sequential rule, one event per iteration for every violating component at
+-- once, keyed by component. The state: `owner` (identifier -> profile key, the node that
+-- started the profile), `profs` (each profile's key, age = the step that created it, and
+-- values per rank) and `dropped` (the identifiers limits dropped so far). An event's
+-- identifiers (sorted by rank, value) first learn their current profile (`io`); the event
+-- keeps the longest prefix that breaks no limit (at least one), merges it into the oldest
+-- profile it matches or starts a profile, and records each later identifier as dropped with
+-- the limit its prefix broke. Loop condition: the recursion ends when no component has an
+-- event numbered seq + 1, i.e. after each component's last event. Each step costs time in
+-- proportion to the component's state, so a component of E events costs O(E^2).
+CREATE TABLE id_replay_state AS
+WITH RECURSIVE rp(component, seq, owner, profs, dropped) USING KEY (component) AS (
+    SELECT component, 0::BIGINT,
+           []::STRUCT(n BIGINT, t INTEGER, p BIGINT)[],
+           []::STRUCT(p BIGINT, age BIGINT, c BIGINT[])[],
+           []::STRUCT(message_id VARCHAR, ts TIMESTAMPTZ, n BIGINT, broken INTEGER)[]
+    FROM id_violating
+    UNION
+    SELECT component, seq,
+           list_concat(
+               list_transform(owner, lambda o: CASE WHEN list_contains(matched, o.p)
+                   THEN struct_pack(n := o.n, t := o.t, p := target.p) ELSE o END),
+               list_transform(list_filter(io[1:kept], lambda x: x.p IS NULL),
+                   lambda x: struct_pack(n := x.n, t := x.t, p := target.p))),
+           list_concat(
+               list_filter(profs, lambda q: NOT list_contains(matched, q.p)),
+               [struct_pack(p := target.p, age := target.age, c := list_transform(range(len(LIMITS)), lambda ty:
+                   coalesce(list_sum(list_transform(list_filter(profs, lambda q: list_contains(matched, q.p)), lambda q: q.c[ty + 1])), 0)
+                   + len(list_filter(io[1:kept], lambda x: x.p IS NULL AND x.t = ty))))]),
+           list_concat(dropped, list_transform(range(kept + 1, len(io) + 1),
+               lambda j: struct_pack(message_id := message_id, ts := "timestamp", n := io[j].n,
+                                     broken := cohort_id_broken(profs, io[1:j], LIMITS))))
+    FROM (
+        SELECT *, cohort_id_matched(io[1:kept]) AS matched,
+               cohort_id_target(profs, io[1:kept], seq) AS target
+        FROM (
+            SELECT *, cohort_id_kept(profs, io, LIMITS) AS kept
+            FROM (
+                SELECT r.component, e.seq, r.owner, r.profs, r.dropped, e.message_id, e."timestamp",
+                       list_transform(e.ids, lambda x: struct_pack(n := x.n, t := x.t,
+                           p := list_filter(r.owner, lambda o: o.n = x.n)[1].p)) AS io
+                FROM rp r
+                JOIN id_replay_events e ON e.component = r.component AND e.seq = r.seq + 1
+            ) AS step_owned
+        ) AS step_kept
+    ) AS step
+)
+SELECT component, owner, dropped FROM rp"#
+                .replace("LIMITS", &limits_sql),
+        );
         out.push(
             "CREATE TABLE id_replayed AS\n\
              SELECT o.n AS node, o.t AS rank, o.p AS profile_key\n\
