@@ -124,7 +124,7 @@ fn main() {
         .build()
         .expect("tokio runtime");
 
-    reset_peak();
+    common::reset_peak();
     let t = Instant::now();
     let graph = Graph::build(args.edges, args.seed);
     let build_secs = t.elapsed().as_secs_f64();
@@ -141,10 +141,10 @@ fn main() {
     let (table, batches) = graph.into_table();
     mem("graph");
 
-    let rss_before = rss_mb().1;
-    reset_peak();
+    let rss_before = common::rss_mb().1;
+    common::reset_peak();
     let uf = union_find(&batches);
-    let (peak, rss) = rss_mb();
+    let (peak, rss) = common::rss_mb();
     println!(
         "union_find secs={:.2} dictionary_secs={:.2} union_secs={:.2} edges_per_sec={:.0} nodes={} components={} rss_before_mb={rss_before} peak_rss_mb={peak} rss_mb={rss}",
         uf.dict_secs + uf.union_secs,
@@ -160,8 +160,8 @@ fn main() {
             None => "none".to_string(),
             Some(b) => format!("{}GB", b >> 30),
         };
-        let rss_before = rss_mb().1;
-        reset_peak();
+        let rss_before = common::rss_mb().1;
+        common::reset_peak();
         let ctx = new_session(&SessionOptions {
             memory_limit: *limit,
             spill_dir: None,
@@ -170,7 +170,7 @@ fn main() {
         let t = Instant::now();
         let result = rt.block_on(connected_components(&ctx, table.clone(), args.seed));
         let secs = t.elapsed().as_secs_f64();
-        let (peak, rss) = rss_mb();
+        let (peak, rss) = common::rss_mb();
         let (labels, stats) = match result {
             Ok(r) => r,
             Err(e) => {
@@ -271,13 +271,13 @@ async fn hub_run(ids: u64) {
     )
     .expect("register events");
     let rules = ResolvedRules::from_spec(&IdentityRules::segment_defaults());
-    reset_peak();
+    common::reset_peak();
     let t = Instant::now();
     let (stats, _) = resolve_events(&ctx, &rules, false, None)
         .await
         .expect("hub resolution");
     let secs = t.elapsed().as_secs_f64();
-    let (peak, _) = rss_mb();
+    let (peak, _) = common::rss_mb();
     let largest: Vec<String> = stats
         .largest_components
         .iter()
@@ -586,7 +586,7 @@ async fn generator_run(events: u64) {
         as_of: Some(GenerateOptions::default().end),
         ..Default::default()
     };
-    reset_peak();
+    common::reset_peak();
     let t = Instant::now();
     let report = cohort::engine::run(&space, &run_opts, &Quiet)
         .await
@@ -607,7 +607,7 @@ async fn generator_run(events: u64) {
             .map(|(s, ms)| format!("{s}:{ms}ms"))
             .collect::<Vec<_>>()
             .join(","),
-        rss_mb().0,
+        common::rss_mb().0,
     );
     let Some(id) = &rec.identity else {
         println!("identity none");
@@ -642,25 +642,7 @@ fn join(v: &[u64]) -> String {
     v.iter().map(u64::to_string).collect::<Vec<_>>().join(",")
 }
 
-/// `(VmHWM, VmRSS)` in MB, 0 when unknown.
-fn rss_mb() -> (u64, u64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .map_or(0, |kb| kb / 1024)
-    };
-    (field("VmHWM:"), field("VmRSS:"))
-}
-
-/// Resets VmHWM to the current RSS (Linux 4.0+), so the next reading is this phase's peak.
-fn reset_peak() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
-}
-
 fn mem(phase: &str) {
-    let (peak, rss) = rss_mb();
+    let (peak, rss) = common::rss_mb();
     println!("mem phase={phase} peak_rss_mb={peak} rss_mb={rss}");
 }

@@ -70,31 +70,19 @@ fn parse_args() -> Args {
     args
 }
 
-/// VmHWM in MB (0 when unknown).
-fn peak_mb() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb / 1024)
-}
-
-/// Resets VmHWM to the current RSS (Linux 4.0+), so the next reading is this stage's peak.
-fn reset_peak() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
-}
-
 /// Records each stage's peak RSS as the run reports it finished.
 #[derive(Default)]
 struct PeakPerStage(Mutex<Vec<(String, u64)>>);
 
 impl Progress for PeakPerStage {
     fn stage_started(&self, _stage: &str) {
-        reset_peak();
+        common::reset_peak();
     }
     fn stage_finished(&self, stage: &str, _elapsed: Duration) {
-        self.0.lock().unwrap().push((stage.to_string(), peak_mb()));
+        self.0
+            .lock()
+            .unwrap()
+            .push((stage.to_string(), common::rss_mb().0));
     }
 }
 

@@ -181,3 +181,21 @@ pub fn compare(a: &[Option<String>], b: &[Option<String>]) -> Vec<String> {
     }
     out
 }
+
+/// `(VmHWM, VmRSS)` in MB, 0 when unknown.
+pub fn rss_mb() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map_or(0, |kb| kb / 1024)
+    };
+    (field("VmHWM:"), field("VmRSS:"))
+}
+
+/// Resets VmHWM to the current RSS (Linux 4.0+), so the next reading is this phase's peak.
+pub fn reset_peak() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
