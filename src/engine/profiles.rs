@@ -241,6 +241,7 @@ pub async fn run_profiles(
             .to_vec(),
         )?
         .into_unoptimized_plan();
+    super::capture::table(ctx, "profile_events", &pe);
     if let Some(dir) = scratch {
         pe = super::materialize(ctx, pe, &dir.join("profile_events")).await?;
         tracing::debug!("profile events written");
@@ -352,7 +353,9 @@ pub async fn run_profiles(
     // The last run's published `account_links` may be registered (for SQL traits): this run's
     // own links replace it.
     ctx.deregister_table("account_links")?;
-    ctx.register_table("account_links", ctx.sql(ACCOUNT_LINKS).await?.into_view())?;
+    let links = ctx.sql(ACCOUNT_LINKS).await?;
+    super::capture::table(ctx, "account_links", links.logical_plan());
+    ctx.register_table("account_links", links.into_view())?;
     let base = ctx.sql(ACCOUNT_BASE).await?.into_unoptimized_plan();
     let mut taken: BTreeSet<String> = ACCOUNT_COLUMNS.iter().map(|s| s.to_string()).collect();
     taken.extend(
@@ -374,6 +377,7 @@ pub async fn run_profiles(
             col("message_id"),
             col("traits"),
         ])?;
+    super::capture::table(ctx, "account_calls", group_calls.logical_plan());
     ctx.register_table("account_calls", group_calls.clone().into_view())?;
     let account_custom = discover_traits(
         ctx,

@@ -1,0 +1,422 @@
+//! Cohort's plans in another engine's SQL: unparses a plan for DuckDB or PostgreSQL and
+//! rewrites what only Cohort's session has (its functions, its aggregates, the names of the
+//! source scans) into that engine's own SQL, plus the few helper functions a script defines
+//! first ([`prelude`]).
+
+use datafusion::common::Result;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::sql::sqlparser::ast;
+
+use super::unparse::SqlDialect;
+
+/// Statements that define the helpers the rewritten SQL calls, run first.
+pub fn prelude(dialect: SqlDialect) -> Vec<String> {
+    let text: &str = match dialect {
+        SqlDialect::Postgres => include_str!("../../queries/script/prelude_postgres.sql"),
+        _ => include_str!("../../queries/script/prelude_duckdb.sql"),
+    };
+    text.split("\n;\n")
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+/// `plan` as SQL in `dialect`; scans named like the first of a `raw` pair read the second,
+/// and the earlier stage tables `tables` (name, plan) are read by name.
+pub fn plan_sql(
+    plan: &LogicalPlan,
+    dialect: SqlDialect,
+    raw: &[(String, String)],
+    tables: &[(&str, &LogicalPlan)],
+) -> Result<String> {
+    let plan = opaque_views(plan.clone(), tables)?;
+    let mut stmt = super::unparse::plan_statement(&plan, dialect)?;
+    rename_tables(&mut stmt, raw);
+    alias_derived_tables(&mut stmt);
+    rewrite_functions(&mut stmt, dialect);
+    Ok(stmt.to_string())
+}
+
+/// Reads of an earlier stage table stay reads of it: DataFusion inlines a view's plan where it
+/// is scanned (as a subquery aliased by the view's name); the script made the table before,
+/// so the subquery becomes a scan of that table again.
+fn opaque_views(plan: LogicalPlan, tables: &[(&str, &LogicalPlan)]) -> Result<LogicalPlan> {
+    use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+    use datafusion::logical_expr::builder::LogicalTableSource;
+    use datafusion::logical_expr::{LogicalPlanBuilder, SubqueryAlias};
+    plan.transform_down(|p| {
+        if let LogicalPlan::SubqueryAlias(SubqueryAlias { input, alias, .. }) = &p
+            && alias.schema().is_none()
+            && let Some((name, _)) = tables
+                .iter()
+                .find(|(n, t)| *n == alias.table() && *t == input.as_ref())
+        {
+            let source = std::sync::Arc::new(LogicalTableSource::new(std::sync::Arc::new(
+                input.schema().as_arrow().clone(),
+            )));
+            let scan = LogicalPlanBuilder::scan(*name, source, None)?.build()?;
+            return Ok(Transformed::new(scan, true, TreeNodeRecursion::Jump));
+        }
+        Ok(Transformed::no(p))
+    })
+    .map(|t| t.data)
+}
+
+fn rename_tables(stmt: &mut ast::Statement, raw: &[(String, String)]) {
+    // A raw scan `"web"` reads `"web_raw" AS "web"`, so its qualified columns still resolve.
+    rename_in(stmt, raw);
+}
+
+fn rename_in(stmt: &mut ast::Statement, raw: &[(String, String)]) {
+    use std::ops::ControlFlow;
+    struct Renamer<'a>(&'a [(String, String)]);
+    impl ast::VisitorMut for Renamer<'_> {
+        type Break = ();
+        fn post_visit_table_factor(&mut self, t: &mut ast::TableFactor) -> ControlFlow<()> {
+            if let ast::TableFactor::Table { name, alias, .. } = t {
+                let flat = name.to_string().replace('"', "");
+                if let Some((from, to)) = self.0.iter().find(|(from, _)| *from == flat) {
+                    *name = ast::ObjectName::from(vec![ast::Ident::with_quote('"', to.clone())]);
+                    if alias.is_none() {
+                        *alias = Some(ast::TableAlias {
+                            name: ast::Ident::with_quote('"', from.clone()),
+                            columns: vec![],
+                            explicit: true,
+                            at: None,
+                        });
+                    }
+                }
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let _ = ast::VisitMut::visit(stmt, &mut Renamer(raw));
+}
+
+/// SQL text placed into the tree as is (it prints verbatim), in parentheses.
+fn raw_expr(sql: String) -> ast::Expr {
+    ast::Expr::Identifier(ast::Ident::new(format!("({sql})")))
+}
+
+/// The plain arguments of a call, and its `ORDER BY` clause if any.
+fn call_args(f: &ast::Function) -> (Vec<ast::Expr>, Vec<ast::OrderByExpr>) {
+    let mut out = Vec::new();
+    let mut order = Vec::new();
+    if let ast::FunctionArguments::List(list) = &f.args {
+        for a in &list.args {
+            if let ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e)) = a {
+                out.push(e.clone());
+            }
+        }
+        for c in &list.clauses {
+            if let ast::FunctionArgumentClause::OrderBy(o) = c {
+                order = o.clone();
+            }
+        }
+    }
+    (out, order)
+}
+
+/// The text of a string literal argument.
+fn literal(e: &ast::Expr) -> Option<String> {
+    match e {
+        ast::Expr::Value(v) => match &v.value {
+            ast::Value::SingleQuotedString(s) => Some(s.clone()),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+fn sql_string(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// Every key sequence a Segment path may be found under, in the order `cohort_json_get`
+/// tries them: each segment as a key, else a run of segments joined by `_` (a flattened key).
+fn key_sequences(segs: &[&str]) -> Vec<Vec<String>> {
+    if segs.is_empty() {
+        return vec![Vec::new()];
+    }
+    let mut out = Vec::new();
+    for i in 0..segs.len() {
+        let head = segs[..=i].join("_");
+        for mut rest in key_sequences(&segs[i + 1..]) {
+            rest.insert(0, head.clone());
+            out.push(rest);
+        }
+    }
+    out
+}
+
+/// `cohort_json_get(json, 'a.b')` in `dialect`: the value at the first key sequence found,
+/// as text (strings unquoted).
+fn json_get(dialect: SqlDialect, json: &str, path: &str) -> String {
+    let segs: Vec<&str> = path.split('.').collect();
+    let tries: Vec<String> = key_sequences(&segs)
+        .into_iter()
+        .map(|keys| match dialect {
+            SqlDialect::Postgres => {
+                let p = keys
+                    .iter()
+                    .map(|k| format!("\"{}\"", k.replace('\\', "\\\\").replace('"', "\\\"")))
+                    .collect::<Vec<_>>()
+                    .join(",");
+                format!("(({json})::jsonb #>> {})", sql_string(&format!("{{{p}}}")))
+            }
+            _ => {
+                let p = keys
+                    .iter()
+                    .map(|k| format!(".\"{}\"", k.replace('"', "\\\"")))
+                    .collect::<String>();
+                format!("json_extract_string({json}, {})", sql_string(&format!("${p}")))
+            }
+        })
+        .collect();
+    if tries.len() == 1 {
+        tries.into_iter().next().unwrap_or_default()
+    } else {
+        format!("COALESCE({})", tries.join(", "))
+    }
+}
+
+/// Rewrites Cohort's functions (and the DataFusion spellings the dialect lacks) into SQL the
+/// dialect runs; the helpers it calls are defined by [`prelude`].
+fn rewrite_functions(stmt: &mut ast::Statement, dialect: SqlDialect) {
+    use std::ops::ControlFlow;
+    let pg = dialect == SqlDialect::Postgres;
+    let _ = ast::visit_expressions_mut(stmt, |e| {
+        // A field of the parsed-once JSON struct: back to a lookup of the column itself.
+        if let ast::Expr::CompoundIdentifier(parts) = e
+            && parts.len() == 2
+            && let Some(column) = parts[0].value.strip_prefix("__json_")
+        {
+            let j = format!("\"{column}\"");
+            *e = raw_expr(json_get(dialect, &j, &parts[1].value));
+            return ControlFlow::<()>::Continue(());
+        }
+        let ast::Expr::Function(f) = e else {
+            return ControlFlow::Continue(());
+        };
+        let name = f.name.to_string().to_lowercase();
+        let (args, order) = call_args(f);
+        let a: Vec<String> = args.iter().map(|x| x.to_string()).collect();
+        let filter = f
+            .filter
+            .as_ref()
+            .map(|w| format!(" FILTER (WHERE {w})"))
+            .unwrap_or_default();
+        let reversed = || {
+            order
+                .iter()
+                .map(|o| {
+                    let desc = o.options.asc == Some(false);
+                    format!("{} {}", o.expr, if desc { "ASC" } else { "DESC" })
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let forward = || {
+            order
+                .iter()
+                .map(|o| {
+                    let desc = o.options.asc == Some(false);
+                    format!("{} {}", o.expr, if desc { "DESC" } else { "ASC" })
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let new = match name.as_str() {
+            "cohort_json_paths" => Some("NULL".to_string()),
+            "cohort_json_get" if a.len() == 2 => {
+                literal(&args[1]).map(|p| json_get(dialect, &a[0], &p))
+            }
+            "cohort_json_valid" if !pg => Some(format!(
+                "CASE WHEN {0} IS NULL THEN true WHEN json_valid({0}) THEN json_type({0}) = \
+                 'OBJECT' ELSE false END",
+                a[0]
+            )),
+            "cohort_json_object" if a.len() % 2 == 0 => Some(if pg {
+                format!("json_strip_nulls(json_build_object({}))::text", a.join(", "))
+            } else {
+                format!("json_object({})::VARCHAR", a.join(", "))
+            }),
+            "first_value" | "last_value" if !order.is_empty() => {
+                let by = if name == "first_value" {
+                    forward()
+                } else {
+                    reversed()
+                };
+                Some(format!("(array_agg({} ORDER BY {by}){filter})[1]", a[0]))
+            }
+            "cohort_first" | "cohort_last" if a.len() == 3 => {
+                let dir = if name == "cohort_first" { "ASC" } else { "DESC" };
+                Some(format!(
+                    "(array_agg({} ORDER BY {} {dir}, {} {dir}) FILTER (WHERE {} IS NOT NULL{}))[1]",
+                    a[0],
+                    a[1],
+                    a[2],
+                    a[1],
+                    f.filter.as_ref().map(|w| format!(" AND ({w})")).unwrap_or_default()
+                ))
+            }
+            "cohort_mode" if a.len() == 2 => Some(format!(
+                "cohort_mode_pick(array_agg({}){filter}, {})",
+                a[0], a[1]
+            )),
+            "cohort_unique" if a.len() == 1 => Some(format!(
+                "cohort_sorted_distinct(array_agg({}){filter})",
+                a[0]
+            )),
+            "cohort_unique_count" if a.len() == 1 => {
+                Some(format!("count(DISTINCT {}){filter}", a[0]))
+            }
+            "regexp_like" if a.len() == 2 => Some(if pg {
+                format!("{} ~ {}", a[0], a[1])
+            } else {
+                format!("regexp_matches({}, {})", a[0], a[1])
+            }),
+            "btrim" if !pg => Some(format!("trim({})", a.join(", "))),
+            "array_sort" if !a.is_empty() => Some(if pg {
+                format!("cohort_sorted_distinct({})", a[0])
+            } else {
+                format!("list_sort({})", a.join(", "))
+            }),
+            _ => None,
+        };
+        if let Some(sql) = new {
+            *e = raw_expr(sql);
+        }
+        ControlFlow::Continue(())
+    });
+}
+
+/// DataFusion's Unparser writes `SELECT "t"."a" FROM (SELECT ...)`: the derived table keeps
+/// no alias while its readers still name it. Each such derived table gets the one qualifier
+/// its `SELECT` uses.
+fn alias_derived_tables(stmt: &mut ast::Statement) {
+    use std::collections::BTreeSet;
+    use std::ops::ControlFlow;
+    struct Aliaser;
+    fn qualifiers(select: &ast::Select) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        let mut look = |e: &ast::Expr| {
+            let _ = ast::visit_expressions(e, |x| {
+                if let ast::Expr::CompoundIdentifier(p) = x
+                    && p.len() == 2
+                {
+                    out.insert(p[0].value.clone());
+                }
+                ControlFlow::<()>::Continue(())
+            });
+        };
+        for item in &select.projection {
+            match item {
+                ast::SelectItem::UnnamedExpr(e) | ast::SelectItem::ExprWithAlias { expr: e, .. } => {
+                    look(e)
+                }
+                _ => {}
+            }
+        }
+        if let Some(w) = &select.selection {
+            look(w);
+        }
+        if let ast::GroupByExpr::Expressions(es, _) = &select.group_by {
+            for e in es {
+                look(e);
+            }
+        }
+        if let Some(h) = &select.having {
+            look(h);
+        }
+        out
+    }
+    fn fix(body: &mut ast::SetExpr) {
+        match body {
+            ast::SetExpr::Select(select) => {
+                let mut qs = qualifiers(select);
+                // Qualifiers of join conditions count too; names of the FROM's own relations
+                // (and their aliases) are not missing.
+                for t in &select.from {
+                    for j in &t.joins {
+                        let c = match &j.join_operator {
+                            ast::JoinOperator::Join(c)
+                            | ast::JoinOperator::Inner(c)
+                            | ast::JoinOperator::Left(c)
+                            | ast::JoinOperator::LeftOuter(c)
+                            | ast::JoinOperator::Right(c)
+                            | ast::JoinOperator::RightOuter(c)
+                            | ast::JoinOperator::FullOuter(c)
+                            | ast::JoinOperator::LeftSemi(c)
+                            | ast::JoinOperator::LeftAnti(c) => Some(c),
+                            _ => None,
+                        };
+                        if let Some(ast::JoinConstraint::On(e)) = c {
+                            let _ = ast::visit_expressions(e, |x| {
+                                if let ast::Expr::CompoundIdentifier(p) = x
+                                    && p.len() == 2
+                                {
+                                    qs.insert(p[0].value.clone());
+                                }
+                                ControlFlow::<()>::Continue(())
+                            });
+                        }
+                    }
+                }
+                let mut unaliased = 0;
+                for t in &select.from {
+                    for f in std::iter::once(&t.relation).chain(t.joins.iter().map(|j| &j.relation)) {
+                        match f {
+                            ast::TableFactor::Table { name, alias, .. } => {
+                                if let Some(last) = name.0.last().and_then(|p| p.as_ident()) {
+                                    qs.remove(&last.value);
+                                }
+                                if let Some(a) = alias {
+                                    qs.remove(&a.name.value);
+                                }
+                            }
+                            ast::TableFactor::Derived { alias: Some(a), .. } => {
+                                qs.remove(&a.name.value);
+                            }
+                            ast::TableFactor::Derived { alias: None, .. } => unaliased += 1,
+                            _ => {}
+                        }
+                    }
+                }
+                if unaliased == 1 && qs.len() == 1 {
+                    let q = qs.into_iter().next().unwrap_or_default();
+                    for t in &mut select.from {
+                        let factors = std::iter::once(&mut t.relation)
+                            .chain(t.joins.iter_mut().map(|j| &mut j.relation));
+                        for f in factors {
+                            if let ast::TableFactor::Derived { alias, .. } = f
+                                && alias.is_none()
+                            {
+                                *alias = Some(ast::TableAlias {
+                                    explicit: true,
+                                    name: ast::Ident::with_quote('"', q.clone()),
+                                    columns: vec![],
+                                    at: None,
+                                });
+                            }
+                        }
+                    }
+                }
+            }
+            ast::SetExpr::SetOperation { left, right, .. } => {
+                fix(left);
+                fix(right);
+            }
+            ast::SetExpr::Query(q) => fix(&mut q.body),
+            _ => {}
+        }
+    }
+    impl ast::VisitorMut for Aliaser {
+        type Break = ();
+        fn pre_visit_query(&mut self, q: &mut ast::Query) -> ControlFlow<()> {
+            fix(&mut q.body);
+            ControlFlow::Continue(())
+        }
+    }
+    let _ = ast::VisitMut::visit(stmt, &mut Aliaser);
+}
