@@ -29,12 +29,104 @@ pub fn plan_sql(
     raw: &[(String, String)],
     tables: &[(&str, &LogicalPlan)],
 ) -> Result<String> {
-    let plan = opaque_views(plan.clone(), tables)?;
+    let plan = nested_joins_as_subqueries(no_empty_relations(opaque_views(
+        plan.clone(),
+        tables,
+    )?)?)?;
+    if std::env::var("COHORT_SCRIPT_DEBUG").is_ok() {
+        eprintln!("{}", plan.display_indent());
+    }
+    let plan = raw_scans(plan, raw)?;
     let mut stmt = super::unparse::plan_statement(&plan, dialect)?;
-    rename_tables(&mut stmt, raw);
     alias_derived_tables(&mut stmt);
     rewrite_functions(&mut stmt, dialect);
     Ok(stmt.to_string())
+}
+
+/// An empty relation with columns (a first run's "previous" rows) is unparsed as a `SELECT`
+/// of columns from nowhere; it becomes typed nulls filtered out: `SELECT CAST(NULL AS ..)
+/// AS "c", ... WHERE false`.
+fn no_empty_relations(plan: LogicalPlan) -> Result<LogicalPlan> {
+    use datafusion::common::tree_node::{Transformed, TreeNode};
+    use datafusion::logical_expr::{EmptyRelation, LogicalPlanBuilder, cast, lit};
+    use datafusion::common::{DFSchema, ScalarValue};
+    plan.transform_up(|p| {
+        if let LogicalPlan::EmptyRelation(EmptyRelation {
+            produce_one_row: false,
+            schema,
+        }) = &p
+            && !schema.fields().is_empty()
+        {
+            let one = LogicalPlan::EmptyRelation(EmptyRelation {
+                produce_one_row: true,
+                schema: std::sync::Arc::new(DFSchema::empty()),
+            });
+            let columns = schema
+                .fields()
+                .iter()
+                .map(|f| cast(lit(ScalarValue::Null), f.data_type().clone()).alias(f.name()))
+                .collect::<Vec<_>>();
+            let typed = LogicalPlanBuilder::from(one)
+                .filter(lit(false))?
+                .project(columns)?
+                .build()?;
+            return Ok(Transformed::yes(typed));
+        }
+        Ok(Transformed::no(p))
+    })
+    .map(|t| t.data)
+}
+
+/// DataFusion 55's Unparser flattens a join whose input is itself a join into one `FROM`
+/// list, losing which condition belongs to which join, and drops an aggregate that is a
+/// join's input. A projection of every column between the two makes the input a derived
+/// table of its own.
+fn nested_joins_as_subqueries(plan: LogicalPlan) -> Result<LogicalPlan> {
+    use datafusion::common::tree_node::{Transformed, TreeNode};
+    use datafusion::logical_expr::{Expr, Join, Projection};
+    use std::sync::Arc;
+    let wrap = |p: &Arc<LogicalPlan>| -> Result<Option<Arc<LogicalPlan>>> {
+        if !matches!(
+            p.as_ref(),
+            LogicalPlan::Join(_)
+                | LogicalPlan::Aggregate(_)
+                | LogicalPlan::Window(_)
+                | LogicalPlan::Distinct(_)
+                | LogicalPlan::Union(_)
+        ) {
+            return Ok(None);
+        }
+        let columns = p.schema().columns().into_iter().map(Expr::Column).collect();
+        Ok(Some(Arc::new(LogicalPlan::Projection(Projection::try_new(
+            columns,
+            Arc::clone(p),
+        )?))))
+    };
+    plan.transform_up(|p| {
+        if let LogicalPlan::Join(j) = &p {
+            let left = wrap(&j.left)?;
+            let right = wrap(&j.right)?;
+            if left.is_some() || right.is_some() {
+                let j = Join {
+                    left: left.unwrap_or_else(|| Arc::clone(&j.left)),
+                    right: right.unwrap_or_else(|| Arc::clone(&j.right)),
+                    ..j.clone()
+                };
+                return Ok(Transformed::yes(LogicalPlan::Join(j)));
+            }
+        }
+        Ok(Transformed::no(p))
+    })
+    .map(|t| t.data)
+}
+
+/// Whether two plans give the same column names (a view read back is the recorded plan with
+/// the views it reads inlined in turn, so the plans themselves differ).
+fn same_columns(a: &LogicalPlan, b: &LogicalPlan) -> bool {
+    let names = |p: &LogicalPlan| -> Vec<String> {
+        p.schema().fields().iter().map(|f| f.name().clone()).collect()
+    };
+    names(a) == names(b)
 }
 
 /// Reads of an earlier stage table stay reads of it: DataFusion inlines a view's plan where it
@@ -49,7 +141,7 @@ fn opaque_views(plan: LogicalPlan, tables: &[(&str, &LogicalPlan)]) -> Result<Lo
             && alias.schema().is_none()
             && let Some((name, _)) = tables
                 .iter()
-                .find(|(n, t)| *n == alias.table() && *t == input.as_ref())
+                .find(|(n, t)| *n == alias.table() && same_columns(t, input))
         {
             let source = std::sync::Arc::new(LogicalTableSource::new(std::sync::Arc::new(
                 input.schema().as_arrow().clone(),
@@ -62,35 +154,28 @@ fn opaque_views(plan: LogicalPlan, tables: &[(&str, &LogicalPlan)]) -> Result<Lo
     .map(|t| t.data)
 }
 
-fn rename_tables(stmt: &mut ast::Statement, raw: &[(String, String)]) {
-    // A raw scan `"web"` reads `"web_raw" AS "web"`, so its qualified columns still resolve.
-    rename_in(stmt, raw);
-}
-
-fn rename_in(stmt: &mut ast::Statement, raw: &[(String, String)]) {
-    use std::ops::ControlFlow;
-    struct Renamer<'a>(&'a [(String, String)]);
-    impl ast::VisitorMut for Renamer<'_> {
-        type Break = ();
-        fn post_visit_table_factor(&mut self, t: &mut ast::TableFactor) -> ControlFlow<()> {
-            if let ast::TableFactor::Table { name, alias, .. } = t {
-                let flat = name.to_string().replace('"', "");
-                if let Some((from, to)) = self.0.iter().find(|(from, _)| *from == flat) {
-                    *name = ast::ObjectName::from(vec![ast::Ident::with_quote('"', to.clone())]);
-                    if alias.is_none() {
-                        *alias = Some(ast::TableAlias {
-                            name: ast::Ident::with_quote('"', from.clone()),
-                            columns: vec![],
-                            explicit: true,
-                            at: None,
-                        });
-                    }
-                }
-            }
-            ControlFlow::Continue(())
+/// A scan of a source's files (a base table, not the view a run registers under the same
+/// name) named like the first of a `raw` pair reads the second: `"web_raw" AS "web"`, so its
+/// qualified columns still resolve.
+fn raw_scans(plan: LogicalPlan, raw: &[(String, String)]) -> Result<LogicalPlan> {
+    use datafusion::common::tree_node::{Transformed, TreeNode};
+    use datafusion::datasource::TableType;
+    use datafusion::logical_expr::{LogicalPlanBuilder, TableScan};
+    plan.transform_up(|p| {
+        if let LogicalPlan::TableScan(scan) = &p
+            && scan.source.table_type() == TableType::Base
+            && let Some((from, to)) = raw.iter().find(|(from, _)| scan.table_name.table() == from)
+        {
+            let renamed = LogicalPlan::TableScan(TableScan {
+                table_name: to.as_str().into(),
+                ..scan.clone()
+            });
+            let aliased = LogicalPlanBuilder::from(renamed).alias(from.as_str())?.build()?;
+            return Ok(Transformed::yes(aliased));
         }
-    }
-    let _ = ast::VisitMut::visit(stmt, &mut Renamer(raw));
+        Ok(Transformed::no(p))
+    })
+    .map(|t| t.data)
 }
 
 /// SQL text placed into the tree as is (it prints verbatim), in parentheses.
@@ -363,42 +448,66 @@ fn alias_derived_tables(stmt: &mut ast::Statement) {
                         }
                     }
                 }
+                // Names the FROM already gives its relations.
+                let mut named = BTreeSet::new();
                 let mut unaliased = 0;
                 for t in &select.from {
                     for f in std::iter::once(&t.relation).chain(t.joins.iter().map(|j| &j.relation)) {
                         match f {
                             ast::TableFactor::Table { name, alias, .. } => {
-                                if let Some(last) = name.0.last().and_then(|p| p.as_ident()) {
-                                    qs.remove(&last.value);
-                                }
-                                if let Some(a) = alias {
-                                    qs.remove(&a.name.value);
-                                }
+                                match alias {
+                                    Some(a) => named.insert(a.name.value.clone()),
+                                    None => named.insert(
+                                        name.0
+                                            .last()
+                                            .and_then(|p| p.as_ident())
+                                            .map(|i| i.value.clone())
+                                            .unwrap_or_default(),
+                                    ),
+                                };
                             }
                             ast::TableFactor::Derived { alias: Some(a), .. } => {
-                                qs.remove(&a.name.value);
+                                named.insert(a.name.value.clone());
                             }
                             ast::TableFactor::Derived { alias: None, .. } => unaliased += 1,
                             _ => {}
                         }
                     }
                 }
-                if unaliased == 1 && qs.len() == 1 {
-                    let q = qs.into_iter().next().unwrap_or_default();
-                    for t in &mut select.from {
-                        let factors = std::iter::once(&mut t.relation)
-                            .chain(t.joins.iter_mut().map(|j| &mut j.relation));
-                        for f in factors {
-                            if let ast::TableFactor::Derived { alias, .. } = f
-                                && alias.is_none()
-                            {
-                                *alias = Some(ast::TableAlias {
-                                    explicit: true,
-                                    name: ast::Ident::with_quote('"', q.clone()),
-                                    columns: vec![],
-                                    at: None,
-                                });
-                            }
+                qs.retain(|q| !named.contains(q));
+                // A lone derived table takes the one qualifier its readers miss; otherwise
+                // each takes the qualifier its own plain columns keep (DataFusion keeps a
+                // column's qualifier through a projection), else a fresh name (PostgreSQL
+                // wants every derived table named).
+                let lone = (unaliased == 1 && qs.len() == 1).then(|| qs.iter().next().cloned());
+                for t in &mut select.from {
+                    let factors = std::iter::once(&mut t.relation)
+                        .chain(t.joins.iter_mut().map(|j| &mut j.relation));
+                    for f in factors {
+                        if let ast::TableFactor::Derived {
+                            alias, subquery, ..
+                        } = f
+                            && alias.is_none()
+                        {
+                            let own = output_qualifier(subquery).filter(|q| !named.contains(q));
+                            let name = match (&lone, own) {
+                                (Some(Some(q)), _) => q.clone(),
+                                (_, Some(q)) => q,
+                                _ => {
+                                    let mut n = named.len();
+                                    while named.contains(&format!("_t{n}")) {
+                                        n += 1;
+                                    }
+                                    format!("_t{n}")
+                                }
+                            };
+                            named.insert(name.clone());
+                            *alias = Some(ast::TableAlias {
+                                explicit: true,
+                                name: ast::Ident::with_quote('"', name),
+                                columns: vec![],
+                                at: None,
+                            });
                         }
                     }
                 }
@@ -410,6 +519,21 @@ fn alias_derived_tables(stmt: &mut ast::Statement) {
             ast::SetExpr::Query(q) => fix(&mut q.body),
             _ => {}
         }
+    }
+    /// The one qualifier the plain (unaliased) columns of `q`'s select list carry, if one.
+    fn output_qualifier(q: &ast::Query) -> Option<String> {
+        let ast::SetExpr::Select(select) = q.body.as_ref() else {
+            return None;
+        };
+        let mut found = BTreeSet::new();
+        for item in &select.projection {
+            if let ast::SelectItem::UnnamedExpr(ast::Expr::CompoundIdentifier(p)) = item
+                && p.len() == 2
+            {
+                found.insert(p[0].value.clone());
+            }
+        }
+        (found.len() == 1).then(|| found.into_iter().next()).flatten()
     }
     impl ast::VisitorMut for Aliaser {
         type Break = ();

@@ -250,6 +250,10 @@ pub async fn run_profiles(
         "profile_events",
         ctx.execute_logical_plan(pe.clone()).await?.into_view(),
     )?;
+    if super::capture::recording(ctx) {
+        // The script makes `profile_events` once; later stages read it by name.
+        pe = ctx.table("profile_events").await?.into_unoptimized_plan();
+    }
 
     // Names already taken: fixed columns, identifier columns, computed and SQL traits.
     let ids: Vec<IdColumn> = rules
@@ -283,7 +287,33 @@ pub async fn run_profiles(
     ])?;
     let started = started_profiles(sql_traits)?;
     stats.sql_trait_profiles = started.num_rows() as u64;
-    if started.num_rows() > 0 {
+    if super::capture::recording(ctx) && !sql_traits.is_empty() {
+        // For a script: the started profiles as a plan over each trait's recorded table.
+        use datafusion::arrow::datatypes::TimeUnit;
+        use datafusion::common::ScalarValue;
+        use datafusion::logical_expr::cast;
+        let time = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+        let mut all: Option<datafusion::prelude::DataFrame> = None;
+        for t in sql_traits {
+            let one = ctx
+                .table(super::sql_traits::started_table(&t.key).as_str())
+                .await?
+                .select(vec![
+                    col("profile_id"),
+                    lit(t.id_type.as_str()).alias("id_type"),
+                    col("id_value"),
+                    cast(lit(ScalarValue::Null), time.clone()).alias("first_seen"),
+                    cast(lit(ScalarValue::Null), time.clone()).alias("last_seen"),
+                ])?;
+            all = Some(match all {
+                Some(a) => a.union(one)?,
+                None => one,
+            });
+        }
+        if let Some(all) = all {
+            identities = identities.union(all.distinct()?)?;
+        }
+    } else if started.num_rows() > 0 {
         identities = identities.union(ctx.read_batch(started)?)?;
     }
     let identities = identities.into_unoptimized_plan();
