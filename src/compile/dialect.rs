@@ -36,7 +36,7 @@ pub fn plan_sql(
     if std::env::var("COHORT_SCRIPT_DEBUG").is_ok() {
         eprintln!("{}", plan.display_indent());
     }
-    let plan = raw_scans(plan, raw)?;
+    let plan = raw_scans(plan, raw, tables)?;
     let mut stmt = super::unparse::plan_statement(&plan, dialect)?;
     alias_derived_tables(&mut stmt);
     rewrite_functions(&mut stmt, dialect);
@@ -154,17 +154,28 @@ fn opaque_views(plan: LogicalPlan, tables: &[(&str, &LogicalPlan)]) -> Result<Lo
     .map(|t| t.data)
 }
 
-/// A scan of a source's files (a base table, not the view a run registers under the same
-/// name) named like the first of a `raw` pair reads the second: `"web_raw" AS "web"`, so its
-/// qualified columns still resolve.
-fn raw_scans(plan: LogicalPlan, raw: &[(String, String)]) -> Result<LogicalPlan> {
+/// A scan of a source's files (not the stage table a run registers under the same name, which
+/// has other columns) named like the first of a `raw` pair reads the second:
+/// `"web_raw" AS "web"`, so its qualified columns still resolve.
+fn raw_scans(
+    plan: LogicalPlan,
+    raw: &[(String, String)],
+    tables: &[(&str, &LogicalPlan)],
+) -> Result<LogicalPlan> {
     use datafusion::common::tree_node::{Transformed, TreeNode};
-    use datafusion::datasource::TableType;
     use datafusion::logical_expr::{LogicalPlanBuilder, TableScan};
     plan.transform_up(|p| {
         if let LogicalPlan::TableScan(scan) = &p
-            && scan.source.table_type() == TableType::Base
             && let Some((from, to)) = raw.iter().find(|(from, _)| scan.table_name.table() == from)
+            && !tables.iter().any(|(name, plan)| {
+                *name == from.as_str()
+                    && plan.schema().fields().iter().map(|f| f.name()).eq(scan
+                        .source
+                        .schema()
+                        .fields()
+                        .iter()
+                        .map(|f| f.name()))
+            })
         {
             let renamed = LogicalPlan::TableScan(TableScan {
                 table_name: to.as_str().into(),
@@ -324,7 +335,8 @@ fn rewrite_functions(stmt: &mut ast::Statement, dialect: SqlDialect) {
             "cohort_json_object" if a.len() % 2 == 0 => Some(if pg {
                 format!("json_strip_nulls(json_build_object({}))::text", a.join(", "))
             } else {
-                format!("json_object({})::VARCHAR", a.join(", "))
+                // A merge patch drops the members whose value is null.
+                format!("json_merge_patch('{{}}', json_object({}))::VARCHAR", a.join(", "))
             }),
             "first_value" | "last_value" if !order.is_empty() => {
                 let by = if name == "first_value" {
