@@ -1,5 +1,8 @@
 -- Helpers of a DuckDB script (`cohort compile --script --dialect duckdb`). Statements are
 -- separated by a line holding only `;`.
+-- Times without an offset are UTC, as in Cohort.
+SET TimeZone = 'UTC'
+;
 -- cohort_mode_pick(values, min_frequency): the most frequent non-null value, ties broken by
 -- the smallest value, or null when it occurs fewer than min_frequency times.
 CREATE OR REPLACE MACRO cohort_mode_pick(vs, k) AS (

@@ -1,5 +1,8 @@
 -- Helpers of a PostgreSQL script (`cohort compile --script --dialect postgres`). Statements
 -- are separated by a line holding only `;`.
+-- Times without an offset are UTC, as in Cohort.
+SET TIME ZONE 'UTC'
+;
 -- cohort_json_valid(text): true for null or a JSON object.
 CREATE OR REPLACE FUNCTION cohort_json_valid(t text) RETURNS boolean
 LANGUAGE plpgsql IMMUTABLE AS $$
@@ -54,4 +57,19 @@ $$
 CREATE OR REPLACE FUNCTION cohort_sorted_distinct(vs text[]) RETURNS text[]
 LANGUAGE sql IMMUTABLE AS $$
 SELECT array_agg(DISTINCT v COLLATE "C" ORDER BY v COLLATE "C") FROM unnest(vs) AS v WHERE v IS NOT NULL
+$$
+;
+-- cohort_try_cast(text, NULL::type): the text as a value of the type, or null when it is not
+-- one (DataFusion's TRY_CAST).
+CREATE OR REPLACE FUNCTION cohort_try_cast(t text, v anyelement) RETURNS anyelement
+LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    IF t IS NULL THEN
+        RETURN NULL;
+    END IF;
+    EXECUTE format('SELECT %L::%s', t, pg_typeof(v)) INTO v;
+    RETURN v;
+EXCEPTION WHEN others THEN
+    RETURN NULL;
+END
 $$

@@ -291,6 +291,20 @@ fn rewrite_functions(stmt: &mut ast::Statement, dialect: SqlDialect) {
             *e = raw_expr(json_get(dialect, &j, &parts[1].value));
             return ControlFlow::<()>::Continue(());
         }
+        // PostgreSQL has no TRY_CAST: the prelude's cohort_try_cast does it.
+        if pg
+            && let ast::Expr::Cast {
+                kind: ast::CastKind::TryCast | ast::CastKind::SafeCast,
+                expr,
+                data_type,
+                ..
+            } = e
+        {
+            *e = raw_expr(format!(
+                "cohort_try_cast(({expr})::text, NULL::{data_type})"
+            ));
+            return ControlFlow::Continue(());
+        }
         let ast::Expr::Function(f) = e else {
             return ControlFlow::Continue(());
         };
@@ -431,6 +445,10 @@ fn alias_derived_tables(stmt: &mut ast::Statement) {
     fn fix(body: &mut ast::SetExpr) {
         match body {
             ast::SetExpr::Select(select) => {
+                if let Some(wrapped) = filter_on_outputs(select) {
+                    *body = wrapped;
+                    return;
+                }
                 let mut qs = qualifiers(select);
                 // Qualifiers of join conditions count too; names of the FROM's own relations
                 // (and their aliases) are not missing.
@@ -457,6 +475,23 @@ fn alias_derived_tables(stmt: &mut ast::Statement) {
                                 }
                                 ControlFlow::<()>::Continue(())
                             });
+                        }
+                    }
+                }
+                // The Unparser's own names for derived tables (PostgreSQL wants one) that no
+                // column uses are dropped, and named below like the others.
+                for t in &mut select.from {
+                    let factors = std::iter::once(&mut t.relation)
+                        .chain(t.joins.iter_mut().map(|j| &mut j.relation));
+                    for f in factors {
+                        if let ast::TableFactor::Derived { alias, .. } = f
+                            && alias.as_ref().is_some_and(|a| {
+                                a.name.value.starts_with("derived_")
+                                    && a.name.value != "derived_window_input"
+                                    && !qs.contains(&a.name.value)
+                            })
+                        {
+                            *alias = None;
                         }
                     }
                 }
@@ -531,6 +566,128 @@ fn alias_derived_tables(stmt: &mut ast::Statement) {
             ast::SetExpr::Query(q) => fix(&mut q.body),
             _ => {}
         }
+    }
+    /// The Unparser filters on names its own select list gives (`SELECT lower(x) AS "v" ...
+    /// WHERE "v" IS NOT NULL`), which DuckDB accepts and PostgreSQL does not: such a select
+    /// becomes `SELECT * FROM (<it without WHERE>) AS "_w" WHERE ...`, the filter reading the
+    /// output columns by name. Selects that group, or filter with a subquery, stay as they are.
+    fn filter_on_outputs(select: &ast::Select) -> Option<ast::SetExpr> {
+        let w = select.selection.as_ref()?;
+        if select.having.is_some()
+            || select.qualify.is_some()
+            || !matches!(&select.group_by, ast::GroupByExpr::Expressions(g, _) if g.is_empty())
+        {
+            return None;
+        }
+        let mut outputs = BTreeSet::new();
+        let mut renamed = BTreeSet::new();
+        for item in &select.projection {
+            match item {
+                ast::SelectItem::ExprWithAlias { expr, alias } => {
+                    outputs.insert(alias.value.clone());
+                    let same = match expr {
+                        ast::Expr::Identifier(i) => i.value == alias.value,
+                        ast::Expr::CompoundIdentifier(p) => {
+                            p.last().is_some_and(|i| i.value == alias.value)
+                        }
+                        _ => false,
+                    };
+                    if !same {
+                        renamed.insert(alias.value.clone());
+                    }
+                }
+                ast::SelectItem::UnnamedExpr(ast::Expr::Identifier(i)) => {
+                    outputs.insert(i.value.clone());
+                }
+                ast::SelectItem::UnnamedExpr(ast::Expr::CompoundIdentifier(p)) => {
+                    outputs.insert(p.last()?.value.clone());
+                }
+                _ => return None,
+            }
+        }
+        // The conjuncts on renamed outputs move out; the others stay where they are.
+        fn conjuncts(e: &ast::Expr, out: &mut Vec<ast::Expr>) {
+            match e {
+                ast::Expr::BinaryOp {
+                    left,
+                    op: ast::BinaryOperator::And,
+                    right,
+                } => {
+                    conjuncts(left, out);
+                    conjuncts(right, out);
+                }
+                ast::Expr::Nested(inner) => conjuncts(inner, out),
+                e => out.push(e.clone()),
+            }
+        }
+        let mut all = Vec::new();
+        conjuncts(w, &mut all);
+        let (mut outer_part, mut inner_part) = (Vec::new(), Vec::new());
+        for c in all {
+            let mut uses_renamed = false;
+            let mut readable = true;
+            let _ = ast::visit_expressions(&c, |x| {
+                match x {
+                    ast::Expr::Identifier(i) => {
+                        uses_renamed |= renamed.contains(&i.value);
+                        readable &= outputs.contains(&i.value);
+                    }
+                    ast::Expr::CompoundIdentifier(p) => {
+                        readable &= p.last().is_some_and(|i| outputs.contains(&i.value));
+                    }
+                    ast::Expr::Exists { .. }
+                    | ast::Expr::InSubquery { .. }
+                    | ast::Expr::Subquery(_) => {
+                        readable = false;
+                    }
+                    _ => {}
+                }
+                ControlFlow::<()>::Continue(())
+            });
+            match (uses_renamed, readable) {
+                (false, _) => inner_part.push(c),
+                (true, true) => outer_part.push(c),
+                (true, false) => return None,
+            }
+        }
+        if outer_part.is_empty() {
+            return None;
+        }
+        let and = |parts: Vec<ast::Expr>| {
+            parts.into_iter().reduce(|l, r| ast::Expr::BinaryOp {
+                left: Box::new(l),
+                op: ast::BinaryOperator::And,
+                right: Box::new(r),
+            })
+        };
+        let mut filter = and(outer_part)?;
+        let _ = ast::visit_expressions_mut(&mut filter, |x| {
+            if let ast::Expr::CompoundIdentifier(p) = x
+                && let Some(last) = p.last()
+            {
+                *x = ast::Expr::Identifier(last.clone());
+            }
+            ControlFlow::<()>::Continue(())
+        });
+        let mut inner = select.clone();
+        inner.selection = and(inner_part);
+        let template = "SELECT * FROM (SELECT 1) AS \"_w\" WHERE true";
+        let parsed = datafusion::sql::sqlparser::parser::Parser::parse_sql(
+            &datafusion::sql::sqlparser::dialect::GenericDialect {},
+            template,
+        )
+        .ok()?;
+        let ast::Statement::Query(mut q) = parsed.into_iter().next()? else {
+            return None;
+        };
+        let ast::SetExpr::Select(outer) = q.body.as_mut() else {
+            return None;
+        };
+        if let ast::TableFactor::Derived { subquery, .. } = &mut outer.from.first_mut()?.relation {
+            *subquery.body = ast::SetExpr::Select(Box::new(inner));
+        }
+        outer.selection = Some(filter);
+        Some(*q.body)
     }
     /// The one qualifier the plain (unaliased) columns of `q`'s select list carry, if one.
     fn output_qualifier(q: &ast::Query) -> Option<String> {
