@@ -29,13 +29,9 @@ pub fn plan_sql(
     raw: &[(String, String)],
     tables: &[(&str, &LogicalPlan)],
 ) -> Result<String> {
-    let plan = nested_joins_as_subqueries(no_empty_relations(opaque_views(
-        plan.clone(),
-        tables,
-    )?)?)?;
-    if std::env::var("COHORT_SCRIPT_DEBUG").is_ok() {
-        eprintln!("{}", plan.display_indent());
-    }
+    let plan =
+        nested_joins_as_subqueries(no_empty_relations(opaque_views(plan.clone(), tables)?)?)?;
+    tracing::debug!("script plan:\n{}", plan.display_indent());
     let plan = raw_scans(plan, raw, tables)?;
     let mut stmt = super::unparse::plan_statement(&plan, dialect)?;
     alias_derived_tables(&mut stmt);
@@ -48,8 +44,8 @@ pub fn plan_sql(
 /// AS "c", ... WHERE false`.
 fn no_empty_relations(plan: LogicalPlan) -> Result<LogicalPlan> {
     use datafusion::common::tree_node::{Transformed, TreeNode};
-    use datafusion::logical_expr::{EmptyRelation, LogicalPlanBuilder, cast, lit};
     use datafusion::common::{DFSchema, ScalarValue};
+    use datafusion::logical_expr::{EmptyRelation, LogicalPlanBuilder, cast, lit};
     plan.transform_up(|p| {
         if let LogicalPlan::EmptyRelation(EmptyRelation {
             produce_one_row: false,
@@ -97,10 +93,9 @@ fn nested_joins_as_subqueries(plan: LogicalPlan) -> Result<LogicalPlan> {
             return Ok(None);
         }
         let columns = p.schema().columns().into_iter().map(Expr::Column).collect();
-        Ok(Some(Arc::new(LogicalPlan::Projection(Projection::try_new(
-            columns,
-            Arc::clone(p),
-        )?))))
+        Ok(Some(Arc::new(LogicalPlan::Projection(
+            Projection::try_new(columns, Arc::clone(p))?,
+        ))))
     };
     plan.transform_up(|p| {
         if let LogicalPlan::Join(j) = &p {
@@ -124,7 +119,11 @@ fn nested_joins_as_subqueries(plan: LogicalPlan) -> Result<LogicalPlan> {
 /// the views it reads inlined in turn, so the plans themselves differ).
 fn same_columns(a: &LogicalPlan, b: &LogicalPlan) -> bool {
     let names = |p: &LogicalPlan| -> Vec<String> {
-        p.schema().fields().iter().map(|f| f.name().clone()).collect()
+        p.schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect()
     };
     names(a) == names(b)
 }
@@ -181,7 +180,9 @@ fn raw_scans(
                 table_name: to.as_str().into(),
                 ..scan.clone()
             });
-            let aliased = LogicalPlanBuilder::from(renamed).alias(from.as_str())?.build()?;
+            let aliased = LogicalPlanBuilder::from(renamed)
+                .alias(from.as_str())?
+                .build()?;
             return Ok(Transformed::yes(aliased));
         }
         Ok(Transformed::no(p))
@@ -265,7 +266,10 @@ fn json_get(dialect: SqlDialect, json: &str, path: &str) -> String {
                     .iter()
                     .map(|k| format!(".\"{}\"", k.replace('"', "\\\"")))
                     .collect::<String>();
-                format!("json_extract_string({json}, {})", sql_string(&format!("${p}")))
+                format!(
+                    "json_extract_string({json}, {})",
+                    sql_string(&format!("${p}"))
+                )
             }
         })
         .collect();
@@ -347,10 +351,16 @@ fn rewrite_functions(stmt: &mut ast::Statement, dialect: SqlDialect) {
                 a[0]
             )),
             "cohort_json_object" if a.len() % 2 == 0 => Some(if pg {
-                format!("json_strip_nulls(json_build_object({}))::text", a.join(", "))
+                format!(
+                    "json_strip_nulls(json_build_object({}))::text",
+                    a.join(", ")
+                )
             } else {
                 // A merge patch drops the members whose value is null.
-                format!("json_merge_patch('{{}}', json_object({}))::VARCHAR", a.join(", "))
+                format!(
+                    "json_merge_patch('{{}}', json_object({}))::VARCHAR",
+                    a.join(", ")
+                )
             }),
             "first_value" | "last_value" if !order.is_empty() => {
                 let by = if name == "first_value" {
@@ -361,14 +371,21 @@ fn rewrite_functions(stmt: &mut ast::Statement, dialect: SqlDialect) {
                 Some(format!("(array_agg({} ORDER BY {by}){filter})[1]", a[0]))
             }
             "cohort_first" | "cohort_last" if a.len() == 3 => {
-                let dir = if name == "cohort_first" { "ASC" } else { "DESC" };
+                let dir = if name == "cohort_first" {
+                    "ASC"
+                } else {
+                    "DESC"
+                };
                 Some(format!(
                     "(array_agg({} ORDER BY {} {dir}, {} {dir}) FILTER (WHERE {} IS NOT NULL{}))[1]",
                     a[0],
                     a[1],
                     a[2],
                     a[1],
-                    f.filter.as_ref().map(|w| format!(" AND ({w})")).unwrap_or_default()
+                    f.filter
+                        .as_ref()
+                        .map(|w| format!(" AND ({w})"))
+                        .unwrap_or_default()
                 ))
             }
             "cohort_mode" if a.len() == 2 => Some(format!(
@@ -423,9 +440,8 @@ fn alias_derived_tables(stmt: &mut ast::Statement) {
         };
         for item in &select.projection {
             match item {
-                ast::SelectItem::UnnamedExpr(e) | ast::SelectItem::ExprWithAlias { expr: e, .. } => {
-                    look(e)
-                }
+                ast::SelectItem::UnnamedExpr(e)
+                | ast::SelectItem::ExprWithAlias { expr: e, .. } => look(e),
                 _ => {}
             }
         }
@@ -499,7 +515,8 @@ fn alias_derived_tables(stmt: &mut ast::Statement) {
                 let mut named = BTreeSet::new();
                 let mut unaliased = 0;
                 for t in &select.from {
-                    for f in std::iter::once(&t.relation).chain(t.joins.iter().map(|j| &j.relation)) {
+                    for f in std::iter::once(&t.relation).chain(t.joins.iter().map(|j| &j.relation))
+                    {
                         match f {
                             ast::TableFactor::Table { name, alias, .. } => {
                                 match alias {
@@ -702,7 +719,9 @@ fn alias_derived_tables(stmt: &mut ast::Statement) {
                 found.insert(p[0].value.clone());
             }
         }
-        (found.len() == 1).then(|| found.into_iter().next()).flatten()
+        (found.len() == 1)
+            .then(|| found.into_iter().next())
+            .flatten()
     }
     impl ast::VisitorMut for Aliaser {
         type Break = ();

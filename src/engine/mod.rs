@@ -236,8 +236,7 @@ async fn evaluate_in(
     }
     .map_err(crate::error::StoreError::from)?;
     let scratch_dir = (!capture::recording(&ctx)).then(|| scratch.path());
-    let classified =
-        register_events(&ctx, space, rec.as_of, opts.window_days, scratch_dir).await?;
+    let classified = register_events(&ctx, space, rec.as_of, opts.window_days, scratch_dir).await?;
     event_counts(&ctx, &classified, as_of_micros, rec).await?;
     stage_done(rec, progress, "events", t);
 
@@ -266,15 +265,8 @@ async fn evaluate_in(
     progress.stage_started("traits");
     let rules = crate::compile::identity::ResolvedRules::from_spec(&space.identity);
     let sql = sql_traits::run_sql_traits(&ctx, space).await?;
-    let profile_stats = profiles::run_profiles(
-        &ctx,
-        space,
-        &rules,
-        as_of_micros,
-        &sql,
-        scratch_dir,
-    )
-    .await?;
+    let profile_stats =
+        profiles::run_profiles(&ctx, space, &rules, as_of_micros, &sql, scratch_dir).await?;
     rec.profiles = Some(profile_stats);
     stage_done(rec, progress, "traits", t);
 
@@ -541,9 +533,10 @@ pub async fn register_events(
         ctx.execute_logical_plan(valid.clone()).await?.into_view(),
     )?;
     for s in &space.sources {
-        let per_source = LogicalPlanBuilder::from(ctx.table("events").await?.into_unoptimized_plan())
-            .filter(col("source").eq(lit(s.name.as_str())))?
-            .build()?;
+        let per_source =
+            LogicalPlanBuilder::from(ctx.table("events").await?.into_unoptimized_plan())
+                .filter(col("source").eq(lit(s.name.as_str())))?
+                .build()?;
         capture::table(ctx, &s.name, &per_source);
         ctx.register_table(
             s.name.as_str(),

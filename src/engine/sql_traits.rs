@@ -433,8 +433,7 @@ pub async fn run_sql_trait(
     let table = sql_trait_table(&def.key);
     if super::capture::recording(ctx) {
         let trait_names: Vec<String> = trait_columns.iter().map(|(n, _)| n.clone()).collect();
-        let (merged, started) =
-            merge_plans(ctx, query, id_col, &one_type, &trait_names).await?;
+        let (merged, started) = merge_plans(ctx, query, id_col, &one_type, &trait_names).await?;
         super::capture::table(ctx, &table, &merged);
         let started_table = started_table(&def.key);
         super::capture::table(ctx, &started_table, &started);
@@ -483,9 +482,8 @@ async fn merge_plans(
             key().alias("raw_0"),
         ])?
         .build()?;
-    let occ = occurrences_from_raw(ctx, raw, one_type)?.ok_or_else(|| {
-        EngineError::Invalid("a SQL trait's identifier type has no path".into())
-    })?;
+    let occ = occurrences_from_raw(ctx, raw, one_type)?
+        .ok_or_else(|| EngineError::Invalid("a SQL trait's identifier type has no path".into()))?;
     let graph = ctx
         .table("id_identities")
         .await?
@@ -553,11 +551,10 @@ fn id_profile(node: datafusion::prelude::Expr) -> datafusion::prelude::Expr {
                 Arc::new(|args: &[datafusion::logical_expr::ColumnarValue]| {
                     let arrays = datafusion::logical_expr::ColumnarValue::values_to_arrays(args)?;
                     let nodes = arrays[0].as_primitive::<Int64Type>();
-                    let names: StringArray = nodes
-                        .iter()
-                        .map(|n| n.map(new_profile_id))
-                        .collect();
-                    Ok(datafusion::logical_expr::ColumnarValue::Array(Arc::new(names)))
+                    let names: StringArray = nodes.iter().map(|n| n.map(new_profile_id)).collect();
+                    Ok(datafusion::logical_expr::ColumnarValue::Array(Arc::new(
+                        names,
+                    )))
                 }),
             ))
         });
