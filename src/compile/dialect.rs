@@ -350,7 +350,7 @@ fn rewrite_functions(stmt: &mut ast::Statement, dialect: SqlDialect) {
                  'OBJECT' ELSE false END",
                 a[0]
             )),
-            "cohort_json_object" if a.len() % 2 == 0 => Some(if pg {
+            "cohort_json_object" if a.len().is_multiple_of(2) => Some(if pg {
                 format!(
                     "json_strip_nulls(json_build_object({}))::text",
                     a.join(", ")
