@@ -58,6 +58,11 @@ enum Command {
         /// Measure windows from this time (RFC 3339 or YYYY-MM-DD); default: now.
         #[arg(long)]
         as_of: Option<String>,
+        /// Write the whole space (events, identity, traits, profiles, audiences) as one
+        /// runnable script for the dialect (duckdb or postgres) instead; it reads the space's
+        /// data once to plan it, as a run does.
+        #[arg(long)]
+        script: bool,
     },
     /// Evaluate one audience without publishing: its size, the size of each top-level
     /// condition, its overlap with the other audiences and ten sample members.
@@ -273,7 +278,8 @@ async fn dispatch(cmd: Command) -> Result<()> {
             dir,
             dialect,
             as_of,
-        } => compile_cmd(&dir, &dialect, as_of.as_deref()).await,
+            script,
+        } => compile_cmd(&dir, &dialect, as_of.as_deref(), script).await,
         Command::Serve(a) => {
             let mut spaces = Vec::new();
             for d in &a.dirs {
@@ -396,7 +402,7 @@ async fn load_space(dir: &Path) -> Result<spec::Space> {
     }
 }
 
-async fn compile_cmd(dir: &Path, dialect: &str, as_of: Option<&str>) -> Result<()> {
+async fn compile_cmd(dir: &Path, dialect: &str, as_of: Option<&str>, script: bool) -> Result<()> {
     use crate::compile::unparse::{SqlDialect, render_space};
     let Some(d) = SqlDialect::parse(dialect) else {
         let names: Vec<&str> = SqlDialect::ALL.iter().map(|d| d.as_str()).collect();
@@ -410,6 +416,19 @@ async fn compile_cmd(dir: &Path, dialect: &str, as_of: Option<&str>) -> Result<(
         None => Utc::now(),
     };
     let space = load_space(dir).await?;
+    if script {
+        if !matches!(d, SqlDialect::DuckDb | SqlDialect::Postgres) {
+            return Err(invalid(format!(
+                "--script writes duckdb or postgres, not {}",
+                d.as_str()
+            )));
+        }
+        print!(
+            "{}",
+            crate::engine::capture::script(&space, as_of, d).await?
+        );
+        return Ok(());
+    }
     match render_space(&space, d, as_of.timestamp_micros()) {
         Ok(text) => {
             print!("{text}");

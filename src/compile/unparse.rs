@@ -64,12 +64,17 @@ impl SqlDialect {
 
 /// `plan` as SQL text in `dialect`, pretty-printed.
 pub fn plan_to_sql(plan: &LogicalPlan, dialect: SqlDialect) -> Result<String> {
+    Ok(plan_statement(plan, dialect)?.to_string())
+}
+
+/// `plan` as a SQL statement of `dialect`, pretty-printed.
+pub fn plan_statement(plan: &LogicalPlan, dialect: SqlDialect) -> Result<ast::Statement> {
     let d = dialect.unparser_dialect();
     let mut sql = Unparser::new(d.as_ref())
         .with_pretty(true)
         .plan_to_sql(plan)?;
     restore_time_order(&mut sql);
-    Ok(sql.to_string())
+    Ok(sql)
 }
 
 /// DataFusion 55's Unparser drops an aggregate's `ORDER BY`. Cohort orders only `first_value`

@@ -150,6 +150,12 @@ pub async fn compile_over_kept_events(
         .build()?;
     let kept = match scratch {
         Some(dir) => super::materialize(ctx, subset, &dir.join("audience_events")).await?,
+        None if super::capture::recording(ctx) => {
+            super::capture::table(ctx, "audience_events", &subset);
+            let view = ctx.execute_logical_plan(subset).await?.into_view();
+            ctx.register_table("audience_events", view)?;
+            ctx.table("audience_events").await?.into_unoptimized_plan()
+        }
         None => ctx
             .execute_logical_plan(subset)
             .await?
@@ -554,6 +560,7 @@ pub async fn run_audiences(
         Some(p) => LogicalPlanBuilder::from(p).union(run_rows)?.build()?,
         None => run_rows,
     };
+    super::capture::table(ctx, "cohort_audience_changes", &all);
     ctx.register_table(
         "cohort_audience_changes",
         ctx.execute_logical_plan(all).await?.into_view(),

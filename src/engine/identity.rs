@@ -103,6 +103,7 @@ pub async fn resolve_events(
     let events = ctx.table("events").await?.into_unoptimized_plan();
     // One pass over the events for every identifier path, then one cheap pass per path.
     let mut raw = raw_identifiers(events, rules)?;
+    super::capture::table(ctx, "id_raw", &raw);
     if let Some(dir) = materialize_dir {
         raw = super::materialize(ctx, raw, &dir.join("id_raw")).await?;
     } else {
@@ -121,10 +122,18 @@ pub async fn resolve_events(
         crate::error::EngineError::Invalid("identity.yaml has no identifier types".into())
     })?;
     let raw_secs = started.elapsed().as_secs_f64();
+    let occ_plan = occ.clone();
     if let Some(dir) = materialize_dir {
         occ = super::materialize(ctx, occ, &dir.join("id_occurrences")).await?;
     }
     let occurrences_secs = started.elapsed().as_secs_f64() - raw_secs;
+    super::capture::step(
+        ctx,
+        crate::compile::script::Step::Identity {
+            occurrences: occ_plan,
+            types: rules.types.clone(),
+        },
+    );
     ctx.register_table(
         "id_occurrences",
         ctx.execute_logical_plan(occ).await?.into_view(),
@@ -145,10 +154,9 @@ pub async fn resolve_events(
     // Reading the identifiers out of the events comes before the resolver's own laps.
     stats.timings.insert("raw_identifiers".into(), raw_secs);
     stats.timings.insert("occurrences".into(), occurrences_secs);
-    ctx.register_table(
-        "event_profiles",
-        ctx.table("id_event_profiles").await?.into_view(),
-    )?;
+    let event_profiles = ctx.table("id_event_profiles").await?;
+    super::capture::table(ctx, "event_profiles", event_profiles.logical_plan());
+    ctx.register_table("event_profiles", event_profiles.into_view())?;
     Ok((stats, merges))
 }
 

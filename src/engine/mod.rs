@@ -7,6 +7,7 @@
 //! the whole run or the previous one.
 
 pub mod audiences;
+pub mod capture;
 pub mod explain;
 pub mod history;
 pub mod identity;
@@ -211,6 +212,18 @@ pub async fn evaluate(
     rec: &mut RunRecord,
 ) -> EngineResult<Evaluation> {
     let ctx = session::new_session(&opts.session)?;
+    evaluate_in(ctx, space, opts, progress, out, rec).await
+}
+
+/// [`evaluate`] in a given session (a recording one keeps no scratch copies).
+async fn evaluate_in(
+    ctx: SessionContext,
+    space: &Space,
+    opts: &RunOptions,
+    progress: &dyn Progress,
+    out: &objects::Location,
+    rec: &mut RunRecord,
+) -> EngineResult<Evaluation> {
     let as_of_micros = rec.as_of.timestamp_micros();
 
     // Stage 1: events.
@@ -222,14 +235,8 @@ pub async fn evaluate(
         None => tempfile::Builder::new().prefix("cohort-run-").tempdir(),
     }
     .map_err(crate::error::StoreError::from)?;
-    let classified = register_events(
-        &ctx,
-        space,
-        rec.as_of,
-        opts.window_days,
-        Some(scratch.path()),
-    )
-    .await?;
+    let scratch_dir = (!capture::recording(&ctx)).then(|| scratch.path());
+    let classified = register_events(&ctx, space, rec.as_of, opts.window_days, scratch_dir).await?;
     event_counts(&ctx, &classified, as_of_micros, rec).await?;
     stage_done(rec, progress, "events", t);
 
@@ -247,7 +254,7 @@ pub async fn evaluate(
         previous.as_ref(),
         scope_from,
         opts.full_rebuild,
-        Some(scratch.path()),
+        scratch_dir,
     )
     .await?;
     rec.identity = Some(stats);
@@ -258,15 +265,8 @@ pub async fn evaluate(
     progress.stage_started("traits");
     let rules = crate::compile::identity::ResolvedRules::from_spec(&space.identity);
     let sql = sql_traits::run_sql_traits(&ctx, space).await?;
-    let profile_stats = profiles::run_profiles(
-        &ctx,
-        space,
-        &rules,
-        as_of_micros,
-        &sql,
-        Some(scratch.path()),
-    )
-    .await?;
+    let profile_stats =
+        profiles::run_profiles(&ctx, space, &rules, as_of_micros, &sql, scratch_dir).await?;
     rec.profiles = Some(profile_stats);
     stage_done(rec, progress, "traits", t);
 
@@ -354,19 +354,7 @@ async fn run_stages(
     let v =
         delta::overwrite_from_plan(&out.child("profile_merges"), merges_plan, &ctx.state()).await?;
     versions.insert("profile_merges".to_string(), v);
-    let errors_plan = LogicalPlanBuilder::from(classified)
-        .filter(col("error_reason").is_not_null())?
-        .project(vec![
-            lit(rec.run_id.as_str()).alias("run_id"),
-            col("source"),
-            col("source_table"),
-            col("message_id"),
-            col("type"),
-            col("error_reason").alias("reason"),
-            col("error_detail").alias("detail"),
-            col("timestamp_raw"),
-        ])?
-        .build()?;
+    let errors_plan = event_errors_plan(classified, &rec.run_id)?;
     let v =
         delta::overwrite_from_plan(&out.child("event_errors"), errors_plan, &ctx.state()).await?;
     versions.insert("event_errors".to_string(), v);
@@ -393,6 +381,76 @@ async fn run_stages(
     manifest::write(out, &m).await?;
     progress.stage_finished("publish", t.elapsed());
     Ok(m)
+}
+
+/// The published `event_errors`: every source row set aside, with its reason.
+fn event_errors_plan(classified: LogicalPlan, run_id: &str) -> EngineResult<LogicalPlan> {
+    Ok(LogicalPlanBuilder::from(classified)
+        .filter(col("error_reason").is_not_null())?
+        .project(vec![
+            lit(run_id).alias("run_id"),
+            col("source"),
+            col("source_table"),
+            col("message_id"),
+            col("type"),
+            col("error_reason").alias("reason"),
+            col("error_detail").alias("detail"),
+            col("timestamp_raw"),
+        ])?
+        .build()?)
+}
+
+/// A first run of `space` as of `as_of` in the recording session `ctx`: every stage up to the
+/// audiences, nothing written; the published tables are recorded last, by their names.
+pub(crate) async fn capture_run(
+    ctx: SessionContext,
+    space: &Space,
+    as_of: DateTime<Utc>,
+) -> EngineResult<()> {
+    use crate::compile::script::Step;
+    let opts = RunOptions {
+        as_of: Some(as_of),
+        full_rebuild: true,
+        ..Default::default()
+    };
+    let out = output_location(space)?;
+    let mut rec = new_record(space, &opts, "script", Utc::now());
+    let ev = evaluate_in(ctx, space, &opts, &Quiet, &out, &mut rec).await?;
+    let ctx = &ev.ctx;
+    let rules = crate::compile::identity::ResolvedRules::from_spec(&space.identity);
+    audiences::run_audiences(
+        ctx,
+        space,
+        &rules,
+        rec.profiles.as_ref(),
+        &out,
+        None,
+        &ev.merges,
+        &rec.run_id,
+        rec.as_of,
+        None,
+    )
+    .await?;
+    for (table, source) in identity::IDENTITY_TABLES.into_iter().chain([
+        ("profiles", "cohort_profiles"),
+        ("accounts", "cohort_accounts"),
+        ("account_links", "account_links"),
+        ("audience_membership", "cohort_audience_membership"),
+        ("audience_changes", "cohort_audience_changes"),
+    ]) {
+        capture::step(
+            ctx,
+            Step::Published {
+                name: table.to_string(),
+                from: source.to_string(),
+            },
+        );
+    }
+    let recent = recent_events_plan(ctx, rec.as_of).await?;
+    capture::table(ctx, "recent_events", &recent);
+    let errors = event_errors_plan(ev.classified.clone(), &rec.run_id)?;
+    capture::table(ctx, "event_errors", &errors);
+    Ok(())
 }
 
 /// Each profile's events of the last [`RECENT_EVENT_DAYS`] days up to as-of, newest first.
@@ -469,14 +527,17 @@ pub async fn register_events(
         classified = materialize(ctx, classified, &dir.join("classified")).await?;
     }
     let valid = ev::valid_events(classified.clone(), as_of.timestamp_micros())?;
+    capture::table(ctx, "events", &valid);
     ctx.register_table(
         "events",
         ctx.execute_logical_plan(valid.clone()).await?.into_view(),
     )?;
     for s in &space.sources {
-        let per_source = LogicalPlanBuilder::from(valid.clone())
-            .filter(col("source").eq(lit(s.name.as_str())))?
-            .build()?;
+        let per_source =
+            LogicalPlanBuilder::from(ctx.table("events").await?.into_unoptimized_plan())
+                .filter(col("source").eq(lit(s.name.as_str())))?
+                .build()?;
+        capture::table(ctx, &s.name, &per_source);
         ctx.register_table(
             s.name.as_str(),
             ctx.execute_logical_plan(per_source).await?.into_view(),
@@ -493,6 +554,7 @@ pub(crate) async fn keep(
     name: &str,
     scratch: Option<&std::path::Path>,
 ) -> EngineResult<()> {
+    capture::table(ctx, name, &plan);
     let plan = match scratch {
         Some(dir) => materialize(ctx, plan, &dir.join(name)).await?,
         None => plan,

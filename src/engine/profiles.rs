@@ -241,6 +241,7 @@ pub async fn run_profiles(
             .to_vec(),
         )?
         .into_unoptimized_plan();
+    super::capture::table(ctx, "profile_events", &pe);
     if let Some(dir) = scratch {
         pe = super::materialize(ctx, pe, &dir.join("profile_events")).await?;
         tracing::debug!("profile events written");
@@ -249,6 +250,10 @@ pub async fn run_profiles(
         "profile_events",
         ctx.execute_logical_plan(pe.clone()).await?.into_view(),
     )?;
+    if super::capture::recording(ctx) {
+        // The script makes `profile_events` once; later stages read it by name.
+        pe = ctx.table("profile_events").await?.into_unoptimized_plan();
+    }
 
     // Names already taken: fixed columns, identifier columns, computed and SQL traits.
     let ids: Vec<IdColumn> = rules
@@ -282,7 +287,33 @@ pub async fn run_profiles(
     ])?;
     let started = started_profiles(sql_traits)?;
     stats.sql_trait_profiles = started.num_rows() as u64;
-    if started.num_rows() > 0 {
+    if super::capture::recording(ctx) && !sql_traits.is_empty() {
+        // For a script: the started profiles as a plan over each trait's recorded table.
+        use datafusion::arrow::datatypes::TimeUnit;
+        use datafusion::common::ScalarValue;
+        use datafusion::logical_expr::cast;
+        let time = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+        let mut all: Option<datafusion::prelude::DataFrame> = None;
+        for t in sql_traits {
+            let one = ctx
+                .table(super::sql_traits::started_table(&t.key).as_str())
+                .await?
+                .select(vec![
+                    col("profile_id"),
+                    lit(t.id_type.as_str()).alias("id_type"),
+                    col("id_value"),
+                    cast(lit(ScalarValue::Null), time.clone()).alias("first_seen"),
+                    cast(lit(ScalarValue::Null), time.clone()).alias("last_seen"),
+                ])?;
+            all = Some(match all {
+                Some(a) => a.union(one)?,
+                None => one,
+            });
+        }
+        if let Some(all) = all {
+            identities = identities.union(all.distinct()?)?;
+        }
+    } else if started.num_rows() > 0 {
         identities = identities.union(ctx.read_batch(started)?)?;
     }
     let identities = identities.into_unoptimized_plan();
@@ -352,7 +383,9 @@ pub async fn run_profiles(
     // The last run's published `account_links` may be registered (for SQL traits): this run's
     // own links replace it.
     ctx.deregister_table("account_links")?;
-    ctx.register_table("account_links", ctx.sql(ACCOUNT_LINKS).await?.into_view())?;
+    let links = ctx.sql(ACCOUNT_LINKS).await?;
+    super::capture::table(ctx, "account_links", links.logical_plan());
+    ctx.register_table("account_links", links.into_view())?;
     let base = ctx.sql(ACCOUNT_BASE).await?.into_unoptimized_plan();
     let mut taken: BTreeSet<String> = ACCOUNT_COLUMNS.iter().map(|s| s.to_string()).collect();
     taken.extend(
@@ -374,6 +407,7 @@ pub async fn run_profiles(
             col("message_id"),
             col("traits"),
         ])?;
+    super::capture::table(ctx, "account_calls", group_calls.logical_plan());
     ctx.register_table("account_calls", group_calls.clone().into_view())?;
     let account_custom = discover_traits(
         ctx,

@@ -18,6 +18,7 @@ mod profile_api;
 mod s3;
 mod serve;
 mod slt;
+mod space_sql;
 mod sql_endpoint;
 mod sql_traits;
 mod validate;

@@ -1,0 +1,212 @@
+"""Runs a whole space's script (`cohort compile --script`) in DuckDB or PostgreSQL and compares
+every table it writes with the tables a Cohort run published.
+
+Usage: space_sql.py duckdb|postgres <script.sql> <out_dir> <source>=<parquet_dir> ... [--dsn DSN]
+
+Each `<source>=<dir>` loads the source's Parquet files (hive partitions included) as the
+script's `<source>_raw` table. `<out_dir>` is the space's published folder (the Delta tables).
+Rows are compared as sets of canonical tuples: timestamps as UTC microseconds, floats to 12
+significant digits, JSON text parsed, lists in their order. The `run_id` column is left out
+(the script's run is named `script`). Exits 1 and prints the first differences on a mismatch.
+"""
+
+import datetime
+import decimal
+import glob
+import json
+import os
+import sys
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+from deltalake import DeltaTable
+
+# The published tables, and the script table each one is compared with (same name).
+TABLES = [
+    "identities",
+    "identity_violations",
+    "identity_graph",
+    "profiles",
+    "accounts",
+    "account_links",
+    "audience_membership",
+    "audience_changes",
+    "recent_events",
+    "event_errors",
+]
+SKIP_COLUMNS = {"run_id"}
+EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+
+
+def canon(v):
+    if v is None:
+        return None
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, datetime.datetime):
+        if v.tzinfo is None:
+            v = v.replace(tzinfo=datetime.timezone.utc)
+        d = v - EPOCH
+        return ("ts", (d.days * 86400 + d.seconds) * 1_000_000 + d.microseconds)
+    if isinstance(v, datetime.date):
+        return ("date", v.isoformat())
+    if isinstance(v, (float, decimal.Decimal)):
+        f = float(v)
+        if f == int(f) and abs(f) < 2**53:
+            return int(f)
+        return float("%.12g" % f)
+    if isinstance(v, int):
+        return v
+    if isinstance(v, (list, tuple)):
+        return tuple(canon(x) for x in v)
+    if isinstance(v, dict):
+        return tuple(sorted((k, canon(x)) for k, x in v.items()))
+    if isinstance(v, str):
+        s = v.strip()
+        if s[:1] in "{[":
+            try:
+                return ("json", json.dumps(json.loads(s), sort_keys=True, separators=(",", ":")))
+            except ValueError:
+                pass
+        return v
+    return str(v)
+
+
+def rows(columns, records):
+    keep = [i for i, c in enumerate(columns) if c not in SKIP_COLUMNS]
+    out = {}
+    for r in records:
+        key = tuple(canon(r[i]) for i in keep)
+        out[key] = out.get(key, 0) + 1
+    return [columns[i] for i in keep], out
+
+
+def published(out_dir, name):
+    t = DeltaTable(os.path.join(out_dir, name)).to_pyarrow_table()
+    cols = t.column_names
+    return cols, [tuple(r[c] for c in cols) for r in t.to_pylist()]
+
+
+def load_duckdb(con, name, path):
+    con.execute(
+        f"CREATE TABLE \"{name}\" AS SELECT * FROM read_parquet('{path}/**/*.parquet', "
+        "hive_partitioning = true, union_by_name = true)"
+    )
+
+
+PG_TYPES = [
+    (pa.types.is_string, "text"),
+    (pa.types.is_large_string, "text"),
+    (pa.types.is_string_view, "text"),
+    (pa.types.is_boolean, "boolean"),
+    (pa.types.is_integer, "bigint"),
+    (pa.types.is_floating, "double precision"),
+    (pa.types.is_date, "date"),
+    (pa.types.is_timestamp, "timestamptz"),
+]
+
+
+def pg_type(t):
+    for test, name in PG_TYPES:
+        if test(t):
+            return name
+    return "text"
+
+
+def load_postgres(con, name, path):
+    data = ds.dataset(path, format="parquet", partitioning="hive").to_table()
+    cols = [(f.name, pg_type(f.type)) for f in data.schema]
+    con.execute(
+        'CREATE TABLE "%s" (%s)' % (name, ", ".join('"%s" %s' % (c, t) for c, t in cols))
+    )
+    with con.cursor() as cur:
+        names = ", ".join('"%s"' % c for c, _ in cols)
+        with cur.copy('COPY "%s" (%s) FROM STDIN' % (name, names)) as cp:
+            for r in data.to_pylist():
+                cp.write_row([r[c] for c, _ in cols])
+
+
+def statements(script):
+    """The script's statements: split on `;` at the end of a line, outside `$$` bodies."""
+    out, cur, in_body = [], [], False
+    for line in script.splitlines():
+        if line.count("$$") % 2 == 1:
+            in_body = not in_body
+        cur.append(line)
+        if not in_body and line.rstrip().endswith(";"):
+            text = "\n".join(cur).strip()
+            if any(l.strip() and not l.strip().startswith("--") for l in cur):
+                out.append(text)
+            cur = []
+    return out
+
+
+def main():
+    args = sys.argv[1:]
+    dsn = None
+    if "--dsn" in args:
+        i = args.index("--dsn")
+        dsn = args[i + 1]
+        del args[i : i + 2]
+    mode, script_path, out_dir = args[:3]
+    sources = [a.split("=", 1) for a in args[3:]]
+    script = open(script_path).read()
+    if mode == "duckdb":
+        import duckdb
+
+        con = duckdb.connect()
+        con.execute("SET TimeZone = 'UTC'")
+        for src, path in sources:
+            load_duckdb(con, src + "_raw", path)
+
+        def run(s):
+            con.execute(s)
+
+        def query(q):
+            t = con.sql(q).to_arrow_table()
+            return t.column_names, [tuple(r[c] for c in t.column_names) for r in t.to_pylist()]
+
+    else:
+        import psycopg
+
+        con = psycopg.connect(dsn, autocommit=True)
+        con.execute("SET TIME ZONE 'UTC'")
+        for src, path in sources:
+            load_postgres(con, src + "_raw", path)
+
+        def run(s):
+            con.execute(s)
+
+        def query(q):
+            cur = con.execute(q)
+            return [d.name for d in cur.description], cur.fetchall()
+
+    for s in statements(script):
+        try:
+            run(s)
+        except Exception as e:
+            sys.exit("%s: statement failed: %s\n%s" % (mode, e, s[:2000]))
+    failed = False
+    for name in TABLES:
+        want_cols, want = rows(*published(out_dir, name))
+        got_cols, got = rows(*query('SELECT * FROM "%s"' % name))
+        if want_cols != got_cols:
+            print("%s %s: columns differ\n  published %s\n  script    %s" % (mode, name, want_cols, got_cols))
+            failed = True
+            continue
+        if want != got:
+            failed = True
+            missing = [r for r in want if want[r] != got.get(r)]
+            extra = [r for r in got if got[r] != want.get(r)]
+            print("%s %s: %d published rows, %d script rows; %d differ" % (mode, name, sum(want.values()), sum(got.values()), len(missing) + len(extra)))
+            for r in missing[:3]:
+                print("  published only:", r)
+            for r in extra[:3]:
+                print("  script only:   ", r)
+        else:
+            print("%s %s: %d rows identical" % (mode, name, sum(want.values())))
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,150 @@
+//! The whole space as SQL (`cohort compile --script`): generated data run by Cohort, the same
+//! data loaded into DuckDB and into a real PostgreSQL server, the script run there, and every
+//! table it writes compared with the table the run published: identical rows
+//! (`tests/it/space_sql.py` loads, runs and compares).
+
+use std::path::Path;
+use std::process::Command;
+
+use super::common;
+use super::pg::PgServer;
+
+const COMPARE: &str = include_str!("space_sql.py");
+
+/// The tables the script must leave identical to the published ones.
+const TABLES: [&str; 10] = [
+    "identities",
+    "identity_violations",
+    "identity_graph",
+    "profiles",
+    "accounts",
+    "account_links",
+    "audience_membership",
+    "audience_changes",
+    "recent_events",
+    "event_errors",
+];
+
+/// Copies the space folder `from` (its definitions only) to `to`.
+fn copy_space(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let name = e.file_name();
+        if name == "data" || name == "out" {
+            continue;
+        }
+        if e.file_type().unwrap().is_dir() {
+            copy_space(&e.path(), &to.join(&name));
+        } else {
+            std::fs::copy(e.path(), to.join(&name)).unwrap();
+        }
+    }
+}
+
+fn cohort(args: &[&str]) -> Vec<u8> {
+    let o = Command::new(common::cohort_bin())
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "cohort {args:?} failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o.stdout
+}
+
+/// Runs `script` in `engine` over `data` and compares with the tables under `published`;
+/// returns each table's row count.
+fn compare(
+    dir: &Path,
+    engine: &str,
+    script: &Path,
+    published: &Path,
+    data: &Path,
+    dsn: Option<String>,
+) -> Vec<(String, u64)> {
+    let tool = dir.join("space_sql.py");
+    std::fs::write(&tool, COMPARE).unwrap();
+    let mut cmd = Command::new(common::python());
+    cmd.arg(&tool)
+        .arg(engine)
+        .arg(script)
+        .arg(published)
+        .arg(format!("web={}", data.display()));
+    if let Some(dsn) = dsn {
+        cmd.arg("--dsn").arg(dsn);
+    }
+    let o = cmd.output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(
+        o.status.success(),
+        "{engine}: the script's tables differ from the published ones:\n{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    out.lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix(&format!("{engine} "))?;
+            let (table, n) = rest.split_once(": ")?;
+            let n = n.strip_suffix(" rows identical")?.parse().ok()?;
+            Some((table.to_string(), n))
+        })
+        .collect()
+}
+
+/// `space` (a folder of this repository) over generated events: the DuckDB and PostgreSQL
+/// scripts leave every published table as the run published it.
+async fn check_space(space: &str, events: u64, pg: &PgServer) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("space");
+    copy_space(&Path::new(env!("CARGO_MANIFEST_DIR")).join(space), &dir);
+    let data = dir.join("data/events");
+    common::generate(cohort::spec::Preset::Events, events, 17, &data).await;
+    let as_of = common::gen_end().to_rfc3339();
+    let d = dir.to_str().unwrap();
+    cohort(&["run", d, "--as-of", &as_of]);
+    let name = common::load(&dir).await.name;
+    let published = dir.join("out").join(&name);
+    for engine in ["duckdb", "postgres"] {
+        let text = cohort(&[
+            "compile",
+            d,
+            "--dialect",
+            engine,
+            "--script",
+            "--as-of",
+            &as_of,
+        ]);
+        let script = tmp.path().join(format!("{engine}.sql"));
+        std::fs::write(&script, &text).unwrap();
+        let dsn = (engine == "postgres").then(|| {
+            let db = format!("space_{name}");
+            pg.psql(&format!("CREATE DATABASE {db}"));
+            pg.dsn_for(&db)
+        });
+        let counts = compare(tmp.path(), engine, &script, &published, &data, dsn);
+        let tables: Vec<&str> = counts.iter().map(|(t, _)| t.as_str()).collect();
+        assert_eq!(tables, TABLES, "{engine}: every table compared");
+        for (table, n) in &counts {
+            assert!(
+                *n > 0,
+                "{space} in {engine}: `{table}` is empty, a weak check"
+            );
+        }
+    }
+}
+
+/// The starter space: computed traits, a SQL trait, account traits, six audiences.
+#[tokio::test]
+async fn the_store_space_runs_unchanged_in_duckdb_and_postgres() {
+    let pg = PgServer::start();
+    check_space("examples/spaces/store", 6_000, &pg).await;
+}
+
+/// The benchmark space: 21 computed traits, 2 SQL traits, 30 audiences of every kind.
+#[tokio::test]
+async fn the_bench_space_runs_unchanged_in_duckdb_and_postgres() {
+    let pg = PgServer::start();
+    check_space("benches/space", 6_000, &pg).await;
+}
