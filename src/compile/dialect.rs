@@ -320,21 +320,12 @@ fn rewrite_functions(stmt: &mut ast::Statement, dialect: SqlDialect) {
             .as_ref()
             .map(|w| format!(" FILTER (WHERE {w})"))
             .unwrap_or_default();
-        let reversed = || {
+        // The call's ORDER BY as written, or each direction turned around.
+        let ordered = |flip: bool| {
             order
                 .iter()
                 .map(|o| {
-                    let desc = o.options.asc == Some(false);
-                    format!("{} {}", o.expr, if desc { "ASC" } else { "DESC" })
-                })
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let forward = || {
-            order
-                .iter()
-                .map(|o| {
-                    let desc = o.options.asc == Some(false);
+                    let desc = (o.options.asc == Some(false)) != flip;
                     format!("{} {}", o.expr, if desc { "DESC" } else { "ASC" })
                 })
                 .collect::<Vec<_>>()
@@ -363,11 +354,7 @@ fn rewrite_functions(stmt: &mut ast::Statement, dialect: SqlDialect) {
                 )
             }),
             "first_value" | "last_value" if !order.is_empty() => {
-                let by = if name == "first_value" {
-                    forward()
-                } else {
-                    reversed()
-                };
+                let by = ordered(name == "last_value");
                 Some(format!("(array_agg({} ORDER BY {by}){filter})[1]", a[0]))
             }
             "cohort_first" | "cohort_last" if a.len() == 3 => {

@@ -73,24 +73,19 @@ pub fn render(
             Step::Table { name, plan } => {
                 let sql = super::dialect::plan_sql(plan, dialect, raw, &tables)?;
                 tables.push((name, plan));
-                create(&mut out, dialect, name, &sql);
+                create(&mut out, name, &sql);
             }
             Step::Identity { occurrences, types } => {
                 let sql = super::dialect::plan_sql(occurrences, dialect, raw, &tables)?;
                 let _ = writeln!(out, "-- The identity stage.");
-                create(&mut out, dialect, "id_occurrences", &sql);
+                create(&mut out, "id_occurrences", &sql);
                 for s in super::sql_identity::statements(dialect, types)? {
                     let _ = writeln!(out, "{};\n", s.trim_end().trim_end_matches(';'));
                 }
             }
             Step::Published { name, from } => {
                 if name != from {
-                    create(
-                        &mut out,
-                        dialect,
-                        name,
-                        &format!("SELECT * FROM {}", quote(from)),
-                    );
+                    create(&mut out, name, &format!("SELECT * FROM {}", quote(from)));
                 }
             }
         }
@@ -102,7 +97,7 @@ fn quote(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-fn create(out: &mut String, _dialect: SqlDialect, name: &str, sql: &str) {
+fn create(out: &mut String, name: &str, sql: &str) {
     use std::fmt::Write;
     let q = quote(name);
     let _ = writeln!(

@@ -1,7 +1,8 @@
 """Runs a whole space's script (`cohort compile --script`) in DuckDB or PostgreSQL and compares
-every table it writes with the tables a Cohort run published.
+each of the named tables it writes with the table of that name a Cohort run published.
 
-Usage: space_sql.py duckdb|postgres <script.sql> <out_dir> <source>=<parquet_dir> ... [--dsn DSN]
+Usage: space_sql.py duckdb|postgres <script.sql> <out_dir> <source>=<parquet_dir> ...
+                    --tables t1,t2,... [--dsn DSN]
 
 Each `<source>=<dir>` loads the source's Parquet files (hive partitions included) as the
 script's `<source>_raw` table. `<out_dir>` is the space's published folder (the Delta tables).
@@ -21,19 +22,6 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 from deltalake import DeltaTable
 
-# The published tables, and the script table each one is compared with (same name).
-TABLES = [
-    "identities",
-    "identity_violations",
-    "identity_graph",
-    "profiles",
-    "accounts",
-    "account_links",
-    "audience_membership",
-    "audience_changes",
-    "recent_events",
-    "event_errors",
-]
 SKIP_COLUMNS = {"run_id"}
 EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 
@@ -143,11 +131,16 @@ def statements(script):
 
 def main():
     args = sys.argv[1:]
-    dsn = None
-    if "--dsn" in args:
-        i = args.index("--dsn")
-        dsn = args[i + 1]
+    def option(name):
+        if name not in args:
+            return None
+        i = args.index(name)
+        value = args[i + 1]
         del args[i : i + 2]
+        return value
+
+    dsn = option("--dsn")
+    tables = option("--tables").split(",")
     mode, script_path, out_dir = args[:3]
     sources = [a.split("=", 1) for a in args[3:]]
     script = open(script_path).read()
@@ -187,7 +180,7 @@ def main():
         except Exception as e:
             sys.exit("%s: statement failed: %s\n%s" % (mode, e, s[:2000]))
     failed = False
-    for name in TABLES:
+    for name in tables:
         want_cols, want = rows(*published(out_dir, name))
         got_cols, got = rows(*query('SELECT * FROM "%s"' % name))
         if want_cols != got_cols:
