@@ -217,7 +217,9 @@ pub fn occurrences_from_raw(
     raw: LogicalPlan,
     rules: &ResolvedRules,
 ) -> Result<Option<LogicalPlan>> {
-    let mut parts: Vec<LogicalPlan> = Vec::new();
+    // Per identifier type: its paths' occurrences, and whether one event can give a value of
+    // it twice (two paths, or a list).
+    let mut per_type: Vec<(&str, Vec<LogicalPlan>, bool)> = Vec::new();
     for (i, (t, path)) in paths(rules).enumerate() {
         let name = format!("raw_{i}");
         let base = LogicalPlanBuilder::from(raw.clone()).project(vec![
@@ -225,7 +227,8 @@ pub fn occurrences_from_raw(
             col("timestamp"),
             col(&name).alias("raw"),
         ])?;
-        let base = if path_expr(path).is_none() {
+        let list = path_expr(path).is_none();
+        let base = if list {
             base.unnest_column("raw")?
         } else {
             base
@@ -245,18 +248,35 @@ pub fn occurrences_from_raw(
             ])?
             .filter(col("id_value").is_not_null())?
             .build()?;
-        parts.push(typed);
-    }
-    let Some(first) = parts.first().cloned() else {
-        return Ok(None);
-    };
-    let mut union = LogicalPlanBuilder::from(first);
-    for p in parts.into_iter().skip(1) {
-        union = union.union(p)?;
+        match per_type.last_mut() {
+            Some((id_type, parts, repeats)) if *id_type == t.id_type.as_str() => {
+                parts.push(typed);
+                *repeats = true;
+            }
+            _ => per_type.push((t.id_type.as_str(), vec![typed], list)),
+        }
     }
     // The same identifier twice in one event (traits.email and context.traits.email) is one
-    // occurrence.
-    let distinct = union.distinct()?;
+    // occurrence. Only a type that can repeat is made distinct, and each type on its own:
+    // events are unique by message id, so other types cannot repeat, and one distinct over
+    // every occurrence of every type is the costliest step of the stage.
+    let mut union: Option<LogicalPlanBuilder> = None;
+    for (_, parts, repeats) in per_type {
+        let mut one = LogicalPlanBuilder::from(parts[0].clone());
+        for p in parts.into_iter().skip(1) {
+            one = one.union(p)?;
+        }
+        if repeats {
+            one = one.distinct()?;
+        }
+        union = Some(match union {
+            Some(u) => u.union(one.build()?)?,
+            None => one,
+        });
+    }
+    let Some(distinct) = union else {
+        return Ok(None);
+    };
     let v = || col("id_value");
     let mut check = when(v().like(lit("%\u{FFFD}%")), lit("invalid_utf8"))
         .when(character_length(v()).gt(lit(MAX_ID_CHARS)), lit("too_long"))
