@@ -3,6 +3,7 @@
 //! source scans) into that engine's own SQL, plus the few helper functions a script defines
 //! first ([`prelude`]).
 
+use datafusion::arrow::datatypes::Fields;
 use datafusion::common::Result;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::sql::sqlparser::ast;
@@ -115,17 +116,11 @@ fn nested_joins_as_subqueries(plan: LogicalPlan) -> Result<LogicalPlan> {
     .map(|t| t.data)
 }
 
-/// Whether two plans give the same column names (a view read back is the recorded plan with
-/// the views it reads inlined in turn, so the plans themselves differ).
-fn same_columns(a: &LogicalPlan, b: &LogicalPlan) -> bool {
-    let names = |p: &LogicalPlan| -> Vec<String> {
-        p.schema()
-            .fields()
-            .iter()
-            .map(|f| f.name().clone())
-            .collect()
-    };
-    names(a) == names(b)
+/// Whether two schemas have the same column names: a view read back is the recorded plan with
+/// the views it reads inlined in turn, and a source's stage table has other columns than its
+/// files, so names tell the tables apart where the plans themselves differ.
+fn same_columns(a: &Fields, b: &Fields) -> bool {
+    a.iter().map(|f| f.name()).eq(b.iter().map(|f| f.name()))
 }
 
 /// Reads of an earlier stage table stay reads of it: DataFusion inlines a view's plan where it
@@ -138,9 +133,9 @@ fn opaque_views(plan: LogicalPlan, tables: &[(&str, &LogicalPlan)]) -> Result<Lo
     plan.transform_down(|p| {
         if let LogicalPlan::SubqueryAlias(SubqueryAlias { input, alias, .. }) = &p
             && alias.schema().is_none()
-            && let Some((name, _)) = tables
-                .iter()
-                .find(|(n, t)| *n == alias.table() && same_columns(t, input))
+            && let Some((name, _)) = tables.iter().find(|(n, t)| {
+                *n == alias.table() && same_columns(t.schema().fields(), input.schema().fields())
+            })
         {
             let source = std::sync::Arc::new(LogicalTableSource::new(std::sync::Arc::new(
                 input.schema().as_arrow().clone(),
@@ -168,12 +163,7 @@ fn raw_scans(
             && let Some((from, to)) = raw.iter().find(|(from, _)| scan.table_name.table() == from)
             && !tables.iter().any(|(name, plan)| {
                 *name == from.as_str()
-                    && plan.schema().fields().iter().map(|f| f.name()).eq(scan
-                        .source
-                        .schema()
-                        .fields()
-                        .iter()
-                        .map(|f| f.name()))
+                    && same_columns(plan.schema().fields(), scan.source.schema().fields())
             })
         {
             let renamed = LogicalPlan::TableScan(TableScan {

@@ -51,6 +51,15 @@ pub const PUBLISHED_TABLES: [&str; 12] = [
     "runs",
 ];
 
+/// Published tables that are a stage's session table as it stands: (published, session).
+const PUBLISHED_FROM_STAGES: [(&str, &str); 5] = [
+    ("profiles", "cohort_profiles"),
+    ("accounts", "cohort_accounts"),
+    ("account_links", "account_links"),
+    ("audience_membership", "cohort_audience_membership"),
+    ("audience_changes", "cohort_audience_changes"),
+];
+
 /// How many days of each profile's events `recent_events` keeps (what the Profile API's
 /// `events` endpoint returns).
 pub const RECENT_EVENT_DAYS: i64 = 14;
@@ -327,13 +336,7 @@ async fn run_stages(
         versions.insert(table.to_string(), v);
         pause().await;
     }
-    for (table, source) in [
-        ("profiles", "cohort_profiles"),
-        ("accounts", "cohort_accounts"),
-        ("account_links", "account_links"),
-        ("audience_membership", "cohort_audience_membership"),
-        ("audience_changes", "cohort_audience_changes"),
-    ] {
+    for (table, source) in PUBLISHED_FROM_STAGES {
         let plan = ctx.table(source).await?.into_unoptimized_plan();
         let v = delta::overwrite_from_plan(&out.child(table), plan, &ctx.state()).await?;
         versions.insert(table.to_string(), v);
@@ -431,13 +434,10 @@ pub(crate) async fn capture_run(
         None,
     )
     .await?;
-    for (table, source) in identity::IDENTITY_TABLES.into_iter().chain([
-        ("profiles", "cohort_profiles"),
-        ("accounts", "cohort_accounts"),
-        ("account_links", "account_links"),
-        ("audience_membership", "cohort_audience_membership"),
-        ("audience_changes", "cohort_audience_changes"),
-    ]) {
+    for (table, source) in identity::IDENTITY_TABLES
+        .into_iter()
+        .chain(PUBLISHED_FROM_STAGES)
+    {
         capture::step(
             ctx,
             Step::Published {

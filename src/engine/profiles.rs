@@ -248,12 +248,10 @@ pub async fn run_profiles(
     }
     ctx.register_table(
         "profile_events",
-        ctx.execute_logical_plan(pe.clone()).await?.into_view(),
+        ctx.execute_logical_plan(pe).await?.into_view(),
     )?;
-    if super::capture::recording(ctx) {
-        // The script makes `profile_events` once; later stages read it by name.
-        pe = ctx.table("profile_events").await?.into_unoptimized_plan();
-    }
+    // Later passes read it by name (a script, too, makes `profile_events` once).
+    let pe = ctx.table("profile_events").await?.into_unoptimized_plan();
 
     // Names already taken: fixed columns, identifier columns, computed and SQL traits.
     let ids: Vec<IdColumn> = rules

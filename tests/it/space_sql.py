@@ -144,16 +144,11 @@ def main():
     mode, script_path, out_dir = args[:3]
     sources = [a.split("=", 1) for a in args[3:]]
     script = open(script_path).read()
+    # The script sets its own time zone (UTC) first, as any session running it would.
     if mode == "duckdb":
         import duckdb
 
-        con = duckdb.connect()
-        con.execute("SET TimeZone = 'UTC'")
-        for src, path in sources:
-            load_duckdb(con, src + "_raw", path)
-
-        def run(s):
-            con.execute(s)
+        con, load = duckdb.connect(), load_duckdb
 
         def query(q):
             t = con.sql(q).to_arrow_table()
@@ -162,21 +157,17 @@ def main():
     else:
         import psycopg
 
-        con = psycopg.connect(dsn, autocommit=True)
-        con.execute("SET TIME ZONE 'UTC'")
-        for src, path in sources:
-            load_postgres(con, src + "_raw", path)
-
-        def run(s):
-            con.execute(s)
+        con, load = psycopg.connect(dsn, autocommit=True), load_postgres
 
         def query(q):
             cur = con.execute(q)
             return [d.name for d in cur.description], cur.fetchall()
 
+    for src, path in sources:
+        load(con, src + "_raw", path)
     for s in statements(script):
         try:
-            run(s)
+            con.execute(s)
         except Exception as e:
             sys.exit("%s: statement failed: %s\n%s" % (mode, e, s[:2000]))
     failed = False
