@@ -344,6 +344,7 @@ async fn init(dir: &Path, no_data: bool, events: u64) -> Result<()> {
         );
     }
     println!("\nNext:");
+    print_path_hint();
     println!("  cohort validate {}", dir.display());
     println!(
         "  cohort run {} --as-of {}",
@@ -977,6 +978,23 @@ pub fn render_identity_explanation(ex: &engine::explain::IdentityExplanation) ->
     s
 }
 
+/// The commands printed under "Next" / "Try next" start with `cohort`; when no `cohort` is on
+/// the PATH (the usual case right after `cargo run --release -- demo`), say how to get one.
+fn print_path_hint() {
+    let on_path = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join("cohort").is_file()))
+        .unwrap_or(false);
+    if !on_path {
+        let exe = std::env::current_exe()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| "target/release/cohort".into());
+        println!(
+            "  (`cohort` is not on your PATH: run `cargo install --path .` in the Cohort folder,"
+        );
+        println!("   or type `cargo run --release --` or {exe} in its place)");
+    }
+}
+
 async fn demo(dir: &Path, events: u64, seed: u64) -> Result<()> {
     if !dir.join("space.yaml").exists() {
         write_starter(dir)?;
@@ -1010,6 +1028,7 @@ async fn demo(dir: &Path, events: u64, seed: u64) -> Result<()> {
     print_summary(&report);
     let d = dir.display();
     println!("\nTry next:");
+    print_path_hint();
     println!("  cohort validate {d}");
     println!("  cohort run {d} --as-of {}", opts.end.format("%Y-%m-%d"));
     println!("  cohort generate --preset segment --events 100000 --out {d}/data/segment");

@@ -101,6 +101,15 @@ pub fn resolve_url(base_dir: &FsPath, raw: &str) -> StoreResult<Url> {
     } else {
         base_dir.join(p)
     };
+    // A relative space folder (`cohort run myspace`, `cohort run .`) makes `abs` relative too:
+    // anchor it at the current directory, as every shell user expects.
+    let abs = if abs.is_absolute() {
+        abs
+    } else {
+        std::env::current_dir()
+            .map_err(|e| bad(&format!("cannot read the current directory: {e}")))?
+            .join(abs)
+    };
     let abs = normalize_path(&abs);
     let url = Url::from_file_path(&abs).map_err(|_| bad("not a valid file path"))?;
     Ok(trim_slash(url))
@@ -278,6 +287,20 @@ mod tests {
         assert!(resolve_url(base, "s3:///nobucket").is_err());
         assert!(resolve_url(base, "gs://x/y").is_err());
         assert!(resolve_url(base, "  ").is_err());
+    }
+
+    #[test]
+    fn a_relative_space_folder_resolves_against_the_current_directory() {
+        let cwd = std::env::current_dir().unwrap();
+        for (base, raw, want) in [
+            ("myspace", "./data/events", cwd.join("myspace/data/events")),
+            (".", "./out", cwd.join("out")),
+            ("", "data", cwd.join("data")),
+            ("a/../b", "../x", cwd.join("x")),
+        ] {
+            let url = resolve_url(FsPath::new(base), raw).unwrap();
+            assert_eq!(url.to_file_path().unwrap(), want, "{base} + {raw}");
+        }
     }
 
     #[test]

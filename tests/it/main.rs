@@ -15,6 +15,7 @@ mod interop;
 mod pg;
 mod presets;
 mod profile_api;
+mod quickstart;
 mod s3;
 mod serve;
 mod slt;
