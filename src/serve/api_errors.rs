@@ -138,9 +138,13 @@ pub(super) async fn json_errors(req: Request, next: Next) -> Response {
         .get(header::ALLOW)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
+    // axum sets `Allow` on a 405 outside this layer: it may not be here yet.
     let message = match (status, &allow) {
         (StatusCode::METHOD_NOT_ALLOWED, Some(a)) => {
             format!("this endpoint does not take {method}; it takes {a}")
+        }
+        (StatusCode::METHOD_NOT_ALLOWED, None) => {
+            format!("this endpoint does not take {method}; the Allow header lists what it takes")
         }
         _ if !text.is_empty() => text,
         _ => status
