@@ -2,6 +2,7 @@
 //! generate. Exit codes: 0 success, 1 a run or I/O failed, 2 the input (a space, a flag) is
 //! invalid.
 
+mod output_file;
 mod progress;
 mod serve;
 
@@ -251,6 +252,7 @@ fn init_tracing() {
 }
 
 async fn dispatch(cmd: Command) -> Result<()> {
+    output_file::catch_file_size_signal();
     match cmd {
         Command::Init {
             dir,
@@ -361,7 +363,7 @@ fn write_starter(dir: &Path) -> Result<()> {
             std::fs::create_dir_all(parent)
                 .with_context(|| format!("creating {}", parent.display()))?;
         }
-        std::fs::write(&p, contents).with_context(|| format!("writing {}", p.display()))?;
+        output_file::write_file(&p, contents.as_bytes())?;
     }
     Ok(())
 }
@@ -820,16 +822,16 @@ async fn export_cmd(a: ExportArgs) -> Result<()> {
         .map_err(checked)?;
     let summary = match &a.out {
         Some(path) => {
-            let mut file = std::fs::File::create(path)
-                .with_context(|| format!("creating {}", path.display()))?;
+            // Written beside the target and renamed when complete: a failed export leaves
+            // no half-written file and an older export at the path as it was.
+            let mut file = output_file::OutputFile::create(path)?;
             match csv.write_to(&mut file).await {
-                Ok(s) => s,
-                Err(e) => {
-                    // Leave no half-written export behind.
-                    drop(file);
-                    let _ = std::fs::remove_file(path);
-                    return Err(e.into());
+                Ok(s) => {
+                    file.commit()?;
+                    s
                 }
+                Err(ExportError::Io(e)) => return Err(file.error(e)),
+                Err(e) => return Err(file.error(e)),
             }
         }
         None => match csv.write_to(&mut std::io::stdout()).await {

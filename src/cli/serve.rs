@@ -262,9 +262,10 @@ pub async fn serve(args: ServeArgs, spaces: Vec<Space>) -> Result<()> {
         }
     );
     let sql = tokio::spawn(crate::serve::sql::serve_sql(sql_listener, served.clone()));
-    let http = axum::serve(api_listener, app).with_graceful_shutdown(async {
-        let _ = tokio::signal::ctrl_c().await;
-    });
+    let http =
+        axum::serve(api::JsonErrorListener(api_listener), app).with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        });
     let result = http.await;
     sql.abort();
     for t in tasks {

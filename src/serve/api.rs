@@ -4,13 +4,13 @@
 //! a query and never sees half of a run.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 use axum::Router;
-use axum::extract::{Path, Query, RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use base64::Engine as _;
@@ -18,6 +18,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
 use super::ServedSpace;
+pub use super::api_errors::{ApiError, JsonErrorIo, JsonErrorListener, request_id};
 use super::index::{Collection, SpaceIndex, TraitClass, parse_json, rfc3339};
 
 /// The OpenAPI document of this API, served at `/v1/openapi.json`.
@@ -117,22 +118,17 @@ impl Bucket {
 pub struct ApiState {
     pub spaces: HashMap<String, Arc<ApiSpace>>,
     pub trigger: Option<Arc<dyn RunTrigger>>,
-    next_request: AtomicU64,
-    request_seed: u64,
 }
 
-/// The router over `spaces` (no socket: tests call it directly, `cohort serve` binds it).
+/// The router over `spaces` (no socket: tests call it directly, `cohort serve` binds it
+/// through a [`JsonErrorListener`], so that hyper's own parse errors are JSON too).
 pub fn router(spaces: Vec<Arc<ApiSpace>>, trigger: Option<Arc<dyn RunTrigger>>) -> Router {
-    let seed = std::collections::hash_map::RandomState::new();
-    let request_seed = std::hash::BuildHasher::hash_one(&seed, std::process::id());
     let state = Arc::new(ApiState {
         spaces: spaces
             .into_iter()
             .map(|s| (s.served.name().to_string(), s))
             .collect(),
         trigger,
-        next_request: AtomicU64::new(1),
-        request_seed,
     });
     Router::new()
         .route("/v1/openapi.json", get(openapi))
@@ -142,64 +138,11 @@ pub fn router(spaces: Vec<Arc<ApiSpace>>, trigger: Option<Arc<dyn RunTrigger>>) 
         )
         .route("/v1/spaces/{space}/runs", get(list_runs).post(start_run))
         .fallback(not_found)
-        .layer(axum::middleware::map_response_with_state(
-            state.clone(),
-            add_request_id,
+        .layer(axum::middleware::from_fn(super::api_errors::json_errors))
+        .layer(axum::middleware::map_response(
+            super::api_errors::add_request_id,
         ))
         .with_state(state)
-}
-
-async fn add_request_id(State(st): State<Arc<ApiState>>, mut r: Response) -> Response {
-    let n = st.next_request.fetch_add(1, Ordering::Relaxed);
-    let id = format!("{:016x}-{n:08x}", st.request_seed);
-    if let Ok(v) = HeaderValue::from_str(&id) {
-        r.headers_mut().insert("request-id", v);
-    }
-    r
-}
-
-/// An error in Segment's shape: `{"error": {"code": ..., "message": ...}}`.
-pub struct ApiError {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-    retry_after: Option<u64>,
-}
-
-impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError {
-            status,
-            code,
-            message: message.into(),
-            retry_after: None,
-        }
-    }
-    fn bad_request(message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
-    }
-    fn not_found(message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body = json!({"error": {"code": self.code, "message": self.message}});
-        let mut r = (self.status, axum::Json(body)).into_response();
-        if self.status == StatusCode::UNAUTHORIZED {
-            r.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Basic realm=\"cohort\""),
-            );
-        }
-        if let Some(s) = self.retry_after
-            && let Ok(v) = HeaderValue::from_str(&s.to_string())
-        {
-            r.headers_mut().insert(header::RETRY_AFTER, v);
-        }
-        r
-    }
 }
 
 async fn not_found() -> ApiError {
@@ -257,7 +200,7 @@ fn authorize(st: &ApiState, space: &str, headers: &HeaderMap) -> Result<Arc<ApiS
 }
 
 /// The query parameters the profile endpoints take.
-#[derive(Default, serde::Deserialize)]
+#[derive(Default)]
 struct Params {
     limit: Option<String>,
     next: Option<String>,
@@ -271,6 +214,32 @@ struct Params {
 }
 
 impl Params {
+    /// Reads the query string; a parameter given twice is an error (which one would win?),
+    /// parameters the endpoints do not know are ignored.
+    fn parse(raw: Option<&str>) -> Result<Params, ApiError> {
+        let mut p = Params::default();
+        for (k, v) in url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
+            let slot = match k.as_ref() {
+                "limit" => &mut p.limit,
+                "next" => &mut p.next,
+                "include" => &mut p.include,
+                "exclude" => &mut p.exclude,
+                "class" => &mut p.class,
+                "verbose" => &mut p.verbose,
+                "start" => &mut p.start,
+                "end" => &mut p.end,
+                "sort" => &mut p.sort,
+                _ => continue,
+            };
+            if slot.is_some() {
+                return Err(ApiError::bad_request(format!(
+                    "`{k}` is given more than once; give each parameter once"
+                )));
+            }
+            *slot = Some(v.into_owned());
+        }
+        Ok(p)
+    }
     fn limit(&self) -> Result<usize, ApiError> {
         match &self.limit {
             None => Ok(DEFAULT_LIMIT),
@@ -296,9 +265,7 @@ impl Params {
     fn offset(&self) -> Result<usize, ApiError> {
         match self.next.as_deref() {
             None | Some("") => Ok(0),
-            Some(s) => s
-                .parse()
-                .map_err(|_| ApiError::bad_request(format!("`next` cursor `{s}` is not valid"))),
+            Some(s) => s.parse().map_err(|_| ApiError::bad_cursor(s)),
         }
     }
 }
@@ -376,13 +343,28 @@ fn external_id_json(e: &super::index::ExternalId, collection: &str) -> Value {
     })
 }
 
+/// A path the router matched but could not decode (a segment that is not UTF-8 once
+/// percent-decoded) as a 400 in Segment's shape.
+fn bad_path(r: PathRejection) -> ApiError {
+    use axum::extract::path::ErrorKind;
+    if let PathRejection::FailedToDeserializePathParams(e) = &r
+        && let ErrorKind::InvalidUtf8InPathParam { key } = e.kind()
+    {
+        return ApiError::bad_request(format!(
+            "the `{key}` in the path is not valid UTF-8 once percent-decoded"
+        ));
+    }
+    ApiError::bad_request(format!("the path cannot be read: {}", r.body_text()))
+}
+
 async fn profile(
     State(st): State<Arc<ApiState>>,
-    Path((space, collection, id, what)): Path<(String, String, String, String)>,
-    Query(p): Query<Params>,
+    path: Result<Path<(String, String, String, String)>, PathRejection>,
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    let Path((space, collection, id, what)) = path.map_err(bad_path)?;
+    let p = Params::parse(raw.as_deref())?;
     let s = authorize(&st, &space, &headers)?;
     let accounts = match collection.as_str() {
         "users" => false,
@@ -451,7 +433,7 @@ async fn profile(
 }
 
 fn paginate<T: Clone>(all: &[T], offset: usize, limit: usize) -> (Vec<T>, Option<String>) {
-    let end = (offset + limit).min(all.len());
+    let end = offset.saturating_add(limit).min(all.len());
     let page = all
         .get(offset.min(all.len())..end)
         .unwrap_or_default()
@@ -479,8 +461,14 @@ fn traits(
     }
     let include = Params::list(&p.include);
     let after = p.next.clone().filter(|n| !n.is_empty());
-    let all: Vec<(&str, TraitClass, Value)> = c
-        .traits_of(row)
+    let every = c.traits_of(row);
+    // The cursor is the last key of the previous page: one of the profile's traits.
+    if let Some(a) = &after
+        && !every.iter().any(|(k, _, _)| *k == a.as_str())
+    {
+        return Err(ApiError::bad_cursor(a));
+    }
+    let all: Vec<(&str, TraitClass, Value)> = every
         .into_iter()
         .filter(|(k, class, _)| {
             include.as_ref().is_none_or(|w| w.iter().any(|x| x == k))
@@ -613,10 +601,12 @@ fn links(
 
 async fn list_runs(
     State(st): State<Arc<ApiState>>,
-    Path(space): Path<String>,
-    Query(p): Query<Params>,
+    path: Result<Path<String>, PathRejection>,
+    RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    let Path(space) = path.map_err(bad_path)?;
+    let p = Params::parse(raw.as_deref())?;
     let s = authorize(&st, &space, &headers)?;
     let limit = p.limit()?;
     let runs = crate::engine::history::runs(&s.served.space)
@@ -635,9 +625,10 @@ async fn list_runs(
 
 async fn start_run(
     State(st): State<Arc<ApiState>>,
-    Path(space): Path<String>,
+    path: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    let Path(space) = path.map_err(bad_path)?;
     authorize(&st, &space, &headers)?;
     let queued = st.trigger.as_ref().is_some_and(|t| t.trigger(&space));
     if !queued {

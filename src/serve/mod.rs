@@ -4,6 +4,7 @@
 //! the typed [`Space`].
 
 pub mod api;
+mod api_errors;
 pub mod destinations;
 pub mod export;
 pub mod index;

@@ -367,3 +367,67 @@ async fn formats_match_fixed_files() {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+/// `cohort export --out` where the write fails part way: under a file-size limit (`ulimit -f
+/// 0`, which fails every write even as root) the export exits 1 naming the file, the earlier
+/// export at that path is byte for byte as it was and no temporary file is left beside it;
+/// without the limit the same command replaces it. The path is relative to the current folder.
+#[tokio::test]
+async fn a_failed_export_leaves_the_earlier_file_as_it_was() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("space");
+    build(&dir);
+    let space = load(&dir).await;
+    let opts = cohort::engine::RunOptions {
+        as_of: Some(cohort::cli::parse_time("2026-10-10").unwrap()),
+        ..Default::default()
+    };
+    cohort::engine::run(&space, &opts, &cohort::engine::Quiet)
+        .await
+        .unwrap();
+    let exports = tmp.path().join("exports");
+    std::fs::create_dir_all(&exports).unwrap();
+    let older = "key,external_ids\nolder,{}\n".repeat(50);
+    std::fs::write(exports.join("signed_up.csv"), &older).unwrap();
+    let export = |limit: &str| {
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!("{limit} exec \"$0\" \"$@\""))
+            .arg(cohort_bin())
+            .args(["export", dir.to_str().unwrap(), "signed_up"])
+            .args(["--format", "unformatted", "--out", "signed_up.csv"])
+            .current_dir(&exports)
+            .output()
+            .unwrap()
+    };
+    let listing = || {
+        let mut names: Vec<String> = std::fs::read_dir(&exports)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+
+    let o = export("ulimit -f 0 &&");
+    let stderr = String::from_utf8_lossy(&o.stderr).to_string();
+    assert_eq!(o.status.code(), Some(1), "an error, not a kill: {stderr}");
+    assert!(
+        stderr.contains("writing signed_up.csv") && stderr.contains("left unchanged"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("too large"), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(exports.join("signed_up.csv")).unwrap(),
+        older
+    );
+    assert_eq!(listing(), ["signed_up.csv"], "no temporary file is left");
+
+    let o = export("");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        std::fs::read_to_string(exports.join("signed_up.csv")).unwrap(),
+        fixture("unformatted.csv")
+    );
+    assert_eq!(listing(), ["signed_up.csv"]);
+}

@@ -1,5 +1,6 @@
 //! Cohort's one integration-test binary: each module is one area of behaviour, run end to end.
 
+mod api_errors;
 mod audiences;
 mod cli;
 mod common;

@@ -10,7 +10,7 @@ use serde_json::Value;
 use crate::common::cohort_bin;
 
 /// A free loopback port (bound, then released).
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -19,7 +19,7 @@ fn free_port() -> u16 {
 }
 
 /// Kills the server when the test ends, however it ends.
-struct Server(Child);
+pub(crate) struct Server(pub(crate) Child);
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.0.kill();
