@@ -35,15 +35,15 @@ pub async fn validate_space(dir: &Path) -> Validation {
     let mut diagnostics = load.diagnostics;
     if let Some(space) = &load.space {
         diagnostics.extend(check_locations(space).await);
-        diagnostics.extend(check_normalizations(space));
-        diagnostics.extend(check_queries(space));
-        diagnostics.extend(audiences::check_audiences(space));
-        for def in &space.sql_traits {
-            diagnostics.extend(sql_trait::check_sql_trait(def));
-        }
+        diagnostics.extend(check_definitions(space));
         diagnostics.extend(check_sql_trait_id_columns(space));
-        spec::sort_diagnostics(&mut diagnostics);
+    } else if let Some(partial) = &load.partial {
+        // Some file has errors: still report what every other definition gets wrong, so that
+        // one run of validate shows every problem. Sources and identifier types are left out:
+        // a broken space.yaml or identity.yaml would make them report what is not wrong.
+        diagnostics.extend(check_definitions(partial));
     }
+    spec::sort_diagnostics(&mut diagnostics);
     let has_errors = diagnostics
         .iter()
         .any(|d| matches!(d.severity, Severity::Error));
@@ -51,6 +51,17 @@ pub async fn validate_space(dir: &Path) -> Validation {
         space: if has_errors { None } else { load.space },
         diagnostics,
     }
+}
+
+/// The checks that look at each definition on its own (and audiences at each other).
+fn check_definitions(space: &Space) -> Vec<Diagnostic> {
+    let mut out = check_normalizations(space);
+    out.extend(check_queries(space));
+    out.extend(audiences::check_audiences(space));
+    for def in &space.sql_traits {
+        out.extend(sql_trait::check_sql_trait(def));
+    }
+    out
 }
 
 /// SQL normalizations of identity.yaml must parse as one expression over `value`.

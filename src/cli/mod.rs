@@ -384,8 +384,8 @@ async fn validate(dir: &Path) -> Result<spec::Space> {
 /// Loads and checks a space, printing diagnostics (to stderr) only when there are any.
 async fn load_space(dir: &Path) -> Result<spec::Space> {
     let v = analyze::validate_space(dir).await;
-    for d in &v.diagnostics {
-        eprintln!("{}", d.render(dir));
+    if !v.diagnostics.is_empty() {
+        eprintln!("{}", spec::render_all(&v.diagnostics, dir));
     }
     let (errors, warnings) = (v.errors(), v.warnings());
     match v.space {

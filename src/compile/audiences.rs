@@ -18,12 +18,13 @@ use datafusion::common::{JoinType, ScalarValue};
 use datafusion::functions_aggregate::expr_fn as agg;
 use datafusion::functions_nested::expr_fn::{array_has, cardinality};
 use datafusion::logical_expr::{
-    Expr, ExprFunctionExt, LogicalPlan, LogicalPlanBuilder, TryCast, col, lit,
+    Expr, ExprFunctionExt, LogicalPlan, LogicalPlanBuilder, Operator, TryCast, col, lit,
 };
 use datafusion::prelude::coalesce;
 
 use crate::analyze::audiences::{audience_order, event_chains, trait_refs};
 
+use super::junction::balanced;
 use super::traits::{
     EventScope, QueryCompileError, chain_filter, err, escape_like, float, literal_text,
     reducer_type, timestamp_literal, trait_column, ts, value_expr,
@@ -265,16 +266,15 @@ impl<'a> Compiler<'a> {
     fn cond(&mut self, e: &ast::Expr, level: Level) -> CResult<Expr> {
         match e {
             ast::Expr::Or { items, .. } | ast::Expr::And { items, .. } => {
-                let mut out: Option<Expr> = None;
-                for i in items {
-                    let c = self.cond(i, level)?;
-                    out = Some(match (out, e) {
-                        (None, _) => c,
-                        (Some(o), ast::Expr::Or { .. }) => o.or(c),
-                        (Some(o), _) => o.and(c),
-                    });
-                }
-                Ok(out.unwrap_or(lit(true)))
+                let op = match e {
+                    ast::Expr::Or { .. } => Operator::Or,
+                    _ => Operator::And,
+                };
+                let conds = items
+                    .iter()
+                    .map(|i| self.cond(i, level))
+                    .collect::<CResult<Vec<_>>>()?;
+                Ok(balanced(conds, op).unwrap_or(lit(true)))
             }
             ast::Expr::Not { expr, .. } => Ok(Expr::Not(Box::new(self.cond(expr, level)?))),
             ast::Expr::Quantified {

@@ -12,11 +12,12 @@ use datafusion::arrow::datatypes::{DataType, Field};
 use datafusion::common::ScalarValue;
 use datafusion::functions_aggregate::expr_fn as agg;
 use datafusion::logical_expr::{
-    Expr, ExprFunctionExt, LogicalPlan, LogicalPlanBuilder, TryCast, col, lit,
+    Expr, ExprFunctionExt, LogicalPlan, LogicalPlanBuilder, Operator, TryCast, col, lit,
 };
 
 use super::aggregates;
 use super::functions::{as_json_get, json_get, json_paths};
+use super::junction::balanced;
 use crate::spec::query::ast::{self, Comparator, Filter, Literal, Operand, ReducerKind, Span};
 use datafusion::functions::core::expr_fn::get_field;
 
@@ -276,14 +277,14 @@ pub(crate) fn chain_filter(
     scope: &EventScope<'_>,
 ) -> CResult<(Expr, Window)> {
     let as_of = scope.as_of;
-    let mut e = col("event").eq(lit(chain.name.as_str()));
+    let mut conds = vec![col("event").eq(lit(chain.name.as_str()))];
     let mut window = Window {
         lower: None,
         upper: Some(as_of),
     };
     for f in &chain.filters {
         match f {
-            Filter::Where { condition, .. } => e = e.and(event_condition(condition, scope)?),
+            Filter::Where { condition, .. } => conds.push(event_condition(condition, scope)?),
             Filter::Within { window: d, span } => {
                 if d.parent {
                     return err(
@@ -312,12 +313,12 @@ pub(crate) fn chain_filter(
         }
     }
     if let Some(l) = window.lower {
-        e = e.and(col("timestamp").gt(ts(l)));
+        conds.push(col("timestamp").gt(ts(l)));
     }
     if let Some(u) = window.upper {
-        e = e.and(col("timestamp").lt_eq(ts(u)));
+        conds.push(col("timestamp").lt_eq(ts(u)));
     }
-    Ok((e, window))
+    Ok((super::junction::all(conds), window))
 }
 
 fn narrow(w: Window, lower: Option<i64>, upper: Option<i64>) -> Window {
@@ -462,8 +463,8 @@ pub fn event_condition(c: &ast::Expr, scope: &EventScope<'_>) -> CResult<Expr> {
         }
     }
     match c {
-        ast::Expr::Or { items, .. } => fold(items, scope, Expr::or),
-        ast::Expr::And { items, .. } => fold(items, scope, Expr::and),
+        ast::Expr::Or { items, .. } => fold(items, scope, Operator::Or),
+        ast::Expr::And { items, .. } => fold(items, scope, Operator::And),
         ast::Expr::Not { expr, .. } => {
             // A missing property makes a comparison unknown; NOT of it is false, as in SQL.
             Ok(Expr::Not(Box::new(event_condition(expr, scope)?)))
@@ -491,16 +492,12 @@ pub fn event_condition(c: &ast::Expr, scope: &EventScope<'_>) -> CResult<Expr> {
     }
 }
 
-fn fold(items: &[ast::Expr], scope: &EventScope<'_>, f: fn(Expr, Expr) -> Expr) -> CResult<Expr> {
-    let mut out: Option<Expr> = None;
-    for i in items {
-        let e = event_condition(i, scope)?;
-        out = Some(match out {
-            Some(o) => f(o, e),
-            None => e,
-        });
-    }
-    out.ok_or(QueryCompileError {
+fn fold(items: &[ast::Expr], scope: &EventScope<'_>, op: Operator) -> CResult<Expr> {
+    let conds = items
+        .iter()
+        .map(|i| event_condition(i, scope))
+        .collect::<CResult<Vec<_>>>()?;
+    balanced(conds, op).ok_or(QueryCompileError {
         key: None,
         span: Span::default(),
         message: "an empty junction".into(),

@@ -196,6 +196,11 @@ pub struct AudienceDef {
 pub struct SpaceLoad {
     /// Some only when `diagnostics` has no errors (warnings are fine).
     pub space: Option<Space>,
+    /// When some file has errors: the definitions that could still be read, for the checks
+    /// that look at one definition at a time (query syntax, SQL traits), so that one broken
+    /// file does not hide the problems of the others. Its space.yaml part (name, sources,
+    /// output) is empty when space.yaml could not be read. Never run it.
+    pub partial: Option<Space>,
     /// Sorted by file, line, column.
     pub diagnostics: Vec<Diagnostic>,
 }

@@ -269,9 +269,13 @@ fn ignored(rel: &Path, expected: &str, diags: &mut Vec<Diagnostic>) {
 }
 
 fn read_text(root: &Path, rel: &Path, diags: &mut Vec<Diagnostic>) -> Option<String> {
-    match std::fs::read_to_string(root.join(rel)) {
+    match super::text::read_text(root, rel) {
         Ok(text) => Some(text),
-        Err(e) => {
+        Err(super::text::ReadError::NotUtf8(d)) => {
+            diags.push(d);
+            None
+        }
+        Err(super::text::ReadError::Io(e)) => {
             diags.push(Diagnostic::error(
                 Some(Loc::file_start(rel)),
                 format!("cannot read {}: {e}", slash_path(rel)),

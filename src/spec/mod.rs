@@ -16,6 +16,7 @@ pub mod query;
 mod space_file;
 mod starter;
 mod suggest;
+mod text;
 mod values;
 mod yaml;
 
@@ -31,7 +32,7 @@ pub use folders::read_audience_text;
 pub use identity::{NORMALIZATIONS, check_identifier_path, is_sql_normalization};
 pub use preset::Preset;
 pub use query::{
-    QueryError, parse_audience_query, parse_query, parse_trait_query, parsed_audience,
+    MAX_NESTING, QueryError, parse_audience_query, parse_query, parse_trait_query, parsed_audience,
     parsed_trait, query_diagnostic, span_loc,
 };
 pub use space_file::KNOWN_SPEC_VERSIONS;
@@ -39,6 +40,7 @@ pub use starter::init_files;
 pub use suggest::{edit_distance, suggest};
 pub use values::{is_snake_case, parse_memory_limit};
 
+use text::ReadError;
 use yaml::Reader;
 
 /// Reads the space folder `dir`: space.yaml, identity.yaml (optional), traits/, queries/,
@@ -47,7 +49,7 @@ use yaml::Reader;
 pub fn load_space(dir: &Path) -> SpaceLoad {
     let mut diags = Vec::new();
 
-    let header = match std::fs::read_to_string(dir.join("space.yaml")) {
+    let header = match text::read_text(dir, Path::new("space.yaml")) {
         Ok(text) => {
             let mut r = Reader::new("space.yaml", &text);
             let header = match r.parse() {
@@ -57,7 +59,11 @@ pub fn load_space(dir: &Path) -> SpaceLoad {
             diags.append(&mut r.diags);
             header
         }
-        Err(e) => {
+        Err(ReadError::NotUtf8(d)) => {
+            diags.push(d);
+            None
+        }
+        Err(ReadError::Io(e)) => {
             let mut d = if e.kind() == std::io::ErrorKind::NotFound {
                 Diagnostic::error(None, format!("no space.yaml in {}", dir.display()))
             } else {
@@ -78,7 +84,7 @@ pub fn load_space(dir: &Path) -> SpaceLoad {
         }
     };
 
-    let identity = match std::fs::read_to_string(dir.join("identity.yaml")) {
+    let identity = match text::read_text(dir, Path::new("identity.yaml")) {
         Ok(text) => {
             let mut r = Reader::new("identity.yaml", &text);
             let rules = match r.parse() {
@@ -88,7 +94,11 @@ pub fn load_space(dir: &Path) -> SpaceLoad {
             diags.append(&mut r.diags);
             rules
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        Err(ReadError::NotUtf8(d)) => {
+            diags.push(d);
+            IdentityRules::segment_defaults()
+        }
+        Err(ReadError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
             if dir.join("identity.yml").is_file() {
                 diags.push(
                     Diagnostic::warning(
@@ -100,7 +110,7 @@ pub fn load_space(dir: &Path) -> SpaceLoad {
             }
             IdentityRules::segment_defaults()
         }
-        Err(e) => {
+        Err(ReadError::Io(e)) => {
             diags.push(Diagnostic::error(
                 Some(Loc::file_start("identity.yaml")),
                 format!("cannot read identity.yaml: {e}"),
@@ -124,27 +134,33 @@ pub fn load_space(dir: &Path) -> SpaceLoad {
     let defs = folders::read(dir, &id_types, &mut diags);
 
     diagnostic::sort_diagnostics(&mut diags);
-    let space = match header {
-        Some(h) if !diags.iter().any(Diagnostic::is_error) => Some(Space {
-            root: dir.to_path_buf(),
-            name: h.name,
-            spec_version: h.spec_version,
-            description: h.description,
-            sources: h.sources,
-            output: h.output,
-            output_loc: h.output_loc,
-            schedule: h.schedule,
-            memory_limit: h.memory_limit,
-            identity,
-            traits: defs.traits,
-            sql_traits: defs.sql_traits,
-            audiences: defs.audiences,
-            destinations: defs.destinations,
-        }),
-        _ => None,
+    let has_errors = diags.iter().any(Diagnostic::is_error);
+    let header_read = header.is_some();
+    let h = header.unwrap_or_else(space_file::Header::unread);
+    let space = Space {
+        root: dir.to_path_buf(),
+        name: h.name,
+        spec_version: h.spec_version,
+        description: h.description,
+        sources: h.sources,
+        output: h.output,
+        output_loc: h.output_loc,
+        schedule: h.schedule,
+        memory_limit: h.memory_limit,
+        identity,
+        traits: defs.traits,
+        sql_traits: defs.sql_traits,
+        audiences: defs.audiences,
+        destinations: defs.destinations,
+    };
+    let (space, partial) = if header_read && !has_errors {
+        (Some(space), None)
+    } else {
+        (None, Some(space))
     };
     SpaceLoad {
         space,
+        partial,
         diagnostics: diags,
     }
 }

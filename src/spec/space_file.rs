@@ -33,6 +33,23 @@ pub(crate) struct Header {
     pub memory_limit: Option<String>,
 }
 
+impl Header {
+    /// The header of a space whose space.yaml could not be read: no name, no sources, no
+    /// output. Only for [`super::SpaceLoad::partial`], whose other files are still checked.
+    pub(crate) fn unread() -> Header {
+        Header {
+            name: String::new(),
+            spec_version: 0,
+            description: None,
+            sources: Vec::new(),
+            output: String::new(),
+            output_loc: Loc::file_start("space.yaml"),
+            schedule: None,
+            memory_limit: None,
+        }
+    }
+}
+
 /// Reads space.yaml; `None` when something required is missing or wrong (all reported).
 pub(crate) fn read(r: &mut Reader<'_>, doc: Option<&Node<'_>>) -> Option<Header> {
     let Some(doc) = doc else {

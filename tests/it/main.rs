@@ -6,6 +6,8 @@ mod cli;
 mod common;
 mod compile;
 mod crash;
+mod defs_fuzz;
+mod defs_limits;
 mod destinations;
 mod docs;
 mod export;

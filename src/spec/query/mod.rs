@@ -5,6 +5,8 @@
 
 pub mod ast;
 mod parse;
+
+pub use parse::MAX_NESTING;
 #[cfg(test)]
 mod tests;
 

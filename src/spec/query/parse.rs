@@ -42,6 +42,12 @@ const UNITS: [(&str, TimeUnit); 8] = [
 
 type Result<T> = std::result::Result<T, QueryError>;
 
+/// How deeply parentheses, `NOT`s, quantifiers and `.where(...)`s may nest. Every later phase
+/// (checks, compilation, DataFusion's planner) walks a query recursively, so the bound keeps
+/// them all within the stack; real queries nest a handful of levels. Long flat junctions
+/// (`a AND b AND ...`) do not nest: they are one list.
+pub const MAX_NESTING: usize = 32;
+
 #[derive(Clone, Debug, PartialEq)]
 enum Tok {
     Ident(String),
@@ -285,6 +291,7 @@ pub(super) fn parse(text: &str) -> Result<Expr> {
     let mut p = Parser {
         tokens: lex(text)?,
         pos: 0,
+        depth: 0,
     };
     if p.peek() == &Tok::Eof {
         return Err(QueryError::new(p.span(), "the query is empty"));
@@ -315,6 +322,8 @@ pub(super) fn parse(text: &str) -> Result<Expr> {
 struct Parser {
     tokens: Vec<Token>,
     pos: usize,
+    /// Open parentheses, prefixes and `.where(`s around the current token.
+    depth: usize,
 }
 
 fn kw(t: &Tok, word: &str) -> bool {
@@ -342,6 +351,27 @@ fn did_you_mean(word: &str, candidates: &[&str]) -> Option<String> {
 impl Parser {
     fn peek(&self) -> &Tok {
         &self.tokens[self.pos].tok
+    }
+
+    /// Runs `f` one nesting level deeper, or fails at `at` when that is past [`MAX_NESTING`].
+    fn nested<T>(&mut self, at: Span, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
+        if self.depth >= MAX_NESTING {
+            return Err(QueryError::new(
+                at,
+                format!(
+                    "nesting deeper than {MAX_NESTING} levels (parentheses, `NOT`, `ANY`/`ALL` \
+                     and `.where(...)` inside one another)"
+                ),
+            )
+            .with_help(
+                "write the condition flatter: `a AND b AND c` needs no parentheses, and \
+                 `NOT NOT x` is `x`",
+            ));
+        }
+        self.depth += 1;
+        let out = f(self);
+        self.depth -= 1;
+        out
     }
 
     fn peek_at(&self, n: usize) -> &Tok {
@@ -438,7 +468,7 @@ impl Parser {
             if quantifier == Quantifier::NotAny {
                 self.bump();
             }
-            let expr = self.parse_unary()?;
+            let expr = self.nested(start, Self::parse_unary)?;
             let span = start.to(expr.span());
             return Ok(Expr::Quantified {
                 quantifier,
@@ -448,7 +478,7 @@ impl Parser {
         }
         if kw(&t, "not") {
             let start = self.bump().span;
-            let expr = self.parse_unary()?;
+            let expr = self.nested(start, Self::parse_unary)?;
             let span = start.to(expr.span());
             return Ok(Expr::Not {
                 expr: Box::new(expr),
@@ -462,8 +492,11 @@ impl Parser {
     fn parse_comparison(&mut self) -> Result<Expr> {
         if *self.peek() == Tok::LParen {
             let open = self.bump().span;
-            let mut inner = self.parse_or()?;
-            let close = self.expect(Tok::RParen, "`)` to close the `(`")?;
+            let (mut inner, close) = self.nested(open, |p| {
+                let inner = p.parse_or()?;
+                let close = p.expect(Tok::RParen, "`)` to close the `(`")?;
+                Ok((inner, close))
+            })?;
             let span = open.to(close);
             if let Expr::Value { value, .. } = &inner
                 && self.at_comparator()
@@ -1015,8 +1048,11 @@ impl Parser {
                 if *self.peek() == Tok::RParen {
                     return Err(self.expected("a condition in `.where(...)`"));
                 }
-                let condition = self.parse_or()?;
-                let end = self.expect_close(m)?;
+                let (condition, end) = self.nested(m_span, |p| {
+                    let condition = p.parse_or()?;
+                    let end = p.expect_close(m)?;
+                    Ok((condition, end))
+                })?;
                 Filter::Where {
                     condition: Box::new(condition),
                     span: m_span.to(end),
