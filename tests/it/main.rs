@@ -7,6 +7,7 @@ mod compile;
 mod crash;
 mod destinations;
 mod docs;
+mod drift;
 mod export;
 mod identity;
 mod identity_runs;
