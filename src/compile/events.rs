@@ -149,28 +149,34 @@ fn json_text(schema: &DFSchema, names: &[&str]) -> Expr {
 /// The event time as UTC microseconds, and as the text it was written as. Any timestamp unit
 /// and time zone converts; a value that no microsecond timestamp can hold (year -285 million
 /// in milliseconds) becomes null, which sets the row aside as `invalid_timestamp`.
-fn timestamp_exprs(schema: &DFSchema) -> (Expr, Expr) {
-    match find(schema, &["timestamp", "original_timestamp", "received_at"]) {
-        Some((n, DataType::Timestamp(_, _))) => (
-            try_cast(column(n), utc_micros()),
-            datafusion::functions::expr_fn::coalesce(vec![
-                try_cast(try_cast(column(n), utc_micros()), DataType::Utf8),
-                try_cast(column(n), DataType::Utf8),
-                cast(cast(column(n), DataType::Int64), DataType::Utf8),
-            ]),
-        ),
-        Some((n, _)) => (
-            try_cast(plain_text(schema, &[n]), utc_micros()),
-            plain_text(schema, &[n]),
-        ),
-        None => (
-            lit(datafusion::common::ScalarValue::TimestampMicrosecond(
-                None,
-                Some(Arc::from("UTC")),
-            )),
-            lit(datafusion::common::ScalarValue::Utf8(None)),
-        ),
-    }
+fn timestamp_exprs(schema: &DFSchema) -> Result<(Expr, Expr)> {
+    Ok(
+        match find(schema, &["timestamp", "original_timestamp", "received_at"]) {
+            Some((n, DataType::Timestamp(_, _))) => {
+                // Only times in years 1 to 9999 are written as text; the others (which a
+                // formatter cannot always spell) as the number the file stores.
+                let micros = try_cast(column(n), utc_micros());
+                let in_range = micros
+                    .clone()
+                    .gt_eq(ts_micros(FIRST_MICROS))
+                    .and(micros.clone().lt(ts_micros(END_MICROS)));
+                let raw = when(in_range, cast(micros.clone(), DataType::Utf8))
+                    .otherwise(cast(cast(column(n), DataType::Int64), DataType::Utf8))?;
+                (micros, raw)
+            }
+            Some((n, _)) => (
+                try_cast(plain_text(schema, &[n]), utc_micros()),
+                plain_text(schema, &[n]),
+            ),
+            None => (
+                lit(datafusion::common::ScalarValue::TimestampMicrosecond(
+                    None,
+                    Some(Arc::from("UTC")),
+                )),
+                lit(datafusion::common::ScalarValue::Utf8(None)),
+            ),
+        },
+    )
 }
 
 /// Columns of a warehouse table that are part of the call rather than its properties/traits.
@@ -240,7 +246,7 @@ pub fn normalize_table(t: &SourceTable) -> Result<LogicalPlan> {
     let schema = t.scan.schema().as_ref().clone();
     let s = &schema;
     let null_text = || lit(datafusion::common::ScalarValue::Utf8(None));
-    let (ts, ts_raw) = timestamp_exprs(s);
+    let (ts, ts_raw) = timestamp_exprs(s)?;
 
     let (message_id, ty, raw_event, properties, traits, context) = match t.kind {
         TableKind::Events => (
@@ -404,6 +410,14 @@ pub fn union_tables(tables: &[SourceTable]) -> Result<Option<LogicalPlan>> {
 const FIRST_MICROS: i64 = -62_135_596_800_000_000;
 const END_MICROS: i64 = 253_402_300_800_000_000;
 
+/// A UTC timestamp literal.
+fn ts_micros(micros: i64) -> Expr {
+    lit(datafusion::common::ScalarValue::TimestampMicrosecond(
+        Some(micros),
+        Some(Arc::from("UTC")),
+    ))
+}
+
 /// Adds `error_reason` and `error_detail` (null for good rows).
 pub fn classify(normalized: LogicalPlan) -> Result<LogicalPlan> {
     let null_text = || lit(datafusion::common::ScalarValue::Utf8(None));
@@ -414,12 +428,7 @@ pub fn classify(normalized: LogicalPlan) -> Result<LogicalPlan> {
         .and(column("previous_id").is_null());
     let bad_json = |c: &str| json_valid(column(c)).not();
     let bad_id = datafusion::functions::expr_fn::strpos(column("message_id"), lit("\0")).gt(lit(0));
-    let ts = |micros: i64| {
-        lit(datafusion::common::ScalarValue::TimestampMicrosecond(
-            Some(micros),
-            Some(Arc::from("UTC")),
-        ))
-    };
+    let ts = ts_micros;
     let no_time = column("timestamp").is_null();
     let out_of_range = column("timestamp")
         .lt(ts(FIRST_MICROS))
