@@ -199,6 +199,10 @@ struct RunArgs {
     /// Rebuild the identity graph from scratch instead of extending the previous one.
     #[arg(long)]
     full: bool,
+    /// Set aside source files that cannot be read (listed in the run record and
+    /// `event_errors`) instead of failing the run.
+    #[arg(long)]
+    skip_bad_files: bool,
 }
 
 /// An error that means "the input is invalid" (exit code 2), already reported.
@@ -488,6 +492,7 @@ fn run_options(a: &RunArgs) -> Result<RunOptions> {
         window_days: a.window_days,
         lease_wait: Duration::from_secs(a.wait),
         full_rebuild: a.full,
+        skip_bad_files: a.skip_bad_files,
         trigger: Some("manual: cli".into()),
         ..Default::default()
     };
@@ -547,6 +552,15 @@ fn print_summary(r: &engine::RunReport) {
         println!("  set aside (see event_errors):");
         for (k, v) in &rec.errors_by_reason {
             println!("    {k:<26} {v:>10}");
+        }
+    }
+    if !rec.skipped_files.is_empty() {
+        println!(
+            "  unreadable files set aside ({}):",
+            rec.skipped_files.len()
+        );
+        for f in &rec.skipped_files {
+            println!("    {}: {}", f.file, f.reason);
         }
     }
     if let Some(id) = &rec.identity {

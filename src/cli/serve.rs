@@ -44,6 +44,10 @@ pub struct ServeArgs {
     /// Seconds between checks for runs published by another process (`cohort run`).
     #[arg(long, default_value_t = 5)]
     pub poll: u64,
+    /// Scheduled runs set aside source files that cannot be read (listed in the run record
+    /// and `event_errors`) instead of failing.
+    #[arg(long)]
+    pub skip_bad_files: bool,
 }
 
 /// A token from `--token`, the environment, or fresh random bytes (printed).
@@ -73,6 +77,7 @@ fn token_for(space: &str, flags: &[String]) -> Result<(String, bool)> {
 struct EngineRunner {
     space: Space,
     api: Arc<ApiSpace>,
+    skip_bad_files: bool,
 }
 
 impl Runner for EngineRunner {
@@ -101,6 +106,7 @@ impl Runner for EngineRunner {
             let mut opts = RunOptions {
                 trigger: Some(describe.clone()),
                 lease_wait: Duration::from_secs(600),
+                skip_bad_files: self.skip_bad_files,
                 ..Default::default()
             };
             if let Some(m) = &self.space.memory_limit {
@@ -208,6 +214,7 @@ pub async fn serve(args: ServeArgs, spaces: Vec<Space>) -> Result<()> {
             let runner = EngineRunner {
                 space: a.served.space.clone(),
                 api: a.clone(),
+                skip_bad_files: args.skip_bad_files,
             };
             tasks.push(tokio::spawn(async move {
                 schedule::run_schedule(

@@ -98,53 +98,85 @@ fn column(name: &str) -> Expr {
     Expr::Column(datafusion::common::Column::from_name(name))
 }
 
+fn is_binary(t: &DataType) -> bool {
+    matches!(
+        t,
+        DataType::Binary
+            | DataType::LargeBinary
+            | DataType::BinaryView
+            | DataType::FixedSizeBinary(_)
+    )
+}
+
+/// White space trimmed from identifiers (not only spaces: a message id of `"\t\n"` is none).
+const ID_SPACE: &str = " \t\n\r\u{b}\u{c}";
+
 /// A text column, trimmed, with empty strings as null; null when the column is absent.
+/// Numbers and bytes are text too (files of one source disagree on an id's type).
 fn id_text(schema: &DFSchema, names: &[&str]) -> Expr {
     match find(schema, names) {
-        Some((n, DataType::Binary | DataType::LargeBinary | DataType::BinaryView)) => {
-            nullif(btrim(vec![text_lossy(column(n))]), lit(""))
-        }
-        Some((n, _)) => nullif(btrim(vec![cast(column(n), DataType::Utf8)]), lit("")),
+        Some((n, _)) => nullif(
+            btrim(vec![plain_text(schema, &[n]), lit(ID_SPACE)]),
+            lit(""),
+        ),
         None => lit(datafusion::common::ScalarValue::Utf8(None)),
     }
 }
 
+/// A column as text: bytes read as UTF-8 (invalid bytes replaced), anything else cast.
 fn plain_text(schema: &DFSchema, names: &[&str]) -> Expr {
     match find(schema, names) {
+        Some((n, t)) if is_binary(t) => text_lossy(column(n)),
         Some((n, _)) => cast(column(n), DataType::Utf8),
         None => lit(datafusion::common::ScalarValue::Utf8(None)),
     }
 }
 
-/// A JSON-ish column: text stays text, structs, maps and lists become JSON text.
+/// A JSON-ish column: text stays text (bytes are read as text), structs, maps and lists
+/// become JSON text, so a file that stores `properties` as a struct and one that stores JSON
+/// text give the same rows.
 fn json_text(schema: &DFSchema, names: &[&str]) -> Expr {
     match find(schema, names) {
         Some((n, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)) => {
             cast(column(n), DataType::Utf8)
         }
+        Some((n, t)) if is_binary(t) => text_lossy(column(n)),
         Some((n, _)) => to_json(column(n)),
         None => lit(datafusion::common::ScalarValue::Utf8(None)),
     }
 }
 
-fn timestamp_exprs(schema: &DFSchema) -> (Expr, Expr) {
-    match find(schema, &["timestamp", "original_timestamp", "received_at"]) {
-        Some((n, DataType::Timestamp(_, _))) => (
-            cast(column(n), utc_micros()),
-            cast(cast(column(n), utc_micros()), DataType::Utf8),
-        ),
-        Some((n, _)) => (
-            try_cast(cast(column(n), DataType::Utf8), utc_micros()),
-            cast(column(n), DataType::Utf8),
-        ),
-        None => (
-            lit(datafusion::common::ScalarValue::TimestampMicrosecond(
-                None,
-                Some(Arc::from("UTC")),
-            )),
-            lit(datafusion::common::ScalarValue::Utf8(None)),
-        ),
-    }
+/// The event time as UTC microseconds, and as the text it was written as. Any timestamp unit
+/// and time zone converts; a value that no microsecond timestamp can hold (year -285 million
+/// in milliseconds) becomes null, which sets the row aside as `invalid_timestamp`.
+fn timestamp_exprs(schema: &DFSchema) -> Result<(Expr, Expr)> {
+    Ok(
+        match find(schema, &["timestamp", "original_timestamp", "received_at"]) {
+            Some((n, DataType::Timestamp(_, _))) => {
+                // Only times in years 1 to 9999 are written as text; the others (which a
+                // formatter cannot always spell) as the number the file stores.
+                let micros = try_cast(column(n), utc_micros());
+                let in_range = micros
+                    .clone()
+                    .gt_eq(ts_micros(FIRST_MICROS))
+                    .and(micros.clone().lt(ts_micros(END_MICROS)));
+                let raw = when(in_range, cast(micros.clone(), DataType::Utf8))
+                    .otherwise(cast(cast(column(n), DataType::Int64), DataType::Utf8))?;
+                (micros, raw)
+            }
+            Some((n, _)) => (
+                try_cast(plain_text(schema, &[n]), utc_micros()),
+                plain_text(schema, &[n]),
+            ),
+            None => (
+                lit(datafusion::common::ScalarValue::TimestampMicrosecond(
+                    None,
+                    Some(Arc::from("UTC")),
+                )),
+                lit(datafusion::common::ScalarValue::Utf8(None)),
+            ),
+        },
+    )
 }
 
 /// Columns of a warehouse table that are part of the call rather than its properties/traits.
@@ -214,7 +246,7 @@ pub fn normalize_table(t: &SourceTable) -> Result<LogicalPlan> {
     let schema = t.scan.schema().as_ref().clone();
     let s = &schema;
     let null_text = || lit(datafusion::common::ScalarValue::Utf8(None));
-    let (ts, ts_raw) = timestamp_exprs(s);
+    let (ts, ts_raw) = timestamp_exprs(s)?;
 
     let (message_id, ty, raw_event, properties, traits, context) = match t.kind {
         TableKind::Events => (
@@ -373,6 +405,19 @@ pub fn union_tables(tables: &[SourceTable]) -> Result<Option<LogicalPlan>> {
     Ok(Some(b.build()?))
 }
 
+/// 0001-01-01T00:00:00Z and 10000-01-01T00:00:00Z in microseconds: event times outside these
+/// years are set aside (`invalid_timestamp`); most engines and formats cannot hold them.
+const FIRST_MICROS: i64 = -62_135_596_800_000_000;
+const END_MICROS: i64 = 253_402_300_800_000_000;
+
+/// A UTC timestamp literal.
+fn ts_micros(micros: i64) -> Expr {
+    lit(datafusion::common::ScalarValue::TimestampMicrosecond(
+        Some(micros),
+        Some(Arc::from("UTC")),
+    ))
+}
+
 /// Adds `error_reason` and `error_detail` (null for good rows).
 pub fn classify(normalized: LogicalPlan) -> Result<LogicalPlan> {
     let null_text = || lit(datafusion::common::ScalarValue::Utf8(None));
@@ -382,14 +427,22 @@ pub fn classify(normalized: LogicalPlan) -> Result<LogicalPlan> {
         .and(column("anonymous_id").is_null())
         .and(column("previous_id").is_null());
     let bad_json = |c: &str| json_valid(column(c)).not();
+    let bad_id = datafusion::functions::expr_fn::strpos(column("message_id"), lit("\0")).gt(lit(0));
+    let ts = ts_micros;
+    let no_time = column("timestamp").is_null();
+    let out_of_range = column("timestamp")
+        .lt(ts(FIRST_MICROS))
+        .or(column("timestamp").gt_eq(ts(END_MICROS)));
+    let bad_time = no_time.clone().or(out_of_range.clone());
     let reason = when(column("message_id").is_null(), lit("missing_message_id"))
+        .when(bad_id.clone(), lit("invalid_message_id"))
         .when(
             column("type")
                 .is_null()
                 .or(column("type").in_list(types.clone(), true)),
             lit("invalid_type"),
         )
-        .when(column("timestamp").is_null(), lit("invalid_timestamp"))
+        .when(bad_time, lit("invalid_timestamp"))
         .when(
             bad_json("properties")
                 .or(bad_json("traits"))
@@ -408,6 +461,7 @@ pub fn classify(normalized: LogicalPlan) -> Result<LogicalPlan> {
         column("message_id").is_null(),
         lit("the row has no message id"),
     )
+    .when(bad_id, lit("the message id holds a NUL character"))
     .when(
         column("type")
             .is_null()
@@ -419,11 +473,19 @@ pub fn classify(normalized: LogicalPlan) -> Result<LogicalPlan> {
         ]),
     )
     .when(
-        column("timestamp").is_null(),
+        no_time,
         concat(vec![
             lit("timestamp "),
             quoted("timestamp_raw"),
             lit(" cannot be parsed"),
+        ]),
+    )
+    .when(
+        out_of_range.clone(),
+        concat(vec![
+            lit("timestamp "),
+            quoted("timestamp_raw"),
+            lit(" is outside years 1 to 9999"),
         ]),
     )
     .when(

@@ -39,6 +39,8 @@ use datafusion::logical_expr::{
 };
 use serde_json::{Map, Value};
 
+use super::json_depth;
+
 /// All of Cohort's functions, to register on a session.
 pub fn all() -> Vec<Arc<ScalarUDF>> {
     vec![
@@ -263,7 +265,20 @@ impl ScalarUDFImpl for JsonKeys {
                     }
                     out.append(true);
                 }
-                _ => out.append_null(),
+                Ok(_) => out.append_null(),
+                // Deeper than serde_json parses: the keys of the top level, sorted and
+                // distinct as a parsed map gives them.
+                Err(_) => match json_depth::deep_entries(input.value(i)) {
+                    Some(entries) => {
+                        let keys: std::collections::BTreeSet<String> =
+                            entries.into_iter().map(|(k, _)| k).collect();
+                        for k in keys {
+                            out.values().append_value(k);
+                        }
+                        out.append(true);
+                    }
+                    None => out.append_null(),
+                },
             }
         }
         Ok(ColumnarValue::Array(Arc::new(out.finish())))
@@ -313,7 +328,14 @@ impl ScalarUDFImpl for JsonKind {
                     Some(v) => out.append_value(json_value_kind(v)),
                     None => out.append_null(),
                 },
-                _ => out.append_null(),
+                Ok(_) => out.append_null(),
+                Err(_) => {
+                    let kind = json_depth::deep_entries(input.value(i)).and_then(|entries| {
+                        let (_, raw) = entries.iter().rev().find(|(k, _)| k == keys.value(i))?;
+                        json_depth::raw_kind(raw)
+                    });
+                    out.append_option(kind);
+                }
             }
         }
         Ok(ColumnarValue::Array(Arc::new(out.finish())))
@@ -441,7 +463,9 @@ fn find_path<T>(
 /// Gives what parsing to a [`Value`] and looking up would give (the last of duplicate keys
 /// wins, as in a parsed map), or None for text that is not JSON.
 pub fn text_at_path<'a>(text: &'a str, segs: &[&str]) -> Option<std::borrow::Cow<'a, str>> {
-    serde_json::from_str::<serde::de::IgnoredAny>(text).ok()?;
+    if !json_depth::valid(text) {
+        return None;
+    }
     let raw = raw_lookup(text.trim(), segs)?;
     raw_value_text(raw)
 }
@@ -474,6 +498,12 @@ fn key_is(raw: &str, key: &str) -> bool {
     } else {
         raw == key
     }
+}
+
+/// Calls `f(raw key, raw value)` for each entry of the object text `obj` (valid JSON, trimmed),
+/// in order.
+pub(crate) fn each_entry<'a>(obj: &'a str, f: impl FnMut(&'a str, &'a str)) {
+    for_each_entry(obj, f)
 }
 
 /// Calls `f(raw key, raw value)` for each entry of the object text `obj` (valid JSON), in order.
@@ -568,10 +598,14 @@ fn raw_value_text(raw: &str) -> Option<std::borrow::Cow<'_, str>> {
         b'-' | b'0'..=b'9' if b[1..].iter().all(u8::is_ascii_digit) && raw != "-0" => {
             Some(Cow::Borrowed(raw))
         }
-        _ => {
-            let v: Value = serde_json::from_str(raw).ok()?;
-            value_text(&v).map(Cow::Owned)
-        }
+        _ => match serde_json::from_str::<Value>(raw) {
+            Ok(v) => value_text(&v).map(Cow::Owned),
+            // An object or array deeper than serde_json parses: its text as it is.
+            Err(_) if matches!(b[0], b'{' | b'[') && json_depth::valid(raw) => {
+                Some(Cow::Borrowed(raw))
+            }
+            Err(_) => None,
+        },
     }
 }
 
@@ -579,7 +613,7 @@ fn raw_value_text(raw: &str) -> Option<std::borrow::Cow<'_, str>> {
 /// object's entries once.
 fn texts_at_paths(text: Option<&str>, segs: &[Vec<&str>], mut f: impl FnMut(usize, Option<&str>)) {
     let valid = text
-        .filter(|t| serde_json::from_str::<serde::de::IgnoredAny>(t).is_ok())
+        .filter(|t| json_depth::valid(t))
         .map(str::trim)
         .filter(|t| t.starts_with('{'));
     let mut entries: Vec<(&str, &str)> = Vec::with_capacity(16);
@@ -743,11 +777,7 @@ impl ScalarUDFImpl for JsonValid {
         let input = input.as_string::<i32>();
         let mut out = BooleanBuilder::with_capacity(input.len());
         for i in 0..input.len() {
-            let ok = input.is_null(i)
-                || matches!(
-                    serde_json::from_str::<Value>(input.value(i)),
-                    Ok(Value::Object(_))
-                );
+            let ok = input.is_null(i) || json_depth::is_object(input.value(i));
             out.append_value(ok);
         }
         Ok(ColumnarValue::Array(Arc::new(out.finish())))
@@ -880,7 +910,19 @@ impl ScalarUDFImpl for ExternalIds {
                 out.append_null();
                 continue;
             }
-            if let Ok(v) = serde_json::from_str::<Value>(input.value(i))
+            let parsed = serde_json::from_str::<Value>(input.value(i))
+                .ok()
+                .or_else(|| {
+                    // Deeper than serde_json parses: only `externalIds` is needed.
+                    let entries = json_depth::deep_entries(input.value(i))?;
+                    let (_, raw) = entries.iter().rev().find(|(k, _)| k == "externalIds")?;
+                    let ids = serde_json::from_str::<Value>(raw).ok()?;
+                    Some(Value::Object(Map::from_iter([(
+                        "externalIds".to_string(),
+                        ids,
+                    )])))
+                });
+            if let Some(v) = parsed
                 && let Some(Value::Array(items)) = lookup(&v, &["externalIds"])
             {
                 for item in items {

@@ -7,6 +7,7 @@ pub mod dialect;
 pub mod events;
 pub mod functions;
 pub mod identity;
+pub mod json_depth;
 pub mod junction;
 pub mod profiles;
 pub mod script;

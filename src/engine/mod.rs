@@ -9,6 +9,7 @@
 pub mod audiences;
 pub mod capture;
 pub mod explain;
+pub mod files;
 pub mod history;
 pub mod identity;
 pub mod preview;
@@ -78,6 +79,9 @@ pub struct RunOptions {
     pub full_rebuild: bool,
     /// What started the run, for the run record (`manual: cli`, `schedule: ...`).
     pub trigger: Option<String>,
+    /// Set unreadable source files aside (listed in the run record and `event_errors`)
+    /// instead of failing the run.
+    pub skip_bad_files: bool,
 }
 
 /// Something that wants to hear how a run is going (the CLI's progress display).
@@ -162,6 +166,7 @@ pub fn new_record(
         audiences: None,
         message: None,
         trigger: opts.trigger.clone(),
+        skipped_files: Vec::new(),
     }
 }
 
@@ -245,7 +250,14 @@ async fn evaluate_in(
     }
     .map_err(crate::error::StoreError::from)?;
     let scratch_dir = (!capture::recording(&ctx)).then(|| scratch.path());
-    let classified = register_events(&ctx, space, rec.as_of, opts.window_days, scratch_dir).await?;
+    let bad = if opts.skip_bad_files {
+        sources::BadFiles::Skip
+    } else {
+        sources::BadFiles::Fail
+    };
+    let (classified, skipped) =
+        read_events(&ctx, space, rec.as_of, opts.window_days, scratch_dir, bad).await?;
+    rec.skipped_files = skipped;
     event_counts(&ctx, &classified, as_of_micros, rec).await?;
     stage_done(rec, progress, "events", t);
 
@@ -357,7 +369,7 @@ async fn run_stages(
     let v =
         delta::overwrite_from_plan(&out.child("profile_merges"), merges_plan, &ctx.state()).await?;
     versions.insert("profile_merges".to_string(), v);
-    let errors_plan = event_errors_plan(classified, &rec.run_id)?;
+    let errors_plan = event_errors_plan(classified, &rec.run_id, &rec.skipped_files)?;
     let v =
         delta::overwrite_from_plan(&out.child("event_errors"), errors_plan, &ctx.state()).await?;
     versions.insert("event_errors".to_string(), v);
@@ -386,9 +398,14 @@ async fn run_stages(
     Ok(m)
 }
 
-/// The published `event_errors`: every source row set aside, with its reason.
-fn event_errors_plan(classified: LogicalPlan, run_id: &str) -> EngineResult<LogicalPlan> {
-    Ok(LogicalPlanBuilder::from(classified)
+/// The published `event_errors`: every source row set aside, with its reason, and a row per
+/// unreadable file set aside (reason `unreadable_file`, the file and why in `detail`).
+fn event_errors_plan(
+    classified: LogicalPlan,
+    run_id: &str,
+    skipped: &[files::SkippedFile],
+) -> EngineResult<LogicalPlan> {
+    let rows = LogicalPlanBuilder::from(classified)
         .filter(col("error_reason").is_not_null())?
         .project(vec![
             lit(run_id).alias("run_id"),
@@ -399,8 +416,46 @@ fn event_errors_plan(classified: LogicalPlan, run_id: &str) -> EngineResult<Logi
             col("error_reason").alias("reason"),
             col("error_detail").alias("detail"),
             col("timestamp_raw"),
-        ])?
-        .build()?)
+        ])?;
+    if skipped.is_empty() {
+        return Ok(rows.build()?);
+    }
+    let text = |s: &str| lit(datafusion::common::ScalarValue::Utf8(Some(s.to_string())));
+    let null = || lit(datafusion::common::ScalarValue::Utf8(None));
+    let values: Vec<Vec<datafusion::prelude::Expr>> = skipped
+        .iter()
+        .map(|f| {
+            vec![
+                text(run_id),
+                text(&f.source),
+                text(&f.table),
+                null(),
+                null(),
+                text(files::UNREADABLE_FILE),
+                text(&format!("{}: {}", f.file, f.reason)),
+                null(),
+            ]
+        })
+        .collect();
+    let names = [
+        "run_id",
+        "source",
+        "source_table",
+        "message_id",
+        "type",
+        "reason",
+        "detail",
+        "timestamp_raw",
+    ];
+    let files = LogicalPlanBuilder::values(values)?
+        .project(
+            names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| col(format!("column{}", i + 1)).alias(*n)),
+        )?
+        .build()?;
+    Ok(rows.union(files)?.build()?)
 }
 
 /// A first run of `space` as of `as_of` in the recording session `ctx`: every stage up to the
@@ -448,7 +503,7 @@ pub(crate) async fn capture_run(
     }
     let recent = recent_events_plan(ctx, rec.as_of).await?;
     capture::table(ctx, "recent_events", &recent);
-    let errors = event_errors_plan(ev.classified.clone(), &rec.run_id)?;
+    let errors = event_errors_plan(ev.classified.clone(), &rec.run_id, &rec.skipped_files)?;
     capture::table(ctx, "event_errors", &errors);
     Ok(())
 }
@@ -504,7 +559,7 @@ async fn pause() {
 
 /// Stage 1: reads every source, registers the `events` view (good, deduplicated events up to
 /// `as_of`) and one view per source name, and returns the classified plan (every row, with
-/// `error_reason`).
+/// `error_reason`). An unreadable source file fails it, naming the file.
 pub async fn register_events(
     ctx: &SessionContext,
     space: &Space,
@@ -512,20 +567,68 @@ pub async fn register_events(
     window_days: Option<u32>,
     scratch: Option<&std::path::Path>,
 ) -> EngineResult<LogicalPlan> {
+    let bad = sources::BadFiles::Fail;
+    Ok(read_events(ctx, space, as_of, window_days, scratch, bad)
+        .await?
+        .0)
+}
+
+/// [`register_events`] with a policy for unreadable files; also returns the files set aside.
+///
+/// Footers that cannot be read are found when the files are opened. Pages that cannot be
+/// decoded are found only while reading: when writing the classified rows to `scratch`
+/// fails, each file is read alone to find the culprits, which then fail the run by name or,
+/// with [`sources::BadFiles::Skip`], are set aside and the stage starts over without them.
+pub async fn read_events(
+    ctx: &SessionContext,
+    space: &Space,
+    as_of: DateTime<Utc>,
+    window_days: Option<u32>,
+    scratch: Option<&std::path::Path>,
+    bad: sources::BadFiles,
+) -> EngineResult<(LogicalPlan, Vec<files::SkippedFile>)> {
     let scope = sources::Scope {
         from: window_days.map(|d| as_of - chrono::Duration::days(i64::from(d))),
         to: as_of,
     };
-    let mut tables = Vec::new();
-    for s in &space.sources {
-        tables.extend(sources::source_tables(ctx, &space.root, s, scope).await?);
-    }
-    let normalized = ev::union_tables(&tables)?
-        .ok_or_else(|| EngineError::Invalid("the space has no source tables".into()))?;
-    let mut classified = ev::classify(normalized)?;
-    if let Some(dir) = scratch {
-        classified = materialize(ctx, classified, &dir.join("classified")).await?;
-    }
+    let mut exclude: Vec<files::SkippedFile> = Vec::new();
+    let (classified, skipped) = loop {
+        let mut tables = Vec::new();
+        let mut read_files = Vec::new();
+        let mut skipped = exclude.clone();
+        for s in &space.sources {
+            let r = sources::source_tables(ctx, &space.root, s, scope, bad, &exclude).await?;
+            tables.extend(r.tables);
+            read_files.extend(r.files);
+            skipped.extend(r.skipped);
+        }
+        let normalized = ev::union_tables(&tables)?
+            .ok_or_else(|| EngineError::Invalid("the space has no source tables".into()))?;
+        let classified = ev::classify(normalized)?;
+        let Some(dir) = scratch else {
+            break (classified, skipped);
+        };
+        let dir = dir.join("classified");
+        match materialize(ctx, classified, &dir).await {
+            Ok(plan) => break (plan, skipped),
+            Err(EngineError::DataFusion(e)) if files::may_be_bad_file(&e) => {
+                let found = files::probe(ctx, &read_files).await?;
+                let Some(first) = found.first() else {
+                    return Err(e.into());
+                };
+                if bad == sources::BadFiles::Fail {
+                    return Err(EngineError::Source {
+                        source_name: first.source.clone(),
+                        reason: sources::bad_file_message(first, found.len()),
+                    });
+                }
+                let _ = std::fs::remove_dir_all(&dir);
+                exclude = skipped;
+                exclude.extend(found);
+            }
+            Err(e) => return Err(e),
+        }
+    };
     let valid = ev::valid_events(classified.clone(), as_of.timestamp_micros())?;
     capture::table(ctx, "events", &valid);
     ctx.register_table(
@@ -543,7 +646,7 @@ pub async fn register_events(
             ctx.execute_logical_plan(per_source).await?.into_view(),
         )?;
     }
-    Ok(classified)
+    Ok((classified, skipped))
 }
 
 /// Registers `plan` as `name`, written once to the scratch folder (when there is one) so that

@@ -52,6 +52,8 @@ pub struct RunRecord {
     /// What started the run (`schedule: <due definitions>`, `manual: cli`, ...) and which
     /// attempt it was, when known.
     pub trigger: Option<String>,
+    /// Source files that could not be read and were set aside (`--skip-bad-files`).
+    pub skipped_files: Vec<super::files::SkippedFile>,
 }
 
 fn ts_field(name: &str) -> Field {
@@ -88,6 +90,8 @@ pub fn runs_schema() -> SchemaRef {
         Field::new("profiles", DataType::Utf8, true),
         Field::new("audiences", DataType::Utf8, true),
         Field::new("trigger", DataType::Utf8, true),
+        // JSON list of {source, table, file, reason}; null when no file was set aside.
+        Field::new("skipped_files", DataType::Utf8, true),
     ]))
 }
 
@@ -148,6 +152,10 @@ impl RunRecord {
                     .map(|a| serde_json::to_string(a).unwrap_or_default()),
             ])),
             Arc::new(StringArray::from(vec![self.trigger.clone()])),
+            Arc::new(StringArray::from(vec![
+                (!self.skipped_files.is_empty())
+                    .then(|| serde_json::to_string(&self.skipped_files).unwrap_or_default()),
+            ])),
         ];
         RecordBatch::try_new(runs_schema(), cols).expect("runs row matches its schema")
     }

@@ -1,19 +1,19 @@
 //! Finds the tables of each source (one for `events`, a folder per table for warehouse
-//! presets), registers them as DataFusion listing tables with their Hive partitions, and
-//! prunes partitions outside the run's window.
+//! presets) and the Parquet files of each table that the run's window can need, reads each
+//! file's schema, and makes one scan per group of files that share a schema (see
+//! [`super::files`]). A file that cannot be read fails the run naming it, or is set aside with
+//! `--skip-bad-files`.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use datafusion::arrow::datatypes::DataType;
-use datafusion::datasource::file_format::parquet::ParquetFormat;
-use datafusion::datasource::listing::{
-    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
-};
+use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::datasource::provider_as_source;
-use datafusion::logical_expr::LogicalPlanBuilder;
-use datafusion::prelude::{SessionContext, col, lit};
+use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder};
+use datafusion::prelude::SessionContext;
 
+use super::files::{self, FileListTable, SkippedFile, SourceFile};
 use crate::compile::events::{SourceTable, TableKind};
 use crate::error::{EngineError, EngineResult};
 use crate::spec::{Preset, SourceDef};
@@ -27,35 +27,60 @@ pub struct Scope {
     pub to: DateTime<Utc>,
 }
 
-/// Opens and registers every table of `source`.
+/// What to do with a file that cannot be read (not Parquet, empty, truncated, corrupt).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum BadFiles {
+    /// Fail the run, naming the file and why (the default: a run never quietly leaves data
+    /// out).
+    #[default]
+    Fail,
+    /// Set the file aside, list it in the run record and in `event_errors`, read the rest.
+    Skip,
+}
+
+/// The scans of one source, and the files behind them.
+#[derive(Default)]
+pub struct SourceRead {
+    pub tables: Vec<SourceTable>,
+    /// Every file scanned, with the schema of its scan (to read it alone after a failure).
+    pub files: Vec<(SchemaRef, SourceFile)>,
+    /// Files set aside (only with [`BadFiles::Skip`]).
+    pub skipped: Vec<SkippedFile>,
+}
+
+/// Opens every table of `source`. Files named in `exclude` (already found unreadable by the
+/// caller) are not opened again, nor reported again.
 pub async fn source_tables(
     ctx: &SessionContext,
     space_root: &std::path::Path,
     source: &SourceDef,
     scope: Scope,
-) -> EngineResult<Vec<SourceTable>> {
+    bad: BadFiles,
+    exclude: &[SkippedFile],
+) -> EngineResult<SourceRead> {
     let err = |reason: String| EngineError::Source {
         source_name: source.name.clone(),
         reason,
     };
     let loc = objects::open_raw(space_root, &source.url).map_err(|e| err(e.to_string()))?;
     super::session::register_store(ctx, &loc)?;
-    let mut out = Vec::new();
+    let mut read = SourceRead::default();
+    let mut found: Vec<SkippedFile> = Vec::new();
     match source.preset {
         Preset::Events => {
-            let scan = scan_table(ctx, &loc, &source.name, &source.partition_column, scope)
-                .await
-                .map_err(|e| err(e.to_string()))?;
-            if let Some(scan) = scan {
-                out.push(SourceTable {
-                    source: source.name.clone(),
-                    preset: source.preset,
-                    table: source.name.clone(),
-                    kind: TableKind::Events,
-                    partition_column: source.partition_column.clone(),
-                    scan,
-                });
-            }
+            scan_table(
+                ctx,
+                &loc,
+                source,
+                TableKind::Events,
+                &source.name,
+                scope,
+                exclude,
+                &mut read,
+                &mut found,
+            )
+            .await
+            .map_err(|e| err(e.to_string()))?;
         }
         Preset::Segment | Preset::Rudderstack => {
             let listing = loc
@@ -63,6 +88,18 @@ pub async fn source_tables(
                 .list_with_delimiter(Some(&loc.prefix))
                 .await
                 .map_err(|e| err(e.to_string()))?;
+            // A file beside the table folders belongs to no table: say so rather than
+            // leave its rows out without a word.
+            for o in &listing.objects {
+                if is_parquet(o) {
+                    let f = SourceFile::new(&source.name, "", &loc, o.clone())?;
+                    found.push(f.skipped(format!(
+                        "a Parquet file at the root of a `{}` source belongs to no table \
+                         (each table is a folder: tracks/, identifies/, ...)",
+                        source.preset
+                    )));
+                }
+            }
             let mut names: Vec<String> = listing
                 .common_prefixes
                 .iter()
@@ -75,126 +112,143 @@ pub async fn source_tables(
                     continue;
                 };
                 let tloc = loc.child(&name);
-                let qualified = format!("{}.{}", source.name, name);
-                let scan = scan_table(ctx, &tloc, &qualified, &source.partition_column, scope)
-                    .await
-                    .map_err(|e| err(format!("table `{name}`: {e}")))?;
-                if let Some(scan) = scan {
-                    out.push(SourceTable {
-                        source: source.name.clone(),
-                        preset: source.preset,
-                        table: name,
-                        kind,
-                        partition_column: source.partition_column.clone(),
-                        scan,
-                    });
-                }
+                scan_table(
+                    ctx, &tloc, source, kind, &name, scope, exclude, &mut read, &mut found,
+                )
+                .await
+                .map_err(|e| err(format!("table `{name}`: {e}")))?;
             }
         }
     }
-    if out.is_empty() {
+    // Files found unreadable before (by the caller) stay set aside under their first reason.
+    found.retain(|f| !exclude.iter().any(|x| x.file == f.file));
+    let excluded = exclude.iter().filter(|x| x.source == source.name).count();
+    if bad == BadFiles::Fail
+        && let Some(first) = found.first()
+    {
+        return Err(err(bad_file_message(first, found.len())));
+    }
+    read.skipped = found;
+    if read.tables.is_empty() {
+        let aside = match read.skipped.len() + excluded {
+            0 => String::new(),
+            n => format!(" ({n} unreadable files set aside)"),
+        };
         return Err(err(format!(
-            "no Parquet files under {} (preset `{}`)",
+            "no readable Parquet files under {} (preset `{}`){aside}",
             loc.url, source.preset
         )));
     }
-    Ok(out)
+    Ok(read)
 }
 
-/// A scan of one listing table, filtered to the scope's partitions. None when it has no files.
+/// The error of a run that stops at an unreadable file.
+pub fn bad_file_message(first: &SkippedFile, count: usize) -> String {
+    let more = match count {
+        0 | 1 => String::new(),
+        n => format!(" (and {} more unreadable files)", n - 1),
+    };
+    format!(
+        "cannot read {}: {}{more}; fix or remove the file, or run with --skip-bad-files to \
+         set unreadable files aside (they are listed in the run record and event_errors)",
+        first.file, first.reason
+    )
+}
+
+/// Scans of one table: its files in scope, grouped by schema, one scan per group. Files
+/// that cannot be read go to `bad`.
+#[allow(clippy::too_many_arguments)]
 async fn scan_table(
     ctx: &SessionContext,
     loc: &Location,
-    name: &str,
-    partition_column: &str,
+    source: &SourceDef,
+    kind: TableKind,
+    table: &str,
     scope: Scope,
-) -> EngineResult<Option<datafusion::logical_expr::LogicalPlan>> {
-    let listing = loc
-        .store
-        .list_with_delimiter(Some(&loc.prefix))
-        .await
-        .map_err(|e| EngineError::Invalid(format!("cannot list {}: {e}", loc.url)))?;
-    let marker = format!("{partition_column}=");
-    let partitioned = listing
-        .common_prefixes
-        .iter()
-        .any(|p| p.filename().is_some_and(|f| f.starts_with(&marker)));
-    if listing.common_prefixes.is_empty() && listing.objects.is_empty() {
-        return Ok(None);
+    exclude: &[SkippedFile],
+    read: &mut SourceRead,
+    bad: &mut Vec<SkippedFile>,
+) -> EngineResult<()> {
+    let marker = format!("{}=", source.partition_column);
+    let mut files = Vec::new();
+    for meta in files_in_scope(loc, &marker, scope).await? {
+        let f = SourceFile::new(&source.name, table, loc, meta)?;
+        if !exclude.iter().any(|x| x.file == f.shown) {
+            files.push(f);
+        }
     }
-    let url = ListingTableUrl::parse(loc.dir_url())?;
-    let mut opts =
-        ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
-    if partitioned {
-        opts = opts.with_table_partition_cols(vec![(partition_column.to_string(), DataType::Utf8)]);
-    }
-    // The schema comes from the files in scope only, so partitions outside the run's window
-    // are never opened (not even their footers).
-    let files = files_in_scope(loc, partitioned.then_some(&marker), scope).await?;
     if files.is_empty() {
-        return Ok(None);
+        return Ok(());
     }
     let state = ctx.state();
-    let file_schema = opts
-        .format
-        .infer_schema(&state, &loc.store, &files)
-        .await
-        .map_err(|e| {
-            EngineError::Invalid(format!("reading Parquet footers under {}: {e}", loc.url))
-        })?;
-    // The file schema, without the partition column (ListingTable appends it).
-    let fields: Vec<_> = file_schema
-        .fields()
-        .iter()
-        .filter(|f| !partitioned || f.name() != partition_column)
-        .cloned()
-        .collect();
-    let schema = Arc::new(datafusion::arrow::datatypes::Schema::new(fields));
-    if schema.fields().is_empty() {
-        return Ok(None);
-    }
-    let config = ListingTableConfig::new(url)
-        .with_listing_options(opts)
-        .with_schema(schema);
-    let table = ListingTable::try_new(config)?;
-    let mut b = LogicalPlanBuilder::scan(name, provider_as_source(Arc::new(table)), None)?;
-    if partitioned {
-        let pc = col(datafusion::common::Column::from_name(partition_column));
-        let mut pred = pc
-            .clone()
-            .lt_eq(lit(scope.to.format("%Y-%m-%d").to_string()));
-        if let Some(from) = scope.from {
-            pred = pred.and(pc.gt_eq(lit(from.format("%Y-%m-%d").to_string())));
+    let mut readable = Vec::new();
+    for (f, schema) in files::file_schemas(&state, files).await {
+        match schema {
+            Ok(s) if s.fields().is_empty() => bad.push(f.skipped("the file has no columns")),
+            Ok(s) => readable.push((f, s)),
+            Err(reason) => bad.push(f.skipped(reason)),
         }
-        b = b.filter(pred)?;
     }
-    Ok(Some(b.build()?))
+    let mut groups = files::group_by_schema(readable);
+    if super::capture::recording(ctx) && groups.len() > 1 {
+        // A script reads the source as one table of the target engine: one scan.
+        groups = vec![merged(groups)];
+    }
+    // Scans are named `source` or `source.table`, as SQL and scripts know them.
+    let name = match kind {
+        TableKind::Events => source.name.clone(),
+        _ => format!("{}.{}", source.name, table),
+    };
+    for (schema, group) in groups {
+        let provider = Arc::new(FileListTable::new(schema.clone(), &group));
+        let scan: LogicalPlan =
+            LogicalPlanBuilder::scan(name.as_str(), provider_as_source(provider), None)?.build()?;
+        read.tables.push(SourceTable {
+            source: source.name.clone(),
+            preset: source.preset,
+            table: table.to_string(),
+            kind,
+            partition_column: source.partition_column.clone(),
+            scan,
+        });
+        read.files
+            .extend(group.into_iter().map(|f| (schema.clone(), f)));
+    }
+    Ok(())
 }
 
-/// Parquet files of a table that the scope can need: every file when the table is not
-/// partitioned, else the files of `dt=` folders between the scope's days.
+/// One group of all groups: every column, with the type of its first group.
+fn merged(groups: Vec<(SchemaRef, Vec<SourceFile>)>) -> (SchemaRef, Vec<SourceFile>) {
+    let mut fields = Vec::new();
+    let mut seen = BTreeSet::new();
+    let mut all = Vec::new();
+    for (schema, files) in groups {
+        for f in schema.fields() {
+            if seen.insert(f.name().clone()) {
+                fields.push(f.clone());
+            }
+        }
+        all.extend(files);
+    }
+    (Arc::new(Schema::new(fields)), all)
+}
+
+fn is_parquet(m: &object_store::ObjectMeta) -> bool {
+    m.location
+        .filename()
+        .is_some_and(|f| f.ends_with(".parquet") && !f.starts_with('.') && !f.starts_with('_'))
+}
+
+/// Parquet files of a table that the scope can need: the files of `dt=` folders between the
+/// scope's days, and every other file (at the table's root, or in folders that are not
+/// partitions), which no partition value can rule out. Hidden folders (`_...`, `.…`) are not
+/// data.
 async fn files_in_scope(
     loc: &Location,
-    partition_marker: Option<&String>,
+    marker: &str,
     scope: Scope,
 ) -> EngineResult<Vec<object_store::ObjectMeta>> {
     use futures::TryStreamExt;
-    let is_parquet = |m: &object_store::ObjectMeta| {
-        m.location
-            .filename()
-            .is_some_and(|f| f.ends_with(".parquet") && !f.starts_with('.'))
-    };
-    let Some(marker) = partition_marker else {
-        let all: Vec<_> = loc
-            .store
-            .list(Some(&loc.prefix))
-            .try_collect()
-            .await
-            .map_err(|e| EngineError::Invalid(format!("cannot list {}: {e}", loc.url)))?;
-        let mut files: Vec<_> = all.into_iter().filter(is_parquet).collect();
-        files.sort_by(|a, b| a.location.cmp(&b.location));
-        return Ok(files);
-    };
     let to = scope.to.format("%Y-%m-%d").to_string();
     let from = scope.from.map(|f| f.format("%Y-%m-%d").to_string());
     let listing = loc
@@ -202,12 +256,17 @@ async fn files_in_scope(
         .list_with_delimiter(Some(&loc.prefix))
         .await
         .map_err(|e| EngineError::Invalid(format!("cannot list {}: {e}", loc.url)))?;
-    let mut files = Vec::new();
+    let mut files: Vec<_> = listing.objects.into_iter().filter(is_parquet).collect();
     for p in listing.common_prefixes {
-        let Some(value) = p.filename().and_then(|f| f.strip_prefix(marker.as_str())) else {
+        let Some(folder) = p.filename() else {
             continue;
         };
-        if value > to.as_str() || from.as_deref().is_some_and(|f| value < f) {
+        if folder.starts_with('_') || folder.starts_with('.') {
+            continue;
+        }
+        if let Some(value) = folder.strip_prefix(marker)
+            && (value > to.as_str() || from.as_deref().is_some_and(|f| value < f))
+        {
             continue;
         }
         let part: Vec<_> = loc
@@ -216,7 +275,15 @@ async fn files_in_scope(
             .try_collect()
             .await
             .map_err(|e| EngineError::Invalid(format!("cannot list {}: {e}", loc.url)))?;
-        files.extend(part.into_iter().filter(is_parquet));
+        files.extend(part.into_iter().filter(|m| {
+            is_parquet(m)
+                && !m
+                    .location
+                    .prefix_match(&p)
+                    .into_iter()
+                    .flatten()
+                    .any(|part| part.as_ref().starts_with('_') || part.as_ref().starts_with('.'))
+        }));
     }
     files.sort_by(|a, b| a.location.cmp(&b.location));
     Ok(files)

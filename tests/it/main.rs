@@ -10,6 +10,7 @@ mod defs_fuzz;
 mod defs_limits;
 mod destinations;
 mod docs;
+mod drift;
 mod export;
 mod identity;
 mod identity_runs;
