@@ -9,6 +9,9 @@ use super::{Diagnostic, Loc, suggest};
 
 pub(crate) type Node<'i> = MarkedYaml<'i>;
 
+/// How many collections one line may open in compact block style (`- - x`).
+const MAX_COMPACT_NESTING: usize = 100;
+
 /// One file being read: its name, its text and the problems found in it so far.
 pub(crate) struct Reader<'t> {
     pub file: PathBuf,
@@ -86,6 +89,16 @@ impl<'t> Reader<'t> {
     /// file with no document at all.
     #[allow(clippy::result_unit_err)]
     pub fn parse(&mut self) -> Result<Option<Node<'t>>, ()> {
+        if let Some(loc) = self.too_deep() {
+            self.diags.push(
+                Diagnostic::error(
+                    Some(loc),
+                    format!("YAML nested deeper than {MAX_COMPACT_NESTING} levels on one line"),
+                )
+                .with_help("a definition file needs a few levels; write one `- ` per line"),
+            );
+            return Err(());
+        }
         match MarkedYaml::load_from_str(self.text) {
             Ok(docs) => {
                 let mut docs = docs.into_iter();
@@ -127,6 +140,34 @@ impl<'t> Reader<'t> {
                 Err(())
             }
         }
+    }
+
+    /// Where a line opens more than [`MAX_COMPACT_NESTING`] collections at once (`- - - ...`).
+    /// saphyr limits flow nesting (`[[[`) itself; compact block nesting is only bounded by the
+    /// stack, and a line of 20,000 `- ` overflows it.
+    fn too_deep(&self) -> Option<Loc> {
+        for (i, line) in self.lines.iter().enumerate() {
+            let mut rest = line.trim_start_matches([' ', '\t']);
+            let mut levels = 0;
+            while let Some(after) = rest
+                .strip_prefix('-')
+                .or_else(|| rest.strip_prefix('?'))
+                .filter(|a| a.starts_with([' ', '\t']))
+            {
+                levels += 1;
+                if levels > MAX_COMPACT_NESTING {
+                    let col = line.len() - rest.len();
+                    return Some(Loc {
+                        file: self.file.clone(),
+                        line: i + 1,
+                        col: line[..col].chars().count() + 1,
+                        len: 1,
+                    });
+                }
+                rest = after.trim_start_matches([' ', '\t']);
+            }
+        }
+        None
     }
 
     fn slice_line(&self, line: usize, col: usize, len: usize) -> String {

@@ -280,7 +280,7 @@ fn a_space_yaml_that_is_not_utf8_has_a_position_and_hides_nothing() {
         "error: space.yaml is not UTF-8 text: invalid byte 0xFF".to_string(),
         format!("--> space.yaml:{line}:{col}"),
         "error: traits/latin1.yaml is not UTF-8 text: invalid byte 0xE9".into(),
-        "--> traits/latin1.yaml:1:20".into(),
+        "--> traits/latin1.yaml:1:19".into(),
         "unknown key `colour`".into(),
         "--> audiences/broken.yaml:2:".into(),
         "--> queries/lifetime_orders.sql:1:".into(),
