@@ -4,6 +4,7 @@
 
 mod progress;
 mod serve;
+mod vacuum;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -78,6 +79,9 @@ enum Command {
     },
     /// Serve spaces: the scheduler, the Profile API and the Postgres-wire SQL endpoint.
     Serve(serve::ServeArgs),
+    /// Remove the files of old table versions: those no manifest within the retention window
+    /// names (the current run's tables are always kept).
+    Vacuum(vacuum::VacuumArgs),
     /// List a space's run history: status, trigger, timings, audience changes.
     Runs {
         /// The space folder.
@@ -198,6 +202,10 @@ struct RunArgs {
     /// Rebuild the identity graph from scratch instead of extending the previous one.
     #[arg(long)]
     full: bool,
+    /// Stop and fail the run when its stages take longer than this (e.g. 30m, 2h); the last
+    /// good run stays published.
+    #[arg(long)]
+    timeout: Option<String>,
 }
 
 /// An error that means "the input is invalid" (exit code 2), already reported.
@@ -242,8 +250,12 @@ pub fn main() -> ExitCode {
 }
 
 fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("COHORT_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,buoyant_kernel=off"));
+    let filter = tracing_subscriber::EnvFilter::try_from_env("COHORT_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(
+            // Cohort's retention uses deltalake's keep_versions, which warns that it is new.
+            "warn,buoyant_kernel=off,deltalake_core::operations::vacuum=error",
+        )
+    });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -287,6 +299,7 @@ async fn dispatch(cmd: Command) -> Result<()> {
             }
             serve::serve(a, spaces).await
         }
+        Command::Vacuum(a) => vacuum::vacuum_cmd(a).await,
         Command::Runs { dir, limit } => serve::runs(&load_space(&dir).await?, limit).await,
         Command::Export(a) => export_cmd(a).await,
         Command::Demo { dir, events, seed } => demo(&dir, events, seed).await,
@@ -495,7 +508,20 @@ fn run_options(a: &RunArgs) -> Result<RunOptions> {
         opts.session.memory_limit = Some(memory_limit(m)?);
     }
     opts.session.spill_dir = a.spill_dir.clone();
+    if let Some(t) = &a.timeout {
+        opts.timeout = Some(duration_arg("--timeout", t)?);
+    }
     Ok(opts)
+}
+
+fn duration_arg(flag: &str, s: &str) -> Result<Duration> {
+    spec::parse_duration(s)
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| {
+            invalid(format!(
+                "{flag}: `{s}` is not a duration (try 30s, 10m, 2h or 7d)"
+            ))
+        })
 }
 
 fn memory_limit(s: &str) -> Result<usize> {
@@ -625,6 +651,9 @@ fn print_summary(r: &engine::RunReport) {
     println!("published to {}", r.output);
     for (t, v) in &r.manifest.tables {
         println!("  {t:<28} delta version {v}");
+    }
+    if let Some(v) = &r.vacuum {
+        vacuum::print_after_run(v);
     }
 }
 

@@ -6,6 +6,7 @@
 //! `<output>/<space>/` and flips the manifest (see [`crate::store::manifest`]), so readers see
 //! the whole run or the previous one.
 
+pub mod abandoned;
 pub mod audiences;
 pub mod capture;
 pub mod explain;
@@ -14,6 +15,8 @@ pub mod identity;
 pub mod preview;
 pub mod profiles;
 pub mod record;
+pub mod retention;
+pub mod scratch;
 pub mod session;
 pub mod sources;
 pub mod sql_traits;
@@ -78,6 +81,9 @@ pub struct RunOptions {
     pub full_rebuild: bool,
     /// What started the run, for the run record (`manual: cli`, `schedule: ...`).
     pub trigger: Option<String>,
+    /// How long the stages before publishing may take; beyond it the run stops and fails
+    /// (the last good run stays published).
+    pub timeout: Option<Duration>,
 }
 
 /// Something that wants to hear how a run is going (the CLI's progress display).
@@ -105,6 +111,8 @@ pub struct RunReport {
     /// `<output>/<space>` URL.
     pub output: String,
     pub manifest: manifest::Manifest,
+    /// What the space's retention removed after publishing, when it was due.
+    pub vacuum: Option<crate::store::retention::VacuumReport>,
 }
 
 /// Where a space's tables live: `<output>/<space name>`.
@@ -176,19 +184,43 @@ pub async fn run(
     let out = output_location(space)?;
     let lease = lease::acquire(&out, &run_id, opts.lease_wait).await?;
     let mut rec = new_record(space, opts, &run_id, started_at);
-    let result = run_stages(space, opts, progress, &out, &mut rec).await;
+    // Runs that died without recording how: their rows go into `runs` with this run's.
+    let dead = match abandoned::left_behind(&out, &run_id, &run_id).await {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::warn!("cannot read the markers of earlier runs: {e}");
+            Vec::new()
+        }
+    };
+    let result = match abandoned::mark(&out, &rec).await {
+        Ok(()) => run_stages(space, opts, progress, &out, &mut rec, &dead).await,
+        Err(e) => Err(e),
+    };
+    let recorded = dead
+        .iter()
+        .map(|d| d.run_id.as_str())
+        .chain([run_id.as_str()]);
     let outcome = match result {
-        Ok(m) => Ok(RunReport {
-            record: rec.clone(),
-            output: out.url.to_string(),
-            manifest: m,
-        }),
+        Ok(m) => {
+            abandoned::clear(&out, recorded).await;
+            let vacuum = retention::after_publish(space, &out).await;
+            Ok(RunReport {
+                record: rec.clone(),
+                output: out.url.to_string(),
+                manifest: m,
+                vacuum,
+            })
+        }
         Err(e) => {
             rec.status = "failed".into();
             rec.finished_at = Utc::now();
             rec.message = Some(e.to_string());
-            if let Err(e2) = record_failure(&out, &rec).await {
-                tracing::warn!("could not record the failed run: {e2}");
+            match record_failure(&out, &dead, &rec).await {
+                Ok(()) => abandoned::clear(&out, recorded).await,
+                Err(e2) => {
+                    tracing::warn!("could not record the failed run: {e2}");
+                    abandoned::note_failure(&out, &rec).await;
+                }
             }
             Err(e)
         }
@@ -202,8 +234,9 @@ pub async fn run(
 /// identity tables.
 pub struct Evaluation {
     pub ctx: SessionContext,
-    /// Scratch files of the session's materialized tables; removed when dropped.
-    pub scratch: tempfile::TempDir,
+    /// Scratch files of the session's materialized tables and its spill files; removed when
+    /// dropped.
+    pub scratch: scratch::Scratch,
     pub previous: Option<manifest::Manifest>,
     /// This run's merges: (merged-away profile, surviving profile).
     pub merges: Vec<(String, String)>,
@@ -220,13 +253,31 @@ pub async fn evaluate(
     out: &objects::Location,
     rec: &mut RunRecord,
 ) -> EngineResult<Evaluation> {
-    let ctx = session::new_session(&opts.session)?;
-    evaluate_in(ctx, space, opts, progress, out, rec).await
+    // Scratch files of this run (materialized stage outputs, spill files); removed when the
+    // run ends. Making it first clears the scratch folders of runs that died.
+    let scratch = new_scratch(opts)?;
+    let session_opts = session::SessionOptions {
+        spill_dir: Some(scratch.spill_dir()),
+        ..opts.session.clone()
+    };
+    let ctx = session::new_session(&session_opts)?;
+    evaluate_in(ctx, scratch, space, opts, progress, out, rec).await
+}
+
+fn new_scratch(opts: &RunOptions) -> EngineResult<scratch::Scratch> {
+    let parent = scratch::parent(opts.session.spill_dir.as_deref());
+    scratch::create(&parent).map_err(|e| {
+        EngineError::Invalid(format!(
+            "cannot create a scratch folder in {}: {e}",
+            parent.display()
+        ))
+    })
 }
 
 /// [`evaluate`] in a given session (a recording one keeps no scratch copies).
 async fn evaluate_in(
     ctx: SessionContext,
+    scratch: scratch::Scratch,
     space: &Space,
     opts: &RunOptions,
     progress: &dyn Progress,
@@ -238,12 +289,6 @@ async fn evaluate_in(
     // Stage 1: events.
     let t = Instant::now();
     progress.stage_started("events");
-    // Scratch files of this run (materialized stage outputs); removed when the run ends.
-    let scratch = match &opts.session.spill_dir {
-        Some(d) => tempfile::Builder::new().prefix("cohort-run-").tempdir_in(d),
-        None => tempfile::Builder::new().prefix("cohort-run-").tempdir(),
-    }
-    .map_err(crate::error::StoreError::from)?;
     let scratch_dir = (!capture::recording(&ctx)).then(|| scratch.path());
     let classified = register_events(&ctx, space, rec.as_of, opts.window_days, scratch_dir).await?;
     event_counts(&ctx, &classified, as_of_micros, rec).await?;
@@ -295,16 +340,41 @@ async fn run_stages(
     progress: &dyn Progress,
     out: &objects::Location,
     rec: &mut RunRecord,
+    dead: &[RunRecord],
 ) -> EngineResult<manifest::Manifest> {
+    // The stages before publishing, under the run's timeout; on timeout their futures (and the
+    // DataFusion streams in them) are dropped. Publishing is never cut off half way.
+    let computed = compute(space, opts, progress, out, rec);
+    let ev = match opts.timeout {
+        None => computed.await?,
+        Some(limit) => tokio::time::timeout(limit, computed).await.map_err(|_| {
+            EngineError::Invalid(format!(
+                "the run exceeded its {} timeout (--timeout) and was stopped before \
+                     publishing; the last good run stays published",
+                crate::spec::format_duration(limit)
+            ))
+        })??,
+    };
+    publish(space, progress, out, rec, dead, ev).await
+}
+
+/// Stages 1 to 6: everything a run computes before it publishes.
+async fn compute(
+    space: &Space,
+    opts: &RunOptions,
+    progress: &dyn Progress,
+    out: &objects::Location,
+    rec: &mut RunRecord,
+) -> EngineResult<Evaluation> {
+    let ev = evaluate(space, opts, progress, out, rec).await?;
+    let rules = crate::compile::identity::ResolvedRules::from_spec(&space.identity);
     let Evaluation {
         ctx,
         scratch,
         previous,
         merges,
-        scope_from,
-        classified,
-    } = evaluate(space, opts, progress, out, rec).await?;
-    let rules = crate::compile::identity::ResolvedRules::from_spec(&space.identity);
+        ..
+    } = &ev;
 
     // Stages 5 and 6: audiences and changes.
     let t = Instant::now();
@@ -317,7 +387,7 @@ async fn run_stages(
         rec.profiles.as_ref(),
         out,
         previous.as_ref(),
-        &merges,
+        merges,
         &rec.run_id,
         rec.as_of,
         Some(scratch.path()),
@@ -325,6 +395,27 @@ async fn run_stages(
     .await?;
     rec.audiences = Some(audience_stats);
     stage_done(rec, progress, "audiences", t);
+    Ok(ev)
+}
+
+/// Writes every table, then the manifest in one PUT (with the rows of `dead` runs and this
+/// one in `runs`).
+async fn publish(
+    space: &Space,
+    progress: &dyn Progress,
+    out: &objects::Location,
+    rec: &mut RunRecord,
+    dead: &[RunRecord],
+    ev: Evaluation,
+) -> EngineResult<manifest::Manifest> {
+    let Evaluation {
+        ctx,
+        scratch: _scratch,
+        previous,
+        merges,
+        scope_from,
+        classified,
+    } = ev;
 
     // Publish: every table first, then the manifest in one PUT.
     let t = Instant::now();
@@ -367,7 +458,7 @@ async fn run_stages(
     rec.finished_at = Utc::now();
     let publish_ms = t.elapsed().as_millis() as u64;
     rec.stage_timings.push(("publish".into(), publish_ms));
-    let v = write_runs(out, previous.as_ref(), rec).await?;
+    let v = write_runs(out, previous.as_ref(), dead, rec).await?;
     versions.insert("runs".to_string(), v);
     pause().await;
 
@@ -418,7 +509,16 @@ pub(crate) async fn capture_run(
     };
     let out = output_location(space)?;
     let mut rec = new_record(space, &opts, "script", Utc::now());
-    let ev = evaluate_in(ctx, space, &opts, &Quiet, &out, &mut rec).await?;
+    let ev = evaluate_in(
+        ctx,
+        new_scratch(&opts)?,
+        space,
+        &opts,
+        &Quiet,
+        &out,
+        &mut rec,
+    )
+    .await?;
     let ctx = &ev.ctx;
     let rules = crate::compile::identity::ResolvedRules::from_spec(&space.identity);
     audiences::run_audiences(
@@ -717,20 +817,32 @@ async fn event_counts(
     Ok(())
 }
 
-/// Rewrites `runs` as the previous published history plus this run, in one commit.
+/// Rewrites `runs` as the previous published history plus the rows of `dead` runs not in it
+/// yet and this run, in one commit.
 async fn write_runs(
     out: &objects::Location,
     previous: Option<&manifest::Manifest>,
+    dead: &[RunRecord],
     rec: &RunRecord,
 ) -> EngineResult<u64> {
     let loc = out.child("runs");
     let mut batches = Vec::new();
+    let mut known = std::collections::HashSet::new();
     if let Some(v) = previous.and_then(|m| m.tables.get("runs")) {
         let ctx = SessionContext::new();
         let provider = delta::provider(&loc, *v).await?;
         let df = ctx.read_table(provider)?;
         for b in df.collect().await? {
-            batches.push(conform(b)?);
+            let b = conform(b)?;
+            let ids = b.column(0).as_string::<i32>();
+            known.extend((0..b.num_rows()).map(|i| ids.value(i).to_string()));
+            batches.push(b);
+        }
+    }
+    for d in dead {
+        // A run killed after its row was written (but before it removed its marker) is in.
+        if !known.contains(&d.run_id) {
+            batches.push(d.to_batch());
         }
     }
     batches.push(rec.to_batch());
@@ -789,9 +901,13 @@ fn conform(b: RecordBatch) -> EngineResult<RecordBatch> {
 
 /// Records a failed run in `runs` and points the manifest's `runs` entry at it; the other
 /// tables keep the last good run.
-async fn record_failure(out: &objects::Location, rec: &RunRecord) -> EngineResult<()> {
+async fn record_failure(
+    out: &objects::Location,
+    dead: &[RunRecord],
+    rec: &RunRecord,
+) -> EngineResult<()> {
     let previous = manifest::read(out).await?;
-    let v = write_runs(out, previous.as_ref(), rec).await?;
+    let v = write_runs(out, previous.as_ref(), dead, rec).await?;
     let mut m = previous.unwrap_or(manifest::Manifest {
         format: manifest::MANIFEST_FORMAT,
         space: rec.space.clone(),
