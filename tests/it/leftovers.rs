@@ -402,3 +402,45 @@ async fn retention_in_space_yaml_applies_after_each_publish() {
     let m = manifest::read(&out).await.unwrap().unwrap();
     assert_eq!(published_counts(&out).await.len(), m.tables.len());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ctrl_c_stops_a_run_records_it_and_removes_its_scratch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    space(dir, "interrupted", 3_000, "").await;
+    let queries = dir.join("queries");
+    std::fs::create_dir_all(&queries).unwrap();
+    std::fs::write(queries.join("endless.sql"), ENDLESS).unwrap();
+    let spill = dir.join("spill");
+    let mut child = run_args(dir, &["--spill-dir", spill.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while stderr.read_line(&mut line).unwrap() > 0 && !line.contains("stage traits") {
+        line.clear();
+    }
+    assert!(
+        line.contains("stage traits"),
+        "the run never reached the traits"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(scratch_dirs(&spill).len(), 1);
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    let status = child.wait().unwrap();
+    assert!(!status.success());
+    assert!(rest.contains("interrupted (Ctrl-C)"), "{rest}");
+    assert_eq!(scratch_dirs(&spill), Vec::<PathBuf>::new());
+    let rows = runs(dir).await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].1, "failed");
+    assert!(rows[0].2.contains("interrupted"), "{}", rows[0].2);
+}
