@@ -532,6 +532,7 @@ fn memory_limit(s: &str) -> Result<usize> {
 
 async fn run_cmd(a: RunArgs) -> Result<()> {
     let mut opts = run_options(&a)?;
+    opts.interrupt = Some(on_ctrl_c());
     let space = validate(&a.dir).await?;
     if opts.session.memory_limit.is_none()
         && let Some(m) = &space.memory_limit
@@ -541,6 +542,23 @@ async fn run_cmd(a: RunArgs) -> Result<()> {
     let report = run_space(&space, &opts).await?;
     print_summary(&report);
     Ok(())
+}
+
+/// Ctrl-C stops a run before it publishes (it records why and removes its scratch files); a
+/// second Ctrl-C quits at once.
+fn on_ctrl_c() -> std::sync::Arc<tokio::sync::Notify> {
+    let stop = std::sync::Arc::new(tokio::sync::Notify::new());
+    let notify = stop.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("interrupted: stopping the run (Ctrl-C again quits at once)");
+            notify.notify_one();
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(130);
+            }
+        }
+    });
+    stop
 }
 
 async fn run_space(space: &spec::Space, opts: &RunOptions) -> Result<engine::RunReport> {

@@ -108,7 +108,7 @@ pub async fn note_failure(out: &Location, rec: &RunRecord) {
 
 /// Removes the markers of `run_ids` (their rows are in `runs` now). Best effort: a marker left
 /// behind only makes the next run check `runs` for its row.
-pub async fn clear(out: &Location, run_ids: impl IntoIterator<Item = &str>) {
+pub async fn clear(out: &Location, run_ids: &[String]) {
     for id in run_ids {
         match out.store.delete(&path(out, id)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => {}

@@ -86,6 +86,9 @@ pub struct RunOptions {
     /// How long the stages before publishing may take; beyond it the run stops and fails
     /// (the last good run stays published).
     pub timeout: Option<Duration>,
+    /// Notified to stop the run before it publishes (the CLI's Ctrl-C): it fails and records
+    /// why, and the last good run stays published.
+    pub interrupt: Option<Arc<tokio::sync::Notify>>,
 }
 
 /// Something that wants to hear how a run is going (the CLI's progress display).
@@ -198,13 +201,14 @@ pub async fn run(
         Ok(()) => run_stages(space, opts, progress, &out, &mut rec, &dead).await,
         Err(e) => Err(e),
     };
-    let recorded = dead
+    let recorded: Vec<String> = dead
         .iter()
-        .map(|d| d.run_id.as_str())
-        .chain([run_id.as_str()]);
+        .map(|d| d.run_id.clone())
+        .chain([run_id.clone()])
+        .collect();
     let outcome = match result {
         Ok(m) => {
-            abandoned::clear(&out, recorded).await;
+            abandoned::clear(&out, &recorded).await;
             let vacuum = retention::after_publish(space, &out).await;
             Ok(RunReport {
                 record: rec.clone(),
@@ -218,7 +222,7 @@ pub async fn run(
             rec.finished_at = Utc::now();
             rec.message = Some(e.to_string());
             match record_failure(&out, &dead, &rec).await {
-                Ok(()) => abandoned::clear(&out, recorded).await,
+                Ok(()) => abandoned::clear(&out, &recorded).await,
                 Err(e2) => {
                     tracing::warn!("could not record the failed run: {e2}");
                     abandoned::note_failure(&out, &rec).await;
@@ -347,15 +351,30 @@ async fn run_stages(
     // The stages before publishing, under the run's timeout; on timeout their futures (and the
     // DataFusion streams in them) are dropped. Publishing is never cut off half way.
     let computed = compute(space, opts, progress, out, rec);
-    let ev = match opts.timeout {
-        None => computed.await?,
-        Some(limit) => tokio::time::timeout(limit, computed).await.map_err(|_| {
-            EngineError::Invalid(format!(
-                "the run exceeded its {} timeout (--timeout) and was stopped before \
+    let limited = async {
+        match opts.timeout {
+            None => computed.await,
+            Some(limit) => tokio::time::timeout(limit, computed).await.map_err(|_| {
+                EngineError::Invalid(format!(
+                    "the run exceeded its {} timeout (--timeout) and was stopped before \
                      publishing; the last good run stays published",
-                crate::spec::format_duration(limit)
-            ))
-        })??,
+                    crate::spec::format_duration(limit)
+                ))
+            })?,
+        }
+    };
+    let ev = match &opts.interrupt {
+        None => limited.await?,
+        Some(stop) => tokio::select! {
+            ev = limited => ev?,
+            () = stop.notified() => {
+                return Err(EngineError::Invalid(
+                    "the run was interrupted (Ctrl-C) before publishing; the last good run \
+                     stays published"
+                        .into(),
+                ));
+            }
+        },
     };
     publish(space, progress, out, rec, dead, ev).await
 }
