@@ -197,8 +197,18 @@ pub async fn run(
             Vec::new()
         }
     };
+    // The run holds its scratch folder until it has recorded how it ended: a failed query's
+    // writer tasks are stopping meanwhile, and none writes into the folder after it goes.
+    let mut scratch = None;
     let result = match abandoned::mark(&out, &rec).await {
-        Ok(()) => run_stages(space, opts, progress, &out, &mut rec, &dead).await,
+        Ok(()) => match new_scratch(opts) {
+            Ok(s) => {
+                let r = run_stages(space, opts, progress, &out, &mut rec, &dead, &s).await;
+                scratch = Some(s);
+                r
+            }
+            Err(e) => Err(e),
+        },
         Err(e) => Err(e),
     };
     let recorded: Vec<String> = dead
@@ -231,6 +241,7 @@ pub async fn run(
             Err(e)
         }
     };
+    drop(scratch);
     lease.release().await?;
     outcome
 }
@@ -259,9 +270,19 @@ pub async fn evaluate(
     out: &objects::Location,
     rec: &mut RunRecord,
 ) -> EngineResult<Evaluation> {
-    // Scratch files of this run (materialized stage outputs, spill files); removed when the
-    // run ends. Making it first clears the scratch folders of runs that died.
-    let scratch = new_scratch(opts)?;
+    evaluate_with(new_scratch(opts)?, space, opts, progress, out, rec).await
+}
+
+/// [`evaluate`] with its scratch folder made by the caller (the folder goes when the last
+/// clone of `scratch` is dropped).
+async fn evaluate_with(
+    scratch: scratch::Scratch,
+    space: &Space,
+    opts: &RunOptions,
+    progress: &dyn Progress,
+    out: &objects::Location,
+    rec: &mut RunRecord,
+) -> EngineResult<Evaluation> {
     let session_opts = session::SessionOptions {
         spill_dir: Some(scratch.spill_dir()),
         ..opts.session.clone()
@@ -270,6 +291,8 @@ pub async fn evaluate(
     evaluate_in(ctx, scratch, space, opts, progress, out, rec).await
 }
 
+/// Scratch files of a run (materialized stage outputs, spill files); removed when the run
+/// ends. Making it first clears the scratch folders of runs that died.
 fn new_scratch(opts: &RunOptions) -> EngineResult<scratch::Scratch> {
     let parent = scratch::parent(opts.session.spill_dir.as_deref());
     scratch::create(&parent).map_err(|e| {
@@ -347,10 +370,11 @@ async fn run_stages(
     out: &objects::Location,
     rec: &mut RunRecord,
     dead: &[RunRecord],
+    scratch: &scratch::Scratch,
 ) -> EngineResult<manifest::Manifest> {
     // The stages before publishing, under the run's timeout; on timeout their futures (and the
     // DataFusion streams in them) are dropped. Publishing is never cut off half way.
-    let computed = compute(space, opts, progress, out, rec);
+    let computed = compute(space, opts, progress, out, rec, scratch);
     let limited = async {
         match opts.timeout {
             None => computed.await,
@@ -386,8 +410,9 @@ async fn compute(
     progress: &dyn Progress,
     out: &objects::Location,
     rec: &mut RunRecord,
+    scratch: &scratch::Scratch,
 ) -> EngineResult<Evaluation> {
-    let ev = evaluate(space, opts, progress, out, rec).await?;
+    let ev = evaluate_with(scratch.clone(), space, opts, progress, out, rec).await?;
     let rules = crate::compile::identity::ResolvedRules::from_spec(&space.identity);
     let Evaluation {
         ctx,

@@ -14,6 +14,7 @@
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::store::lease::pid_alive;
@@ -25,20 +26,24 @@ const LOCK: &str = ".lock";
 /// unchanged before it is taken for dead.
 const LEGACY_AGE: Duration = Duration::from_secs(24 * 3600);
 
-/// A live run's scratch folder; removed (with everything in it) when dropped.
-pub struct Scratch {
+/// A live run's scratch folder; removed (with everything in it) when its last clone is
+/// dropped.
+#[derive(Clone)]
+pub struct Scratch(Arc<Held>);
+
+struct Held {
     dir: tempfile::TempDir,
     _lock: File,
 }
 
 impl Scratch {
     pub fn path(&self) -> &Path {
-        self.dir.path()
+        self.0.dir.path()
     }
 
     /// Where DataFusion's spill files go: inside the scratch folder, so they go with it.
     pub fn spill_dir(&self) -> PathBuf {
-        self.dir.path().join("spill")
+        self.0.dir.path().join("spill")
     }
 }
 
@@ -63,7 +68,7 @@ pub fn create(parent: &Path) -> io::Result<Scratch> {
         .tempdir_in(parent)?;
     let lock = File::create(dir.path().join(LOCK))?;
     lock.lock()?;
-    Ok(Scratch { dir, _lock: lock })
+    Ok(Scratch(Arc::new(Held { dir, _lock: lock })))
 }
 
 /// Removes every scratch folder in `parent` whose run is gone; returns each removed folder

@@ -221,7 +221,7 @@ async fn a_run_that_fails_writing_its_scratch_records_why_and_cleans_up() {
     }
 }
 
-const ENDLESS: &str = "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r)\n\
+const ENDLESS: &str = "WITH RECURSIVE r AS (SELECT 1 AS n UNION ALL SELECT n + 1 FROM r)\n\
                        SELECT 'u-endless' AS user_id, max(n) AS deepest FROM r\n";
 
 #[tokio::test(flavor = "multi_thread")]
