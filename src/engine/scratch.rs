@@ -168,6 +168,8 @@ mod tests {
     #[test]
     fn dead_folders_go_and_live_ones_stay() {
         let parent = tempfile::tempdir().unwrap();
+        // A live run of this process (made first: making a scratch sweeps).
+        let live = create(parent.path()).unwrap();
         // A run that was killed: its pid is gone and its lock file is free.
         let dead = parent.path().join(format!("{PREFIX}{DEAD_PID}-abc123"));
         std::fs::create_dir_all(dead.join("classified")).unwrap();
@@ -176,9 +178,8 @@ mod tests {
         // One killed before it made its lock file.
         let dead_unlocked = parent.path().join(format!("{PREFIX}{DEAD_PID}-def456"));
         std::fs::create_dir_all(&dead_unlocked).unwrap();
-        // A live run of this process (another Scratch), and a folder whose lock is held by a
-        // live holder although its pid looks dead (a process in another pid namespace).
-        let live = create(parent.path()).unwrap();
+        // A folder whose lock is held by a live holder although its pid looks dead (a process
+        // in another pid namespace).
         let held = parent.path().join(format!("{PREFIX}{DEAD_PID}-held00"));
         std::fs::create_dir_all(&held).unwrap();
         let holder = File::create(held.join(LOCK)).unwrap();
