@@ -273,6 +273,7 @@ mod tests {
             id_column_loc: None,
             schedule: None,
             description: None,
+            timeout: None,
         };
         check_sql_trait(&def)
             .iter()

@@ -5,6 +5,7 @@
 mod output_file;
 mod progress;
 mod serve;
+mod vacuum;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -79,6 +80,9 @@ enum Command {
     },
     /// Serve spaces: the scheduler, the Profile API and the Postgres-wire SQL endpoint.
     Serve(serve::ServeArgs),
+    /// Remove the files of old table versions: those no manifest within the retention window
+    /// names (the current run's tables are always kept).
+    Vacuum(vacuum::VacuumArgs),
     /// List a space's run history: status, trigger, timings, audience changes.
     Runs {
         /// The space folder.
@@ -203,6 +207,10 @@ struct RunArgs {
     /// `event_errors`) instead of failing the run.
     #[arg(long)]
     skip_bad_files: bool,
+    /// Stop and fail the run when its stages take longer than this (e.g. 30m, 2h); the last
+    /// good run stays published.
+    #[arg(long)]
+    timeout: Option<String>,
 }
 
 /// An error that means "the input is invalid" (exit code 2), already reported.
@@ -247,8 +255,12 @@ pub fn main() -> ExitCode {
 }
 
 fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("COHORT_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,buoyant_kernel=off"));
+    let filter = tracing_subscriber::EnvFilter::try_from_env("COHORT_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(
+            // Cohort's retention uses deltalake's keep_versions, which warns that it is new.
+            "warn,buoyant_kernel=off,deltalake_core::operations::vacuum=error",
+        )
+    });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -293,6 +305,7 @@ async fn dispatch(cmd: Command) -> Result<()> {
             }
             serve::serve(a, spaces).await
         }
+        Command::Vacuum(a) => vacuum::vacuum_cmd(a).await,
         Command::Runs { dir, limit } => serve::runs(&load_space(&dir).await?, limit).await,
         Command::Export(a) => export_cmd(a).await,
         Command::Demo { dir, events, seed } => demo(&dir, events, seed).await,
@@ -503,7 +516,20 @@ fn run_options(a: &RunArgs) -> Result<RunOptions> {
         opts.session.memory_limit = Some(memory_limit(m)?);
     }
     opts.session.spill_dir = a.spill_dir.clone();
+    if let Some(t) = &a.timeout {
+        opts.timeout = Some(duration_arg("--timeout", t)?);
+    }
     Ok(opts)
+}
+
+fn duration_arg(flag: &str, s: &str) -> Result<Duration> {
+    spec::parse_duration(s)
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| {
+            invalid(format!(
+                "{flag}: `{s}` is not a duration (try 30s, 10m, 2h or 7d)"
+            ))
+        })
 }
 
 fn memory_limit(s: &str) -> Result<usize> {
@@ -514,6 +540,7 @@ fn memory_limit(s: &str) -> Result<usize> {
 
 async fn run_cmd(a: RunArgs) -> Result<()> {
     let mut opts = run_options(&a)?;
+    opts.interrupt = Some(on_ctrl_c());
     let space = validate(&a.dir).await?;
     if opts.session.memory_limit.is_none()
         && let Some(m) = &space.memory_limit
@@ -523,6 +550,23 @@ async fn run_cmd(a: RunArgs) -> Result<()> {
     let report = run_space(&space, &opts).await?;
     print_summary(&report);
     Ok(())
+}
+
+/// Ctrl-C stops a run before it publishes (it records why and removes its scratch files); a
+/// second Ctrl-C quits at once.
+fn on_ctrl_c() -> std::sync::Arc<tokio::sync::Notify> {
+    let stop = std::sync::Arc::new(tokio::sync::Notify::new());
+    let notify = stop.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("interrupted: stopping the run (Ctrl-C again quits at once)");
+            notify.notify_one();
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(130);
+            }
+        }
+    });
+    stop
 }
 
 async fn run_space(space: &spec::Space, opts: &RunOptions) -> Result<engine::RunReport> {
@@ -642,6 +686,9 @@ fn print_summary(r: &engine::RunReport) {
     println!("published to {}", r.output);
     for (t, v) in &r.manifest.tables {
         println!("  {t:<28} delta version {v}");
+    }
+    if let Some(v) = &r.vacuum {
+        vacuum::print_after_run(v);
     }
 }
 

@@ -315,7 +315,7 @@ pub async fn runs(space: &Space, limit: usize) -> Result<()> {
             println!("    {k:<30} {members:>9} members  +{entered} -{exited}");
         }
         if let Some(m) = &r.message {
-            println!("    failed: {m}");
+            println!("    {}: {m}", r.status);
         }
     }
     Ok(())

@@ -19,7 +19,7 @@ use crate::store::{delta, manifest};
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct RunSummary {
     pub run_id: String,
-    /// `succeeded` or `failed`.
+    /// `succeeded`, `failed`, or `abandoned` (it died without recording how it ended).
     pub status: String,
     /// What started it (`manual: cli`, `schedule: audience:a, ...`), when recorded.
     pub trigger: Option<String>,

@@ -6,6 +6,7 @@
 //! `<output>/<space>/` and flips the manifest (see [`crate::store::manifest`]), so readers see
 //! the whole run or the previous one.
 
+pub mod abandoned;
 pub mod audiences;
 pub mod capture;
 pub mod explain;
@@ -15,6 +16,9 @@ pub mod identity;
 pub mod preview;
 pub mod profiles;
 pub mod record;
+pub mod retention;
+mod runs_table;
+pub mod scratch;
 pub mod session;
 pub mod sources;
 pub mod sql_traits;
@@ -35,6 +39,7 @@ use crate::error::{EngineError, EngineResult};
 use crate::spec::Space;
 use crate::store::{delta, lease, manifest, objects};
 use record::RunRecord;
+use runs_table::{definitions_history, record_failure, write_runs};
 
 /// Names of the tables a run publishes, in publish order.
 pub const PUBLISHED_TABLES: [&str; 12] = [
@@ -82,6 +87,12 @@ pub struct RunOptions {
     /// Set unreadable source files aside (listed in the run record and `event_errors`)
     /// instead of failing the run.
     pub skip_bad_files: bool,
+    /// How long the stages before publishing may take; beyond it the run stops and fails
+    /// (the last good run stays published).
+    pub timeout: Option<Duration>,
+    /// Notified to stop the run before it publishes (the CLI's Ctrl-C): it fails and records
+    /// why, and the last good run stays published.
+    pub interrupt: Option<Arc<tokio::sync::Notify>>,
 }
 
 /// Something that wants to hear how a run is going (the CLI's progress display).
@@ -109,6 +120,8 @@ pub struct RunReport {
     /// `<output>/<space>` URL.
     pub output: String,
     pub manifest: manifest::Manifest,
+    /// What the space's retention removed after publishing, when it was due.
+    pub vacuum: Option<crate::store::retention::VacuumReport>,
 }
 
 /// Where a space's tables live: `<output>/<space name>`.
@@ -181,23 +194,59 @@ pub async fn run(
     let out = output_location(space)?;
     let lease = lease::acquire(&out, &run_id, opts.lease_wait).await?;
     let mut rec = new_record(space, opts, &run_id, started_at);
-    let result = run_stages(space, opts, progress, &out, &mut rec).await;
+    // Runs that died without recording how: their rows go into `runs` with this run's.
+    let dead = match abandoned::left_behind(&out, &run_id, &run_id).await {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::warn!("cannot read the markers of earlier runs: {e}");
+            Vec::new()
+        }
+    };
+    // The run holds its scratch folder until it has recorded how it ended: a failed query's
+    // writer tasks are stopping meanwhile, and none writes into the folder after it goes.
+    let mut scratch = None;
+    let result = match abandoned::mark(&out, &rec).await {
+        Ok(()) => match new_scratch(opts) {
+            Ok(s) => {
+                let r = run_stages(space, opts, progress, &out, &mut rec, &dead, &s).await;
+                scratch = Some(s);
+                r
+            }
+            Err(e) => Err(e),
+        },
+        Err(e) => Err(e),
+    };
+    let recorded: Vec<String> = dead
+        .iter()
+        .map(|d| d.run_id.clone())
+        .chain([run_id.clone()])
+        .collect();
     let outcome = match result {
-        Ok(m) => Ok(RunReport {
-            record: rec.clone(),
-            output: out.url.to_string(),
-            manifest: m,
-        }),
+        Ok(m) => {
+            abandoned::clear(&out, &recorded).await;
+            let vacuum = retention::after_publish(space, &out).await;
+            Ok(RunReport {
+                record: rec.clone(),
+                output: out.url.to_string(),
+                manifest: m,
+                vacuum,
+            })
+        }
         Err(e) => {
             rec.status = "failed".into();
             rec.finished_at = Utc::now();
             rec.message = Some(e.to_string());
-            if let Err(e2) = record_failure(&out, &rec).await {
-                tracing::warn!("could not record the failed run: {e2}");
+            match record_failure(&out, &dead, &rec).await {
+                Ok(()) => abandoned::clear(&out, &recorded).await,
+                Err(e2) => {
+                    tracing::warn!("could not record the failed run: {e2}");
+                    abandoned::note_failure(&out, &rec).await;
+                }
             }
             Err(e)
         }
     };
+    drop(scratch);
     lease.release().await?;
     outcome
 }
@@ -207,8 +256,9 @@ pub async fn run(
 /// identity tables.
 pub struct Evaluation {
     pub ctx: SessionContext,
-    /// Scratch files of the session's materialized tables; removed when dropped.
-    pub scratch: tempfile::TempDir,
+    /// Scratch files of the session's materialized tables and its spill files; removed when
+    /// dropped.
+    pub scratch: scratch::Scratch,
     pub previous: Option<manifest::Manifest>,
     /// This run's merges: (merged-away profile, surviving profile).
     pub merges: Vec<(String, String)>,
@@ -225,13 +275,43 @@ pub async fn evaluate(
     out: &objects::Location,
     rec: &mut RunRecord,
 ) -> EngineResult<Evaluation> {
-    let ctx = session::new_session(&opts.session)?;
-    evaluate_in(ctx, space, opts, progress, out, rec).await
+    evaluate_with(new_scratch(opts)?, space, opts, progress, out, rec).await
+}
+
+/// [`evaluate`] with its scratch folder made by the caller (the folder goes when the last
+/// clone of `scratch` is dropped).
+async fn evaluate_with(
+    scratch: scratch::Scratch,
+    space: &Space,
+    opts: &RunOptions,
+    progress: &dyn Progress,
+    out: &objects::Location,
+    rec: &mut RunRecord,
+) -> EngineResult<Evaluation> {
+    let session_opts = session::SessionOptions {
+        spill_dir: Some(scratch.spill_dir()),
+        ..opts.session.clone()
+    };
+    let ctx = session::new_session(&session_opts)?;
+    evaluate_in(ctx, scratch, space, opts, progress, out, rec).await
+}
+
+/// Scratch files of a run (materialized stage outputs, spill files); removed when the run
+/// ends. Making it first clears the scratch folders of runs that died.
+fn new_scratch(opts: &RunOptions) -> EngineResult<scratch::Scratch> {
+    let parent = scratch::parent(opts.session.spill_dir.as_deref());
+    scratch::create(&parent).map_err(|e| {
+        EngineError::Invalid(format!(
+            "cannot create a scratch folder in {}: {e}",
+            parent.display()
+        ))
+    })
 }
 
 /// [`evaluate`] in a given session (a recording one keeps no scratch copies).
 async fn evaluate_in(
     ctx: SessionContext,
+    scratch: scratch::Scratch,
     space: &Space,
     opts: &RunOptions,
     progress: &dyn Progress,
@@ -243,12 +323,6 @@ async fn evaluate_in(
     // Stage 1: events.
     let t = Instant::now();
     progress.stage_started("events");
-    // Scratch files of this run (materialized stage outputs); removed when the run ends.
-    let scratch = match &opts.session.spill_dir {
-        Some(d) => tempfile::Builder::new().prefix("cohort-run-").tempdir_in(d),
-        None => tempfile::Builder::new().prefix("cohort-run-").tempdir(),
-    }
-    .map_err(crate::error::StoreError::from)?;
     let scratch_dir = (!capture::recording(&ctx)).then(|| scratch.path());
     let bad = if opts.skip_bad_files {
         sources::BadFiles::Skip
@@ -307,29 +381,71 @@ async fn run_stages(
     progress: &dyn Progress,
     out: &objects::Location,
     rec: &mut RunRecord,
+    dead: &[RunRecord],
+    scratch: &scratch::Scratch,
 ) -> EngineResult<manifest::Manifest> {
+    // The stages before publishing, under the run's timeout; on timeout their futures (and the
+    // DataFusion streams in them) are dropped. Publishing is never cut off half way.
+    let computed = compute(space, opts, progress, out, rec, scratch);
+    let limited = async {
+        match opts.timeout {
+            None => computed.await,
+            Some(limit) => tokio::time::timeout(limit, computed).await.map_err(|_| {
+                EngineError::Invalid(format!(
+                    "the run exceeded its {} timeout (--timeout) and was stopped before \
+                     publishing; the last good run stays published",
+                    crate::spec::format_duration(limit)
+                ))
+            })?,
+        }
+    };
+    let ev = match &opts.interrupt {
+        None => limited.await?,
+        Some(stop) => tokio::select! {
+            ev = limited => ev?,
+            () = stop.notified() => {
+                return Err(EngineError::Invalid(
+                    "the run was interrupted (Ctrl-C) before publishing; the last good run \
+                     stays published"
+                        .into(),
+                ));
+            }
+        },
+    };
+    publish(space, progress, out, rec, dead, ev).await
+}
+
+/// Stages 1 to 6: everything a run computes before it publishes.
+async fn compute(
+    space: &Space,
+    opts: &RunOptions,
+    progress: &dyn Progress,
+    out: &objects::Location,
+    rec: &mut RunRecord,
+    scratch: &scratch::Scratch,
+) -> EngineResult<Evaluation> {
+    let ev = evaluate_with(scratch.clone(), space, opts, progress, out, rec).await?;
+    let rules = crate::compile::identity::ResolvedRules::from_spec(&space.identity);
     let Evaluation {
         ctx,
         scratch,
         previous,
         merges,
-        scope_from,
-        classified,
-    } = evaluate(space, opts, progress, out, rec).await?;
-    let rules = crate::compile::identity::ResolvedRules::from_spec(&space.identity);
+        ..
+    } = &ev;
 
     // Stages 5 and 6: audiences and changes.
     let t = Instant::now();
     progress.stage_started("audiences");
     audiences::check_deleted_keys(space, &definitions_history(out, previous.as_ref()).await?)?;
     let audience_stats = audiences::run_audiences(
-        &ctx,
+        ctx,
         space,
         &rules,
         rec.profiles.as_ref(),
         out,
         previous.as_ref(),
-        &merges,
+        merges,
         &rec.run_id,
         rec.as_of,
         Some(scratch.path()),
@@ -337,6 +453,27 @@ async fn run_stages(
     .await?;
     rec.audiences = Some(audience_stats);
     stage_done(rec, progress, "audiences", t);
+    Ok(ev)
+}
+
+/// Writes every table, then the manifest in one PUT (with the rows of `dead` runs and this
+/// one in `runs`).
+async fn publish(
+    space: &Space,
+    progress: &dyn Progress,
+    out: &objects::Location,
+    rec: &mut RunRecord,
+    dead: &[RunRecord],
+    ev: Evaluation,
+) -> EngineResult<manifest::Manifest> {
+    let Evaluation {
+        ctx,
+        scratch: _scratch,
+        previous,
+        merges,
+        scope_from,
+        classified,
+    } = ev;
 
     // Publish: every table first, then the manifest in one PUT.
     let t = Instant::now();
@@ -379,7 +516,7 @@ async fn run_stages(
     rec.finished_at = Utc::now();
     let publish_ms = t.elapsed().as_millis() as u64;
     rec.stage_timings.push(("publish".into(), publish_ms));
-    let v = write_runs(out, previous.as_ref(), rec).await?;
+    let v = write_runs(out, previous.as_ref(), dead, rec).await?;
     versions.insert("runs".to_string(), v);
     pause().await;
 
@@ -473,7 +610,16 @@ pub(crate) async fn capture_run(
     };
     let out = output_location(space)?;
     let mut rec = new_record(space, &opts, "script", Utc::now());
-    let ev = evaluate_in(ctx, space, &opts, &Quiet, &out, &mut rec).await?;
+    let ev = evaluate_in(
+        ctx,
+        new_scratch(&opts)?,
+        space,
+        &opts,
+        &Quiet,
+        &out,
+        &mut rec,
+    )
+    .await?;
     let ctx = &ev.ctx;
     let rules = crate::compile::identity::ResolvedRules::from_spec(&space.identity);
     audiences::run_audiences(
@@ -817,96 +963,6 @@ async fn event_counts(
     }
     rec.events = distinct;
     rec.duplicates = good_rows - distinct;
-    Ok(())
-}
-
-/// Rewrites `runs` as the previous published history plus this run, in one commit.
-async fn write_runs(
-    out: &objects::Location,
-    previous: Option<&manifest::Manifest>,
-    rec: &RunRecord,
-) -> EngineResult<u64> {
-    let loc = out.child("runs");
-    let mut batches = Vec::new();
-    if let Some(v) = previous.and_then(|m| m.tables.get("runs")) {
-        let ctx = SessionContext::new();
-        let provider = delta::provider(&loc, *v).await?;
-        let df = ctx.read_table(provider)?;
-        for b in df.collect().await? {
-            batches.push(conform(b)?);
-        }
-    }
-    batches.push(rec.to_batch());
-    Ok(delta::overwrite_batches(&loc, batches).await?)
-}
-
-/// The definition files of every successful published run, oldest first.
-async fn definitions_history(
-    out: &objects::Location,
-    previous: Option<&manifest::Manifest>,
-) -> EngineResult<Vec<BTreeMap<String, String>>> {
-    let Some(v) = previous.and_then(|m| m.tables.get("runs")) else {
-        return Ok(Vec::new());
-    };
-    let ctx = SessionContext::new();
-    let df = ctx
-        .read_table(delta::provider(&out.child("runs"), *v).await?)?
-        .filter(col("status").eq(lit("succeeded")))?
-        .sort(vec![col("started_at").sort(true, false)])?
-        .select(vec![col("definitions")])?;
-    let mut out = Vec::new();
-    for b in df.collect().await? {
-        let c = datafusion::arrow::compute::cast(
-            b.column(0),
-            &datafusion::arrow::datatypes::DataType::Utf8,
-        )
-        .map_err(datafusion::error::DataFusionError::from)?;
-        let c = c.as_string::<i32>();
-        for i in 0..b.num_rows() {
-            if let Ok(m) = serde_json::from_str(c.value(i)) {
-                out.push(m);
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// Reorders and fills an old `runs` batch to today's schema.
-fn conform(b: RecordBatch) -> EngineResult<RecordBatch> {
-    let schema = record::runs_schema();
-    let cols = schema
-        .fields()
-        .iter()
-        .map(|f| match b.column_by_name(f.name()) {
-            Some(c) => datafusion::arrow::compute::cast(c, f.data_type()),
-            None => Ok(datafusion::arrow::array::new_null_array(
-                f.data_type(),
-                b.num_rows(),
-            )),
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| EngineError::Invalid(format!("old runs table: {e}")))?;
-    RecordBatch::try_new(schema, cols)
-        .map_err(|e| EngineError::Invalid(format!("old runs table: {e}")))
-}
-
-/// Records a failed run in `runs` and points the manifest's `runs` entry at it; the other
-/// tables keep the last good run.
-async fn record_failure(out: &objects::Location, rec: &RunRecord) -> EngineResult<()> {
-    let previous = manifest::read(out).await?;
-    let v = write_runs(out, previous.as_ref(), rec).await?;
-    let mut m = previous.unwrap_or(manifest::Manifest {
-        format: manifest::MANIFEST_FORMAT,
-        space: rec.space.clone(),
-        run_id: String::new(),
-        as_of: String::new(),
-        published_at: String::new(),
-        tables: BTreeMap::new(),
-        identity_rules: None,
-        scope_from: None,
-    });
-    m.tables.insert("runs".into(), v);
-    manifest::write(out, &m).await?;
     Ok(())
 }
 

@@ -68,7 +68,7 @@ struct Evaluated {
     /// and per top-level condition.
     ctx: SessionContext,
     /// The folder those tables live in: kept while they are read.
-    _scratch: tempfile::TempDir,
+    _scratch: super::scratch::Scratch,
     as_of: DateTime<Utc>,
     /// Audience key -> the columns of its top-level conditions, in order.
     top_level: std::collections::BTreeMap<String, Vec<String>>,

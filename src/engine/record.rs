@@ -15,7 +15,8 @@ use serde::Serialize;
 pub struct RunRecord {
     pub run_id: String,
     pub space: String,
-    /// `succeeded` or `failed`.
+    /// `running` (while it works), then `succeeded` or `failed`; `abandoned` for a run
+    /// that died without recording how it ended (written by the next run).
     pub status: String,
     pub as_of: DateTime<Utc>,
     pub started_at: DateTime<Utc>,

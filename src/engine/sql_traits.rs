@@ -12,6 +12,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::time::Duration;
 
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, Int64Array, RecordBatch, StringArray, UInt32Array,
@@ -28,13 +29,16 @@ use crate::analyze::sql_trait::check_sql_trait;
 use crate::compile::identity::{IdType, ResolvedRules, occurrences_from_raw};
 use crate::error::{EngineError, EngineResult};
 use crate::identity::{new_profile_id, text_column};
-use crate::spec::{Space, SqlTraitDef, slash_path};
+use crate::spec::{Space, SqlTraitDef, format_duration, parse_duration, slash_path};
 
 /// The most trait columns a SQL trait may return besides its identifier column.
 pub const MAX_SQL_TRAIT_COLUMNS: usize = 25;
 
 /// How often a SQL trait runs when its sidecar sets no `schedule` (Segment's default).
 pub const DEFAULT_SQL_TRAIT_SCHEDULE: &str = "0 */12 * * *";
+
+/// How long a SQL trait may run when neither its sidecar nor space.yaml sets a timeout.
+pub const DEFAULT_SQL_TRAIT_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// How many example values an error lists.
 const EXAMPLES: usize = 10;
@@ -55,6 +59,23 @@ pub fn sql_trait_schedule(def: &SqlTraitDef) -> &str {
     def.schedule
         .as_deref()
         .unwrap_or(DEFAULT_SQL_TRAIT_SCHEDULE)
+}
+
+/// How long a SQL trait may run, and where that limit was set (for the error that names it):
+/// its sidecar's `timeout`, else space.yaml's `sql_trait_timeout`, else
+/// [`DEFAULT_SQL_TRAIT_TIMEOUT`].
+pub fn sql_trait_timeout(space: &Space, def: &SqlTraitDef) -> (Duration, String) {
+    let sidecar = slash_path(&def.file.with_extension("yaml"));
+    if let Some(d) = def.timeout.as_deref().and_then(parse_duration) {
+        return (d, sidecar);
+    }
+    if let Some(d) = space.sql_trait_timeout.as_deref().and_then(parse_duration) {
+        return (d, "sql_trait_timeout in space.yaml".into());
+    }
+    (
+        DEFAULT_SQL_TRAIT_TIMEOUT,
+        format!("the default; set `timeout:` in {sidecar}"),
+    )
 }
 
 /// One SQL trait after a run.
@@ -96,7 +117,20 @@ pub async fn run_sql_traits(
     let rules = ResolvedRules::from_spec(&space.identity);
     let mut out = Vec::with_capacity(space.sql_traits.len());
     for def in &space.sql_traits {
-        out.push(run_sql_trait(ctx, &rules, def).await?);
+        let (limit, set_in) = sql_trait_timeout(space, def);
+        // On timeout the trait's future is dropped, and with it the DataFusion stream: its
+        // spawned tasks are aborted, so an endless query stops using the machine.
+        match tokio::time::timeout(limit, run_sql_trait(ctx, &rules, def)).await {
+            Ok(result) => out.push(result?),
+            Err(_) => {
+                return Err(EngineError::Invalid(format!(
+                    "SQL trait `{}` exceeded its {} timeout ({set_in}); the query was \
+                     cancelled and the last good run stays published",
+                    def.key,
+                    format_duration(limit)
+                )));
+            }
+        }
     }
     Ok(out)
 }

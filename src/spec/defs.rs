@@ -20,6 +20,11 @@ pub struct Space {
     pub schedule: Option<String>,
     /// e.g. `4GB`; see [`super::parse_memory_limit`].
     pub memory_limit: Option<String>,
+    /// How long a SQL trait may run when its sidecar sets no `timeout` (e.g. `10m`); see
+    /// [`super::parse_duration`].
+    pub sql_trait_timeout: Option<String>,
+    /// How long published Delta versions are kept (e.g. `7d`), or `off`.
+    pub retention: Option<String>,
     pub identity: IdentityRules,
     /// Sorted by key.
     pub traits: Vec<ComputedTraitDef>,
@@ -170,6 +175,8 @@ pub struct SqlTraitDef {
     pub id_column_loc: Option<Loc>,
     pub schedule: Option<String>,
     pub description: Option<String>,
+    /// How long the query may run (e.g. `5m`), from the sidecar's `timeout`.
+    pub timeout: Option<String>,
 }
 
 /// audiences/<key>.yaml.

@@ -6,12 +6,12 @@ use std::path::{Path, PathBuf};
 
 use super::destination::{DestinationDef, read_destination, unknown_destination_help};
 use super::diagnostic::slash_path;
-use super::values::{entity, is_snake_case, schedule, to_snake_case};
+use super::values::{duration, entity, is_snake_case, schedule, to_snake_case};
 use super::yaml::{Map, Node, Reader};
 use super::{AudienceDef, ComputedTraitDef, Diagnostic, Loc, SqlTraitDef, suggest};
 
 const TRAIT_KEYS: [&str; 4] = ["query", "type", "schedule", "description"];
-const SIDECAR_KEYS: [&str; 3] = ["description", "schedule", "id_column"];
+const SIDECAR_KEYS: [&str; 4] = ["description", "schedule", "id_column", "timeout"];
 const AUDIENCE_KEYS: [&str; 7] = [
     "name",
     "query",
@@ -85,6 +85,7 @@ pub(crate) fn read(root: &Path, id_types: &[String], diags: &mut Vec<Diagnostic>
             id_column_loc: None,
             schedule: None,
             description: None,
+            timeout: None,
         };
         if let Some((yaml_rel, yaml_text)) = sidecar {
             let mut r = Reader::new(&yaml_rel, &yaml_text);
@@ -93,6 +94,7 @@ pub(crate) fn read(root: &Path, id_types: &[String], diags: &mut Vec<Diagnostic>
             {
                 def.description = r.opt_string(&map, "description");
                 def.schedule = schedule(&mut r, &map);
+                def.timeout = duration(&mut r, &map, "timeout", false);
                 if let Some(n) = map.get("id_column") {
                     def.id_column = r.non_empty_string("id_column", n);
                     def.id_column_loc = Some(r.loc(n));
@@ -335,7 +337,7 @@ fn query_files(root: &Path, diags: &mut Vec<Diagnostic>) -> Vec<QueryFile> {
                         )
                         .with_help(
                             "a SQL trait is a .sql file; the .yaml beside it only adds \
-                             description, schedule and id_column",
+                             description, schedule, id_column and timeout",
                         ),
                     );
                 }

@@ -38,7 +38,7 @@ pub use query::{
 pub use space_file::KNOWN_SPEC_VERSIONS;
 pub use starter::init_files;
 pub use suggest::{edit_distance, suggest};
-pub use values::{is_snake_case, parse_memory_limit};
+pub use values::{format_duration, is_snake_case, parse_duration, parse_memory_limit};
 
 use text::ReadError;
 use yaml::Reader;
@@ -147,6 +147,8 @@ pub fn load_space(dir: &Path) -> SpaceLoad {
         output_loc: h.output_loc,
         schedule: h.schedule,
         memory_limit: h.memory_limit,
+        sql_trait_timeout: h.sql_trait_timeout,
+        retention: h.retention,
         identity,
         traits: defs.traits,
         sql_traits: defs.sql_traits,

@@ -2,14 +2,14 @@
 
 use std::collections::HashMap;
 
-use super::values::{is_snake_case, parse_memory_limit, schedule, to_snake_case};
+use super::values::{duration, is_snake_case, parse_memory_limit, schedule, to_snake_case};
 use super::yaml::{Node, Reader};
 use super::{Loc, Preset, SourceDef, suggest};
 
 /// The spec versions this Cohort understands.
 pub const KNOWN_SPEC_VERSIONS: [u32; 1] = [1];
 
-const SPACE_KEYS: [&str; 7] = [
+const SPACE_KEYS: [&str; 9] = [
     "name",
     "spec_version",
     "description",
@@ -17,6 +17,8 @@ const SPACE_KEYS: [&str; 7] = [
     "output",
     "schedule",
     "memory_limit",
+    "sql_trait_timeout",
+    "retention",
 ];
 
 const SOURCE_KEYS: [&str; 4] = ["name", "preset", "url", "partition_column"];
@@ -31,6 +33,8 @@ pub(crate) struct Header {
     pub output_loc: Loc,
     pub schedule: Option<String>,
     pub memory_limit: Option<String>,
+    pub sql_trait_timeout: Option<String>,
+    pub retention: Option<String>,
 }
 
 impl Header {
@@ -46,6 +50,8 @@ impl Header {
             output_loc: Loc::file_start("space.yaml"),
             schedule: None,
             memory_limit: None,
+            sql_trait_timeout: None,
+            retention: None,
         }
     }
 }
@@ -133,6 +139,9 @@ pub(crate) fn read(r: &mut Reader<'_>, doc: Option<&Node<'_>>) -> Option<Header>
         Some(s)
     });
 
+    let sql_trait_timeout = duration(r, &map, "sql_trait_timeout", false);
+    let retention = duration(r, &map, "retention", true);
+
     let (output, output_loc) = output?;
     Some(Header {
         name: name?,
@@ -143,6 +152,8 @@ pub(crate) fn read(r: &mut Reader<'_>, doc: Option<&Node<'_>>) -> Option<Header>
         output_loc,
         schedule,
         memory_limit,
+        sql_trait_timeout,
+        retention,
     })
 }
 

@@ -1,6 +1,7 @@
-//! Checks for values shared by several files: keys, schedules, sizes, entity types.
+//! Checks for values shared by several files: keys, schedules, sizes, durations, entity types.
 
 use std::sync::LazyLock;
+use std::time::Duration;
 
 use regex::Regex;
 
@@ -14,6 +15,9 @@ static SIZE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^(?i)\s*([0-9]+(?:\.[0-9]+)?)\s*(b|kb|mb|gb|tb|kib|mib|gib|tib)?\s*$")
         .expect("valid regex")
 });
+
+static DURATION: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^(?i)\s*([0-9]+)\s*([a-z]+)\s*$").expect("valid regex"));
 
 /// Whether `s` is a key: `^[a-z][a-z0-9_]*$`.
 pub fn is_snake_case(s: &str) -> bool {
@@ -68,6 +72,67 @@ pub fn parse_memory_limit(s: &str) -> Option<u64> {
     };
     let bytes = number * scale;
     (bytes >= 1.0 && bytes < u64::MAX as f64).then_some(bytes as u64)
+}
+
+/// A duration such as `30s`, `5m`, `2h`, `7d`, `1w` or `90 seconds` (a unit is required).
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let caps = DURATION.captures(s)?;
+    let n: u64 = caps[1].parse().ok()?;
+    let unit: u64 = match caps[2].to_ascii_lowercase().as_str() {
+        "s" | "sec" | "secs" | "second" | "seconds" => 1,
+        "m" | "min" | "mins" | "minute" | "minutes" => 60,
+        "h" | "hour" | "hours" => 3600,
+        "d" | "day" | "days" => 86_400,
+        "w" | "week" | "weeks" => 7 * 86_400,
+        _ => return None,
+    };
+    n.checked_mul(unit).map(Duration::from_secs)
+}
+
+/// A duration as written in space files: `30s`, `5m`, `2h`, `7d`, `1w`.
+pub fn format_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    for (unit, secs) in [("w", 7 * 86_400), ("d", 86_400), ("h", 3600), ("m", 60)] {
+        if s >= secs && s.is_multiple_of(secs) {
+            return format!("{}{unit}", s / secs);
+        }
+    }
+    format!("{s}s")
+}
+
+/// An optional duration under `key` (`timeout: 5m`); `allow_off` also accepts `off`. Reported
+/// at the value's position when it is not a duration (or is zero).
+pub(crate) fn duration(
+    r: &mut Reader<'_>,
+    map: &Map<'_, '_>,
+    key: &str,
+    allow_off: bool,
+) -> Option<String> {
+    let node = map.get(key)?;
+    let s = r.non_empty_string(key, node)?;
+    if allow_off && s.trim().eq_ignore_ascii_case("off") {
+        return Some("off".into());
+    }
+    match parse_duration(&s) {
+        Some(d) if !d.is_zero() || allow_off => Some(s.trim().to_owned()),
+        Some(_) => {
+            r.error_at(node, format!("`{key}`: `{s}` is zero; it must be longer"))
+                .help = Some("write a duration such as `30s`, `5m` or `2h`".into());
+            None
+        }
+        None => {
+            let example = if allow_off {
+                "`7d`, `12h` or `off`"
+            } else {
+                "`30s`, `5m` or `2h`"
+            };
+            r.error_at(node, format!("`{key}`: `{s}` is not a duration"))
+                .help = Some(format!(
+                "write a whole number and a unit (s, m, h, d or w), e.g. {example}"
+            ));
+            None
+        }
+    }
 }
 
 const CRON_MACROS: [&str; 7] = [
@@ -147,6 +212,23 @@ mod tests {
         assert_eq!(to_snake_case("TotalRevenue"), "total_revenue");
         assert_eq!(to_snake_case("big-spenders"), "big_spenders");
         assert_eq!(to_snake_case("9lives"), "k_9lives");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s"), Some(Duration::from_secs(30)));
+        assert_eq!(parse_duration("5m"), Some(Duration::from_secs(300)));
+        assert_eq!(parse_duration("2 hours"), Some(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("7d"), Some(Duration::from_secs(7 * 86_400)));
+        assert_eq!(parse_duration("1W"), Some(Duration::from_secs(7 * 86_400)));
+        assert_eq!(parse_duration("0s"), Some(Duration::ZERO));
+        assert_eq!(parse_duration("30"), None);
+        assert_eq!(parse_duration("1.5h"), None);
+        assert_eq!(parse_duration("5 fortnights"), None);
+        assert_eq!(parse_duration("99999999999999999999w"), None);
+        assert_eq!(format_duration(Duration::from_secs(7 * 86_400)), "1w");
+        assert_eq!(format_duration(Duration::from_secs(90)), "90s");
+        assert_eq!(format_duration(Duration::from_secs(120)), "2m");
     }
 
     #[test]

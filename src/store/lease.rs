@@ -47,7 +47,8 @@ pub fn host_name() -> String {
         .unwrap_or_else(|_| "localhost".to_string())
 }
 
-fn pid_alive(pid: u32) -> bool {
+/// Whether process `pid` runs on this machine (a zombie counts as gone).
+pub fn pid_alive(pid: u32) -> bool {
     let p = std::path::Path::new("/proc").join(pid.to_string());
     if !std::path::Path::new("/proc/self").exists() {
         return true; // no procfs: cannot tell, trust the expiry

@@ -5,9 +5,14 @@
 //! moment the run becomes visible: Cohort's readers (and the documented way for outside
 //! readers) open every table at the version the manifest names, so they see the previous run
 //! or the new one, never a mix. A run killed before that PUT leaves the old manifest in place.
+//!
+//! Each manifest is also kept as `_cohort/manifests/<written at>.json`, so that retention
+//! (see [`super::retention`]) knows which table versions readers were shown within its window.
 
 use std::collections::BTreeMap;
 
+use chrono::{DateTime, NaiveDateTime, Utc};
+use futures::TryStreamExt;
 use object_store::{ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 
@@ -38,6 +43,12 @@ fn path(space: &Location) -> object_store::path::Path {
     space.prefix.clone().join("_cohort").join("manifest.json")
 }
 
+fn history_folder(space: &Location) -> object_store::path::Path {
+    space.prefix.clone().join("_cohort").join("manifests")
+}
+
+const HISTORY_TIME: &str = "%Y%m%dT%H%M%S%.6fZ";
+
 /// Reads the manifest of a space's output, if a run was ever published there.
 pub async fn read(space: &Location) -> StoreResult<Option<Manifest>> {
     match space.store.get(&path(space)).await {
@@ -54,15 +65,65 @@ pub async fn read(space: &Location) -> StoreResult<Option<Manifest>> {
     }
 }
 
-/// Publishes a manifest: one atomic PUT (local stores write a temp file and rename it).
+/// Publishes a manifest: one atomic PUT (local stores write a temp file and rename it), after
+/// keeping a copy in the manifest history.
 pub async fn write(space: &Location, m: &Manifest) -> StoreResult<()> {
     let body = serde_json::to_vec_pretty(m).map_err(|e| StoreError::Corrupt {
         what: "manifest".into(),
         reason: e.to_string(),
     })?;
+    let kept = history_folder(space).join(format!("{}.json", Utc::now().format(HISTORY_TIME)));
+    space
+        .store
+        .put(&kept, PutPayload::from(body.clone()))
+        .await?;
     space
         .store
         .put(&path(space), PutPayload::from(body))
         .await?;
     Ok(())
+}
+
+/// One manifest of the history: when it was written, what it named, and where it is kept.
+#[derive(Clone, Debug)]
+pub struct PastManifest {
+    pub written_at: DateTime<Utc>,
+    pub manifest: Manifest,
+    pub path: object_store::path::Path,
+}
+
+/// Every manifest kept in the history, oldest first. An unreadable entry is an error: skipping
+/// it could let retention remove files it names.
+pub async fn history(space: &Location) -> StoreResult<Vec<PastManifest>> {
+    let listed: Vec<object_store::ObjectMeta> = space
+        .store
+        .list(Some(&history_folder(space)))
+        .try_collect()
+        .await?;
+    let mut out = Vec::new();
+    for meta in listed {
+        let Some(name) = meta
+            .location
+            .filename()
+            .and_then(|n| n.strip_suffix(".json"))
+        else {
+            continue;
+        };
+        let Ok(t) = NaiveDateTime::parse_from_str(name, HISTORY_TIME) else {
+            continue;
+        };
+        let bytes = space.store.get(&meta.location).await?.bytes().await?;
+        let manifest: Manifest =
+            serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
+                what: format!("{}/{}", space.url, meta.location),
+                reason: e.to_string(),
+            })?;
+        out.push(PastManifest {
+            written_at: t.and_utc(),
+            manifest,
+            path: meta.location,
+        });
+    }
+    out.sort_by_key(|p| p.written_at);
+    Ok(out)
 }

@@ -1,5 +1,5 @@
 //! Storage: object stores from URLs, Delta tables, the atomic publish of a run, the lease that
-//! keeps two runs of one space apart, and the run history.
+//! keeps two runs of one space apart, the run history, and retention of old table versions.
 //!
 //! Nothing here knows about definitions; `store` takes tables and names and makes them durable.
 
@@ -7,3 +7,4 @@ pub mod delta;
 pub mod lease;
 pub mod manifest;
 pub mod objects;
+pub mod retention;

@@ -16,6 +16,7 @@ mod identity;
 mod identity_runs;
 mod identity_sql;
 mod interop;
+mod leftovers;
 mod pg;
 mod presets;
 mod profile_api;

@@ -164,6 +164,7 @@ fn sql_def(key: &str, sql: &str) -> SqlTraitDef {
         id_column_loc: None,
         schedule: None,
         description: None,
+        timeout: None,
     }
 }
 

@@ -555,3 +555,22 @@ async fn query_language_errors_point_into_the_yaml() {
         "{text}"
     );
 }
+
+#[test]
+fn durations_point_at_the_value() {
+    let load = check(
+        "bad_durations",
+        &[
+            "`retention`: `soon` is not a duration",
+            "space.yaml:8:12",
+            "`sql_trait_timeout`: `0s` is zero",
+            "space.yaml:7:20",
+            "`timeout`: `5 parsecs` is not a duration",
+            "queries/slow.yaml:2:10",
+            "unknown key `timout` in a SQL trait's sidecar",
+            "queries/typo.yaml:1:1",
+            "did you mean `timeout`?",
+        ],
+    );
+    assert_eq!(errors(&load).len(), 4);
+}
