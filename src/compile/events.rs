@@ -159,7 +159,7 @@ fn timestamp_exprs(schema: &DFSchema) -> Result<(Expr, Expr)> {
                 let in_range = micros
                     .clone()
                     .gt_eq(ts_micros(FIRST_MICROS))
-                    .and(micros.clone().lt(ts_micros(END_MICROS)));
+                    .and(micros.clone().lt_eq(ts_micros(LAST_MICROS)));
                 let raw = when(in_range, cast(micros.clone(), DataType::Utf8))
                     .otherwise(cast(cast(column(n), DataType::Int64), DataType::Utf8))?;
                 (micros, raw)
@@ -405,10 +405,11 @@ pub fn union_tables(tables: &[SourceTable]) -> Result<Option<LogicalPlan>> {
     Ok(Some(b.build()?))
 }
 
-/// 0001-01-01T00:00:00Z and 10000-01-01T00:00:00Z in microseconds: event times outside these
-/// years are set aside (`invalid_timestamp`); most engines and formats cannot hold them.
+/// 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999999Z in microseconds: event times outside
+/// these years are set aside (`invalid_timestamp`); most engines and formats cannot hold them.
+/// (The last instant, not 10000-01-01, so that scripts for other engines can spell it.)
 const FIRST_MICROS: i64 = -62_135_596_800_000_000;
-const END_MICROS: i64 = 253_402_300_800_000_000;
+const LAST_MICROS: i64 = 253_402_300_799_999_999;
 
 /// A UTC timestamp literal.
 fn ts_micros(micros: i64) -> Expr {
@@ -432,7 +433,7 @@ pub fn classify(normalized: LogicalPlan) -> Result<LogicalPlan> {
     let no_time = column("timestamp").is_null();
     let out_of_range = column("timestamp")
         .lt(ts(FIRST_MICROS))
-        .or(column("timestamp").gt_eq(ts(END_MICROS)));
+        .or(column("timestamp").gt(ts(LAST_MICROS)));
     let bad_time = no_time.clone().or(out_of_range.clone());
     let reason = when(column("message_id").is_null(), lit("missing_message_id"))
         .when(bad_id.clone(), lit("invalid_message_id"))
