@@ -381,6 +381,13 @@ fn rewrite_functions(stmt: &mut ast::Statement, dialect: SqlDialect) {
             } else {
                 format!("regexp_matches({}, {})", a[0], a[1])
             }),
+            // The message-id check looks for a NUL character. No SQL text may carry one, and
+            // PostgreSQL text cannot hold one at all (so no message id there has one).
+            "strpos" if a.len() == 2 && literal(&args[1]).as_deref() == Some("\0") => Some(if pg {
+                "0".to_string()
+            } else {
+                format!("strpos({}, chr(0))", a[0])
+            }),
             "btrim" if !pg => Some(format!("trim({})", a.join(", "))),
             "array_sort" if !a.is_empty() => Some(if pg {
                 format!("cohort_sorted_distinct({})", a[0])

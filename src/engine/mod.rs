@@ -9,12 +9,14 @@
 pub mod abandoned;
 pub mod audiences;
 pub mod capture;
+mod events_stage;
 pub mod explain;
 pub mod files;
 pub mod history;
 pub mod identity;
 pub mod preview;
 pub mod profiles;
+mod publish;
 pub mod record;
 pub mod retention;
 mod runs_table;
@@ -28,18 +30,19 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use datafusion::arrow::array::{Array, AsArray, RecordBatch};
-use datafusion::arrow::datatypes::Int64Type;
-use datafusion::functions_aggregate::expr_fn::count;
-use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder};
-use datafusion::prelude::{SessionContext, col, lit};
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::prelude::SessionContext;
 
-use crate::compile::events as ev;
 use crate::error::{EngineError, EngineResult};
 use crate::spec::Space;
 use crate::store::{delta, lease, manifest, objects};
 use record::RunRecord;
-use runs_table::{definitions_history, record_failure, write_runs};
+use runs_table::{definitions_history, record_failure};
+
+use events_stage::event_counts;
+pub(crate) use events_stage::{keep, materialize};
+pub use events_stage::{read_events, register_events};
+use publish::{event_errors_plan, publish, recent_events_plan};
 
 /// Names of the tables a run publishes, in publish order.
 pub const PUBLISHED_TABLES: [&str; 12] = [
@@ -138,14 +141,6 @@ fn new_run_id(started: DateTime<Utc>) -> String {
             .replace('.', ""),
         std::process::id() % 100_000
     )
-}
-
-/// A pause between publish steps, set only by tests that kill a run mid-publish.
-fn fault_pause() -> Option<Duration> {
-    std::env::var("COHORT_TEST_PUBLISH_PAUSE_MS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .map(Duration::from_millis)
 }
 
 /// A record for a run of `space` starting now, with nothing done yet.
@@ -456,145 +451,6 @@ async fn compute(
     Ok(ev)
 }
 
-/// Writes every table, then the manifest in one PUT (with the rows of `dead` runs and this
-/// one in `runs`).
-async fn publish(
-    space: &Space,
-    progress: &dyn Progress,
-    out: &objects::Location,
-    rec: &mut RunRecord,
-    dead: &[RunRecord],
-    ev: Evaluation,
-) -> EngineResult<manifest::Manifest> {
-    let Evaluation {
-        ctx,
-        scratch: _scratch,
-        previous,
-        merges,
-        scope_from,
-        classified,
-    } = ev;
-
-    // Publish: every table first, then the manifest in one PUT.
-    let t = Instant::now();
-    progress.stage_started("publish");
-    let mut versions = BTreeMap::new();
-    for (table, source) in identity::IDENTITY_TABLES {
-        let plan = ctx.table(source).await?.into_unoptimized_plan();
-        let v = delta::overwrite_from_plan(&out.child(table), plan, &ctx.state()).await?;
-        versions.insert(table.to_string(), v);
-        pause().await;
-    }
-    for (table, source) in PUBLISHED_FROM_STAGES {
-        let plan = ctx.table(source).await?.into_unoptimized_plan();
-        let v = delta::overwrite_from_plan(&out.child(table), plan, &ctx.state()).await?;
-        versions.insert(table.to_string(), v);
-        pause().await;
-    }
-    let recent = recent_events_plan(&ctx, rec.as_of).await?;
-    let v = delta::overwrite_from_plan(&out.child("recent_events"), recent, &ctx.state()).await?;
-    versions.insert("recent_events".to_string(), v);
-    let merges_plan = identity::merges_plan(
-        &ctx,
-        out,
-        previous.as_ref(),
-        &merges,
-        &rec.run_id,
-        rec.as_of,
-    )
-    .await?;
-    let v =
-        delta::overwrite_from_plan(&out.child("profile_merges"), merges_plan, &ctx.state()).await?;
-    versions.insert("profile_merges".to_string(), v);
-    let errors_plan = event_errors_plan(classified, &rec.run_id, &rec.skipped_files)?;
-    let v =
-        delta::overwrite_from_plan(&out.child("event_errors"), errors_plan, &ctx.state()).await?;
-    versions.insert("event_errors".to_string(), v);
-    pause().await;
-
-    rec.status = "succeeded".into();
-    rec.finished_at = Utc::now();
-    let publish_ms = t.elapsed().as_millis() as u64;
-    rec.stage_timings.push(("publish".into(), publish_ms));
-    let v = write_runs(out, previous.as_ref(), dead, rec).await?;
-    versions.insert("runs".to_string(), v);
-    pause().await;
-
-    let m = manifest::Manifest {
-        format: manifest::MANIFEST_FORMAT,
-        space: space.name.clone(),
-        run_id: rec.run_id.clone(),
-        as_of: rec.as_of.to_rfc3339(),
-        published_at: Utc::now().to_rfc3339(),
-        tables: versions,
-        identity_rules: Some(identity::rules_fingerprint(space)),
-        scope_from: scope_from.map(|t| t.to_rfc3339()),
-    };
-    manifest::write(out, &m).await?;
-    progress.stage_finished("publish", t.elapsed());
-    Ok(m)
-}
-
-/// The published `event_errors`: every source row set aside, with its reason, and a row per
-/// unreadable file set aside (reason `unreadable_file`, the file and why in `detail`).
-fn event_errors_plan(
-    classified: LogicalPlan,
-    run_id: &str,
-    skipped: &[files::SkippedFile],
-) -> EngineResult<LogicalPlan> {
-    let rows = LogicalPlanBuilder::from(classified)
-        .filter(col("error_reason").is_not_null())?
-        .project(vec![
-            lit(run_id).alias("run_id"),
-            col("source"),
-            col("source_table"),
-            col("message_id"),
-            col("type"),
-            col("error_reason").alias("reason"),
-            col("error_detail").alias("detail"),
-            col("timestamp_raw"),
-        ])?;
-    if skipped.is_empty() {
-        return Ok(rows.build()?);
-    }
-    let text = |s: &str| lit(datafusion::common::ScalarValue::Utf8(Some(s.to_string())));
-    let null = || lit(datafusion::common::ScalarValue::Utf8(None));
-    let values: Vec<Vec<datafusion::prelude::Expr>> = skipped
-        .iter()
-        .map(|f| {
-            vec![
-                text(run_id),
-                text(&f.source),
-                text(&f.table),
-                null(),
-                null(),
-                text(files::UNREADABLE_FILE),
-                text(&format!("{}: {}", f.file, f.reason)),
-                null(),
-            ]
-        })
-        .collect();
-    let names = [
-        "run_id",
-        "source",
-        "source_table",
-        "message_id",
-        "type",
-        "reason",
-        "detail",
-        "timestamp_raw",
-    ];
-    let files = LogicalPlanBuilder::values(values)?
-        .project(
-            names
-                .iter()
-                .enumerate()
-                .map(|(i, n)| col(format!("column{}", i + 1)).alias(*n)),
-        )?
-        .build()?;
-    Ok(rows.union(files)?.build()?)
-}
-
 /// A first run of `space` as of `as_of` in the recording session `ctx`: every stage up to the
 /// audiences, nothing written; the published tables are recorded last, by their names.
 pub(crate) async fn capture_run(
@@ -654,213 +510,6 @@ pub(crate) async fn capture_run(
     Ok(())
 }
 
-/// Each profile's events of the last [`RECENT_EVENT_DAYS`] days up to as-of, newest first.
-async fn recent_events_plan(
-    ctx: &SessionContext,
-    as_of: DateTime<Utc>,
-) -> EngineResult<LogicalPlan> {
-    let ts = |t: DateTime<Utc>| {
-        lit(datafusion::common::ScalarValue::TimestampMicrosecond(
-            Some(t.timestamp_micros()),
-            Some(Arc::from("UTC")),
-        ))
-    };
-    let from = as_of - chrono::Duration::days(RECENT_EVENT_DAYS);
-    Ok(
-        LogicalPlanBuilder::from(ctx.table("profile_events").await?.into_unoptimized_plan())
-            .filter(
-                col("timestamp")
-                    .gt_eq(ts(from))
-                    .and(col("timestamp").lt_eq(ts(as_of))),
-            )?
-            .project(
-                [
-                    "profile_id",
-                    "message_id",
-                    "type",
-                    "event",
-                    "timestamp",
-                    "group_id",
-                    "properties",
-                    "traits",
-                    "context",
-                ]
-                .map(col)
-                .to_vec(),
-            )?
-            .sort(vec![
-                col("profile_id").sort(true, false),
-                col("timestamp").sort(false, false),
-                col("message_id").sort(true, false),
-            ])?
-            .build()?,
-    )
-}
-
-async fn pause() {
-    if let Some(d) = fault_pause() {
-        tokio::time::sleep(d).await;
-    }
-}
-
-/// Stage 1: reads every source, registers the `events` view (good, deduplicated events up to
-/// `as_of`) and one view per source name, and returns the classified plan (every row, with
-/// `error_reason`). An unreadable source file fails it, naming the file.
-pub async fn register_events(
-    ctx: &SessionContext,
-    space: &Space,
-    as_of: DateTime<Utc>,
-    window_days: Option<u32>,
-    scratch: Option<&std::path::Path>,
-) -> EngineResult<LogicalPlan> {
-    let bad = sources::BadFiles::Fail;
-    Ok(read_events(ctx, space, as_of, window_days, scratch, bad)
-        .await?
-        .0)
-}
-
-/// [`register_events`] with a policy for unreadable files; also returns the files set aside.
-///
-/// Footers that cannot be read are found when the files are opened. Pages that cannot be
-/// decoded are found only while reading: when writing the classified rows to `scratch`
-/// fails, each file is read alone to find the culprits, which then fail the run by name or,
-/// with [`sources::BadFiles::Skip`], are set aside and the stage starts over without them.
-pub async fn read_events(
-    ctx: &SessionContext,
-    space: &Space,
-    as_of: DateTime<Utc>,
-    window_days: Option<u32>,
-    scratch: Option<&std::path::Path>,
-    bad: sources::BadFiles,
-) -> EngineResult<(LogicalPlan, Vec<files::SkippedFile>)> {
-    let scope = sources::Scope {
-        from: window_days.map(|d| as_of - chrono::Duration::days(i64::from(d))),
-        to: as_of,
-    };
-    let mut exclude: Vec<files::SkippedFile> = Vec::new();
-    let (classified, skipped) = loop {
-        let mut tables = Vec::new();
-        let mut read_files = Vec::new();
-        let mut skipped = exclude.clone();
-        for s in &space.sources {
-            let r = sources::source_tables(ctx, &space.root, s, scope, bad, &exclude).await?;
-            tables.extend(r.tables);
-            read_files.extend(r.files);
-            skipped.extend(r.skipped);
-        }
-        let normalized = ev::union_tables(&tables)?
-            .ok_or_else(|| EngineError::Invalid("the space has no source tables".into()))?;
-        let classified = ev::classify(normalized)?;
-        let Some(dir) = scratch else {
-            break (classified, skipped);
-        };
-        let dir = dir.join("classified");
-        match materialize(ctx, classified, &dir).await {
-            Ok(plan) => break (plan, skipped),
-            Err(EngineError::DataFusion(e)) if files::may_be_bad_file(&e) => {
-                let found = files::probe(ctx, &read_files).await?;
-                let Some(first) = found.first() else {
-                    return Err(e.into());
-                };
-                if bad == sources::BadFiles::Fail {
-                    return Err(EngineError::Source {
-                        source_name: first.source.clone(),
-                        reason: sources::bad_file_message(first, found.len()),
-                    });
-                }
-                let _ = std::fs::remove_dir_all(&dir);
-                exclude = skipped;
-                exclude.extend(found);
-            }
-            Err(e) => return Err(e),
-        }
-    };
-    let valid = ev::valid_events(classified.clone(), as_of.timestamp_micros())?;
-    capture::table(ctx, "events", &valid);
-    ctx.register_table(
-        "events",
-        ctx.execute_logical_plan(valid.clone()).await?.into_view(),
-    )?;
-    for s in &space.sources {
-        let per_source =
-            LogicalPlanBuilder::from(ctx.table("events").await?.into_unoptimized_plan())
-                .filter(col("source").eq(lit(s.name.as_str())))?
-                .build()?;
-        capture::table(ctx, &s.name, &per_source);
-        ctx.register_table(
-            s.name.as_str(),
-            ctx.execute_logical_plan(per_source).await?.into_view(),
-        )?;
-    }
-    Ok((classified, skipped))
-}
-
-/// Registers `plan` as `name`, written once to the scratch folder (when there is one) so that
-/// the later readers of `name` (counts, other stages, the publish) do not compute it again.
-pub(crate) async fn keep(
-    ctx: &SessionContext,
-    plan: LogicalPlan,
-    name: &str,
-    scratch: Option<&std::path::Path>,
-) -> EngineResult<()> {
-    capture::table(ctx, name, &plan);
-    let plan = match scratch {
-        Some(dir) => materialize(ctx, plan, &dir.join(name)).await?,
-        None => plan,
-    };
-    ctx.register_table(name, ctx.execute_logical_plan(plan).await?.into_view())?;
-    Ok(())
-}
-
-/// Writes `plan`'s rows once to Parquet files in `dir` and returns a scan of them, so that
-/// later passes read a few local files instead of re-reading (and re-parsing) every source.
-pub(crate) async fn materialize(
-    ctx: &SessionContext,
-    plan: LogicalPlan,
-    dir: &std::path::Path,
-) -> EngineResult<LogicalPlan> {
-    std::fs::create_dir_all(dir).map_err(crate::error::StoreError::from)?;
-    let path = format!("{}/", dir.display());
-    let mut options = datafusion::config::TableParquetOptions::default();
-    options.global.compression = Some("snappy".into());
-    // Small row groups and one serializer per file keep the writer's buffers small, so a run
-    // under a tight memory limit spends its budget on sorts and aggregates, which can spill.
-    options.global.allow_single_file_parallelism = false;
-    options.global.max_row_group_size = 4096;
-    let schema = Arc::clone(plan.schema());
-    let written = ctx
-        .execute_logical_plan(plan)
-        .await?
-        .write_parquet(
-            &path,
-            datafusion::dataframe::DataFrameWriteOptions::new(),
-            Some(options),
-        )
-        .await?;
-    let rows: u64 = written
-        .iter()
-        .filter_map(|b| {
-            b.column(0)
-                .as_any()
-                .downcast_ref::<datafusion::arrow::array::UInt64Array>()
-        })
-        .flat_map(|c| c.iter().flatten())
-        .sum();
-    if rows == 0 {
-        // No rows, no files: there is nothing to read back (nor a schema to infer from).
-        return Ok(LogicalPlan::EmptyRelation(
-            datafusion::logical_expr::EmptyRelation {
-                produce_one_row: false,
-                schema,
-            },
-        ));
-    }
-    let read = ctx
-        .read_parquet(path, datafusion::prelude::ParquetReadOptions::default())
-        .await?;
-    Ok(read.into_unoptimized_plan())
-}
-
 /// A session for reading a space: the `events` view and source views as of `as_of`, and every
 /// published table at the version of the last good run.
 pub async fn query_session(space: &Space, as_of: DateTime<Utc>) -> EngineResult<SessionContext> {
@@ -886,83 +535,6 @@ pub async fn register_published(ctx: &SessionContext, space: &Space) -> EngineRe
             delta::provider(&out.child(table), *v).await?,
         )?;
     }
-    Ok(())
-}
-
-/// Counts rows per source/type/reason, duplicates and rows after as_of, into the record.
-async fn event_counts(
-    ctx: &SessionContext,
-    classified: &LogicalPlan,
-    as_of_micros: i64,
-    rec: &mut RunRecord,
-) -> EngineResult<()> {
-    let as_of = lit(datafusion::common::ScalarValue::TimestampMicrosecond(
-        Some(as_of_micros),
-        Some(Arc::from("UTC")),
-    ));
-    let after = col("timestamp").gt(as_of);
-    let by_group = LogicalPlanBuilder::from(classified.clone())
-        .project(vec![
-            col("source"),
-            col("type"),
-            col("error_reason"),
-            datafusion::logical_expr::when(col("error_reason").is_null().and(after), lit(true))
-                .otherwise(lit(false))?
-                .alias("after_as_of"),
-        ])?
-        .aggregate(
-            vec![
-                col("source"),
-                col("type"),
-                col("error_reason"),
-                col("after_as_of"),
-            ],
-            vec![count(lit(1)).alias("n")],
-        )?
-        .build()?;
-    let batches = ctx.execute_logical_plan(by_group).await?.collect().await?;
-    // Distinct good message ids overall (a duplicate may span sources).
-    let mut good_rows = 0i64;
-    for b in &batches {
-        let reason = b.column(2).as_string::<i32>();
-        let after = b.column(3).as_boolean();
-        let n = b.column(4).as_primitive::<Int64Type>();
-        for i in 0..b.num_rows() {
-            let n = n.value(i);
-            rec.rows_read += n;
-            if !reason.is_null(i) {
-                rec.bad_events += n;
-                *rec.errors_by_reason
-                    .entry(reason.value(i).to_string())
-                    .or_default() += n;
-            } else if after.value(i) {
-                rec.after_as_of += n;
-            } else {
-                good_rows += n;
-            }
-        }
-    }
-    // Distinct events per source/type after dedupe: count the event view itself.
-    let per_type = LogicalPlanBuilder::from(ctx.table("events").await?.into_unoptimized_plan())
-        .aggregate(
-            vec![col("source"), col("type")],
-            vec![count(lit(1)).alias("n")],
-        )?
-        .build()?;
-    let batches: Vec<RecordBatch> = ctx.execute_logical_plan(per_type).await?.collect().await?;
-    let mut distinct = 0i64;
-    for b in &batches {
-        let source = b.column(0).as_string::<i32>();
-        let ty = b.column(1).as_string::<i32>();
-        let n = b.column(2).as_primitive::<Int64Type>();
-        for i in 0..b.num_rows() {
-            distinct += n.value(i);
-            rec.events_by_source_type
-                .insert(format!("{}/{}", source.value(i), ty.value(i)), n.value(i));
-        }
-    }
-    rec.events = distinct;
-    rec.duplicates = good_rows - distinct;
     Ok(())
 }
 

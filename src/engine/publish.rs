@@ -1,0 +1,215 @@
+//! Publishing a run: every table written as a new Delta version, then the manifest flipped
+//! in one PUT, so that readers see the whole run or the previous one (see
+//! [`crate::store::manifest`]). Also the plans of the tables only publishing makes
+//! (`recent_events`, `event_errors`).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder};
+use datafusion::prelude::{SessionContext, col, lit};
+
+use super::record::RunRecord;
+use super::runs_table::write_runs;
+use super::{Evaluation, PUBLISHED_FROM_STAGES, Progress, RECENT_EVENT_DAYS, files, identity};
+use crate::error::EngineResult;
+use crate::spec::Space;
+use crate::store::{delta, manifest, objects};
+
+/// Writes every table, then the manifest in one PUT (with the rows of `dead` runs and this
+/// one in `runs`).
+pub(super) async fn publish(
+    space: &Space,
+    progress: &dyn Progress,
+    out: &objects::Location,
+    rec: &mut RunRecord,
+    dead: &[RunRecord],
+    ev: Evaluation,
+) -> EngineResult<manifest::Manifest> {
+    let Evaluation {
+        ctx,
+        scratch: _scratch,
+        previous,
+        merges,
+        scope_from,
+        classified,
+    } = ev;
+
+    // Publish: every table first, then the manifest in one PUT.
+    let t = Instant::now();
+    progress.stage_started("publish");
+    let mut versions = BTreeMap::new();
+    for (table, source) in identity::IDENTITY_TABLES {
+        let plan = ctx.table(source).await?.into_unoptimized_plan();
+        let v = delta::overwrite_from_plan(&out.child(table), plan, &ctx.state()).await?;
+        versions.insert(table.to_string(), v);
+        pause().await;
+    }
+    for (table, source) in PUBLISHED_FROM_STAGES {
+        let plan = ctx.table(source).await?.into_unoptimized_plan();
+        let v = delta::overwrite_from_plan(&out.child(table), plan, &ctx.state()).await?;
+        versions.insert(table.to_string(), v);
+        pause().await;
+    }
+    let recent = recent_events_plan(&ctx, rec.as_of).await?;
+    let v = delta::overwrite_from_plan(&out.child("recent_events"), recent, &ctx.state()).await?;
+    versions.insert("recent_events".to_string(), v);
+    let merges_plan = identity::merges_plan(
+        &ctx,
+        out,
+        previous.as_ref(),
+        &merges,
+        &rec.run_id,
+        rec.as_of,
+    )
+    .await?;
+    let v =
+        delta::overwrite_from_plan(&out.child("profile_merges"), merges_plan, &ctx.state()).await?;
+    versions.insert("profile_merges".to_string(), v);
+    let errors_plan = event_errors_plan(classified, &rec.run_id, &rec.skipped_files)?;
+    let v =
+        delta::overwrite_from_plan(&out.child("event_errors"), errors_plan, &ctx.state()).await?;
+    versions.insert("event_errors".to_string(), v);
+    pause().await;
+
+    rec.status = "succeeded".into();
+    rec.finished_at = Utc::now();
+    let publish_ms = t.elapsed().as_millis() as u64;
+    rec.stage_timings.push(("publish".into(), publish_ms));
+    let v = write_runs(out, previous.as_ref(), dead, rec).await?;
+    versions.insert("runs".to_string(), v);
+    pause().await;
+
+    let m = manifest::Manifest {
+        format: manifest::MANIFEST_FORMAT,
+        space: space.name.clone(),
+        run_id: rec.run_id.clone(),
+        as_of: rec.as_of.to_rfc3339(),
+        published_at: Utc::now().to_rfc3339(),
+        tables: versions,
+        identity_rules: Some(identity::rules_fingerprint(space)),
+        scope_from: scope_from.map(|t| t.to_rfc3339()),
+    };
+    manifest::write(out, &m).await?;
+    progress.stage_finished("publish", t.elapsed());
+    Ok(m)
+}
+
+/// The published `event_errors`: every source row set aside, with its reason, and a row per
+/// unreadable file set aside (reason `unreadable_file`, the file and why in `detail`).
+pub(super) fn event_errors_plan(
+    classified: LogicalPlan,
+    run_id: &str,
+    skipped: &[files::SkippedFile],
+) -> EngineResult<LogicalPlan> {
+    let rows = LogicalPlanBuilder::from(classified)
+        .filter(col("error_reason").is_not_null())?
+        .project(vec![
+            lit(run_id).alias("run_id"),
+            col("source"),
+            col("source_table"),
+            col("message_id"),
+            col("type"),
+            col("error_reason").alias("reason"),
+            col("error_detail").alias("detail"),
+            col("timestamp_raw"),
+        ])?;
+    if skipped.is_empty() {
+        return Ok(rows.build()?);
+    }
+    let text = |s: &str| lit(datafusion::common::ScalarValue::Utf8(Some(s.to_string())));
+    let null = || lit(datafusion::common::ScalarValue::Utf8(None));
+    let values: Vec<Vec<datafusion::prelude::Expr>> = skipped
+        .iter()
+        .map(|f| {
+            vec![
+                text(run_id),
+                text(&f.source),
+                text(&f.table),
+                null(),
+                null(),
+                text(files::UNREADABLE_FILE),
+                text(&format!("{}: {}", f.file, f.reason)),
+                null(),
+            ]
+        })
+        .collect();
+    let names = [
+        "run_id",
+        "source",
+        "source_table",
+        "message_id",
+        "type",
+        "reason",
+        "detail",
+        "timestamp_raw",
+    ];
+    let files = LogicalPlanBuilder::values(values)?
+        .project(
+            names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| col(format!("column{}", i + 1)).alias(*n)),
+        )?
+        .build()?;
+    Ok(rows.union(files)?.build()?)
+}
+
+/// Each profile's events of the last [`RECENT_EVENT_DAYS`] days up to as-of, newest first.
+pub(super) async fn recent_events_plan(
+    ctx: &SessionContext,
+    as_of: DateTime<Utc>,
+) -> EngineResult<LogicalPlan> {
+    let ts = |t: DateTime<Utc>| {
+        lit(datafusion::common::ScalarValue::TimestampMicrosecond(
+            Some(t.timestamp_micros()),
+            Some(Arc::from("UTC")),
+        ))
+    };
+    let from = as_of - chrono::Duration::days(RECENT_EVENT_DAYS);
+    Ok(
+        LogicalPlanBuilder::from(ctx.table("profile_events").await?.into_unoptimized_plan())
+            .filter(
+                col("timestamp")
+                    .gt_eq(ts(from))
+                    .and(col("timestamp").lt_eq(ts(as_of))),
+            )?
+            .project(
+                [
+                    "profile_id",
+                    "message_id",
+                    "type",
+                    "event",
+                    "timestamp",
+                    "group_id",
+                    "properties",
+                    "traits",
+                    "context",
+                ]
+                .map(col)
+                .to_vec(),
+            )?
+            .sort(vec![
+                col("profile_id").sort(true, false),
+                col("timestamp").sort(false, false),
+                col("message_id").sort(true, false),
+            ])?
+            .build()?,
+    )
+}
+
+async fn pause() {
+    if let Some(d) = fault_pause() {
+        tokio::time::sleep(d).await;
+    }
+}
+
+/// A pause between publish steps, set only by tests that kill a run mid-publish.
+fn fault_pause() -> Option<Duration> {
+    std::env::var("COHORT_TEST_PUBLISH_PAUSE_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map(Duration::from_millis)
+}
