@@ -7,8 +7,6 @@
 //! `runs` row for each (status `abandoned`, or `failed` with the error when the dead run managed
 //! to note it in its marker) together with its own row, and removes those markers.
 
-use std::collections::BTreeMap;
-
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use object_store::{ObjectStoreExt, PutPayload};
@@ -182,22 +180,10 @@ fn record(s: &Started, noticed_by: &str) -> RunRecord {
         as_of: s.as_of,
         started_at: s.started_at,
         finished_at: s.started_at,
-        stage_timings: Vec::new(),
-        rows_read: 0,
-        events: 0,
-        duplicates: 0,
-        bad_events: 0,
-        after_as_of: 0,
-        events_by_source_type: BTreeMap::new(),
-        errors_by_reason: BTreeMap::new(),
         window_days: s.window_days,
         definitions_hash: s.definitions_hash.clone(),
-        definitions: BTreeMap::new(),
-        identity: None,
-        profiles: None,
-        audiences: None,
         message: Some(message),
         trigger: s.trigger.clone(),
-        skipped_files: Vec::new(),
+        ..RunRecord::default()
     }
 }

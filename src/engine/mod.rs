@@ -25,7 +25,6 @@ pub mod session;
 pub mod sources;
 pub mod sql_traits;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -158,23 +157,11 @@ pub fn new_record(
         as_of: opts.as_of.unwrap_or(started_at),
         started_at,
         finished_at: started_at,
-        stage_timings: Vec::new(),
-        rows_read: 0,
-        events: 0,
-        duplicates: 0,
-        bad_events: 0,
-        after_as_of: 0,
-        events_by_source_type: BTreeMap::new(),
-        errors_by_reason: BTreeMap::new(),
         window_days: opts.window_days.map(i64::from),
         definitions_hash,
         definitions,
-        identity: None,
-        profiles: None,
-        audiences: None,
-        message: None,
         trigger: opts.trigger.clone(),
-        skipped_files: Vec::new(),
+        ..RunRecord::default()
     }
 }
 
