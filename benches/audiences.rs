@@ -33,10 +33,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use cohort::compile::audiences::{AudienceInputs, AudienceQuery, audiences_plan};
-use cohort::engine::audiences::compile_over_kept_events;
-use cohort::engine::session::{SessionOptions, new_session};
 use cohort::generate::GenerateOptions;
+use cohort::plan::audiences::{AudienceInputs, AudienceQuery, audiences_plan};
+use cohort::run::audiences::compile_over_kept_events;
+use cohort::run::session::{SessionOptions, new_session};
 use cohort::spec::EntityType;
 use cohort::spec::parse_audience_query;
 use datafusion::arrow::datatypes::DataType;

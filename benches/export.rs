@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{TimeZone, Utc};
-use cohort::engine::audiences::{AudienceCounts, AudienceStats};
+use cohort::run::audiences::{AudienceCounts, AudienceStats};
 use cohort::serve::export::{self, ExportFormat, ExportOptions};
 use cohort::store::{delta, manifest};
 use datafusion::arrow::array::{
@@ -131,7 +131,7 @@ fn identities(profiles: u64) -> (Vec<RecordBatch>, u64) {
 
 /// `audience_membership`: `big` = every other profile (up to `members`), `small` = every tenth.
 fn membership(profiles: u64, members: u64) -> (Vec<RecordBatch>, u64, u64) {
-    let schema = cohort::engine::audiences::membership_schema();
+    let schema = cohort::run::audiences::membership_schema();
     let entered = Utc
         .with_ymd_and_hms(2026, 11, 1, 0, 0, 0)
         .unwrap()
@@ -181,7 +181,7 @@ fn membership(profiles: u64, members: u64) -> (Vec<RecordBatch>, u64, u64) {
 
 async fn publish(space: &cohort::spec::Space, profiles: u64, members: u64) -> u64 {
     let t = Instant::now();
-    let out = cohort::engine::output_location(space).expect("output");
+    let out = cohort::run::output_location(space).expect("output");
     let (ids, id_rows) = identities(profiles);
     let (mem, big, small) = membership(profiles, members);
     let mut tables = BTreeMap::new();
@@ -196,11 +196,11 @@ async fn publish(space: &cohort::spec::Space, profiles: u64, members: u64) -> u6
 
     let now = Utc::now();
     let run_id = "20261123T000000000Z-00001";
-    let opts = cohort::engine::RunOptions {
+    let opts = cohort::run::RunOptions {
         as_of: Some(Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap()),
         ..Default::default()
     };
-    let mut rec = cohort::engine::new_record(space, &opts, run_id, now);
+    let mut rec = cohort::run::new_record(space, &opts, run_id, now);
     rec.status = "succeeded".into();
     let mut stats = AudienceStats::default();
     for (key, n) in [("big", big), ("small", small)] {

@@ -45,12 +45,12 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 use std::time::Instant;
 
-use cohort::compile::identity::ResolvedRules;
-use cohort::engine::identity::resolve_events;
-use cohort::engine::session::{SessionOptions, new_session};
-use cohort::engine::{Quiet, RunOptions};
 use cohort::generate::GenerateOptions;
 use cohort::identity::components::{connected_components, edge_schema};
+use cohort::plan::identity::ResolvedRules;
+use cohort::run::identity::resolve_events;
+use cohort::run::session::{SessionOptions, new_session};
+use cohort::run::{Quiet, RunOptions};
 use cohort::spec::IdentityRules;
 use datafusion::arrow::array::{
     Array, AsArray, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
@@ -588,7 +588,7 @@ async fn generator_run(events: u64) {
     };
     common::reset_peak();
     let t = Instant::now();
-    let report = cohort::engine::run(&space, &run_opts, &Quiet)
+    let report = cohort::run::run(&space, &run_opts, &Quiet)
         .await
         .expect("run");
     let secs = t.elapsed().as_secs_f64();

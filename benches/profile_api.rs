@@ -182,7 +182,7 @@ async fn write_published(root: &Path, n: usize) {
 
     // One audience with every third profile; its entered rows.
     let members: Vec<usize> = (0..n).step_by(3).collect();
-    let m_schema = cohort::engine::audiences::membership_schema();
+    let m_schema = cohort::run::audiences::membership_schema();
     let cols: Vec<ArrayRef> = vec![
         Arc::new(StringArray::from_iter_values(
             members.iter().map(|_| "big_spenders"),
@@ -222,9 +222,9 @@ async fn write_published(root: &Path, n: usize) {
     // The run record: which columns are computed traits.
     let now = chrono::Utc::now();
     let mut rec =
-        cohort::engine::new_record(&bench_space(root), &Default::default(), "bench-run", now);
+        cohort::run::new_record(&bench_space(root), &Default::default(), "bench-run", now);
     rec.status = "succeeded".into();
-    let mut p = cohort::engine::profiles::ProfileStats::default();
+    let mut p = cohort::run::profiles::ProfileStats::default();
     p.computed_traits
         .insert("total_revenue".into(), "Float64".into());
     p.computed_traits.insert("orders".into(), "Int64".into());

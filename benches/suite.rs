@@ -9,7 +9,7 @@
 //!
 //! For each `--events` count (default `1000000,10000000`) it generates the events (fixed
 //! `--seed`, 365 days ending 2026-11-01), copies `benches/space` next to them with the source
-//! pointing at the Parquet, runs `cohort::engine::run` with `full_rebuild` as of 2026-11-01
+//! pointing at the Parquet, runs `cohort::run::run` with `full_rebuild` as of 2026-11-01
 //! and prints each stage's time and peak RSS (VmHWM, reset before each stage), then runs the
 //! DuckDB peer (2 threads, unless `--skip-duckdb`) and prints the ratio per stage and in
 //! total. Then (unless `--skip-incremental`) it appends 1 % more events dated 2026-11-01 (a new
@@ -27,8 +27,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use chrono::{TimeZone, Utc};
-use cohort::engine::{Progress, RunOptions};
 use cohort::generate::GenerateOptions;
+use cohort::run::{Progress, RunOptions};
 
 struct Args {
     events: Vec<u64>,
@@ -122,7 +122,7 @@ async fn run_space(dir: &Path, opts: &RunOptions) -> Measured {
     };
     let progress = PeakPerStage::default();
     let t = Instant::now();
-    let report = cohort::engine::run(&space, opts, &progress)
+    let report = cohort::run::run(&space, opts, &progress)
         .await
         .unwrap_or_else(|e| panic!("run failed after {:.1} s: {e}", t.elapsed().as_secs_f64()));
     let secs = t.elapsed().as_secs_f64();

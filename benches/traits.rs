@@ -30,9 +30,9 @@ mod common;
 use std::path::Path;
 use std::time::Instant;
 
-use cohort::compile::traits::{TraitQuery, computed_traits_plan};
-use cohort::engine::session::{SessionOptions, new_session};
 use cohort::generate::GenerateOptions;
+use cohort::plan::traits::{TraitQuery, computed_traits_plan};
+use cohort::run::session::{SessionOptions, new_session};
 use cohort::spec::parse_trait_query;
 
 /// The traits, in the order of the DuckDB file's columns.

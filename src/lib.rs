@@ -37,12 +37,15 @@
 
 pub mod analyze;
 pub mod cli;
-pub mod compile;
-pub mod engine;
 pub mod error;
+pub mod functions;
 pub mod generate;
 pub mod identity;
+pub mod plan;
+pub mod read;
+pub mod run;
 pub mod schedule;
+pub mod script;
 pub mod serve;
 pub mod spec;
 pub mod store;

@@ -16,8 +16,9 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use clap::{Args, Parser, Subcommand};
 
 use crate::analyze;
-use crate::engine::{self, RunOptions};
 use crate::generate::{self, GenerateOptions};
+use crate::read;
+use crate::run::{self, RunOptions};
 use crate::spec::{self, Preset};
 use crate::store::objects;
 
@@ -423,7 +424,7 @@ async fn load_space(dir: &Path) -> Result<spec::Space> {
 }
 
 async fn compile_cmd(dir: &Path, dialect: &str, as_of: Option<&str>, script: bool) -> Result<()> {
-    use crate::compile::unparse::{SqlDialect, render_space};
+    use crate::script::unparse::{SqlDialect, render_space};
     let Some(d) = SqlDialect::parse(dialect) else {
         let names: Vec<&str> = SqlDialect::ALL.iter().map(|d| d.as_str()).collect();
         return Err(invalid(format!(
@@ -443,10 +444,7 @@ async fn compile_cmd(dir: &Path, dialect: &str, as_of: Option<&str>, script: boo
                 d.as_str()
             )));
         }
-        print!(
-            "{}",
-            crate::engine::capture::script(&space, as_of, d).await?
-        );
+        print!("{}", crate::run::capture::script(&space, as_of, d).await?);
         return Ok(());
     }
     match render_space(&space, d, as_of.timestamp_micros()) {
@@ -569,14 +567,14 @@ fn on_ctrl_c() -> std::sync::Arc<tokio::sync::Notify> {
     stop
 }
 
-async fn run_space(space: &spec::Space, opts: &RunOptions) -> Result<engine::RunReport> {
+async fn run_space(space: &spec::Space, opts: &RunOptions) -> Result<run::RunReport> {
     let p = progress::Stages::new();
-    let report = engine::run(space, opts, &p).await;
+    let report = run::run(space, opts, &p).await;
     p.finish();
     Ok(report?)
 }
 
-fn print_summary(r: &engine::RunReport) {
+fn print_summary(r: &run::RunReport) {
     let rec = &r.record;
     println!(
         "run {} of `{}` as of {}: {} events from {} rows read ({} duplicates, {} bad, {} after as-of)",
@@ -699,7 +697,7 @@ async fn explain_identity(dir: &Path, identifier: &str) -> Result<()> {
         )));
     };
     let space = load_space(dir).await?;
-    let ex = match engine::explain::explain_identity(&space, t, v).await {
+    let ex = match read::explain::explain_identity(&space, t, v).await {
         Ok(ex) => ex,
         Err(crate::error::EngineError::Invalid(m)) => return Err(invalid(m)),
         Err(e) => return Err(e.into()),
@@ -713,7 +711,7 @@ async fn evaluation_time(space: &spec::Space, as_of: Option<&str>) -> Result<Dat
     if let Some(t) = as_of {
         return parse_time(t).map_err(invalid);
     }
-    let out = engine::output_location(space)?;
+    let out = read::output_location(space)?;
     Ok(crate::store::manifest::read(&out)
         .await?
         .and_then(|m| DateTime::parse_from_rfc3339(&m.as_of).ok())
@@ -811,7 +809,7 @@ async fn preview_cmd(dir: &Path, audience: &str, as_of: Option<&str>) -> Result<
             return Err(anyhow!(Invalid));
         }
         let key = def.key.clone();
-        space = engine::preview::with_audience(&space, def);
+        space = read::preview::with_audience(&space, def);
         key
     } else {
         audience.to_string()
@@ -823,7 +821,7 @@ async fn preview_cmd(dir: &Path, audience: &str, as_of: Option<&str>) -> Result<
         }),
         ..Default::default()
     };
-    let r = engine::preview::preview(&space, &key, &opts)
+    let r = read::preview::preview(&space, &key, &opts)
         .await
         .map_err(engine_error)?;
     println!(
@@ -935,7 +933,7 @@ async fn explain_audience(
         as_of: Some(evaluation_time(&space, as_of).await?),
         ..Default::default()
     };
-    let ex = engine::preview::explain_audience(&space, key, t, v, &opts)
+    let ex = read::preview::explain_audience(&space, key, t, v, &opts)
         .await
         .map_err(engine_error)?;
     println!(
@@ -970,7 +968,7 @@ async fn explain_audience(
 }
 
 /// The text `cohort explain identity` prints.
-pub fn render_identity_explanation(ex: &engine::explain::IdentityExplanation) -> String {
+pub fn render_identity_explanation(ex: &read::explain::IdentityExplanation) -> String {
     use std::fmt::Write;
     let t = |d: &DateTime<Utc>| d.format("%Y-%m-%d %H:%M:%S").to_string();
     let mut s = String::new();

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::engine::Progress;
+use crate::run::Progress;
 
 fn fancy() -> bool {
     std::io::stderr().is_terminal() && std::env::var_os("CI").is_none()

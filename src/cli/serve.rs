@@ -14,7 +14,8 @@ use chrono::{DateTime, Utc};
 use clap::Args;
 use tokio::sync::mpsc;
 
-use crate::engine::{self, RunOptions};
+use crate::read;
+use crate::run::{self, RunOptions};
 use crate::schedule::{self, RetryPolicy, Runner, Schedules, SystemClock, Trigger};
 use crate::serve::api::{self, ApiSpace, RunTrigger};
 use crate::serve::{ServedSpace, token_env_var};
@@ -83,7 +84,7 @@ struct EngineRunner {
 impl Runner for EngineRunner {
     fn last_started(&self) -> Pin<Box<dyn Future<Output = Option<DateTime<Utc>>> + Send + '_>> {
         Box::pin(async move {
-            match engine::history::runs(&self.space).await {
+            match read::history::runs(&self.space).await {
                 Ok(runs) => runs.first().map(|r| r.started_at),
                 Err(e) => {
                     tracing::warn!("space `{}`: cannot read its runs: {e}", self.space.name);
@@ -113,7 +114,7 @@ impl Runner for EngineRunner {
                 opts.session.memory_limit = crate::spec::parse_memory_limit(m).map(|b| b as usize);
             }
             let started = std::time::Instant::now();
-            let report = engine::run(&self.space, &opts, &engine::Quiet)
+            let report = run::run(&self.space, &opts, &run::Quiet)
                 .await
                 .map_err(|e| e.to_string())?;
             eprintln!(
@@ -285,7 +286,7 @@ pub async fn serve(args: ServeArgs, spaces: Vec<Space>) -> Result<()> {
 
 /// `cohort runs <space>`: the run history, newest first.
 pub async fn runs(space: &Space, limit: usize) -> Result<()> {
-    let runs = engine::history::runs(space).await?;
+    let runs = read::history::runs(space).await?;
     if runs.is_empty() {
         println!("`{}` has no runs yet", space.name);
         return Ok(());

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Result;
 use clap::Args;
 
-use crate::engine::retention::vacuum_space;
+use crate::run::retention::vacuum_space;
 use crate::spec::format_duration;
 use crate::store::retention::VacuumReport;
 

@@ -16,7 +16,7 @@
 //! named after its earliest identifier, so a rebuild gives the same ids.
 //!
 //! The stage's fixed SQL is in `queries/identity/*.sql`. Its inputs are the session tables
-//! `id_occurrences` (see `compile::identity`), `prev_graph (node, component)` and
+//! `id_occurrences` (see `plan::identity`), `prev_graph (node, component)` and
 //! `prev_identities (profile_id, id_type, id_value)`; the outputs are left registered as
 //! `id_identities`, `id_violations`, `id_event_profiles` and `id_components`.
 

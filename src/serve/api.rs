@@ -67,7 +67,7 @@ impl ApiSpace {
     }
     /// Rebuilds the index when the space's published run differs from the indexed one.
     pub async fn refresh(&self) -> crate::error::EngineResult<bool> {
-        let out = crate::engine::output_location(&self.served.space)?;
+        let out = crate::run::output_location(&self.served.space)?;
         let current = crate::store::manifest::read(&out).await?.map(|m| m.run_id);
         let indexed = self.index().map(|i| i.run_id.clone());
         if current.is_none() || current == indexed {
@@ -303,7 +303,7 @@ fn identifier(st: &ApiSpace, raw: &str, accounts: bool) -> Result<(String, Strin
             };
         }
     }
-    Ok((crate::compile::profiles::column_name(&t), v))
+    Ok((crate::plan::profiles::column_name(&t), v))
 }
 
 /// The `cursor` object: the next page's URL when there is one.
@@ -609,7 +609,7 @@ async fn list_runs(
     let p = Params::parse(raw.as_deref())?;
     let s = authorize(&st, &space, &headers)?;
     let limit = p.limit()?;
-    let runs = crate::engine::history::runs(&s.served.space)
+    let runs = crate::read::history::runs(&s.served.space)
         .await
         .map_err(|e| {
             ApiError::new(

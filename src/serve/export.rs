@@ -35,8 +35,8 @@ use datafusion::prelude::{DataFrame, SessionContext, col, lit};
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
 
-use crate::engine::{output_location, session};
 use crate::error::{EngineError, StoreError};
+use crate::run::{output_location, session};
 use crate::spec::{self, Space};
 use crate::store::{delta, manifest};
 

@@ -15,8 +15,8 @@ use datafusion::arrow::datatypes::{DataType, Int64Type, TimeUnit, TimestampMicro
 use datafusion::prelude::*;
 use serde_json::{Map, Value};
 
-use crate::engine;
 use crate::error::{EngineError, EngineResult};
+use crate::read;
 use crate::spec::Space;
 use crate::store::manifest;
 
@@ -287,7 +287,7 @@ struct Columns {
 impl SpaceIndex {
     /// Builds the index of the space's last published run; `None` when nothing was published.
     pub async fn build(space: &Space) -> EngineResult<Option<SpaceIndex>> {
-        let out = engine::output_location(space)?;
+        let out = read::output_location(space)?;
         let Some(m) = manifest::read(&out).await? else {
             return Ok(None);
         };
@@ -306,7 +306,7 @@ impl SpaceIndex {
             .identity
             .identifiers
             .iter()
-            .map(|i| crate::compile::profiles::column_name(&i.id_type))
+            .map(|i| crate::plan::profiles::column_name(&i.id_type))
             .collect();
         let as_of = DateTime::parse_from_rfc3339(&m.as_of)
             .map(|t| t.with_timezone(&Utc))

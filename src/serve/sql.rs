@@ -33,7 +33,7 @@ use pgwire::messages::PgWireBackendMessage;
 use tokio::sync::{Mutex, RwLock};
 
 use super::ServedSpace;
-use crate::engine;
+use crate::read;
 
 type DfStatement = (String, Option<(Statement, LogicalPlan)>);
 
@@ -72,7 +72,7 @@ impl SqlSpace {
     /// Re-registers the space's tables when a new run has published since the last look.
     async fn refresh(&self) -> PgWireResult<()> {
         let space = &self.served.space;
-        let out = engine::output_location(space).map_err(api_error)?;
+        let out = read::output_location(space).map_err(api_error)?;
         let current = crate::store::manifest::read(&out)
             .await
             .map_err(|e| api_error(e.into()))?
@@ -86,11 +86,11 @@ impl SqlSpace {
         }
         // Build the new tables' providers first, then swap them in while no statement plans.
         let probe = SessionContext::new();
-        engine::register_published(&probe, space)
+        read::register_published(&probe, space)
             .await
             .map_err(api_error)?;
         let now = chrono::Utc::now();
-        engine::register_events(&probe, space, now, None, None)
+        read::register_events(&probe, space, now, None, None)
             .await
             .map_err(api_error)?;
         let mut run = self.run.write().await;

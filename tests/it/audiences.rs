@@ -42,8 +42,8 @@ fn write_day(dir: &Path, day: &str, rows: &[[&str; 6]]) {
 }
 
 /// Run options at `as_of` (RFC 3339 or a date).
-fn at(as_of: &str) -> cohort::engine::RunOptions {
-    cohort::engine::RunOptions {
+fn at(as_of: &str) -> cohort::run::RunOptions {
+    cohort::run::RunOptions {
         as_of: Some(cohort::cli::parse_time(as_of).unwrap()),
         ..Default::default()
     }
@@ -52,10 +52,10 @@ fn at(as_of: &str) -> cohort::engine::RunOptions {
 async fn run(dir: &Path, as_of: &str) -> SessionContext {
     let space = load(dir).await;
     let opts = at(as_of);
-    cohort::engine::run(&space, &opts, &cohort::engine::Quiet)
+    cohort::run::run(&space, &opts, &cohort::run::Quiet)
         .await
         .unwrap();
-    cohort::engine::query_session(&space, opts.as_of.unwrap())
+    cohort::read::query_session(&space, opts.as_of.unwrap())
         .await
         .unwrap()
 }
@@ -63,7 +63,7 @@ async fn run(dir: &Path, as_of: &str) -> SessionContext {
 /// The error of a run that must fail.
 async fn run_error(dir: &Path, as_of: &str) -> String {
     let space = load(dir).await;
-    cohort::engine::run(&space, &at(as_of), &cohort::engine::Quiet)
+    cohort::run::run(&space, &at(as_of), &cohort::run::Quiet)
         .await
         .unwrap_err()
         .to_string()
@@ -434,8 +434,8 @@ async fn preview_and_explain_audience() {
     // An unsaved audience: active buyers or anyone who signed in long ago.
     let text = "name: Mixed\nquery: \"trait('buyers') AND trait('active') OR event('Signed In').between(7 days, 90 days).count() >= 1\"\n";
     let def = cohort::spec::read_audience_text(Path::new("mixed.yaml"), text).unwrap();
-    let with = cohort::engine::preview::with_audience(&space, def);
-    let r = cohort::engine::preview::preview(&with, "mixed", &opts)
+    let with = cohort::read::preview::with_audience(&space, def);
+    let r = cohort::read::preview::preview(&with, "mixed", &opts)
         .await
         .unwrap();
     assert_eq!((r.size, r.total), (2, 3), "{r:?}");
@@ -469,7 +469,7 @@ async fn preview_and_explain_audience() {
         "preview publishes nothing"
     );
 
-    let ex = cohort::engine::preview::explain_audience(&space, "buyers", "user_id", "u1", &opts)
+    let ex = cohort::read::preview::explain_audience(&space, "buyers", "user_id", "u1", &opts)
         .await
         .unwrap();
     assert!(ex.member);
@@ -482,12 +482,12 @@ async fn preview_and_explain_audience() {
             vec![("m1".to_string(), "2026-10-09T12:00:00Z".to_string())]
         )]
     );
-    let ex = cohort::engine::preview::explain_audience(&space, "active", "user_id", "u3", &opts)
+    let ex = cohort::read::preview::explain_audience(&space, "active", "user_id", "u3", &opts)
         .await
         .unwrap();
     assert!(!ex.member);
     assert_eq!(ex.conditions[0].events[0].1, Vec::<(String, String)>::new());
-    let e = cohort::engine::preview::explain_audience(&space, "active", "user_id", "nobody", &opts)
+    let e = cohort::read::preview::explain_audience(&space, "active", "user_id", "nobody", &opts)
         .await
         .unwrap_err()
         .to_string();

@@ -1,7 +1,7 @@
 //! `cohort compile`: the computed traits of the starter space as plans and SQL, snapshotted, so
 //! that a change to how traits compile shows up in review; and the one-aggregation promise.
 
-use cohort::compile::unparse::{SqlDialect, render_space};
+use cohort::script::unparse::{SqlDialect, render_space};
 
 use crate::common::load;
 

@@ -187,11 +187,11 @@ fn hook_space(dir: &Path, url: &str, dest: &str) {
 
 async fn run(dir: &Path, as_of: &str) {
     let space = load(dir).await;
-    let opts = cohort::engine::RunOptions {
+    let opts = cohort::run::RunOptions {
         as_of: Some(cohort::cli::parse_time(as_of).unwrap()),
         ..Default::default()
     };
-    cohort::engine::run(&space, &opts, &cohort::engine::Quiet)
+    cohort::run::run(&space, &opts, &cohort::run::Quiet)
         .await
         .unwrap();
 }
@@ -547,7 +547,7 @@ async fn permanent_failures_go_to_the_dead_letter_table() {
 
     // The dead-letter table.
     let space = load(dir).await;
-    let loc = cohort::engine::output_location(&space)
+    let loc = cohort::run::output_location(&space)
         .unwrap()
         .child("destination_dead_letters");
     let table = cohort::store::delta::open(&loc).await.unwrap();

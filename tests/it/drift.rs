@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Arc;
 
-use cohort::engine::{self, Quiet, RunOptions};
+use cohort::read;
+use cohort::run::{self, Quiet, RunOptions};
 use datafusion::arrow::array::{
     ArrayRef, BinaryArray, Float64Array, Int64Array, LargeStringArray, RecordBatch, StringArray,
     StringViewArray, StructArray, TimestampMicrosecondArray, TimestampMillisecondArray,
@@ -253,14 +254,14 @@ fn space_dir(dir: &Path) -> PathBuf {
     dir.join("data/events")
 }
 
-async fn run(dir: &Path, skip_bad_files: bool) -> Result<engine::RunReport, String> {
+async fn run(dir: &Path, skip_bad_files: bool) -> Result<run::RunReport, String> {
     let space = load(dir).await;
     let opts = RunOptions {
         as_of: Some(cohort::cli::parse_time(AS_OF).unwrap()),
         skip_bad_files,
         ..Default::default()
     };
-    engine::run(&space, &opts, &Quiet)
+    run::run(&space, &opts, &Quiet)
         .await
         .map_err(|e| e.to_string())
 }
@@ -322,7 +323,7 @@ async fn all_drift_classes_in_one_source_read_as_one_schema() {
 
     let space = load(tmp.path()).await;
     let as_of = cohort::cli::parse_time(AS_OF).unwrap();
-    let ctx = engine::query_session(&space, as_of).await.unwrap();
+    let ctx = read::query_session(&space, as_of).await.unwrap();
     let rows = query_text(
         &ctx,
         "SELECT message_id, user_id, CAST(timestamp AS VARCHAR) AS ts, properties FROM events \
@@ -458,7 +459,7 @@ async fn a_bad_file_fails_the_run_naming_the_file() {
         );
         assert!(stderr.contains("--skip-bad-files"), "{kind}: {t}");
         // The failed run is recorded with the message.
-        let runs = engine::history::runs(&load(&space).await).await.unwrap();
+        let runs = read::history::runs(&load(&space).await).await.unwrap();
         assert_eq!(runs.len(), 1, "{kind}");
         assert_eq!(runs[0].status, "failed", "{kind}");
     }
@@ -496,10 +497,7 @@ async fn skip_bad_files_keeps_the_rest_and_records_each_file() {
     let space = load(&space_path).await;
     let ctx = datafusion::prelude::SessionContext::new();
     for table in ["event_errors", "runs"] {
-        let t = engine::published_table(&space, table)
-            .await
-            .unwrap()
-            .unwrap();
+        let t = read::published_table(&space, table).await.unwrap().unwrap();
         ctx.register_table(table, t).unwrap();
     }
     let errors = query_text(

@@ -212,11 +212,11 @@ async fn formats_match_fixed_files() {
     .await;
     assert!(e.contains("has not published a run yet"), "{e}");
 
-    let opts = cohort::engine::RunOptions {
+    let opts = cohort::run::RunOptions {
         as_of: Some(cohort::cli::parse_time("2026-10-10").unwrap()),
         ..Default::default()
     };
-    cohort::engine::run(&space, &opts, &cohort::engine::Quiet)
+    cohort::run::run(&space, &opts, &cohort::run::Quiet)
         .await
         .unwrap();
 
@@ -378,11 +378,11 @@ async fn a_failed_export_leaves_the_earlier_file_as_it_was() {
     let dir = tmp.path().join("space");
     build(&dir);
     let space = load(&dir).await;
-    let opts = cohort::engine::RunOptions {
+    let opts = cohort::run::RunOptions {
         as_of: Some(cohort::cli::parse_time("2026-10-10").unwrap()),
         ..Default::default()
     };
-    cohort::engine::run(&space, &opts, &cohort::engine::Quiet)
+    cohort::run::run(&space, &opts, &cohort::run::Quiet)
         .await
         .unwrap();
     let exports = tmp.path().join("exports");

@@ -8,9 +8,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use cohort::compile::identity::{IdType, ResolvedRules};
-use cohort::engine::identity::resolve_events;
-use cohort::engine::session::{SessionOptions, new_session};
+use cohort::plan::identity::{IdType, ResolvedRules};
+use cohort::run::identity::resolve_events;
+use cohort::run::session::{SessionOptions, new_session};
 use cohort::spec::{DEFAULT_BLOCKED_PATTERNS, DEFAULT_BLOCKED_VALUES};
 use datafusion::arrow::array::{
     Array, AsArray, RecordBatch, StringArray, TimestampMicrosecondArray,

@@ -5,7 +5,8 @@ use std::path::Path;
 use std::process::Command;
 
 use chrono::{Duration, TimeZone, Utc};
-use cohort::engine::{self, Quiet, RunOptions};
+use cohort::read;
+use cohort::run::{self, Quiet, RunOptions};
 use cohort::spec::Preset;
 
 use crate::common::{
@@ -14,10 +15,7 @@ use crate::common::{
 
 async fn table_rows(space: &cohort::spec::Space, table: &str, columns: &str) -> Vec<String> {
     let ctx = datafusion::prelude::SessionContext::new();
-    let t = engine::published_table(space, table)
-        .await
-        .unwrap()
-        .unwrap();
+    let t = read::published_table(space, table).await.unwrap().unwrap();
     ctx.register_table("t", t).unwrap();
     let batches = ctx
         .sql(&format!("SELECT {columns} FROM t ORDER BY {columns}"))
@@ -38,7 +36,7 @@ async fn run_at(dir: &Path, as_of: chrono::DateTime<Utc>) -> cohort::identity::I
         as_of: Some(as_of),
         ..Default::default()
     };
-    let report = engine::run(&space, &opts, &Quiet).await.unwrap();
+    let report = run::run(&space, &opts, &Quiet).await.unwrap();
     report.record.identity.unwrap()
 }
 

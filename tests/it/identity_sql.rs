@@ -1,4 +1,4 @@
-//! The identity stage as SQL text (`compile::sql_identity`, for `cohort compile --script`)
+//! The identity stage as SQL text (`script::sql_identity`, for `cohort compile --script`)
 //! against the engine: the same `id_occurrences` rows go through the engine's stage and
 //! through the SQL in DuckDB and in a real PostgreSQL server; all four output tables must hold
 //! identical rows. Random event sets (those of `identity.rs`) break limits often, under several
@@ -8,11 +8,11 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use cohort::compile::identity::ResolvedRules;
-use cohort::compile::sql_identity;
-use cohort::compile::unparse::SqlDialect;
-use cohort::engine::identity::resolve_events;
-use cohort::engine::session::{SessionOptions, new_session};
+use cohort::plan::identity::ResolvedRules;
+use cohort::run::identity::resolve_events;
+use cohort::run::session::{SessionOptions, new_session};
+use cohort::script::sql_identity;
+use cohort::script::unparse::SqlDialect;
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Int64Type};
 use datafusion::catalog::MemTable;
@@ -321,16 +321,16 @@ async fn a_real_run_publishes_what_the_sql_computes() {
     common::write_space(&dir, "idsql", &[("web", "events", url)], "./out");
     let space = common::load(&dir).await;
     let as_of = common::gen_end();
-    let opts = cohort::engine::RunOptions {
+    let opts = cohort::run::RunOptions {
         as_of: Some(as_of),
         ..Default::default()
     };
-    cohort::engine::run(&space, &opts, &cohort::engine::Quiet)
+    cohort::run::run(&space, &opts, &cohort::run::Quiet)
         .await
         .unwrap();
     // The run's events and published tables; the stage again only to read its occurrences
     // (and its event profiles, which are not published).
-    let ctx = cohort::engine::query_session(&space, as_of).await.unwrap();
+    let ctx = cohort::read::query_session(&space, as_of).await.unwrap();
     let rules = ResolvedRules::from_spec(&space.identity);
     let occ = tmp.path().join("occurrences.parquet");
     let published = [

@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use cohort::engine::{self, Quiet, RunOptions};
+use cohort::run::{self, Quiet, RunOptions};
 use cohort::spec::Preset;
 
 use crate::common::{gen_end, generate, load, python, write_space};
@@ -45,8 +45,8 @@ async fn python_deltalake_and_duckdb_read_published_tables() {
         as_of: Some(gen_end()),
         ..Default::default()
     };
-    engine::run(&space, &opts, &Quiet).await.unwrap();
-    let r = engine::run(&space, &opts, &Quiet).await.unwrap().record;
+    run::run(&space, &opts, &Quiet).await.unwrap();
+    let r = run::run(&space, &opts, &Quiet).await.unwrap().record;
 
     let root = tmp.path().join("out/interop");
     let out = Command::new(python())

@@ -75,7 +75,7 @@ fn scratch_dirs(parent: &Path) -> Vec<PathBuf> {
 
 /// (run_id, status, message) of every run, newest first.
 async fn runs(dir: &Path) -> Vec<(String, String, String)> {
-    cohort::engine::history::runs(&load(dir).await)
+    cohort::read::history::runs(&load(dir).await)
         .await
         .unwrap()
         .into_iter()

@@ -1,6 +1,7 @@
 //! Each preset read end to end from generated data, and partition pruning by window.
 
-use cohort::engine::{self, Quiet, RunOptions};
+use cohort::read;
+use cohort::run::{self, Quiet, RunOptions};
 use cohort::spec::Preset;
 
 use crate::common::{gen_end, generate, load, write_space};
@@ -20,7 +21,7 @@ async fn run_preset(preset: Preset) {
         as_of: Some(gen_end()),
         ..Default::default()
     };
-    let r = engine::run(&space, &opts, &Quiet).await.unwrap().record;
+    let r = run::run(&space, &opts, &Quiet).await.unwrap().record;
     let p = preset.as_str();
     for ty in ["identify", "track", "page", "screen", "group", "alias"] {
         let n = r
@@ -58,7 +59,7 @@ async fn run_preset(preset: Preset) {
     );
 
     // Paths into properties, traits and context work whatever the preset stores.
-    let ctx = engine::query_session(&space, gen_end()).await.unwrap();
+    let ctx = read::query_session(&space, gen_end()).await.unwrap();
     let row = ctx
         .sql(
             "SELECT \
@@ -142,7 +143,7 @@ async fn window_prunes_old_partitions() {
         as_of: Some(gen_end()),
         ..Default::default()
     };
-    let err = engine::run(&space, &full, &Quiet)
+    let err = run::run(&space, &full, &Quiet)
         .await
         .unwrap_err()
         .to_string();
@@ -153,12 +154,12 @@ async fn window_prunes_old_partitions() {
         window_days: Some(30),
         ..Default::default()
     };
-    let r = engine::run(&space, &windowed, &Quiet).await.unwrap().record;
+    let r = run::run(&space, &windowed, &Quiet).await.unwrap().record;
     assert_eq!(r.window_days, Some(30));
     assert!(r.events > 0);
     // The failed full run is in the history, the windowed one after it.
     let ctx = datafusion::prelude::SessionContext::new();
-    let runs = engine::published_table(&space, "runs")
+    let runs = read::published_table(&space, "runs")
         .await
         .unwrap()
         .unwrap();
@@ -179,17 +180,17 @@ async fn memory_limit_spills_and_is_enforced() {
     let space = load(tmp.path()).await;
     let with_limit = |limit: Option<usize>| RunOptions {
         as_of: Some(gen_end()),
-        session: cohort::engine::session::SessionOptions {
+        session: cohort::run::session::SessionOptions {
             memory_limit: limit,
             spill_dir: Some(tmp.path().join("spill")),
         },
         ..Default::default()
     };
-    let free = engine::run(&space, &with_limit(None), &Quiet)
+    let free = run::run(&space, &with_limit(None), &Quiet)
         .await
         .unwrap()
         .record;
-    let tight = engine::run(&space, &with_limit(Some(64 << 20)), &Quiet)
+    let tight = run::run(&space, &with_limit(Some(64 << 20)), &Quiet)
         .await
         .unwrap()
         .record;
@@ -197,7 +198,7 @@ async fn memory_limit_spills_and_is_enforced() {
         (free.events, free.duplicates, free.bad_events),
         (tight.events, tight.duplicates, tight.bad_events)
     );
-    let err = engine::run(&space, &with_limit(Some(4 << 10)), &Quiet)
+    let err = run::run(&space, &with_limit(Some(4 << 10)), &Quiet)
         .await
         .unwrap_err()
         .to_string();
@@ -280,7 +281,7 @@ async fn struct_columns_and_typed_timestamps() {
     );
     let space = load(tmp.path()).await;
     let as_of = cohort::cli::parse_time("2026-10-01").unwrap();
-    let ctx = engine::query_session(&space, as_of).await.unwrap();
+    let ctx = read::query_session(&space, as_of).await.unwrap();
     let s = crate::common::query_text(
         &ctx,
         "SELECT message_id, user_id, anonymous_id, cohort_json_get(properties, 'revenue'), \

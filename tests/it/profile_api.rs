@@ -107,11 +107,11 @@ pub fn write_shop(dir: &Path, name: &str) {
 /// Runs the space in `dir` as of `as_of` and returns it.
 pub async fn run_at(dir: &Path, as_of: &str) -> cohort::spec::Space {
     let space = load(dir).await;
-    let opts = cohort::engine::RunOptions {
+    let opts = cohort::run::RunOptions {
         as_of: Some(cohort::cli::parse_time(as_of).unwrap()),
         ..Default::default()
     };
-    cohort::engine::run(&space, &opts, &cohort::engine::Quiet)
+    cohort::run::run(&space, &opts, &cohort::run::Quiet)
         .await
         .unwrap();
     space

@@ -299,19 +299,19 @@ async fn run_at(
     dir: &std::path::Path,
     as_of: &str,
 ) -> (
-    cohort::engine::record::RunRecord,
+    cohort::run::record::RunRecord,
     datafusion::prelude::SessionContext,
 ) {
     let space = load(dir).await;
     let as_of = cohort::cli::parse_time(as_of).unwrap();
-    let opts = cohort::engine::RunOptions {
+    let opts = cohort::run::RunOptions {
         as_of: Some(as_of),
         ..Default::default()
     };
-    let report = cohort::engine::run(&space, &opts, &cohort::engine::Quiet)
+    let report = cohort::run::run(&space, &opts, &cohort::run::Quiet)
         .await
         .unwrap();
-    let ctx = cohort::engine::query_session(&space, as_of).await.unwrap();
+    let ctx = cohort::read::query_session(&space, as_of).await.unwrap();
     (report.record, ctx)
 }
 

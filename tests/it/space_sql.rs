@@ -14,7 +14,7 @@ const COMPARE: &str = include_str!("space_sql.py");
 /// The tables the script must leave identical to the published ones: every published table
 /// but the run log and the merges (a first run merges nothing).
 fn compared_tables() -> Vec<&'static str> {
-    cohort::engine::PUBLISHED_TABLES
+    cohort::run::PUBLISHED_TABLES
         .into_iter()
         .filter(|t| !matches!(*t, "runs" | "profile_merges"))
         .collect()

@@ -5,15 +5,16 @@ use std::path::Path;
 use std::sync::Arc;
 
 use chrono::{TimeZone, Utc};
-use cohort::compile::functions::node_code;
-use cohort::compile::identity::ResolvedRules;
-use cohort::engine::identity::resolve_events;
-use cohort::engine::session::{SessionOptions, new_session};
-use cohort::engine::sql_traits::{
+use cohort::functions::node_code;
+use cohort::identity::new_profile_id;
+use cohort::plan::identity::ResolvedRules;
+use cohort::read;
+use cohort::run::identity::resolve_events;
+use cohort::run::session::{SessionOptions, new_session};
+use cohort::run::sql_traits::{
     DEFAULT_SQL_TRAIT_SCHEDULE, run_sql_trait, run_sql_traits, sql_trait_schedule,
 };
-use cohort::engine::{self};
-use cohort::identity::new_profile_id;
+use cohort::run::{self};
 use cohort::spec::{Space, SqlTraitDef};
 use datafusion::arrow::array::{RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
@@ -249,7 +250,7 @@ fn write_events(dir: &Path) {
 async fn session_after_identity(space: &Space) -> SessionContext {
     let ctx = new_session(&SessionOptions::default()).unwrap();
     let as_of = Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap();
-    engine::register_events(&ctx, space, as_of, None, None)
+    read::register_events(&ctx, space, as_of, None, None)
         .await
         .unwrap();
     resolve_events(
@@ -547,12 +548,12 @@ async fn a_run_publishes_sql_traits_and_profiles_absent_from_the_result_lose_the
     );
     write_events(tmp.path());
     let as_of = Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap();
-    let opts = cohort::engine::RunOptions {
+    let opts = cohort::run::RunOptions {
         as_of: Some(as_of),
         ..Default::default()
     };
     let published = |space: Space| async move {
-        let ctx = engine::query_session(&space, as_of).await.unwrap();
+        let ctx = read::query_session(&space, as_of).await.unwrap();
         rows(
             &ctx,
             "SELECT coalesce(user_id, '-'), coalesce(array_to_string(email, ','), '-'), \
@@ -563,10 +564,7 @@ async fn a_run_publishes_sql_traits_and_profiles_absent_from_the_result_lose_the
         .await
     };
     let space = load(tmp.path()).await;
-    let r = engine::run(&space, &opts, &engine::Quiet)
-        .await
-        .unwrap()
-        .record;
+    let r = run::run(&space, &opts, &run::Quiet).await.unwrap().record;
     let stats = r.profiles.unwrap();
     assert_eq!(stats.sql_traits["vip"], "Boolean");
     assert_eq!(stats.sql_trait_profiles, 1);
@@ -597,7 +595,7 @@ async fn a_run_publishes_sql_traits_and_profiles_absent_from_the_result_lose_the
     // The next result no longer has Ann: her profile loses `vip`; the started profile stays.
     std::fs::write(tmp.path().join("queries/vip.sql"), vip(&["new@x.com"])).unwrap();
     let space = load(tmp.path()).await;
-    engine::run(&space, &opts, &engine::Quiet).await.unwrap();
+    run::run(&space, &opts, &run::Quiet).await.unwrap();
     assert_eq!(
         strip(published(space).await),
         [

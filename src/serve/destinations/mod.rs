@@ -22,8 +22,8 @@ use std::time::Duration;
 use chrono::Utc;
 use serde_json::Value;
 
-use crate::engine;
 use crate::error::{EngineError, StoreError};
+use crate::read;
 use crate::spec::{AudienceDef, DestinationDef, Space};
 use crate::store::{delta, lease, manifest, objects::Location};
 
@@ -102,7 +102,7 @@ pub struct SyncReport {
 /// `space`, up to its last published run. Safe to call at any time and from several processes
 /// (they take turns); returns when every outbox is settled or a destination failed.
 pub async fn sync(space: &Space, opts: &SyncOptions) -> Result<SyncReport, SyncError> {
-    let out = engine::output_location(space)?;
+    let out = read::output_location(space)?;
     let mut report = SyncReport::default();
     let Some(m) = manifest::read(&out).await? else {
         return Ok(report);

@@ -4,7 +4,7 @@
 //! and each group is scanned over exactly its files, and a file that cannot be read is named
 //! (or set aside, with `--skip-bad-files`) instead of failing the read of the whole folder.
 //!
-//! Coercion of what has one meaning happens per group in [`crate::compile::events`]: there each
+//! Coercion of what has one meaning happens per group in [`crate::plan::events`]: there each
 //! group's columns, whatever their types, are projected into the one normalized event schema.
 
 use std::collections::BTreeMap;

@@ -12,8 +12,8 @@
 use datafusion::common::Result;
 use datafusion::logical_expr::LogicalPlan;
 
-use super::identity::IdType;
 use super::unparse::SqlDialect;
+use crate::plan::identity::IdType;
 
 /// One step of a run, as the engine records it.
 #[derive(Clone, Debug)]

@@ -39,7 +39,7 @@ use datafusion::logical_expr::{
 };
 use serde_json::{Map, Value};
 
-use super::json_depth;
+pub mod json_depth;
 
 /// All of Cohort's functions, to register on a session.
 pub fn all() -> Vec<Arc<ScalarUDF>> {

@@ -84,7 +84,7 @@ pub struct AudiencePlans {
     /// Comparisons that did not fit a trait's type from the data (they count as false).
     pub warnings: Vec<String>,
     /// The events any audience reads: their names, up to as-of, from the widest window on.
-    /// A caller that keeps `events` filtered by this once (see `engine::audiences`) has every
+    /// A caller that keeps `events` filtered by this once (see `run::audiences`) has every
     /// plan read that subset instead of all events; None when no audience reads events.
     pub events_filter: Option<Expr>,
 }

@@ -18,7 +18,7 @@ use datafusion::logical_expr::{
 };
 use datafusion::prelude::lit;
 
-use super::functions::{json_object, json_valid, text_lossy, to_json};
+use crate::functions::{json_object, json_valid, text_lossy, to_json};
 use crate::spec::Preset;
 
 /// Event types of the Segment spec.

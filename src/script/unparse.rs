@@ -133,10 +133,10 @@ pub fn profile_events_schema() -> Arc<Schema> {
 /// A session with an empty `profile_events` table registered, and a scan of it.
 pub fn compile_session() -> Result<(SessionContext, LogicalPlan)> {
     let ctx = SessionContext::new();
-    for f in super::functions::all() {
+    for f in crate::functions::all() {
         ctx.register_udf(f.as_ref().clone());
     }
-    for f in super::aggregates::all() {
+    for f in crate::plan::aggregates::all() {
         ctx.register_udaf(f.as_ref().clone());
     }
     let schema = profile_events_schema();
@@ -163,7 +163,7 @@ pub fn render_space(
     dialect: SqlDialect,
     as_of_micros: i64,
 ) -> std::result::Result<String, CompileFailure> {
-    use super::traits::{TraitQuery, computed_traits_plan};
+    use crate::plan::traits::{TraitQuery, computed_traits_plan};
     use crate::spec::{Diagnostic, EntityType, query};
     use std::fmt::Write;
 
@@ -261,7 +261,7 @@ fn render_audiences(
     events: &LogicalPlan,
     out: &mut String,
 ) -> std::result::Result<(), CompileFailure> {
-    use super::audiences::{audiences_plan, error_diagnostic, space_queries, static_inputs};
+    use crate::plan::audiences::{audiences_plan, error_diagnostic, space_queries, static_inputs};
     use crate::spec::{Diagnostic, query};
     use std::fmt::Write;
     if space.audiences.is_empty() {

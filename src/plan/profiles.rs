@@ -13,7 +13,7 @@ use datafusion::logical_expr::{
 };
 use datafusion::prelude::coalesce;
 
-use super::functions::{json_get, json_kind};
+use crate::functions::{json_get, json_kind};
 
 /// A custom trait found in the data: the JSON key, its column name and its type.
 #[derive(Clone, Debug, PartialEq)]

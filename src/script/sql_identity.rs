@@ -3,11 +3,11 @@
 //! A script written for another engine (PostgreSQL, DuckDB) must resolve identities exactly as
 //! [`crate::identity::resolve`] does on a full rebuild (no previous run), so the tables it
 //! leaves are row for row the ones Cohort publishes. This module writes that stage as plain
-//! statements; the rest of the script (events, traits, audiences) comes from `compile::script`.
+//! statements; the rest of the script (events, traits, audiences) comes from `script::script`.
 //!
 //! Input: a table `id_occurrences (message_id text, timestamp timestamptz, id_type text,
 //! id_value text, rank integer, node bigint, violation text, violation_detail text)` exactly as
-//! the occurrence plan ([`crate::compile::identity::occurrences`]) produces it (`node` is
+//! the occurrence plan ([`crate::plan::identity::occurrences`]) produces it (`node` is
 //! `cohort_id_node(id_type, id_value)`, see [`functions`]).
 //!
 //! Output tables (the engine's names and columns):
@@ -35,8 +35,8 @@
 
 use datafusion::common::{Result, plan_err};
 
-use super::identity::IdType;
 use super::unparse::SqlDialect;
+use crate::plan::identity::IdType;
 
 /// Scratch tables the statements create and drop again at the end.
 const SCRATCH: [&str; 12] = [
@@ -84,7 +84,7 @@ fn supported(dialect: SqlDialect) -> Result<()> {
 
 /// Statements defining the functions the identity SQL (and the occurrence plan) uses:
 /// `cohort_id_node(id_type text, id_value text) -> bigint`, bit-identical to
-/// [`crate::compile::functions::node_code`] (FNV-1a over `type NUL value` as UTF-8, then a
+/// [`crate::functions::node_code`] (FNV-1a over `type NUL value` as UTF-8, then a
 /// 64-bit finalizer), and `cohort_id_profile(node bigint) -> text`, the name of a profile
 /// started by identifier `node` ([`crate::identity::new_profile_id`]). DuckDB gets macros
 /// (and the helper macros of the replay); PostgreSQL gets SQL / plpgsql functions.

@@ -14,8 +14,8 @@ use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder};
 use datafusion::prelude::SessionContext;
 
 use super::files::{self, FileListTable, SkippedFile, SourceFile};
-use crate::compile::events::{SourceTable, TableKind};
 use crate::error::{EngineError, EngineResult};
+use crate::plan::events::{SourceTable, TableKind};
 use crate::spec::{Preset, SourceDef};
 use crate::store::objects::{self, Location};
 

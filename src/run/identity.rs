@@ -7,9 +7,9 @@ use chrono::{DateTime, Utc};
 use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder};
 use datafusion::prelude::SessionContext;
 
-use crate::compile::identity::{ResolvedRules, occurrences_from_raw, raw_identifiers};
 use crate::error::EngineResult;
 use crate::identity::{self, IdentityStats, TypeLimit};
+use crate::plan::identity::{ResolvedRules, occurrences_from_raw, raw_identifiers};
 use crate::spec::Space;
 use crate::store::{delta, manifest, objects};
 
@@ -129,7 +129,7 @@ pub async fn resolve_events(
     let occurrences_secs = started.elapsed().as_secs_f64() - raw_secs;
     super::capture::step(
         ctx,
-        crate::compile::script::Step::Identity {
+        crate::script::script::Step::Identity {
             occurrences: occ_plan,
             types: rules.types.clone(),
         },

@@ -12,9 +12,9 @@ use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::datatypes::TimestampMicrosecondType;
 use datafusion::prelude::{col, lit};
 
-use crate::compile::identity::{ResolvedRules, occurrences};
 use crate::error::{EngineError, EngineResult};
 use crate::identity::text_column;
+use crate::plan::identity::{ResolvedRules, occurrences};
 use crate::spec::Space;
 use crate::store::manifest;
 
@@ -213,12 +213,7 @@ async fn chain(
     };
     let nodes: Vec<_> = identifiers
         .iter()
-        .map(|i| {
-            lit(crate::compile::functions::node_code(
-                &i.id_type,
-                &i.id_value,
-            ))
-        })
+        .map(|i| lit(crate::functions::node_code(&i.id_type, &i.id_value)))
         .collect();
     let dropped = ctx
         .table("identity_violations")

@@ -18,13 +18,13 @@ use datafusion::logical_expr::{
 use datafusion::prelude::{SessionContext, coalesce};
 
 use super::profiles::ProfileStats;
-use crate::compile::audiences::{
+use crate::error::{EngineError, EngineResult};
+use crate::functions::json_object;
+use crate::plan::audiences::{
     AudienceInputs, AudiencePlans, audiences_plan, error_diagnostic, space_queries,
 };
-use crate::compile::functions::json_object;
-use crate::compile::identity::ResolvedRules;
-use crate::compile::profiles::column_name;
-use crate::error::{EngineError, EngineResult};
+use crate::plan::identity::ResolvedRules;
+use crate::plan::profiles::column_name;
 use crate::spec::query::ast;
 use crate::spec::{Diagnostic, EntityType, Space, query};
 use crate::store::{delta, manifest, objects};
@@ -175,7 +175,7 @@ async fn missing_fields(
     parsed: &[ast::Expr],
     events: &LogicalPlan,
 ) -> EngineResult<Vec<String>> {
-    use crate::compile::functions::json_get;
+    use crate::functions::json_get;
     let mut refs: Vec<(String, String, bool, String)> = Vec::new();
     for (d, q) in space.audiences.iter().zip(parsed) {
         let mut r = Vec::new();

@@ -15,7 +15,7 @@ use datafusion::functions::expr_fn::{
 use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, when};
 use datafusion::prelude::{SessionContext, col, lit};
 
-use super::functions::{external_ids, id_node, json_get};
+use crate::functions::{external_ids, id_node, json_get};
 use crate::spec::{DEFAULT_BLOCKED_PATTERNS, DEFAULT_BLOCKED_VALUES, IdentityRules};
 
 /// The longest identifier value accepted, in characters.

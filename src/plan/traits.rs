@@ -16,8 +16,8 @@ use datafusion::logical_expr::{
 };
 
 use super::aggregates;
-use super::functions::{as_json_get, json_get, json_paths};
 use super::junction::balanced;
+use crate::functions::{as_json_get, json_get, json_paths};
 use crate::spec::query::ast::{self, Comparator, Filter, Literal, Operand, ReducerKind, Span};
 use datafusion::functions::core::expr_fn::get_field;
 

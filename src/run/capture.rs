@@ -1,7 +1,7 @@
 //! The stages of a run as a list of plans, for `cohort compile --script`: a session marked for
 //! capture records every table a stage registers (its logical plan, before it is written to
 //! the scratch folder), where the identity stage runs and each SQL trait's query, in the order
-//! a run makes them. `compile::script` turns the list into SQL for another engine.
+//! a run makes them. `script::script` turns the list into SQL for another engine.
 
 use std::sync::{Arc, Mutex};
 
@@ -9,8 +9,8 @@ use chrono::{DateTime, Utc};
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
-use crate::compile::script::Step;
 use crate::error::EngineResult;
+use crate::script::script::Step;
 use crate::spec::Space;
 
 /// The steps recorded so far; a session extension.
@@ -66,14 +66,14 @@ pub async fn capture(space: &Space, as_of: DateTime<Utc>) -> EngineResult<Vec<St
     Ok(steps)
 }
 
-/// `space` as one script in `dialect` (see [`crate::compile::script`]), planned from a first
+/// `space` as one script in `dialect` (see [`crate::script::script`]), planned from a first
 /// run as of `as_of` over the space's data as it is now.
 pub async fn script(
     space: &Space,
     as_of: DateTime<Utc>,
-    dialect: crate::compile::unparse::SqlDialect,
+    dialect: crate::script::unparse::SqlDialect,
 ) -> EngineResult<String> {
-    use crate::compile::script::{RAW_SUFFIX, ScriptHeader, render};
+    use crate::script::script::{RAW_SUFFIX, ScriptHeader, render};
     use crate::spec::Preset;
     let steps = capture(space, as_of).await?;
     let mut raw = Vec::new();

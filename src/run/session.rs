@@ -9,8 +9,8 @@ use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::SessionContext;
 use deltalake::delta_datafusion::DeltaSessionContext;
 
-use crate::compile::functions;
 use crate::error::EngineResult;
+use crate::functions;
 use crate::store::objects::Location;
 
 /// How a session may use the machine.
@@ -52,7 +52,7 @@ pub fn new_session(opts: &SessionOptions) -> EngineResult<SessionContext> {
     for f in functions::all() {
         ctx.register_udf(f.as_ref().clone());
     }
-    for f in crate::compile::aggregates::all() {
+    for f in crate::plan::aggregates::all() {
         ctx.register_udaf(f.as_ref().clone());
     }
     Ok(ctx)

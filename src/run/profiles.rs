@@ -13,13 +13,13 @@ use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder, col, lit};
 use datafusion::prelude::SessionContext;
 
 use super::sql_traits::SqlTraitResult;
-use crate::compile::identity::ResolvedRules;
-use crate::compile::profiles::{
+use crate::error::{EngineError, EngineResult};
+use crate::plan::identity::ResolvedRules;
+use crate::plan::profiles::{
     CustomTrait, IdColumn, TraitTable, column_name, custom_trait_type, custom_traits_plan,
     join_traits, profile_base_plan,
 };
-use crate::compile::traits::{TraitColumn, TraitQuery, computed_traits_plan, empty_value};
-use crate::error::{EngineError, EngineResult};
+use crate::plan::traits::{TraitColumn, TraitQuery, computed_traits_plan, empty_value};
 use crate::spec::{ComputedTraitDef, Diagnostic, EntityType, Space, query};
 
 const TRAIT_KEYS: &str = include_str!("../../queries/profiles/trait_keys.sql");

@@ -31,7 +31,7 @@ pub fn deep_entries(text: &str) -> Option<Vec<(String, &str)>> {
     }
     let mut out = Vec::new();
     let mut bad_key = false;
-    super::functions::each_entry(text.trim(), |k, v| match key_text(k) {
+    crate::functions::each_entry(text.trim(), |k, v| match key_text(k) {
         Some(k) => out.push((k, v)),
         None => bad_key = true,
     });
@@ -47,13 +47,13 @@ fn key_text(raw: &str) -> Option<String> {
     }
 }
 
-/// What a raw JSON value holds, as [`super::functions::json_value_kind`] names it; objects
+/// What a raw JSON value holds, as [`crate::functions::json_value_kind`] names it; objects
 /// and arrays are told by their first byte, so their depth does not matter.
 pub fn raw_kind(raw: &str) -> Option<&'static str> {
     match raw.as_bytes().first()? {
         b'{' => Some("object"),
         b'[' => Some("array"),
-        _ => parse(raw).map(|v| super::functions::json_value_kind(&v)),
+        _ => parse(raw).map(|v| crate::functions::json_value_kind(&v)),
     }
 }
 

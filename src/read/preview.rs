@@ -9,12 +9,12 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::logical_expr::col;
 use datafusion::prelude::SessionContext;
 
-use super::{RunOptions, audiences, evaluate, new_record, output_location};
-use crate::compile::audiences::top_level_conditions;
-use crate::compile::functions::json_object;
-use crate::compile::identity::ResolvedRules;
-use crate::compile::profiles::column_name;
 use crate::error::{EngineError, EngineResult};
+use crate::functions::json_object;
+use crate::plan::audiences::top_level_conditions;
+use crate::plan::identity::ResolvedRules;
+use crate::plan::profiles::column_name;
+use crate::run::{RunOptions, audiences, evaluate, new_record, output_location};
 use crate::spec::{AudienceDef, EntityType, Space};
 
 /// What `cohort preview` prints.
@@ -68,7 +68,7 @@ struct Evaluated {
     /// and per top-level condition.
     ctx: SessionContext,
     /// The folder those tables live in: kept while they are read.
-    _scratch: super::scratch::Scratch,
+    _scratch: crate::run::scratch::Scratch,
     as_of: DateTime<Utc>,
     /// Audience key -> the columns of its top-level conditions, in order.
     top_level: std::collections::BTreeMap<String, Vec<String>>,
@@ -84,7 +84,7 @@ async fn evaluate_audiences(space: &Space, opts: &RunOptions) -> EngineResult<Ev
     let started = Utc::now();
     let out = output_location(space)?;
     let mut rec = new_record(space, opts, "preview", started);
-    let ev = evaluate(space, opts, &super::Quiet, &out, &mut rec).await?;
+    let ev = evaluate(space, opts, &crate::run::Quiet, &out, &mut rec).await?;
     let parsed = audiences::parsed_audiences(space)?;
     let inputs = audiences::session_inputs(&ev.ctx, rec.profiles.as_ref()).await?;
     let as_of_micros = rec.as_of.timestamp_micros();
@@ -96,9 +96,9 @@ async fn evaluate_audiences(space: &Space, opts: &RunOptions) -> EngineResult<Ev
     )
     .await?;
     let ctx = ev.ctx.clone();
-    super::keep(&ctx, plans.users, "preview_users", Some(ev.scratch.path())).await?;
+    crate::run::keep(&ctx, plans.users, "preview_users", Some(ev.scratch.path())).await?;
     if let Some(a) = plans.accounts {
-        super::keep(&ctx, a, "preview_accounts", Some(ev.scratch.path())).await?;
+        crate::run::keep(&ctx, a, "preview_accounts", Some(ev.scratch.path())).await?;
     }
     Ok(Evaluated {
         ctx,
@@ -255,7 +255,7 @@ pub async fn explain_audience(
     id_value: &str,
     opts: &RunOptions,
 ) -> EngineResult<AudienceExplanation> {
-    use crate::compile::traits::{EventScope, chain_filter};
+    use crate::plan::traits::{EventScope, chain_filter};
     use crate::spec::query::ast;
     let def = audience(space, key)?;
     let ev = evaluate_audiences(space, opts).await?;

@@ -31,7 +31,7 @@ use datafusion::logical_expr::{
 };
 use datafusion::physical_expr::expressions::Literal;
 
-use super::functions::{Texts, text_array};
+use crate::functions::{Texts, text_array};
 
 /// What a bag aggregate returns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

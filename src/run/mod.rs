@@ -10,11 +10,8 @@ pub mod abandoned;
 pub mod audiences;
 pub mod capture;
 mod events_stage;
-pub mod explain;
 pub mod files;
-pub mod history;
 pub mod identity;
-pub mod preview;
 pub mod profiles;
 mod publish;
 pub mod record;
@@ -340,7 +337,7 @@ async fn evaluate_in(
     // Stages 3 and 4: profiles and traits.
     let t = Instant::now();
     progress.stage_started("traits");
-    let rules = crate::compile::identity::ResolvedRules::from_spec(&space.identity);
+    let rules = crate::plan::identity::ResolvedRules::from_spec(&space.identity);
     let sql = sql_traits::run_sql_traits(&ctx, space).await?;
     let profile_stats =
         profiles::run_profiles(&ctx, space, &rules, as_of_micros, &sql, scratch_dir).await?;
@@ -407,7 +404,7 @@ async fn compute(
     scratch: &scratch::Scratch,
 ) -> EngineResult<Evaluation> {
     let ev = evaluate_with(scratch.clone(), space, opts, progress, out, rec).await?;
-    let rules = crate::compile::identity::ResolvedRules::from_spec(&space.identity);
+    let rules = crate::plan::identity::ResolvedRules::from_spec(&space.identity);
     let Evaluation {
         ctx,
         scratch,
@@ -445,7 +442,7 @@ pub(crate) async fn capture_run(
     space: &Space,
     as_of: DateTime<Utc>,
 ) -> EngineResult<()> {
-    use crate::compile::script::Step;
+    use crate::script::script::Step;
     let opts = RunOptions {
         as_of: Some(as_of),
         full_rebuild: true,
@@ -464,7 +461,7 @@ pub(crate) async fn capture_run(
     )
     .await?;
     let ctx = &ev.ctx;
-    let rules = crate::compile::identity::ResolvedRules::from_spec(&space.identity);
+    let rules = crate::plan::identity::ResolvedRules::from_spec(&space.identity);
     audiences::run_audiences(
         ctx,
         space,
@@ -497,15 +494,6 @@ pub(crate) async fn capture_run(
     Ok(())
 }
 
-/// A session for reading a space: the `events` view and source views as of `as_of`, and every
-/// published table at the version of the last good run.
-pub async fn query_session(space: &Space, as_of: DateTime<Utc>) -> EngineResult<SessionContext> {
-    let ctx = session::new_session(&session::SessionOptions::default())?;
-    register_events(&ctx, space, as_of, None, None).await?;
-    register_published(&ctx, space).await?;
-    Ok(ctx)
-}
-
 /// Registers every table of the space's last good run by name, at its published version,
 /// unless the session already has a table of that name (a run's own tables win).
 pub async fn register_published(ctx: &SessionContext, space: &Space) -> EngineResult<()> {
@@ -523,19 +511,4 @@ pub async fn register_published(ctx: &SessionContext, space: &Space) -> EngineRe
         )?;
     }
     Ok(())
-}
-
-/// Opens a published table of a space at the manifest's version, for reading.
-pub async fn published_table(
-    space: &Space,
-    table: &str,
-) -> EngineResult<Option<Arc<dyn datafusion::catalog::TableProvider>>> {
-    let out = output_location(space)?;
-    let Some(m) = manifest::read(&out).await? else {
-        return Ok(None);
-    };
-    let Some(v) = m.tables.get(table) else {
-        return Ok(None);
-    };
-    Ok(Some(delta::provider(&out.child(table), *v).await?))
 }

@@ -13,8 +13,8 @@ use datafusion::prelude::{SessionContext, col, lit};
 
 use super::record::RunRecord;
 use super::{capture, files, sources};
-use crate::compile::events as ev;
 use crate::error::{EngineError, EngineResult};
+use crate::plan::events as ev;
 use crate::spec::Space;
 
 /// Stage 1: reads every source, registers the `events` view (good, deduplicated events up to

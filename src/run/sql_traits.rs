@@ -26,9 +26,9 @@ use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder, cast as cast_exp
 use datafusion::prelude::{SessionContext, col, lit};
 
 use crate::analyze::sql_trait::check_sql_trait;
-use crate::compile::identity::{IdType, ResolvedRules, occurrences_from_raw};
 use crate::error::{EngineError, EngineResult};
 use crate::identity::{new_profile_id, text_column};
+use crate::plan::identity::{IdType, ResolvedRules, occurrences_from_raw};
 use crate::spec::{Space, SqlTraitDef, format_duration, parse_duration, slash_path};
 
 /// The most trait columns a SQL trait may return besides its identifier column.
