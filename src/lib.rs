@@ -4,36 +4,55 @@
 //! bucket), evaluates the definitions of a *space* (identity rules, computed traits, SQL traits,
 //! audiences) as DataFusion plans, and publishes the results as Delta Lake tables.
 //!
-//! # The pipeline
+//! # The map
 //!
 //! ```text
-//!  space folder ──spec──▶ typed definitions (file:line:col on every error)
+//!  space folder ──spec──▶ definitions with spans (file:line:col on every error)
 //!        │
-//!     analyze   sources can be opened, names bound, dependency order
+//!     analyze    sources opened, names bound, dependency order
 //!        │
-//!     compile   definitions ─▶ DataFusion LogicalPlans (builders, never string-built SQL)
+//!     plan       definitions ─▶ DataFusion LogicalPlans (builders, never SQL text);
+//!        │       functions: Cohort's UDFs and UDAFs, registered in one place
 //!        │
-//!     engine    one run = one SessionContext + one as-of time; stages in order
-//!        │      (events ─▶ identity ─▶ profiles ─▶ traits ─▶ audiences ─▶ changes)
+//!     run        one run = RunCtx (session, space, as-of, output, sink) and the stages in
+//!        │       order: events ─▶ identity ─▶ sql_traits ─▶ profiles ─▶ audiences, then publish
 //!        ▼
-//!     store     object stores from URLs, Delta tables, atomic publish, leases, run history
+//!     store      object stores from URLs, Delta tables, manifest, leases, the runs table
 //!        ▼
-//!     serve     Profile API (from an index built per published run), Postgres-wire SQL,
-//!               CSV export, webhook destinations; `schedule` says when runs happen
+//!     read       query sessions over the last good run, explain, preview
+//!        ▼
+//!     serve      Profile API, Postgres-wire SQL, CSV export, destinations; `schedule` says
+//!                when runs happen
 //! ```
 //!
-//! `generate` writes realistic sample data for every source preset; `cli` drives it all and
-//! wires `serve` and `schedule` together for `cohort serve`.
+//! `script` turns the plans a run records into SQL for another engine (`cohort compile
+//! --script`); `identity` is the connected-components replay; `generate` writes sample data;
+//! `cli` drives it all. docs/architecture.md says how to add a stage, a UDF or a dialect.
 //!
 //! # Dependency direction
 //!
-//! Imports point one way, from the top of this list to the bottom, never back up:
+//! A module names (with `crate::`) only the modules on its line; `tests/it/layers.rs` reads
+//! this table and fails when the code says otherwise:
 //!
-//! `cli` ─▶ `serve`, `schedule` ─▶ `engine` ─▶ `compile` ─▶ `analyze` ─▶ `spec`;
-//! `engine` ─▶ `identity`, `store` (`identity` uses only DataFusion); `analyze` ─▶ `store` (to open source URLs);
-//! `generate` ─▶ `store`. `error` is used by all and uses none of them.
-//! `spec` knows nothing of DataFusion, `store` knows nothing of definitions, and nothing
-//! depends on `cli`.
+//! ```text
+//!  cli       ─▶ (anything)
+//!  serve     ─▶ read, store, spec, error
+//!  schedule  ─▶ spec, error
+//!  read      ─▶ run, plan, functions, identity, analyze, store, spec, error
+//!  run       ─▶ script, plan, functions, identity, analyze, store, spec, error
+//!  script    ─▶ plan, functions, identity, spec, error
+//!  plan      ─▶ functions, analyze, spec, error
+//!  analyze   ─▶ spec, store, error
+//!  generate  ─▶ store, spec, error
+//!  store     ─▶ error
+//!  functions ─▶ error
+//!  identity  ─▶ error
+//!  error     ─▶ spec
+//!  spec      ─▶ (nothing)
+//! ```
+//!
+//! `serve` never names `run`: it reads published runs through `read`. `spec` knows nothing of
+//! DataFusion, `store` nothing of definitions, and nothing depends on `cli`.
 
 pub mod analyze;
 pub mod cli;

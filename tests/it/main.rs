@@ -16,6 +16,7 @@ mod identity;
 mod identity_runs;
 mod identity_sql;
 mod interop;
+mod layers;
 mod leftovers;
 mod pg;
 mod presets;
