@@ -15,8 +15,8 @@ use datafusion::logical_expr::{
     Expr, ExprFunctionExt, LogicalPlan, LogicalPlanBuilder, Operator, TryCast, col, lit,
 };
 
-use super::aggregates;
 use super::junction::balanced;
+use crate::functions::aggregates;
 use crate::functions::{as_json_get, json_get, json_paths};
 use crate::spec::query::ast::{self, Comparator, Filter, Literal, Operand, ReducerKind, Span};
 use datafusion::functions::core::expr_fn::get_field;
