@@ -222,7 +222,7 @@ fn flattened_object(schema: &DFSchema, kind: TableKind, partition_column: &str) 
 }
 
 /// `context_*` columns (and `channel`) as one JSON object with the prefix removed; a path
-/// like `context.device.id` then finds `device_id` (see [`super::functions::lookup`]).
+/// like `context.device.id` then finds `device_id` (see [`crate::functions::lookup`]).
 fn context_object(schema: &DFSchema) -> Expr {
     let pairs: Vec<(String, Expr)> = schema
         .fields()

@@ -1,7 +1,6 @@
 //! Definitions to DataFusion LogicalPlans, built with `LogicalPlanBuilder` and expression
 //! builders, never with SQL text. SQL is only ever an output of this module.
 
-pub mod aggregates;
 pub mod audiences;
 pub mod events;
 pub mod identity;

@@ -52,7 +52,7 @@ pub fn new_session(opts: &SessionOptions) -> EngineResult<SessionContext> {
     for f in functions::all() {
         ctx.register_udf(f.as_ref().clone());
     }
-    for f in crate::plan::aggregates::all() {
+    for f in crate::functions::aggregates::all() {
         ctx.register_udaf(f.as_ref().clone());
     }
     Ok(ctx)

@@ -136,7 +136,7 @@ pub fn compile_session() -> Result<(SessionContext, LogicalPlan)> {
     for f in crate::functions::all() {
         ctx.register_udf(f.as_ref().clone());
     }
-    for f in crate::plan::aggregates::all() {
+    for f in crate::functions::aggregates::all() {
         ctx.register_udaf(f.as_ref().clone());
     }
     let schema = profile_events_schema();
