@@ -158,7 +158,11 @@ pub fn steps(d: &dyn ScriptDialect, types: &[IdType]) -> Result<Vec<String>> {
 
     // 3. Replay of the components that break a limit.
     out.push(step(d, "id_violating", shared::VIOLATING)?);
-    out.extend(d.replay(&query_sql(shared::REPLAY_INPUT, d)?, &limits));
+    let input: Vec<String> = query_sql(shared::REPLAY_INPUT, d)?
+        .lines()
+        .map(|l| format!("    {l}"))
+        .collect();
+    out.extend(d.replay(&input.join("\n"), &limits));
     out.push(step(
         d,
         "id_dropped",

@@ -92,7 +92,10 @@ fn same_columns(a: &Fields, b: &Fields) -> bool {
 /// Reads of an earlier stage table stay reads of it: DataFusion inlines a view's plan where it
 /// is scanned (as a subquery aliased by the view's name); the script made the table before,
 /// so the subquery becomes a scan of that table again.
-pub(super) fn opaque_views(plan: LogicalPlan, tables: &[(&str, &LogicalPlan)]) -> Result<LogicalPlan> {
+pub(super) fn opaque_views(
+    plan: LogicalPlan,
+    tables: &[(&str, &LogicalPlan)],
+) -> Result<LogicalPlan> {
     use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
     use datafusion::logical_expr::builder::LogicalTableSource;
     use datafusion::logical_expr::{LogicalPlanBuilder, SubqueryAlias};
@@ -145,4 +148,3 @@ pub(super) fn raw_scans(
     })
     .map(|t| t.data)
 }
-

@@ -127,15 +127,11 @@ fn functions() -> Vec<String> {
     ]
 }
 
-
 fn components() -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    out.push(
+    vec![
         "CREATE TABLE id_components AS SELECT node, node AS component FROM id_nodes".into(),
-    );
-    out.push("CREATE UNIQUE INDEX ON id_components (node)".into());
-    out.push("CREATE INDEX ON id_adjacency (node)".into());
-    out.push(
+        "CREATE UNIQUE INDEX ON id_components (node)".into(),
+        "CREATE INDEX ON id_adjacency (node)".into(),
         "-- Min-label propagation. Every round each identifier takes the smallest label among\n\
          -- itself and its neighbours, then labels jump to their label's label. Labels only\n\
          -- decrease and are always a node of the same component. Loop condition: stop after a\n\
@@ -165,8 +161,7 @@ fn components() -> Vec<String> {
          END\n\
          $$"
         .into(),
-    );
-    out
+    ]
 }
 
 fn replay(input: &str, limits: &[u64]) -> Vec<String> {
@@ -187,9 +182,7 @@ fn replay(input: &str, limits: &[u64]) -> Vec<String> {
             .into(),
     );
     out.push("CREATE INDEX ON id_replayed (profile_key)".into());
-    out.push(
-        "CREATE TABLE id_replay_state (profile_key bigint PRIMARY KEY, age bigint)".into(),
-    );
+    out.push("CREATE TABLE id_replay_state (profile_key bigint PRIMARY KEY, age bigint)".into());
     out.push(
         "CREATE TABLE id_replay_dropped (message_id text, timestamp timestamptz, node bigint, broken integer)"
             .into(),
