@@ -211,20 +211,20 @@ SELECT o.component, o.message_id, o.timestamp,
        ROW_NUMBER() OVER (PARTITION BY o.component ORDER BY o.timestamp, o.message_id) AS seq,
        list(struct_pack(n := o.node, t := o.rank) ORDER BY o.rank, o.id_value) AS ids
 FROM (
-SELECT
-  c.component,
-  o.message_id,
-  o.timestamp,
-  o.node,
-  o.rank,
-  o.id_type,
-  o.id_value
-FROM
-  id_occurrences o
-  JOIN id_components c ON o.node = c.node
-  JOIN id_violating v ON c.component = v.component
-WHERE
-  o.violation IS NULL ORDER BY c.component, o.timestamp, o.message_id, o.rank, o.id_value
+    SELECT
+      c.component,
+      o.message_id,
+      o.timestamp,
+      o.node,
+      o.rank,
+      o.id_type,
+      o.id_value
+    FROM
+      id_occurrences o
+      JOIN id_components c ON o.node = c.node
+      JOIN id_violating v ON c.component = v.component
+    WHERE
+      o.violation IS NULL ORDER BY c.component, o.timestamp, o.message_id, o.rank, o.id_value
 ) AS o
 GROUP BY o.component, o.message_id, o.timestamp;
 
@@ -240,40 +240,40 @@ GROUP BY o.component, o.message_id, o.timestamp;
 -- proportion to the component's state, so a component of E events costs O(E^2).
 CREATE TABLE id_replay_state AS
 WITH RECURSIVE rp(component, seq, owner, profs, dropped) USING KEY (component) AS (
-SELECT component, 0::BIGINT,
-       []::STRUCT(n BIGINT, t INTEGER, p BIGINT)[],
-       []::STRUCT(p BIGINT, age BIGINT, c BIGINT[])[],
-       []::STRUCT(message_id VARCHAR, ts TIMESTAMPTZ, n BIGINT, broken INTEGER)[]
-FROM id_violating
-UNION
-SELECT component, seq,
-       list_concat(
-           list_transform(owner, lambda o: CASE WHEN list_contains(matched, o.p)
-               THEN struct_pack(n := o.n, t := o.t, p := target.p) ELSE o END),
-           list_transform(list_filter(io[1:kept], lambda x: x.p IS NULL),
-               lambda x: struct_pack(n := x.n, t := x.t, p := target.p))),
-       list_concat(
-           list_filter(profs, lambda q: NOT list_contains(matched, q.p)),
-           [struct_pack(p := target.p, age := target.age, c := list_transform(range(len([1, 5, 5]::BIGINT[])), lambda ty:
-               coalesce(list_sum(list_transform(list_filter(profs, lambda q: list_contains(matched, q.p)), lambda q: q.c[ty + 1])), 0)
-               + len(list_filter(io[1:kept], lambda x: x.p IS NULL AND x.t = ty))))]),
-       list_concat(dropped, list_transform(range(kept + 1, len(io) + 1),
-           lambda j: struct_pack(message_id := message_id, ts := "timestamp", n := io[j].n,
-                                 broken := cohort_id_broken(profs, io[1:j], [1, 5, 5]::BIGINT[]))))
-FROM (
-    SELECT *, cohort_id_matched(io[1:kept]) AS matched,
-           cohort_id_target(profs, io[1:kept], seq) AS target
+    SELECT component, 0::BIGINT,
+           []::STRUCT(n BIGINT, t INTEGER, p BIGINT)[],
+           []::STRUCT(p BIGINT, age BIGINT, c BIGINT[])[],
+           []::STRUCT(message_id VARCHAR, ts TIMESTAMPTZ, n BIGINT, broken INTEGER)[]
+    FROM id_violating
+    UNION
+    SELECT component, seq,
+           list_concat(
+               list_transform(owner, lambda o: CASE WHEN list_contains(matched, o.p)
+                   THEN struct_pack(n := o.n, t := o.t, p := target.p) ELSE o END),
+               list_transform(list_filter(io[1:kept], lambda x: x.p IS NULL),
+                   lambda x: struct_pack(n := x.n, t := x.t, p := target.p))),
+           list_concat(
+               list_filter(profs, lambda q: NOT list_contains(matched, q.p)),
+               [struct_pack(p := target.p, age := target.age, c := list_transform(range(len([1, 5, 5]::BIGINT[])), lambda ty:
+                   coalesce(list_sum(list_transform(list_filter(profs, lambda q: list_contains(matched, q.p)), lambda q: q.c[ty + 1])), 0)
+                   + len(list_filter(io[1:kept], lambda x: x.p IS NULL AND x.t = ty))))]),
+           list_concat(dropped, list_transform(range(kept + 1, len(io) + 1),
+               lambda j: struct_pack(message_id := message_id, ts := "timestamp", n := io[j].n,
+                                     broken := cohort_id_broken(profs, io[1:j], [1, 5, 5]::BIGINT[]))))
     FROM (
-        SELECT *, cohort_id_kept(profs, io, [1, 5, 5]::BIGINT[]) AS kept
+        SELECT *, cohort_id_matched(io[1:kept]) AS matched,
+               cohort_id_target(profs, io[1:kept], seq) AS target
         FROM (
-            SELECT r.component, e.seq, r.owner, r.profs, r.dropped, e.message_id, e."timestamp",
-                   list_transform(e.ids, lambda x: struct_pack(n := x.n, t := x.t,
-                       p := list_filter(r.owner, lambda o: o.n = x.n)[1].p)) AS io
-            FROM rp r
-            JOIN id_replay_events e ON e.component = r.component AND e.seq = r.seq + 1
-        ) AS step_owned
-    ) AS step_kept
-) AS step
+            SELECT *, cohort_id_kept(profs, io, [1, 5, 5]::BIGINT[]) AS kept
+            FROM (
+                SELECT r.component, e.seq, r.owner, r.profs, r.dropped, e.message_id, e."timestamp",
+                       list_transform(e.ids, lambda x: struct_pack(n := x.n, t := x.t,
+                           p := list_filter(r.owner, lambda o: o.n = x.n)[1].p)) AS io
+                FROM rp r
+                JOIN id_replay_events e ON e.component = r.component AND e.seq = r.seq + 1
+            ) AS step_owned
+        ) AS step_kept
+    ) AS step
 )
 SELECT component, owner, dropped FROM rp;
 
