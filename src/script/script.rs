@@ -1,7 +1,7 @@
 //! A whole space as one SQL script for another engine (`cohort compile --script`): the stage
 //! plans a first run makes, in order, each unparsed into a `CREATE TABLE ... AS` statement of
 //! the target dialect, the identity stage as the statements of [`super::sql_identity`], and
-//! Cohort's own functions rewritten into the dialect's built-ins (see [`super::dialect`]).
+//! Cohort's own functions rewritten into the dialect's built-ins (see [`ScriptDialect`]).
 //!
 //! The script reads the sources as tables: an `events`-preset source `web` from `web_raw`, a
 //! warehouse-preset source `web` from `web.tracks`, `web.identifies`, ... (the schema is the
@@ -12,6 +12,7 @@
 use datafusion::common::Result;
 use datafusion::logical_expr::LogicalPlan;
 
+use super::dialect::{ScriptDialect, plan_sql, prelude};
 use super::unparse::SqlDialect;
 use crate::plan::identity::IdType;
 
@@ -49,6 +50,16 @@ pub fn render(
     header: &ScriptHeader<'_>,
     raw: &[(String, String)],
 ) -> Result<String> {
+    render_in(steps, dialect.script_or_err()?, header, raw)
+}
+
+/// [`render`] in `d`.
+pub fn render_in(
+    steps: &[Step],
+    d: &dyn ScriptDialect,
+    header: &ScriptHeader<'_>,
+    raw: &[(String, String)],
+) -> Result<String> {
     use std::fmt::Write;
     let mut out = String::new();
     let _ = writeln!(
@@ -57,35 +68,36 @@ pub fn render(
          -- Reads: {}.\n\
          -- Writes every stage table, then the published tables. Run it as a whole, in order.\n",
         header.space,
-        dialect.as_str(),
+        d.selector().as_str(),
         header.as_of,
         header.sources.join(", "),
     );
-    for s in super::dialect::prelude(dialect) {
+    for s in prelude(d) {
         let _ = writeln!(out, "{s};\n");
     }
-    for s in super::sql_identity::functions(dialect)? {
+    for s in d.identity_functions() {
         let _ = writeln!(out, "{};\n", s.trim_end().trim_end_matches(';'));
     }
     let mut tables: Vec<(&str, &LogicalPlan)> = Vec::new();
     for step in steps {
         match step {
             Step::Table { name, plan } => {
-                let sql = super::dialect::plan_sql(plan, dialect, raw, &tables)?;
+                let sql = plan_sql(plan, d, raw, &tables)?;
                 tables.push((name, plan));
-                create(&mut out, name, &sql);
+                create(&mut out, d, name, &sql);
             }
             Step::Identity { occurrences, types } => {
-                let sql = super::dialect::plan_sql(occurrences, dialect, raw, &tables)?;
+                let sql = plan_sql(occurrences, d, raw, &tables)?;
                 let _ = writeln!(out, "-- The identity stage.");
-                create(&mut out, "id_occurrences", &sql);
-                for s in super::sql_identity::statements(dialect, types)? {
+                create(&mut out, d, "id_occurrences", &sql);
+                for s in super::sql_identity::steps(d, types)? {
                     let _ = writeln!(out, "{};\n", s.trim_end().trim_end_matches(';'));
                 }
             }
             Step::Published { name, from } => {
                 if name != from {
-                    create(&mut out, name, &format!("SELECT * FROM {}", quote(from)));
+                    let sql = format!("SELECT * FROM {}", d.quote_ident(from));
+                    create(&mut out, d, name, &sql);
                 }
             }
         }
@@ -93,16 +105,13 @@ pub fn render(
     Ok(out)
 }
 
-fn quote(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-fn create(out: &mut String, name: &str, sql: &str) {
+/// `DROP TABLE IF EXISTS name; CREATE TABLE name AS sql;` in `d`.
+fn create(out: &mut String, d: &dyn ScriptDialect, name: &str, sql: &str) {
     use std::fmt::Write;
-    let q = quote(name);
     let _ = writeln!(
         out,
-        "DROP TABLE IF EXISTS {q};\nCREATE TABLE {q} AS\n{};\n",
-        sql.trim_end()
+        "{};\n{};\n",
+        d.drop_table(name),
+        d.create_table_as(name, sql)
     );
 }

@@ -61,37 +61,39 @@ CREATE OR REPLACE MACRO cohort_id_target(profs, io, step) AS
             lambda q: struct_pack(age := q.age, p := q.p)))[1],
         struct_pack(age := step::BIGINT, p := io[1].n));
 
-DROP TABLE IF EXISTS id_types;
+DROP TABLE IF EXISTS "id_types";
 
-DROP TABLE IF EXISTS id_nodes;
+DROP TABLE IF EXISTS "id_nodes";
 
-DROP TABLE IF EXISTS id_edges;
+DROP TABLE IF EXISTS "id_edges";
 
-DROP TABLE IF EXISTS id_adjacency;
+DROP TABLE IF EXISTS "id_adjacency";
 
-DROP TABLE IF EXISTS id_violating;
+DROP TABLE IF EXISTS "id_violating";
 
-DROP TABLE IF EXISTS id_replay_events;
+DROP TABLE IF EXISTS "id_replay_events";
 
-DROP TABLE IF EXISTS id_replayed;
+DROP TABLE IF EXISTS "id_replayed";
 
-DROP TABLE IF EXISTS id_dropped;
+DROP TABLE IF EXISTS "id_replay_dropped";
 
-DROP TABLE IF EXISTS id_node_keys;
+DROP TABLE IF EXISTS "id_dropped";
 
-DROP TABLE IF EXISTS id_keyed;
+DROP TABLE IF EXISTS "id_node_keys";
 
-DROP TABLE IF EXISTS id_profile_ids;
+DROP TABLE IF EXISTS "id_keyed";
 
-DROP TABLE IF EXISTS id_replay_state;
+DROP TABLE IF EXISTS "id_profile_ids";
 
-DROP TABLE IF EXISTS id_components;
+DROP TABLE IF EXISTS "id_replay_state";
 
-DROP TABLE IF EXISTS id_identities;
+DROP TABLE IF EXISTS "id_components";
 
-DROP TABLE IF EXISTS id_event_profiles;
+DROP TABLE IF EXISTS "id_identities";
 
-DROP TABLE IF EXISTS id_violations;
+DROP TABLE IF EXISTS "id_event_profiles";
+
+DROP TABLE IF EXISTS "id_violations";
 
 -- The identifier types: rank (0 = highest priority), limit per profile, and the detail
 -- an identifier dropped for breaking the limit records.
@@ -99,30 +101,66 @@ CREATE TABLE id_types (id_type text, rank integer, id_limit bigint, limit_detail
 
 INSERT INTO id_types VALUES ('user_id', 0, 1, 'keeping it would put more than 1 user_id on one profile'), ('email', 1, 5, 'keeping it would put more than 5 email on one profile'), ('anonymous_id', 2, 5, 'keeping it would put more than 5 anonymous_id on one profile');
 
--- Every usable identifier once.
-CREATE TABLE id_nodes AS
-SELECT node, id_type, MIN(id_value) AS id_value, MIN(rank) AS rank
-FROM id_occurrences
-WHERE violation IS NULL
-GROUP BY node, id_type;
+-- Every usable identifier once: its node code, type, value and rank. `spellings` counts the
+-- distinct values behind one code (more than one is a 64-bit code collision, checked by the
+-- engine).
+CREATE TABLE "id_nodes" AS
+SELECT
+  node,
+  id_type,
+  MIN(id_value) AS id_value,
+  COUNT(DISTINCT id_value) AS spellings,
+  MIN(rank) AS rank
+FROM
+  id_occurrences
+WHERE
+  violation IS NULL
+GROUP BY
+  node, id_type;
 
--- The graph: an event links every usable identifier it carries to its smallest node.
-CREATE TABLE id_edges AS
+-- The identity graph's edges: an event links every usable identifier it carries to one of
+-- them (the smallest node code), so an event with k identifiers adds k - 1 edges (a star, not
+-- a clique). Edges are deduplicated and always written with a < b.
+CREATE TABLE "id_edges" AS
 WITH usable AS (
-    SELECT message_id, node FROM id_occurrences WHERE violation IS NULL
-),
-hubs AS (
-    SELECT message_id, MIN(node) AS hub FROM usable GROUP BY message_id
+  SELECT
+    message_id,
+    node
+  FROM
+    id_occurrences
+  WHERE
+    violation IS NULL
+), hubs AS (
+  SELECT
+    message_id,
+    MIN(node) AS hub
+  FROM
+    usable
+  GROUP BY
+    message_id
 )
-SELECT DISTINCT h.hub AS a, u.node AS b
-FROM usable u
-JOIN hubs h ON u.message_id = h.message_id
-WHERE u.node <> h.hub;
+SELECT DISTINCT
+  h.hub AS a,
+  u.node AS b
+FROM
+  usable u
+  JOIN hubs h ON u.message_id = h.message_id
+WHERE
+  u.node <> h.hub;
 
-CREATE TABLE id_adjacency AS
-SELECT a AS node, b AS nbr FROM id_edges
+-- Both directions of every edge, for the label propagation.
+CREATE TABLE "id_adjacency" AS
+SELECT
+  a AS node,
+  b AS nbr
+FROM
+  id_edges
 UNION ALL
-SELECT b AS node, a AS nbr FROM id_edges;
+SELECT
+  b AS node,
+  a AS nbr
+FROM
+  id_edges;
 
 -- Min-label propagation as a recursive CTE keyed by node: every identifier starts
 -- with its own node as label; each iteration, the neighbours of the identifiers whose
@@ -143,29 +181,52 @@ WITH RECURSIVE labels(node, component) USING KEY (node) AS (
 )
 SELECT node, component FROM labels;
 
--- Components holding more values of some type than its limit: only these are replayed.
-CREATE TABLE id_violating AS
-SELECT DISTINCT component
-FROM (
-    SELECT c.component, n.id_type, t.id_limit, COUNT(*) AS n_values
-    FROM id_components c
-    JOIN id_nodes n ON c.node = n.node
-    JOIN id_types t ON n.id_type = t.id_type
-    GROUP BY c.component, n.id_type, t.id_limit
-) AS per_type
-WHERE n_values > id_limit;
+-- Components that hold more values of some type than its limit allows. Only these need the
+-- sequential replay: in any other component no event can ever break a limit, so the whole
+-- component is one profile, exactly as the sequential algorithm would build it.
+CREATE TABLE "id_violating" AS
+SELECT DISTINCT
+  component
+FROM
+  (
+    SELECT
+      c.component,
+      n.id_type,
+      t.id_limit,
+      COUNT(*) AS n_values
+    FROM
+      id_components c
+      JOIN id_nodes n ON c.node = n.node
+      JOIN id_types t ON n.id_type = t.id_type
+    GROUP BY
+      c.component, n.id_type, t.id_limit
+  ) AS per_type
+WHERE
+  n_values > id_limit;
 
 -- The events of violating components, numbered in the order the sequential rule takes
 -- them, (timestamp, message_id), each with its identifiers by priority, then value.
 CREATE TABLE id_replay_events AS
-SELECT c.component, o.message_id, o.timestamp,
-       ROW_NUMBER() OVER (PARTITION BY c.component ORDER BY o.timestamp, o.message_id) AS seq,
+SELECT o.component, o.message_id, o.timestamp,
+       ROW_NUMBER() OVER (PARTITION BY o.component ORDER BY o.timestamp, o.message_id) AS seq,
        list(struct_pack(n := o.node, t := o.rank) ORDER BY o.rank, o.id_value) AS ids
-FROM id_occurrences o
-JOIN id_components c ON o.node = c.node
-JOIN id_violating v ON c.component = v.component
-WHERE o.violation IS NULL
-GROUP BY c.component, o.message_id, o.timestamp;
+FROM (
+    SELECT
+      c.component,
+      o.message_id,
+      o.timestamp,
+      o.node,
+      o.rank,
+      o.id_type,
+      o.id_value
+    FROM
+      id_occurrences o
+      JOIN id_components c ON o.node = c.node
+      JOIN id_violating v ON c.component = v.component
+    WHERE
+      o.violation IS NULL ORDER BY c.component, o.timestamp, o.message_id, o.rank, o.id_value
+) AS o
+GROUP BY o.component, o.message_id, o.timestamp;
 
 -- Segment's sequential rule, one event per iteration for every violating component at
 -- once, keyed by component. The state: `owner` (identifier -> profile key, the node that
@@ -220,103 +281,185 @@ CREATE TABLE id_replayed AS
 SELECT o.n AS node, o.t AS rank, o.p AS profile_key
 FROM (SELECT unnest(owner) AS o FROM id_replay_state) AS s;
 
-CREATE TABLE id_dropped AS
+CREATE TABLE id_replay_dropped AS
 SELECT d.message_id, d.ts AS timestamp, d.n AS node, d.broken
 FROM (SELECT unnest(dropped) AS d FROM id_replay_state) AS s;
 
--- Each identifier's profile key: its component, or inside a violating component the
--- profile the replay put it in (identifiers dropped everywhere get none).
-CREATE TABLE id_node_keys AS
-SELECT c.node,
-       CASE WHEN v.component IS NULL THEN c.component ELSE r.profile_key END AS profile_key
-FROM id_components c
-LEFT JOIN id_violating v ON c.component = v.component
-LEFT JOIN id_replayed r ON c.node = r.node
-WHERE v.component IS NULL OR r.node IS NOT NULL;
+-- The identifiers the replay dropped, as the run's replay leaves them: the identifier
+-- as the event carried it, and the limit keeping it would have broken.
+CREATE TABLE "id_dropped" AS
+SELECT
+  d.message_id,
+  d.timestamp,
+  d.node,
+  o.id_type,
+  o.id_value,
+  t.limit_detail AS detail
+FROM
+  id_replay_dropped d
+  JOIN id_occurrences o ON d.message_id = o.message_id AND d.node = o.node
+  JOIN id_types t ON d.broken = t.rank
+WHERE
+  o.violation IS NULL;
 
--- Identifiers with their profile key and when they were seen, counting only the events
--- that kept them.
-CREATE TABLE id_keyed AS
-SELECT k.profile_key, o.node, o.id_type,
-       MIN(o.id_value) AS id_value,
-       MIN(o.rank) AS rank,
-       MIN(o.timestamp) AS first_seen,
-       MAX(o.timestamp) AS last_seen
-FROM id_occurrences o
-JOIN id_node_keys k ON o.node = k.node
-LEFT JOIN id_dropped d ON o.message_id = d.message_id AND o.node = d.node
-WHERE o.violation IS NULL AND d.node IS NULL
-GROUP BY k.profile_key, o.node, o.id_type;
+-- Each identifier's profile, as a key: the component itself, or inside a violating component
+-- the profile the replay put it in. Identifiers the replay dropped everywhere get none.
+CREATE TABLE "id_node_keys" AS
+SELECT
+  c.node,
+  CASE
+    WHEN v.component IS NULL THEN
+      c.component
+    ELSE
+      r.profile_key
+  END AS profile_key
+FROM
+  id_components c
+  LEFT JOIN id_violating v ON c.component = v.component
+  LEFT JOIN id_replayed r ON c.node = r.node
+WHERE
+  v.component IS NULL OR r.node IS NOT NULL;
 
--- Every profile is named after its earliest identifier (first seen, then priority,
--- type, value), so a rebuild gives the same ids.
-CREATE TABLE id_profile_ids AS
-SELECT profile_key, cohort_id_profile(node) AS profile_id
-FROM (
-    SELECT profile_key, node,
-           ROW_NUMBER() OVER (
-               PARTITION BY profile_key
-               ORDER BY first_seen, rank, id_type, id_value
-           ) AS rn
-    FROM id_keyed
-) AS ranked
-WHERE rn = 1;
+-- Identifiers with their profile key and when they were seen, counting only the events in
+-- which the identifier was kept (not dropped by a limit).
+CREATE TABLE "id_keyed" AS
+SELECT
+  k.profile_key,
+  o.node,
+  o.id_type,
+  MIN(o.id_value) AS id_value,
+  MIN(o.rank) AS rank,
+  MIN(o.timestamp) AS first_seen,
+  MAX(o.timestamp) AS last_seen
+FROM
+  id_occurrences o
+  JOIN id_node_keys k ON o.node = k.node
+  LEFT JOIN id_dropped d ON o.message_id = d.message_id AND o.node = d.node
+WHERE
+  o.violation IS NULL AND d.node IS NULL
+GROUP BY
+  k.profile_key, o.node, o.id_type;
 
--- The published `identities`.
-CREATE TABLE id_identities AS
-SELECT p.profile_id, k.id_type, k.id_value, k.first_seen, k.last_seen
-FROM id_keyed k
-JOIN id_profile_ids p ON k.profile_key = p.profile_key;
+-- On a full rebuild every profile is a new one, named after its earliest
+-- identifier (first seen, then priority, type, value).
+CREATE TABLE "id_profile_ids" AS
+SELECT
+  profile_key,
+  cohort_id_profile(node) AS profile_id
+FROM
+  (
+    SELECT
+      profile_key,
+      node,
+      first_seen,
+      rank,
+      id_type,
+      id_value
+    FROM
+      (
+        SELECT
+          profile_key,
+          node,
+          first_seen,
+          rank,
+          id_type,
+          id_value,
+          ROW_NUMBER() OVER (
+            PARTITION BY profile_key
+            ORDER BY first_seen, rank, id_type, id_value
+          ) AS rn
+        FROM
+          id_keyed
+      ) AS ranked
+    WHERE
+      rn = 1
+  ) AS firsts;
 
--- Every event's profile: that of its highest-priority usable identifier.
-CREATE TABLE id_event_profiles AS
-SELECT t.message_id, p.profile_id
-FROM (
-    SELECT message_id, node,
-           ROW_NUMBER() OVER (PARTITION BY message_id ORDER BY rank, id_value) AS rn
-    FROM id_occurrences
-    WHERE violation IS NULL
-) AS t
-JOIN id_node_keys k ON t.node = k.node
-JOIN id_profile_ids p ON k.profile_key = p.profile_key
-WHERE t.rn = 1;
+-- The published `identities` table: one row per identifier that belongs to a profile.
+CREATE TABLE "id_identities" AS
+SELECT
+  p.profile_id,
+  k.id_type,
+  k.id_value,
+  k.first_seen,
+  k.last_seen
+FROM
+  id_keyed k
+  JOIN id_profile_ids p ON k.profile_key = p.profile_key;
 
--- The published `identity_violations`: blocked identifiers and limit drops.
-CREATE TABLE id_violations AS
-SELECT o.message_id, o.timestamp, o.id_type, LEFT(o.id_value, 1000) AS id_value,
-       o.violation AS rule, o.violation_detail AS detail, e.profile_id
-FROM id_occurrences o
-LEFT JOIN id_event_profiles e ON o.message_id = e.message_id
-WHERE o.violation IS NOT NULL
+-- Every event's profile: the profile of its highest-priority usable identifier (which the
+-- limit rule never drops).
+CREATE TABLE "id_event_profiles" AS
+SELECT
+  t.message_id,
+  p.profile_id
+FROM
+  (
+    SELECT
+      message_id,
+      ((array_agg(node ORDER BY rank ASC, id_value ASC))[1]) AS node
+    FROM
+      id_occurrences
+    WHERE
+      violation IS NULL
+    GROUP BY
+      message_id
+  ) AS t
+  JOIN id_node_keys k ON t.node = k.node
+  JOIN id_profile_ids p ON k.profile_key = p.profile_key;
+
+-- The published `identity_violations` table: every blocked or malformed identifier and every
+-- identifier a limit dropped, with its event, the rule, and the profile the event went to.
+CREATE TABLE "id_violations" AS
+SELECT
+  o.message_id,
+  o.timestamp,
+  o.id_type,
+  LEFT(o.id_value, 1000) AS id_value,
+  o.violation AS rule,
+  o.violation_detail AS detail,
+  e.profile_id
+FROM
+  id_occurrences o
+  LEFT JOIN id_event_profiles e ON o.message_id = e.message_id
+WHERE
+  o.violation IS NOT NULL
 UNION ALL
-SELECT d.message_id, d.timestamp, n.id_type, n.id_value,
-       'limit' AS rule, t.limit_detail AS detail, e.profile_id
-FROM id_dropped d
-JOIN id_nodes n ON d.node = n.node
-JOIN id_types t ON d.broken = t.rank
-LEFT JOIN id_event_profiles e ON d.message_id = e.message_id;
+SELECT
+  d.message_id,
+  d.timestamp,
+  d.id_type,
+  d.id_value,
+  'limit' AS rule,
+  d.detail,
+  e.profile_id
+FROM
+  id_dropped d
+  LEFT JOIN id_event_profiles e ON d.message_id = e.message_id;
 
-DROP TABLE IF EXISTS id_types;
+DROP TABLE IF EXISTS "id_types";
 
-DROP TABLE IF EXISTS id_nodes;
+DROP TABLE IF EXISTS "id_nodes";
 
-DROP TABLE IF EXISTS id_edges;
+DROP TABLE IF EXISTS "id_edges";
 
-DROP TABLE IF EXISTS id_adjacency;
+DROP TABLE IF EXISTS "id_adjacency";
 
-DROP TABLE IF EXISTS id_violating;
+DROP TABLE IF EXISTS "id_violating";
 
-DROP TABLE IF EXISTS id_replay_events;
+DROP TABLE IF EXISTS "id_replay_events";
 
-DROP TABLE IF EXISTS id_replayed;
+DROP TABLE IF EXISTS "id_replayed";
 
-DROP TABLE IF EXISTS id_dropped;
+DROP TABLE IF EXISTS "id_replay_dropped";
 
-DROP TABLE IF EXISTS id_node_keys;
+DROP TABLE IF EXISTS "id_dropped";
 
-DROP TABLE IF EXISTS id_keyed;
+DROP TABLE IF EXISTS "id_node_keys";
 
-DROP TABLE IF EXISTS id_profile_ids;
+DROP TABLE IF EXISTS "id_keyed";
 
-DROP TABLE IF EXISTS id_replay_state;
+DROP TABLE IF EXISTS "id_profile_ids";
+
+DROP TABLE IF EXISTS "id_replay_state";
 

@@ -1,0 +1,174 @@
+//! What differs between the engines a script is written for, behind one [`ScriptDialect`]
+//! trait: quoting, JSON paths, the functions DataFusion has and the engine lacks, the helper
+//! functions a script defines first, and the identity stage's iterative steps (the only ones
+//! with no portable SQL). [`postgres`] and [`duckdb`] implement it; another engine (Spark, ...)
+//! is one more implementation, handed out by [`SqlDialect::script`].
+//!
+//! Around the trait sit the dialect-free passes: [`plan_sql`] writes a run's plan in an
+//! engine's SQL ([`plans`] rewrites the plan first, [`aliases`] repairs the Unparser's output,
+//! [`calls`] rewrites the calls), and [`query_sql`] writes a DataFusion SQL text (the identity
+//! stage's `queries/identity/*.sql`) the same way.
+
+mod aliases;
+mod calls;
+pub mod duckdb;
+mod plans;
+pub mod postgres;
+
+use datafusion::common::{Result, plan_err};
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::sql::sqlparser::ast;
+
+use super::unparse::SqlDialect;
+
+/// One target engine of `cohort compile --script`.
+pub trait ScriptDialect {
+    /// The user-facing name (`--dialect`) this implements; the Unparser's dialect follows it.
+    fn selector(&self) -> SqlDialect;
+
+    /// The statements of `queries/script/prelude_<engine>.sql`, separated by a line holding
+    /// only `;`: the helpers the rewritten calls use.
+    fn prelude_text(&self) -> &'static str;
+
+    /// A table or column name, quoted.
+    fn quote_ident(&self, name: &str) -> String {
+        format!("\"{}\"", name.replace('"', "\"\""))
+    }
+
+    /// A string literal.
+    fn quote_str(&self, s: &str) -> String {
+        calls::sql_string(s)
+    }
+
+    /// `DROP TABLE IF EXISTS name`.
+    fn drop_table(&self, name: &str) -> String {
+        format!("DROP TABLE IF EXISTS {}", self.quote_ident(name))
+    }
+
+    /// `CREATE TABLE name AS query`.
+    fn create_table_as(&self, name: &str, query: &str) -> String {
+        format!(
+            "CREATE TABLE {} AS\n{}",
+            self.quote_ident(name),
+            query.trim_end()
+        )
+    }
+
+    /// A text expression ordered byte-wise, as DataFusion orders strings.
+    fn byte_order(&self, text: ast::Expr) -> ast::Expr {
+        text
+    }
+
+    /// The JSON text `json` (an expression) at the key sequence `keys`, as text with strings
+    /// unquoted; null when absent.
+    fn json_text_at(&self, json: &str, keys: &[String]) -> String;
+
+    /// `TRY_CAST(expr AS data_type)` when the engine has no such cast.
+    fn try_cast(&self, _expr: &ast::Expr, _data_type: &ast::DataType) -> Option<String> {
+        None
+    }
+
+    /// `cohort_json_valid(args)`: true for null or a JSON object; `None` when the prelude
+    /// defines the function.
+    fn json_valid(&self, args: &[String]) -> Option<String>;
+
+    /// `cohort_json_object(k1, v1, ...)`: a JSON object as text, without the null members.
+    fn json_object(&self, args: &[String]) -> String;
+
+    /// `regexp_like(text, pattern)`.
+    fn regexp_like(&self, text: &str, pattern: &str) -> String;
+
+    /// `strpos(text, NUL)`: the message-id check looks for a NUL character, which no SQL text
+    /// may carry.
+    fn nul_position(&self, text: &str) -> String;
+
+    /// `btrim(args)` when the engine spells it otherwise.
+    fn btrim(&self, _args: &[String]) -> Option<String> {
+        None
+    }
+
+    /// `array_sort(args)`.
+    fn array_sort(&self, args: &[String]) -> String;
+
+    /// Statements defining the functions the identity steps (and the occurrence plan's
+    /// `cohort_id_node`) call: see [`crate::script::sql_identity::functions`].
+    fn identity_functions(&self) -> Vec<String>;
+
+    /// Statements that label every identifier of `id_nodes` with the smallest node of its
+    /// connected component over `id_adjacency (node, nbr)`: `id_components (node, component)`.
+    fn components(&self) -> Vec<String>;
+
+    /// Statements that replay Segment's sequential rule over the events of the violating
+    /// components. `input` is the query of those events' identifiers (`component, message_id,
+    /// timestamp, node, rank, id_type, id_value`), `limits` each rank's limit. They leave
+    /// `id_replay_events`, `id_replayed (node, rank, profile_key)` and `id_replay_dropped
+    /// (message_id, timestamp, node, broken)`: each identifier an event dropped and the rank
+    /// whose limit keeping it would have broken.
+    fn replay(&self, input: &str, limits: &[u64]) -> Vec<String>;
+}
+
+impl SqlDialect {
+    /// The engine this dialect writes scripts for, if `compile --script` supports it.
+    pub fn script(self) -> Option<&'static dyn ScriptDialect> {
+        match self {
+            SqlDialect::Postgres => Some(&postgres::Postgres),
+            SqlDialect::DuckDb => Some(&duckdb::DuckDb),
+            _ => None,
+        }
+    }
+
+    /// [`SqlDialect::script`], or the error a script in another dialect gets.
+    pub fn script_or_err(self) -> Result<&'static dyn ScriptDialect> {
+        match self.script() {
+            Some(d) => Ok(d),
+            None => plan_err!(
+                "the identity stage has no SQL script for dialect {} (only postgres and duckdb)",
+                self.as_str()
+            ),
+        }
+    }
+}
+
+/// Statements that define the helpers the rewritten SQL calls, run first.
+pub fn prelude(d: &dyn ScriptDialect) -> Vec<String> {
+    d.prelude_text()
+        .split("\n;\n")
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+/// `plan` as SQL in `d`; scans named like the first of a `raw` pair read the second, and the
+/// earlier stage tables `tables` (name, plan) are read by name.
+pub fn plan_sql(
+    plan: &LogicalPlan,
+    d: &dyn ScriptDialect,
+    raw: &[(String, String)],
+    tables: &[(&str, &LogicalPlan)],
+) -> Result<String> {
+    use plans::{nested_joins_as_subqueries, no_empty_relations, opaque_views, raw_scans};
+    let plan =
+        nested_joins_as_subqueries(no_empty_relations(opaque_views(plan.clone(), tables)?)?)?;
+    tracing::debug!("script plan:\n{}", plan.display_indent());
+    let plan = raw_scans(plan, raw, tables)?;
+    let mut stmt = super::unparse::plan_statement(&plan, d.selector())?;
+    aliases::alias_derived_tables(&mut stmt);
+    calls::rewrite_functions(&mut stmt, d);
+    Ok(stmt.to_string())
+}
+
+/// A query written in DataFusion's SQL (one `SELECT`/`WITH`, `--` comments allowed) as a
+/// query of `d`: text ordered byte-wise, DataFusion's functions rewritten. The result is
+/// pretty-printed, without the comments.
+pub fn query_sql(sql: &str, d: &dyn ScriptDialect) -> Result<String> {
+    use datafusion::sql::sqlparser::{dialect::GenericDialect, parser::Parser};
+    let mut parsed = Parser::parse_sql(&GenericDialect {}, sql)
+        .map_err(|e| datafusion::error::DataFusionError::SQL(Box::new(e), None))?;
+    let (Some(stmt @ ast::Statement::Query(_)), None) = (parsed.pop(), parsed.pop()) else {
+        return plan_err!("not one query: {sql}");
+    };
+    let mut stmt = stmt;
+    calls::order_text_bytewise(&mut stmt, d);
+    calls::rewrite_functions(&mut stmt, d);
+    Ok(format!("{stmt:#}"))
+}
