@@ -53,13 +53,9 @@ pub enum Error {
     /// The storage failed: an object store, a Delta table, a lease, a manifest.
     #[error("{0}")]
     Store(#[from] StoreError),
-    /// A local file or folder cannot be read or written.
-    #[error("{what}: {source}")]
-    Io {
-        what: String,
-        #[source]
-        source: std::io::Error,
-    },
+    /// A local file or folder cannot be read or written: what was being done, and why.
+    #[error("{what}: {cause}")]
+    Io { what: String, cause: std::io::Error },
     /// Planning or executing a query failed.
     #[error("query: {0}")]
     DataFusion(#[from] DataFusionError),

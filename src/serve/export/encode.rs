@@ -261,9 +261,11 @@ fn sha256_hex(b: &[u8], out: &mut Vec<u8>) {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
 
-    pub(super) fn batch(rows: &[(&str, Option<&str>, Option<&str>)]) -> RecordBatch {
+    fn batch(rows: &[(&str, Option<&str>, Option<&str>)]) -> RecordBatch {
         let m: ArrayRef = Arc::new(StringArray::from(
             rows.iter().map(|r| Some(r.0)).collect::<Vec<_>>(),
         ));
@@ -357,18 +359,5 @@ mod tests {
         )
         .unwrap();
         assert!(e.flush(&mut out).is_err());
-    }
-
-    #[test]
-    fn unknown_names_suggest_the_nearest() {
-        let e = ExportFormat::parse("indexd").unwrap_err().to_string();
-        assert!(e.contains("did you mean `indexed`?"), "{e}");
-        assert!(
-            Hash::parse("sha-256")
-                .unwrap_err()
-                .to_string()
-                .contains("sha256")
-        );
-        assert_eq!(ExportFormat::parse("single").unwrap(), ExportFormat::Single);
     }
 }

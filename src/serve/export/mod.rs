@@ -58,22 +58,6 @@ pub enum ExportError {
 
 pub type ExportResult<T> = Result<T, ExportError>;
 
-impl From<ExportError> for EngineError {
-    fn from(e: ExportError) -> EngineError {
-        match e {
-            ExportError::Invalid(m) => EngineError::InvalidInput(m),
-            ExportError::NotFound(m) => EngineError::NotFound(m),
-            ExportError::Engine(e) => e,
-            ExportError::Store(e) => EngineError::Store(e),
-            ExportError::DataFusion(e) => EngineError::DataFusion(e),
-            ExportError::Io(source) => EngineError::Io {
-                what: "export: writing the CSV".into(),
-                source,
-            },
-        }
-    }
-}
-
 /// One of Segment's three CSV layouts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ExportFormat {
@@ -84,6 +68,15 @@ pub enum ExportFormat {
 
 impl ExportFormat {
     pub const NAMES: [&'static str; 3] = ["unformatted", "indexed", "single"];
+
+    /// The format's name, as `--format` and `?format=` take it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExportFormat::Unformatted => "unformatted",
+            ExportFormat::Indexed => "indexed",
+            ExportFormat::Single => "single",
+        }
+    }
 
     /// Parses a format name; an unknown one is an error naming the three (and the nearest).
     pub fn parse(s: &str) -> ExportResult<ExportFormat> {
@@ -287,5 +280,23 @@ impl CsvExport {
     /// What has been written so far (all of it once [`CsvExport::next_chunk`] returned None).
     pub fn summary(&self) -> ExportSummary {
         self.summary
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_names_suggest_the_nearest() {
+        let e = ExportFormat::parse("indexd").unwrap_err().to_string();
+        assert!(e.contains("did you mean `indexed`?"), "{e}");
+        assert!(
+            Hash::parse("sha-256")
+                .unwrap_err()
+                .to_string()
+                .contains("sha256")
+        );
+        assert_eq!(ExportFormat::parse("single").unwrap(), ExportFormat::Single);
     }
 }
