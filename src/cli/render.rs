@@ -10,6 +10,7 @@ use crate::run;
 use crate::spec::format_duration;
 use crate::store::retention::VacuumReport;
 
+/// `cohort run`'s (and the demo's) summary of a run: what it read, built and published.
 pub(super) fn print_summary(r: &run::RunReport) {
     let rec = &r.record;
     println!(
@@ -195,7 +196,7 @@ pub(super) fn print_audience_explanation(ex: &AudienceExplanation) {
 }
 
 /// The text `cohort explain identity` prints.
-pub fn render_identity_explanation(ex: &read::explain::IdentityExplanation) -> String {
+pub(super) fn render_identity_explanation(ex: &read::explain::IdentityExplanation) -> String {
     use std::fmt::Write;
     let t = |d: &DateTime<Utc>| d.format("%Y-%m-%d %H:%M:%S").to_string();
     let mut s = String::new();
