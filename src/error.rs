@@ -1,10 +1,16 @@
-//! One error type per phase, so that each phase says what went wrong in its own words.
+//! Errors by meaning, so that every caller (the CLI's exit code, the Profile API's status)
+//! can tell a user's mistake from a failure without reading a message.
 //!
-//! Definition problems are not errors here: they are [`crate::spec::Diagnostic`]s, collected
-//! all at once and rendered with file:line:col. These enums cover what can fail while working
-//! with data: opening stores, writing tables, running plans, generating samples.
+//! [`Error`] is the one error a command ends with; [`Error::exit_code`] maps its meaning to
+//! the process exit code, once, in `cli::main`. [`StoreError`] and [`GenerateError`] are the
+//! storage layer's and the sample generator's own words; a store failure becomes
+//! [`Error::Store`].
+
+use std::path::Path;
 
 use datafusion::error::DataFusionError;
+
+use crate::spec::Diagnostic;
 
 /// Failures of the storage layer: URLs, object stores, Delta tables, leases, manifests.
 #[derive(Debug, thiserror::Error)]
@@ -25,18 +31,66 @@ pub enum StoreError {
     Io(#[from] std::io::Error),
 }
 
-/// Failures of a run: planning or executing a stage, or publishing its tables.
+/// What went wrong, by meaning. The first three are the user's to fix (exit 2); the rest are
+/// failures of a run, a source, the storage or Cohort itself (exit 1).
 #[derive(Debug, thiserror::Error)]
-pub enum EngineError {
+pub enum Error {
+    /// The definitions are wrong: their diagnostics, rendered with file:line:col and the
+    /// offending line (see [`Error::definition`]).
     #[error("{0}")]
-    Store(#[from] StoreError),
-    #[error("query: {0}")]
-    DataFusion(#[from] DataFusionError),
+    Definition(String),
+    /// A flag or argument value cannot be used (an unknown identifier type, a malformed
+    /// `type:value`, an option that does not apply).
+    #[error("{0}")]
+    InvalidInput(String),
+    /// What was asked for does not exist: an audience, a profile, a destination, a published
+    /// run.
+    #[error("{0}")]
+    NotFound(String),
+    /// A source of the space cannot be read.
     #[error("source `{source_name}`: {reason}")]
     Source { source_name: String, reason: String },
+    /// The storage failed: an object store, a Delta table, a lease, a manifest.
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    /// A local file or folder cannot be read or written: what was being done, and why.
+    #[error("{what}: {cause}")]
+    Io { what: String, cause: std::io::Error },
+    /// Planning or executing a query failed.
+    #[error("query: {0}")]
+    DataFusion(#[from] DataFusionError),
+    /// A fault of Cohort: a state it should never reach, data of an unexpected shape.
+    #[error("{0}")]
+    Internal(String),
+    /// Not yet classified (the run's stages, being re-classified): a failure of the run,
+    /// exit 1.
     #[error("{0}")]
     Invalid(String),
 }
+
+impl Error {
+    /// Definition problems, rendered against the folder their locations are relative to.
+    pub fn definition(diagnostics: &[Diagnostic], root: &Path) -> Error {
+        Error::Definition(crate::spec::render_all(diagnostics, root))
+    }
+
+    /// The process exit code of a command that ended with this error: 2 when the input (a
+    /// definition, a flag, a name) is the user's to fix, 1 when something failed.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Definition(_) | Error::InvalidInput(_) | Error::NotFound(_) => 2,
+            Error::Source { .. }
+            | Error::Store(_)
+            | Error::Io { .. }
+            | Error::DataFusion(_)
+            | Error::Internal(_)
+            | Error::Invalid(_) => 1,
+        }
+    }
+}
+
+/// The error of a run and of what reads its results (the name the engine's code uses).
+pub type EngineError = Error;
 
 /// Failures of the sample-data generator.
 #[derive(Debug, thiserror::Error)]
@@ -54,5 +108,5 @@ pub enum GenerateError {
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
-pub type EngineResult<T> = Result<T, EngineError>;
+pub type EngineResult<T> = Result<T, Error>;
 pub type GenerateResult<T> = Result<T, GenerateError>;

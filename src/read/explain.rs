@@ -70,7 +70,7 @@ pub async fn explain_identity(
 ) -> EngineResult<IdentityExplanation> {
     let out = super::output_location(space)?;
     let m = manifest::read(&out).await?.ok_or_else(|| {
-        EngineError::Invalid(format!(
+        EngineError::NotFound(format!(
             "`{}` has no published run yet: run `cohort run` first",
             space.name
         ))
@@ -78,7 +78,7 @@ pub async fn explain_identity(
     let rules = ResolvedRules::from_spec(&space.identity);
     let Some(rule) = rules.types.iter().find(|t| t.id_type == id_type) else {
         let known: Vec<&str> = rules.types.iter().map(|t| t.id_type.as_str()).collect();
-        return Err(EngineError::Invalid(format!(
+        return Err(EngineError::InvalidInput(format!(
             "`{id_type}` is not an identifier type of `{}` (its types: {})",
             space.name,
             known.join(", ")
@@ -90,7 +90,12 @@ pub async fn explain_identity(
     }
     let as_of = DateTime::parse_from_rfc3339(&m.as_of)
         .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| EngineError::Invalid(format!("manifest as_of: {e}")))?;
+        .map_err(|e| {
+            EngineError::Store(crate::error::StoreError::Corrupt {
+                what: "manifest".into(),
+                reason: format!("as_of: {e}"),
+            })
+        })?;
     let ctx = super::query_session(space, as_of).await?;
     let mut ex = IdentityExplanation {
         identifier: format!("{id_type}:{value}"),

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use datafusion::prelude::SessionContext;
 
 use crate::error::EngineResult;
-use crate::run::session;
+pub use crate::run::session;
 pub use crate::run::{output_location, register_events, register_published};
 use crate::spec::Space;
 use crate::store::{delta, manifest};

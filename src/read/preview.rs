@@ -50,7 +50,7 @@ fn audience(space: &Space, key: &str) -> EngineResult<AudienceDef> {
         .iter()
         .find(|a| a.key == key)
         .cloned()
-        .ok_or_else(|| EngineError::Invalid(format!("no audience `{key}` in the space")))
+        .ok_or_else(|| EngineError::NotFound(format!("no audience `{key}` in the space")))
 }
 
 /// `space` with `def` added (or replacing the audience of the same key).
@@ -129,7 +129,7 @@ pub async fn preview(space: &Space, key: &str, opts: &RunOptions) -> EngineResul
     let total = ctx.table(table).await?.count().await? as u64;
     let size = count(ctx, table, col(key)).await?;
     let parsed = crate::spec::query::parsed_audience(&def)
-        .map_err(|d| EngineError::Invalid(d.render(&space.root)))?;
+        .map_err(|d| EngineError::definition(&[d], &space.root))?;
     let mut conditions = Vec::new();
     for (c, column) in top_level_conditions(&parsed)
         .into_iter()
@@ -288,7 +288,7 @@ pub async fn explain_audience(
                 .find(|t| t.id_type == id_type)
                 .ok_or_else(|| {
                     let known: Vec<&str> = rules.types.iter().map(|t| t.id_type.as_str()).collect();
-                    EngineError::Invalid(format!(
+                    EngineError::InvalidInput(format!(
                         "`{id_type}` is not an identifier type of `{}` (its types: {})",
                         space.name,
                         known.join(", ")
@@ -307,7 +307,7 @@ pub async fn explain_audience(
             )
             .await?;
             let Some(Some(p)) = found.first().and_then(|r| r.first().cloned()) else {
-                return Err(EngineError::Invalid(format!(
+                return Err(EngineError::NotFound(format!(
                     "no profile has `{id_type}:{value}` as of {}",
                     as_of.to_rfc3339()
                 )));
@@ -316,7 +316,7 @@ pub async fn explain_audience(
         }
         EntityType::Accounts => {
             if id_type != "group_id" && id_type != "account_id" {
-                return Err(EngineError::Invalid(format!(
+                return Err(EngineError::InvalidInput(format!(
                     "`{key}` is an account audience: name the account as group_id:<id>"
                 )));
             }
@@ -329,7 +329,7 @@ pub async fn explain_audience(
     };
     let this = col(id_col).eq(datafusion::prelude::lit(id.as_str()));
     let parsed = crate::spec::query::parsed_audience(&def)
-        .map_err(|d| EngineError::Invalid(d.render(&space.root)))?;
+        .map_err(|d| EngineError::definition(&[d], &space.root))?;
     let tops = top_level_conditions(&parsed);
     let mut select = vec![col(key)];
     select.extend(ev.top_columns(key).iter().map(|c| col(c.as_str())));
@@ -341,7 +341,7 @@ pub async fn explain_audience(
     )
     .await?;
     let Some(row) = row.first() else {
-        return Err(EngineError::Invalid(format!(
+        return Err(EngineError::NotFound(format!(
             "no {} `{id}`",
             def.entity.as_str()
         )));

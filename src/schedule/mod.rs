@@ -7,6 +7,7 @@
 //! whose slot passed is due once: missed slots are not replayed one by one.
 
 use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -16,6 +17,7 @@ use croner::Cron;
 use croner::parser::{CronParser, Seconds};
 use tokio::sync::mpsc;
 
+use crate::error::Error;
 use crate::spec::Space;
 
 /// Default schedule of computed traits and audiences (when neither the definition nor
@@ -47,23 +49,48 @@ pub struct Schedules {
     pub entries: Vec<Entry>,
 }
 
+/// A schedule that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ScheduleError {
+    /// Croner cannot read the expression.
+    #[error("`{expr}` is not a cron schedule: {reason}")]
+    BadCron { expr: String, reason: String },
+    /// A definition's schedule cannot be read (the file that sets it, or space.yaml).
+    #[error("{}: `{expr}` is not a cron schedule: {reason}", file.display())]
+    InDefinition {
+        file: PathBuf,
+        expr: String,
+        reason: String,
+    },
+}
+
 /// Parses a cron expression (5 fields, or 6 with seconds first; macros such as `@hourly`).
-pub fn parse_cron(expr: &str) -> Result<Cron, String> {
+pub fn parse_cron(expr: &str) -> Result<Cron, ScheduleError> {
     CronParser::builder()
         .seconds(Seconds::Optional)
         .build()
         .parse(expr.trim())
-        .map_err(|e| format!("`{expr}` is not a cron schedule: {e}"))
+        .map_err(|e| ScheduleError::BadCron {
+            expr: expr.to_string(),
+            reason: e.to_string(),
+        })
 }
 
 impl Schedules {
     /// The schedules of `space`'s definitions: each definition's own `schedule`, else
     /// space.yaml's (computed traits and audiences), else the defaults.
-    pub fn for_space(space: &Space) -> Result<Schedules, String> {
+    pub fn for_space(space: &Space) -> Result<Schedules, ScheduleError> {
         let default = space.schedule.as_deref().unwrap_or(DEFAULT_SCHEDULE);
         let mut entries = Vec::new();
-        let mut add = |name: String, file: &std::path::Path, expr: &str| -> Result<(), String> {
-            let cron = parse_cron(expr).map_err(|e| format!("{}: {e}", file.display()))?;
+        let mut add = |name: String, file: &Path, expr: &str| -> Result<(), ScheduleError> {
+            let cron = parse_cron(expr).map_err(|e| match e {
+                ScheduleError::BadCron { expr, reason }
+                | ScheduleError::InDefinition { expr, reason, .. } => ScheduleError::InDefinition {
+                    file: file.to_path_buf(),
+                    expr,
+                    reason,
+                },
+            })?;
             entries.push(Entry {
                 name,
                 expr: expr.to_string(),
@@ -96,11 +123,7 @@ impl Schedules {
             space.traits.is_empty() && space.sql_traits.is_empty() && space.audiences.is_empty();
         if only_identity {
             // A space with identity only still refreshes its profiles.
-            add(
-                "profiles".into(),
-                std::path::Path::new("space.yaml"),
-                default,
-            )?;
+            add("profiles".into(), Path::new("space.yaml"), default)?;
         }
         Ok(Schedules { entries })
     }
@@ -198,12 +221,12 @@ impl Trigger {
 pub trait Runner: Send + Sync {
     /// When the space's last run (of any outcome) started, from its run history.
     fn last_started(&self) -> Pin<Box<dyn Future<Output = Option<DateTime<Utc>>> + Send + '_>>;
-    /// Runs the space once; `attempt` counts from 1. Err carries the failure's message.
+    /// Runs the space once; `attempt` counts from 1. Err says why the run failed.
     fn run(
         &self,
         trigger: &Trigger,
         attempt: u32,
-    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>>;
+    ) -> Pin<Box<dyn Future<Output = Result<(), Error>> + Send + '_>>;
 }
 
 /// How failed runs are retried: after `first`, then doubling, at most `max_attempts` in all.

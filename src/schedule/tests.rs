@@ -39,7 +39,7 @@ impl Runner for Recorder {
         &self,
         trigger: &Trigger,
         attempt: u32,
-    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>> {
+    ) -> Pin<Box<dyn Future<Output = Result<(), Error>> + Send + '_>> {
         let mut runs = self.runs.lock().unwrap();
         runs.push((self.clock.now(), trigger.clone(), attempt));
         let number = runs.iter().filter(|r| r.2 == 1).count();
@@ -47,7 +47,10 @@ impl Runner for Recorder {
         self.clock.advance(self.takes);
         Box::pin(async move {
             if fails {
-                Err("source unreachable".into())
+                Err(Error::Source {
+                    source_name: "web".into(),
+                    reason: "unreachable".into(),
+                })
             } else {
                 Ok(())
             }

@@ -1,55 +1,24 @@
-//! `cohort serve` and `cohort runs`: wires the scheduler, the Profile API and the SQL endpoint
+//! `cohort serve`: wires the scheduler, the Profile API and the SQL endpoint
 //! together over one or more spaces, each with its own token, output root and run queue.
 //! This is the only place that knows all three; each stays ignorant of the others.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Utc};
-use clap::Args;
 use tokio::sync::mpsc;
 
+use super::super::args::ServeArgs;
+use crate::error::Error;
 use crate::read;
 use crate::run::{self, RunOptions};
 use crate::schedule::{self, RetryPolicy, Runner, Schedules, SystemClock, Trigger};
 use crate::serve::api::{self, ApiSpace, RunTrigger};
 use crate::serve::{ServedSpace, token_env_var};
 use crate::spec::Space;
-
-#[derive(Args, Debug)]
-pub struct ServeArgs {
-    /// Space folders to serve (each fully isolated: its own output, token and runs).
-    #[arg(required = true)]
-    pub dirs: Vec<PathBuf>,
-    /// Address of the Profile API.
-    #[arg(long, default_value = "127.0.0.1:8088")]
-    pub api_addr: SocketAddr,
-    /// Address of the Postgres-wire SQL endpoint.
-    #[arg(long, default_value = "127.0.0.1:5433")]
-    pub sql_addr: SocketAddr,
-    /// A space's token as `space=token` (repeatable); default: $COHORT_TOKEN_<SPACE>, else a
-    /// random token printed at start.
-    #[arg(long = "token", value_name = "SPACE=TOKEN")]
-    pub tokens: Vec<String>,
-    /// Profile API requests per second per space (0: no limit).
-    #[arg(long, default_value_t = 1000)]
-    pub rate_limit: u32,
-    /// Serve the published tables only: no scheduled runs.
-    #[arg(long)]
-    pub no_schedule: bool,
-    /// Seconds between checks for runs published by another process (`cohort run`).
-    #[arg(long, default_value_t = 5)]
-    pub poll: u64,
-    /// Scheduled runs set aside source files that cannot be read (listed in the run record
-    /// and `event_errors`) instead of failing.
-    #[arg(long)]
-    pub skip_bad_files: bool,
-}
 
 /// A token from `--token`, the environment, or fresh random bytes (printed).
 fn token_for(space: &str, flags: &[String]) -> Result<(String, bool)> {
@@ -97,7 +66,7 @@ impl Runner for EngineRunner {
         &self,
         trigger: &Trigger,
         attempt: u32,
-    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>> {
+    ) -> Pin<Box<dyn Future<Output = Result<(), Error>> + Send + '_>> {
         let describe = if attempt > 1 {
             format!("{} (attempt {attempt})", trigger.describe())
         } else {
@@ -114,9 +83,7 @@ impl Runner for EngineRunner {
                 opts.session.memory_limit = crate::spec::parse_memory_limit(m).map(|b| b as usize);
             }
             let started = std::time::Instant::now();
-            let report = run::run(&self.space, &opts, &run::Quiet)
-                .await
-                .map_err(|e| e.to_string())?;
+            let report = run::run(&self.space, &opts, &run::Quiet).await?;
             eprintln!(
                 "[{}] run {} of `{}` ({describe}) succeeded in {:.1}s: {} events",
                 Utc::now().format("%Y-%m-%d %H:%M:%S"),
@@ -173,7 +140,7 @@ impl RunTrigger for Triggers {
     }
 }
 
-pub async fn serve(args: ServeArgs, spaces: Vec<Space>) -> Result<()> {
+pub(in crate::cli) async fn serve(args: ServeArgs, spaces: Vec<Space>) -> Result<()> {
     let mut names = std::collections::BTreeSet::new();
     let mut served = Vec::new();
     for s in spaces {
@@ -208,8 +175,7 @@ pub async fn serve(args: ServeArgs, spaces: Vec<Space>) -> Result<()> {
     let mut tasks = Vec::new();
     if !args.no_schedule {
         for a in &api_spaces {
-            let schedules =
-                Schedules::for_space(&a.served.space).map_err(|e| anyhow::anyhow!(e))?;
+            let schedules = Schedules::for_space(&a.served.space)?;
             let (tx, rx) = mpsc::channel(16);
             senders.insert(a.served.name().to_string(), tx);
             let runner = EngineRunner {
@@ -281,43 +247,5 @@ pub async fn serve(args: ServeArgs, spaces: Vec<Space>) -> Result<()> {
     }
     result.context("the Profile API stopped")?;
     eprintln!("stopped");
-    Ok(())
-}
-
-/// `cohort runs <space>`: the run history, newest first.
-pub async fn runs(space: &Space, limit: usize) -> Result<()> {
-    let runs = read::history::runs(space).await?;
-    if runs.is_empty() {
-        println!("`{}` has no runs yet", space.name);
-        return Ok(());
-    }
-    println!(
-        "{:<26} {:<10} {:<20} {:>9}  trigger",
-        "run", "status", "started (UTC)", "seconds"
-    );
-    for r in runs.iter().take(limit) {
-        println!(
-            "{:<26} {:<10} {:<20} {:>9.1}  {}",
-            r.run_id,
-            r.status,
-            r.started_at.format("%Y-%m-%d %H:%M:%S"),
-            r.duration_ms as f64 / 1000.0,
-            r.trigger.as_deref().unwrap_or("-")
-        );
-        if !r.stage_timings.is_empty() {
-            let t: Vec<String> = r
-                .stage_timings
-                .iter()
-                .map(|(k, v)| format!("{k} {:.1}s", *v as f64 / 1000.0))
-                .collect();
-            println!("    stages: {}", t.join(", "));
-        }
-        for (k, (members, entered, exited)) in &r.audiences {
-            println!("    {k:<30} {members:>9} members  +{entered} -{exited}");
-        }
-        if let Some(m) = &r.message {
-            println!("    {}: {m}", r.status);
-        }
-    }
     Ok(())
 }
