@@ -444,7 +444,7 @@ async fn compile_cmd(dir: &Path, dialect: &str, as_of: Option<&str>, script: boo
                 d.as_str()
             )));
         }
-        print!("{}", crate::run::capture::script(&space, as_of, d).await?);
+        print!("{}", crate::run::script(&space, as_of, d).await?);
         return Ok(());
     }
     match render_space(&space, d, as_of.timestamp_micros()) {
