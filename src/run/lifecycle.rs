@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 
 use super::ctx::{Progress, RunCtx, RunOptions, new_scratch};
 use super::output::output_location;
-use super::record::{self, RunRecord};
+use super::record::{self, RunRecord, RunStatus};
 use super::runs_table::record_failure;
 use super::sink::StageSink;
 use super::{abandoned, publish, retention, scratch};
@@ -49,7 +49,7 @@ pub fn new_record(
     RunRecord {
         run_id: run_id.to_string(),
         space: space.name.clone(),
-        status: "running".into(),
+        status: RunStatus::Running,
         as_of: opts.as_of.unwrap_or(started_at),
         started_at,
         finished_at: started_at,
@@ -111,7 +111,7 @@ pub async fn run(
             })
         }
         Err(e) => {
-            rec.status = "failed".into();
+            rec.status = RunStatus::Failed;
             rec.finished_at = Utc::now();
             rec.message = Some(e.to_string());
             match record_failure(&out, &dead, &rec).await {

@@ -12,7 +12,7 @@ use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder};
 use datafusion::prelude::{SessionContext, col, lit};
 
 use super::ctx::RunCtx;
-use super::record::RunRecord;
+use super::record::{RunRecord, RunStatus};
 use super::runs_table::write_runs;
 use super::stages::events::EventsOut;
 use super::stages::identity::{self, IdentityOut};
@@ -59,7 +59,7 @@ pub(super) async fn publish(
     }
     pause().await;
 
-    rec.status = "succeeded".into();
+    rec.status = RunStatus::Succeeded;
     rec.finished_at = Utc::now();
     let publish_ms = t.elapsed().as_millis() as u64;
     rec.stage_timings.push(("publish".into(), publish_ms));
