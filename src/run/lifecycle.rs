@@ -140,7 +140,15 @@ async fn stages_then_publish(
     scratch: &scratch::Scratch,
 ) -> EngineResult<manifest::Manifest> {
     let sink = StageSink::Materialize;
-    let mut rc = RunCtx::new(space, opts, progress, out.clone(), rec, scratch.clone(), sink)?;
+    let mut rc = RunCtx::new(
+        space,
+        opts,
+        progress,
+        out.clone(),
+        rec,
+        scratch.clone(),
+        sink,
+    )?;
     // The stages before publishing, under the run's timeout; on timeout their futures (and the
     // DataFusion streams in them) are dropped. Publishing is never cut off half way.
     let computed = super::compute(&mut rc);

@@ -174,35 +174,37 @@ pub(super) async fn recent_events_plan(
         ))
     };
     let from = as_of - chrono::Duration::days(RECENT_EVENT_DAYS);
-    Ok(
-        LogicalPlanBuilder::from(ctx.table(stage::PROFILE_EVENTS).await?.into_unoptimized_plan())
-            .filter(
-                col("timestamp")
-                    .gt_eq(ts(from))
-                    .and(col("timestamp").lt_eq(ts(as_of))),
-            )?
-            .project(
-                [
-                    "profile_id",
-                    "message_id",
-                    "type",
-                    "event",
-                    "timestamp",
-                    "group_id",
-                    "properties",
-                    "traits",
-                    "context",
-                ]
-                .map(col)
-                .to_vec(),
-            )?
-            .sort(vec![
-                col("profile_id").sort(true, false),
-                col("timestamp").sort(false, false),
-                col("message_id").sort(true, false),
-            ])?
-            .build()?,
+    Ok(LogicalPlanBuilder::from(
+        ctx.table(stage::PROFILE_EVENTS)
+            .await?
+            .into_unoptimized_plan(),
     )
+    .filter(
+        col("timestamp")
+            .gt_eq(ts(from))
+            .and(col("timestamp").lt_eq(ts(as_of))),
+    )?
+    .project(
+        [
+            "profile_id",
+            "message_id",
+            "type",
+            "event",
+            "timestamp",
+            "group_id",
+            "properties",
+            "traits",
+            "context",
+        ]
+        .map(col)
+        .to_vec(),
+    )?
+    .sort(vec![
+        col("profile_id").sort(true, false),
+        col("timestamp").sort(false, false),
+        col("message_id").sort(true, false),
+    ])?
+    .build()?)
 }
 
 async fn pause() {

@@ -7,8 +7,8 @@ use datafusion::arrow::array::{AsArray, RecordBatch};
 use datafusion::prelude::{SessionContext, col, lit};
 
 use super::record::{self, RunRecord};
-use crate::error::{EngineError, EngineResult};
 use super::tables::published;
+use crate::error::{EngineError, EngineResult};
 use crate::store::{delta, manifest, objects};
 
 /// Rewrites `runs` as the previous published history plus the rows of `dead` runs not in it

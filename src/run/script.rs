@@ -37,7 +37,11 @@ pub async fn steps(space: &Space, as_of: DateTime<Utc>) -> EngineResult<Vec<Step
 
 /// `space` as one script in `dialect` (see [`crate::script::script`]), planned from a first
 /// run as of `as_of` over the space's data as it is now.
-pub async fn script(space: &Space, as_of: DateTime<Utc>, dialect: SqlDialect) -> EngineResult<String> {
+pub async fn script(
+    space: &Space,
+    as_of: DateTime<Utc>,
+    dialect: SqlDialect,
+) -> EngineResult<String> {
     let steps = steps(space, as_of).await?;
     let mut raw = Vec::new();
     let mut sources = Vec::new();

@@ -20,15 +20,15 @@ use datafusion::prelude::{SessionContext, coalesce};
 use super::identity::IdentityOut;
 use super::profiles::ProfileStats;
 use crate::error::{EngineError, EngineResult};
-use crate::run::ctx::RunCtx;
-use crate::run::sink::{StageSink, materialize};
-use crate::run::tables::{published, stage};
 use crate::functions::json_object;
 use crate::plan::audiences::{
     AudienceInputs, AudiencePlans, audiences_plan, error_diagnostic, space_queries,
 };
 use crate::plan::identity::ResolvedRules;
 use crate::plan::profiles::column_name;
+use crate::run::ctx::RunCtx;
+use crate::run::sink::{StageSink, materialize};
+use crate::run::tables::{published, stage};
 use crate::spec::query::ast;
 use crate::spec::{Diagnostic, EntityType, Space, query};
 use crate::store::{delta, manifest, objects};

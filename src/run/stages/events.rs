@@ -237,12 +237,13 @@ async fn event_counts(
         }
     }
     // Distinct events per source/type after dedupe: count the event view itself.
-    let per_type = LogicalPlanBuilder::from(ctx.table(stage::EVENTS).await?.into_unoptimized_plan())
-        .aggregate(
-            vec![col("source"), col("type")],
-            vec![count(lit(1)).alias("n")],
-        )?
-        .build()?;
+    let per_type =
+        LogicalPlanBuilder::from(ctx.table(stage::EVENTS).await?.into_unoptimized_plan())
+            .aggregate(
+                vec![col("source"), col("type")],
+                vec![count(lit(1)).alias("n")],
+            )?
+            .build()?;
     let batches: Vec<RecordBatch> = ctx.execute_logical_plan(per_type).await?.collect().await?;
     let mut distinct = 0i64;
     for b in &batches {

@@ -251,9 +251,8 @@ pub async fn merges_plan(
     .map_err(datafusion::error::DataFusionError::from)?;
     let mut df = ctx.read_batch(batch)?;
     if let Some(v) = previous.and_then(|m| m.tables.get(published::PROFILE_MERGES)) {
-        let prev = ctx.read_table(
-            delta::provider(&out.child(published::PROFILE_MERGES), *v).await?,
-        )?;
+        let prev =
+            ctx.read_table(delta::provider(&out.child(published::PROFILE_MERGES), *v).await?)?;
         df = prev
             .select_columns(&["merged_profile_id", "profile_id", "run_id", "merged_at"])?
             .union(df)?;

@@ -13,15 +13,15 @@ use datafusion::prelude::SessionContext;
 
 use super::sql_traits::SqlTraitResult;
 use crate::error::{EngineError, EngineResult};
-use crate::run::ctx::RunCtx;
-use crate::run::sink::keep;
-use crate::run::tables::stage;
 use crate::plan::identity::ResolvedRules;
 use crate::plan::profiles::{
     CustomTrait, IdColumn, TraitTable, column_name, custom_trait_type, custom_traits_plan,
     join_traits, profile_base_plan,
 };
 use crate::plan::traits::{TraitColumn, TraitQuery, computed_traits_plan, empty_value};
+use crate::run::ctx::RunCtx;
+use crate::run::sink::keep;
+use crate::run::tables::stage;
 use crate::spec::{ComputedTraitDef, Diagnostic, EntityType, Space, query};
 
 const TRAIT_KEYS: &str = include_str!("../../../queries/profiles/trait_keys.sql");
@@ -195,10 +195,7 @@ fn type_names(cols: impl IntoIterator<Item = (String, DataType)>) -> BTreeMap<St
 /// `cohort_accounts`. `sql_traits` have run already: their tables `(profile_id, trait
 /// columns...)` are merged through the identity graph, and the profiles they started join
 /// the profiles of the graph.
-pub async fn run(
-    rc: &mut RunCtx<'_>,
-    sql_traits: &[SqlTraitResult],
-) -> EngineResult<ProfileStats> {
+pub async fn run(rc: &mut RunCtx<'_>, sql_traits: &[SqlTraitResult]) -> EngineResult<ProfileStats> {
     let rules = &ResolvedRules::from_spec(&rc.space.identity);
     let as_of_micros = rc.as_of.timestamp_micros();
     let scratch = rc.scratch.clone();
@@ -247,7 +244,10 @@ pub async fn run(
     sink.keep(ctx, pe, stage::PROFILE_EVENTS, scratch).await?;
     tracing::debug!("profile events written");
     // Later passes read it by name (a script, too, makes `profile_events` once).
-    let pe = ctx.table(stage::PROFILE_EVENTS).await?.into_unoptimized_plan();
+    let pe = ctx
+        .table(stage::PROFILE_EVENTS)
+        .await?
+        .into_unoptimized_plan();
 
     // Names already taken: fixed columns, identifier columns, computed and SQL traits.
     let ids: Vec<IdColumn> = rules
