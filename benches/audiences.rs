@@ -366,6 +366,7 @@ async fn run_cohort(
     let t = Instant::now();
     let (plans, _) = compile_over_kept_events(
         &ctx,
+        &mut cohort::run::sink::StageSink::Materialize,
         inputs,
         |i| Ok(audiences_plan(i, audiences, as_of, false).expect("compile")),
         (!in_memory).then(|| scratch.path()),

@@ -201,7 +201,7 @@ async fn publish(space: &cohort::spec::Space, profiles: u64, members: u64) -> u6
         ..Default::default()
     };
     let mut rec = cohort::run::new_record(space, &opts, run_id, now);
-    rec.status = "succeeded".into();
+    rec.status = cohort::run::record::RunStatus::Succeeded;
     let mut stats = AudienceStats::default();
     for (key, n) in [("big", big), ("small", small)] {
         stats.audiences.insert(

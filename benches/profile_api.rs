@@ -223,7 +223,7 @@ async fn write_published(root: &Path, n: usize) {
     let now = chrono::Utc::now();
     let mut rec =
         cohort::run::new_record(&bench_space(root), &Default::default(), "bench-run", now);
-    rec.status = "succeeded".into();
+    rec.status = cohort::run::record::RunStatus::Succeeded;
     let mut p = cohort::run::profiles::ProfileStats::default();
     p.computed_traits
         .insert("total_revenue".into(), "Float64".into());

@@ -15,6 +15,7 @@ use datafusion::prelude::{col, lit};
 use crate::error::{EngineError, EngineResult};
 use crate::identity::text_column;
 use crate::plan::identity::{ResolvedRules, occurrences};
+use crate::run::tables::{published, stage};
 use crate::spec::Space;
 use crate::store::manifest;
 
@@ -109,7 +110,7 @@ pub async fn explain_identity(
 
     // Violations of this identifier.
     let v = ctx
-        .table("identity_violations")
+        .table(published::IDENTITY_VIOLATIONS)
         .await?
         .filter(
             col("id_type")
@@ -143,7 +144,7 @@ pub async fn explain_identity(
 
     // The profile.
     let found = ctx
-        .table("identities")
+        .table(published::IDENTITIES)
         .await?
         .filter(
             col("id_type")
@@ -158,7 +159,7 @@ pub async fn explain_identity(
     };
     let profile_id = text_column(first.column(0))?.value(0).to_string();
     let rows = ctx
-        .table("identities")
+        .table(published::IDENTITIES)
         .await?
         .filter(col("profile_id").eq(lit(profile_id.as_str())))?
         .select_columns(&["id_type", "id_value", "first_seen", "last_seen"])?
@@ -212,7 +213,7 @@ async fn chain(
     if start == target {
         return Ok(Vec::new());
     }
-    let events = ctx.table("events").await?.into_unoptimized_plan();
+    let events = ctx.table(stage::EVENTS).await?.into_unoptimized_plan();
     let Some(occ) = occurrences(ctx, events, rules)? else {
         return Ok(Vec::new());
     };
@@ -221,7 +222,7 @@ async fn chain(
         .map(|i| lit(crate::functions::node_code(&i.id_type, &i.id_value)))
         .collect();
     let dropped = ctx
-        .table("identity_violations")
+        .table(published::IDENTITY_VIOLATIONS)
         .await?
         .filter(col("rule").eq(lit("limit")))?
         .select(vec![

@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use super::output_location;
 use crate::error::EngineResult;
+use crate::run::tables::published;
 use crate::spec::Space;
 use crate::store::{delta, manifest};
 
@@ -41,11 +42,11 @@ pub async fn runs(space: &Space) -> EngineResult<Vec<RunSummary>> {
     let Some(m) = manifest::read(&out).await? else {
         return Ok(Vec::new());
     };
-    let Some(v) = m.tables.get("runs") else {
+    let Some(v) = m.tables.get(published::RUNS) else {
         return Ok(Vec::new());
     };
     let ctx = SessionContext::new();
-    let df = ctx.read_table(delta::provider(&out.child("runs"), *v).await?)?;
+    let df = ctx.read_table(delta::provider(&out.child(published::RUNS), *v).await?)?;
     let has_trigger = df.schema().has_column_with_unqualified_name("trigger");
     let mut cols = vec![
         col("run_id"),

@@ -14,6 +14,8 @@ use crate::functions::json_object;
 use crate::plan::audiences::top_level_conditions;
 use crate::plan::identity::ResolvedRules;
 use crate::plan::profiles::column_name;
+use crate::run::sink::StageSink;
+use crate::run::tables::stage;
 use crate::run::{RunOptions, audiences, evaluate, new_record, output_location};
 use crate::spec::{AudienceDef, EntityType, Space};
 
@@ -90,15 +92,17 @@ async fn evaluate_audiences(space: &Space, opts: &RunOptions) -> EngineResult<Ev
     let as_of_micros = rec.as_of.timestamp_micros();
     let (plans, _) = audiences::compile_over_kept_events(
         &ev.ctx,
+        &mut StageSink::Materialize,
         inputs,
         |i| audiences::compile_audiences(space, &parsed, i, as_of_micros, true),
         Some(ev.scratch.path()),
     )
     .await?;
     let ctx = ev.ctx.clone();
-    crate::run::keep(&ctx, plans.users, "preview_users", Some(ev.scratch.path())).await?;
+    let scratch = Some(ev.scratch.path());
+    crate::run::keep(&ctx, plans.users, stage::PREVIEW_USERS, scratch).await?;
     if let Some(a) = plans.accounts {
-        crate::run::keep(&ctx, a, "preview_accounts", Some(ev.scratch.path())).await?;
+        crate::run::keep(&ctx, a, stage::PREVIEW_ACCOUNTS, scratch).await?;
     }
     Ok(Evaluated {
         ctx,
@@ -123,8 +127,8 @@ pub async fn preview(space: &Space, key: &str, opts: &RunOptions) -> EngineResul
     let ev = evaluate_audiences(space, opts).await?;
     let (ctx, as_of) = (&ev.ctx, ev.as_of);
     let (table, id) = match def.entity {
-        EntityType::Users => ("preview_users", "profile_id"),
-        EntityType::Accounts => ("preview_accounts", "account_id"),
+        EntityType::Users => (stage::PREVIEW_USERS, "profile_id"),
+        EntityType::Accounts => (stage::PREVIEW_ACCOUNTS, "account_id"),
     };
     let total = ctx.table(table).await?.count().await? as u64;
     let size = count(ctx, table, col(key)).await?;
@@ -162,7 +166,7 @@ pub async fn preview(space: &Space, key: &str, opts: &RunOptions) -> EngineResul
                 .iter()
                 .map(|t| (t.id_type.clone(), col(column_name(&t.id_type))))
                 .collect();
-            let ids = ctx.table("cohort_profiles").await?.select(vec![
+            let ids = ctx.table(stage::PROFILES).await?.select(vec![
                 col("profile_id").alias("s_id"),
                 json_object(pairs).alias("ids"),
             ])?;
@@ -299,7 +303,7 @@ pub async fn explain_audience(
                 value = value.to_lowercase();
             }
             let found = text(
-                ctx.table("id_identities")
+                ctx.table(stage::ID_IDENTITIES)
                     .await?
                     .filter(col("id_type").eq(datafusion::prelude::lit(id_type)))?
                     .filter(col("id_value").eq(datafusion::prelude::lit(value.as_str())))?
@@ -312,7 +316,7 @@ pub async fn explain_audience(
                     as_of.to_rfc3339()
                 )));
             };
-            ("preview_users", "profile_id", p)
+            (stage::PREVIEW_USERS, "profile_id", p)
         }
         EntityType::Accounts => {
             if id_type != "group_id" && id_type != "account_id" {
@@ -321,7 +325,7 @@ pub async fn explain_audience(
                 )));
             }
             (
-                "preview_accounts",
+                stage::PREVIEW_ACCOUNTS,
                 "account_id",
                 id_value.trim().to_string(),
             )
@@ -355,8 +359,8 @@ pub async fn explain_audience(
         let mut traits = Vec::new();
         for (k, _) in refs {
             let (t, key_col) = match def.entity {
-                EntityType::Accounts => ("cohort_accounts", "account_id"),
-                EntityType::Users => ("cohort_profiles", "profile_id"),
+                EntityType::Accounts => (stage::ACCOUNTS, "account_id"),
+                EntityType::Users => (stage::PROFILES, "profile_id"),
             };
             let source = if space.audiences.iter().any(|a| a.key == k) {
                 (table, id_col, k.clone())
@@ -403,10 +407,10 @@ pub async fn explain_audience(
             let Ok((matches, _)) = chain_filter(&bare, &scope) else {
                 continue;
             };
-            let mut events_of = ctx.table("profile_events").await?;
+            let mut events_of = ctx.table(stage::PROFILE_EVENTS).await?;
             if def.entity == EntityType::Accounts {
                 events_of = events_of.join(
-                    ctx.table("account_links").await?.select(vec![
+                    ctx.table(stage::ACCOUNT_LINKS).await?.select(vec![
                         col("account_id"),
                         col("profile_id").alias("l_profile_id"),
                     ])?,

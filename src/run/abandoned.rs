@@ -12,7 +12,7 @@ use futures::TryStreamExt;
 use object_store::{ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 
-use super::record::RunRecord;
+use super::record::{RunRecord, RunStatus};
 use crate::error::{EngineResult, StoreError};
 use crate::store::lease::host_name;
 use crate::store::objects::Location;
@@ -160,11 +160,11 @@ pub async fn left_behind(
 fn record(s: &Started, noticed_by: &str) -> RunRecord {
     let (status, message) = match &s.error {
         Some(e) => (
-            "failed",
+            RunStatus::Failed,
             format!("{e} (recorded by run {noticed_by}: the run could not write its own record)"),
         ),
         None => (
-            "abandoned",
+            RunStatus::Abandoned,
             format!(
                 "the run stopped without recording how it ended: killed (e.g. `kill -9` or \
                  out of memory) or its machine stopped (pid {} on {}); noticed by run \
@@ -176,7 +176,7 @@ fn record(s: &Started, noticed_by: &str) -> RunRecord {
     RunRecord {
         run_id: s.run_id.clone(),
         space: s.space.clone(),
-        status: status.into(),
+        status,
         as_of: s.as_of,
         started_at: s.started_at,
         finished_at: s.started_at,

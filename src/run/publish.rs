@@ -1,100 +1,105 @@
 //! Publishing a run: every table written as a new Delta version, then the manifest flipped
 //! in one PUT, so that readers see the whole run or the previous one (see
 //! [`crate::store::manifest`]). Also the plans of the tables only publishing makes
-//! (`recent_events`, `event_errors`).
+//! (`recent_events`, `event_errors`), and their record for a script ([`record`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder};
 use datafusion::prelude::{SessionContext, col, lit};
 
-use super::record::RunRecord;
+use super::ctx::RunCtx;
+use super::record::{RunRecord, RunStatus};
 use super::runs_table::write_runs;
-use super::{Evaluation, PUBLISHED_FROM_STAGES, Progress, RECENT_EVENT_DAYS, files, identity};
+use super::stages::events::EventsOut;
+use super::stages::identity::{self, IdentityOut};
+use super::tables::{copied_tables, published, stage};
+use super::{RECENT_EVENT_DAYS, files};
 use crate::error::EngineResult;
-use crate::spec::Space;
-use crate::store::{delta, manifest, objects};
+use crate::script::steps::Step;
+use crate::store::{delta, manifest};
 
 /// Writes every table, then the manifest in one PUT (with the rows of `dead` runs and this
 /// one in `runs`).
 pub(super) async fn publish(
-    space: &Space,
-    progress: &dyn Progress,
-    out: &objects::Location,
-    rec: &mut RunRecord,
+    rc: &mut RunCtx<'_>,
+    events: EventsOut,
+    identity: IdentityOut,
     dead: &[RunRecord],
-    ev: Evaluation,
 ) -> EngineResult<manifest::Manifest> {
-    let Evaluation {
-        ctx,
-        scratch: _scratch,
-        previous,
-        merges,
-        scope_from,
-        classified,
-    } = ev;
-
-    // Publish: every table first, then the manifest in one PUT.
-    let t = Instant::now();
-    progress.stage_started("publish");
+    let t = rc.stage_started("publish");
+    let (ctx, out, previous) = (&rc.session, &rc.out, rc.previous.as_ref());
+    let rec = &mut *rc.rec;
+    let mut plans: Vec<(&str, LogicalPlan)> = Vec::new();
+    for (table, source) in copied_tables() {
+        plans.push((table, ctx.table(source).await?.into_unoptimized_plan()));
+    }
+    plans.push((
+        published::RECENT_EVENTS,
+        recent_events_plan(ctx, rec.as_of).await?,
+    ));
+    let merges = &identity.merges;
+    let merges_plan =
+        identity::merges_plan(ctx, out, previous, merges, &rec.run_id, rec.as_of).await?;
+    plans.push((published::PROFILE_MERGES, merges_plan));
+    let errors_plan = event_errors_plan(events.classified, &rec.run_id, &rec.skipped_files)?;
+    plans.push((published::EVENT_ERRORS, errors_plan));
+    let copied = copied_tables().count();
     let mut versions = BTreeMap::new();
-    for (table, source) in identity::IDENTITY_TABLES {
-        let plan = ctx.table(source).await?.into_unoptimized_plan();
+    for (i, (table, plan)) in plans.into_iter().enumerate() {
         let v = delta::overwrite_from_plan(&out.child(table), plan, &ctx.state()).await?;
         versions.insert(table.to_string(), v);
-        pause().await;
+        // Tests that kill a run mid-publish pause after each copied table and after the rest.
+        if i < copied {
+            pause().await;
+        }
     }
-    for (table, source) in PUBLISHED_FROM_STAGES {
-        let plan = ctx.table(source).await?.into_unoptimized_plan();
-        let v = delta::overwrite_from_plan(&out.child(table), plan, &ctx.state()).await?;
-        versions.insert(table.to_string(), v);
-        pause().await;
-    }
-    let recent = recent_events_plan(&ctx, rec.as_of).await?;
-    let v = delta::overwrite_from_plan(&out.child("recent_events"), recent, &ctx.state()).await?;
-    versions.insert("recent_events".to_string(), v);
-    let merges_plan = identity::merges_plan(
-        &ctx,
-        out,
-        previous.as_ref(),
-        &merges,
-        &rec.run_id,
-        rec.as_of,
-    )
-    .await?;
-    let v =
-        delta::overwrite_from_plan(&out.child("profile_merges"), merges_plan, &ctx.state()).await?;
-    versions.insert("profile_merges".to_string(), v);
-    let errors_plan = event_errors_plan(classified, &rec.run_id, &rec.skipped_files)?;
-    let v =
-        delta::overwrite_from_plan(&out.child("event_errors"), errors_plan, &ctx.state()).await?;
-    versions.insert("event_errors".to_string(), v);
     pause().await;
 
-    rec.status = "succeeded".into();
+    rec.status = RunStatus::Succeeded;
     rec.finished_at = Utc::now();
     let publish_ms = t.elapsed().as_millis() as u64;
     rec.stage_timings.push(("publish".into(), publish_ms));
-    let v = write_runs(out, previous.as_ref(), dead, rec).await?;
-    versions.insert("runs".to_string(), v);
+    let v = write_runs(out, previous, dead, rec).await?;
+    versions.insert(published::RUNS.to_string(), v);
     pause().await;
 
     let m = manifest::Manifest {
         format: manifest::MANIFEST_FORMAT,
-        space: space.name.clone(),
+        space: rc.space.name.clone(),
         run_id: rec.run_id.clone(),
         as_of: rec.as_of.to_rfc3339(),
         published_at: Utc::now().to_rfc3339(),
         tables: versions,
-        identity_rules: Some(identity::rules_fingerprint(space)),
-        scope_from: scope_from.map(|t| t.to_rfc3339()),
+        identity_rules: Some(identity::rules_fingerprint(rc.space)),
+        scope_from: identity.scope_from.map(|t| t.to_rfc3339()),
     };
     manifest::write(out, &m).await?;
-    progress.stage_finished("publish", t.elapsed());
+    rc.progress.stage_finished("publish", t.elapsed());
     Ok(m)
+}
+
+/// What a script publishes, recorded into the sink: the tables that are stage tables by their
+/// names, then `recent_events` and `event_errors` (as computed from the sources as read).
+pub(super) async fn record(rc: &mut RunCtx<'_>, events: EventsOut) -> EngineResult<()> {
+    for (table, source) in copied_tables() {
+        rc.sink.step(Step::Published {
+            name: table.to_string(),
+            from: source.to_string(),
+        });
+    }
+    let recent = recent_events_plan(&rc.session, rc.as_of).await?;
+    rc.sink.table(published::RECENT_EVENTS, &recent);
+    let errors = event_errors_plan(
+        events.classified_as_read,
+        &rc.rec.run_id,
+        &rc.rec.skipped_files,
+    )?;
+    rc.sink.table(published::EVENT_ERRORS, &errors);
+    Ok(())
 }
 
 /// The published `event_errors`: every source row set aside, with its reason, and a row per
@@ -169,35 +174,37 @@ pub(super) async fn recent_events_plan(
         ))
     };
     let from = as_of - chrono::Duration::days(RECENT_EVENT_DAYS);
-    Ok(
-        LogicalPlanBuilder::from(ctx.table("profile_events").await?.into_unoptimized_plan())
-            .filter(
-                col("timestamp")
-                    .gt_eq(ts(from))
-                    .and(col("timestamp").lt_eq(ts(as_of))),
-            )?
-            .project(
-                [
-                    "profile_id",
-                    "message_id",
-                    "type",
-                    "event",
-                    "timestamp",
-                    "group_id",
-                    "properties",
-                    "traits",
-                    "context",
-                ]
-                .map(col)
-                .to_vec(),
-            )?
-            .sort(vec![
-                col("profile_id").sort(true, false),
-                col("timestamp").sort(false, false),
-                col("message_id").sort(true, false),
-            ])?
-            .build()?,
+    Ok(LogicalPlanBuilder::from(
+        ctx.table(stage::PROFILE_EVENTS)
+            .await?
+            .into_unoptimized_plan(),
     )
+    .filter(
+        col("timestamp")
+            .gt_eq(ts(from))
+            .and(col("timestamp").lt_eq(ts(as_of))),
+    )?
+    .project(
+        [
+            "profile_id",
+            "message_id",
+            "type",
+            "event",
+            "timestamp",
+            "group_id",
+            "properties",
+            "traits",
+            "context",
+        ]
+        .map(col)
+        .to_vec(),
+    )?
+    .sort(vec![
+        col("profile_id").sort(true, false),
+        col("timestamp").sort(false, false),
+        col("message_id").sort(true, false),
+    ])?
+    .build()?)
 }
 
 async fn pause() {

@@ -10,6 +10,44 @@ use datafusion::arrow::array::{
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use serde::Serialize;
 
+/// How a run stands, as the `runs` table spells it (`running`, `succeeded`, `failed`,
+/// `abandoned`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    /// Still working.
+    #[default]
+    Running,
+    Succeeded,
+    Failed,
+    /// Died without recording how it ended (written by the next run).
+    Abandoned,
+}
+
+impl RunStatus {
+    /// The status as the `runs` table holds it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::Abandoned => "abandoned",
+        }
+    }
+}
+
+impl std::fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for RunStatus {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
 /// What one run did.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct RunRecord {
@@ -17,7 +55,7 @@ pub struct RunRecord {
     pub space: String,
     /// `running` (while it works), then `succeeded` or `failed`; `abandoned` for a run
     /// that died without recording how it ended (written by the next run).
-    pub status: String,
+    pub status: RunStatus,
     pub as_of: DateTime<Utc>,
     pub started_at: DateTime<Utc>,
     pub finished_at: DateTime<Utc>,
@@ -120,7 +158,7 @@ impl RunRecord {
         let cols: Vec<ArrayRef> = vec![
             text(&self.run_id),
             text(&self.space),
-            text(&self.status),
+            text(self.status.as_str()),
             micros(self.as_of),
             micros(self.started_at),
             micros(self.finished_at),

@@ -7,6 +7,7 @@ use datafusion::arrow::array::{AsArray, RecordBatch};
 use datafusion::prelude::{SessionContext, col, lit};
 
 use super::record::{self, RunRecord};
+use super::tables::published;
 use crate::error::{EngineError, EngineResult};
 use crate::store::{delta, manifest, objects};
 
@@ -18,10 +19,10 @@ pub(super) async fn write_runs(
     dead: &[RunRecord],
     rec: &RunRecord,
 ) -> EngineResult<u64> {
-    let loc = out.child("runs");
+    let loc = out.child(published::RUNS);
     let mut batches = Vec::new();
     let mut known = HashSet::new();
-    if let Some(v) = previous.and_then(|m| m.tables.get("runs")) {
+    if let Some(v) = previous.and_then(|m| m.tables.get(published::RUNS)) {
         let ctx = SessionContext::new();
         let provider = delta::provider(&loc, *v).await?;
         let df = ctx.read_table(provider)?;
@@ -43,16 +44,16 @@ pub(super) async fn write_runs(
 }
 
 /// The definition files of every successful published run, oldest first.
-pub(super) async fn definitions_history(
+pub(crate) async fn definitions_history(
     out: &objects::Location,
     previous: Option<&manifest::Manifest>,
 ) -> EngineResult<Vec<BTreeMap<String, String>>> {
-    let Some(v) = previous.and_then(|m| m.tables.get("runs")) else {
+    let Some(v) = previous.and_then(|m| m.tables.get(published::RUNS)) else {
         return Ok(Vec::new());
     };
     let ctx = SessionContext::new();
     let df = ctx
-        .read_table(delta::provider(&out.child("runs"), *v).await?)?
+        .read_table(delta::provider(&out.child(published::RUNS), *v).await?)?
         .filter(col("status").eq(lit("succeeded")))?
         .sort(vec![col("started_at").sort(true, false)])?
         .select(vec![col("definitions")])?;
@@ -111,7 +112,7 @@ pub(super) async fn record_failure(
         identity_rules: None,
         scope_from: None,
     });
-    m.tables.insert("runs".into(), v);
+    m.tables.insert(published::RUNS.into(), v);
     manifest::write(out, &m).await?;
     Ok(())
 }

@@ -49,7 +49,9 @@ pub struct SourceRead {
 }
 
 /// Opens every table of `source`. Files named in `exclude` (already found unreadable by the
-/// caller) are not opened again, nor reported again.
+/// caller) are not opened again, nor reported again. With `one_scan`, the files of a table
+/// with several schemas are read as one scan of every column (as a script's engine reads
+/// them: one table), else one scan per schema.
 pub async fn source_tables(
     ctx: &SessionContext,
     space_root: &std::path::Path,
@@ -57,6 +59,7 @@ pub async fn source_tables(
     scope: Scope,
     bad: BadFiles,
     exclude: &[SkippedFile],
+    one_scan: bool,
 ) -> EngineResult<SourceRead> {
     let err = |reason: String| EngineError::Source {
         source_name: source.name.clone(),
@@ -76,6 +79,7 @@ pub async fn source_tables(
                 &source.name,
                 scope,
                 exclude,
+                one_scan,
                 &mut read,
                 &mut found,
             )
@@ -113,7 +117,8 @@ pub async fn source_tables(
                 };
                 let tloc = loc.child(&name);
                 scan_table(
-                    ctx, &tloc, source, kind, &name, scope, exclude, &mut read, &mut found,
+                    ctx, &tloc, source, kind, &name, scope, exclude, one_scan, &mut read,
+                    &mut found,
                 )
                 .await
                 .map_err(|e| err(format!("table `{name}`: {e}")))?;
@@ -166,6 +171,7 @@ async fn scan_table(
     table: &str,
     scope: Scope,
     exclude: &[SkippedFile],
+    one_scan: bool,
     read: &mut SourceRead,
     bad: &mut Vec<SkippedFile>,
 ) -> EngineResult<()> {
@@ -190,7 +196,7 @@ async fn scan_table(
         }
     }
     let mut groups = files::group_by_schema(readable);
-    if super::capture::recording(ctx) && groups.len() > 1 {
+    if one_scan && groups.len() > 1 {
         // A script reads the source as one table of the target engine: one scan.
         groups = vec![merged(groups)];
     }

@@ -5,8 +5,6 @@
 //! Nothing here runs a query.
 
 pub mod dialect;
-// `script::script` names the whole-run script; the run records its `Step`s by that path.
-#[allow(clippy::module_inception)]
-pub mod script;
 pub mod sql_identity;
+pub mod steps;
 pub mod unparse;

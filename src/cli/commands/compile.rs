@@ -25,7 +25,7 @@ pub(in crate::cli) async fn compile_cmd(
                 d.as_str()
             )));
         }
-        print!("{}", crate::run::capture::script(&space, as_of, d).await?);
+        print!("{}", crate::run::script(&space, as_of, d).await?);
         return Ok(());
     }
     let text =

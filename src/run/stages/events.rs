@@ -1,7 +1,8 @@
-//! Stage 1, events: every source read (file by file, see [`super::files`]), normalized,
+//! Stage 1, events: every source read (file by file, see [`crate::run::files`]), normalized,
 //! classified and deduplicated into the `events` view and one view per source, with the
-//! counts the run record keeps; and the scratch materialization later stages share.
+//! counts the run record keeps.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -11,21 +12,66 @@ use datafusion::functions_aggregate::expr_fn::count;
 use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder};
 use datafusion::prelude::{SessionContext, col, lit};
 
-use super::record::RunRecord;
-use super::{capture, files, sources};
 use crate::error::{EngineError, EngineResult};
 use crate::plan::events as ev;
+use crate::run::ctx::RunCtx;
+use crate::run::record::RunRecord;
+use crate::run::sink::{StageSink, materialize};
+use crate::run::tables::stage;
+use crate::run::{files, sources};
 use crate::spec::Space;
 
-/// Stage 1: reads every source, registers the `events` view (good, deduplicated events up to
-/// `as_of`) and one view per source name, and returns the classified plan (every row, with
+/// What the events stage hands on (besides the `events` view and the source views).
+pub struct EventsOut {
+    /// Every source row, classified (with `error_reason`), as the run reads it back from
+    /// scratch: what `event_errors` is made of.
+    pub classified: LogicalPlan,
+    /// The same rows as read from the sources (what a script computes `event_errors` from).
+    pub classified_as_read: LogicalPlan,
+}
+
+/// Stage 1: reads every source into the `events` view (files it cannot read fail the run or,
+/// with `--skip-bad-files`, go into the record) and counts what it read into the record.
+pub async fn run(ctx: &mut RunCtx<'_>) -> EngineResult<EventsOut> {
+    let bad = if ctx.opts.skip_bad_files {
+        sources::BadFiles::Skip
+    } else {
+        sources::BadFiles::Fail
+    };
+    let scratch = ctx.scratch.clone();
+    let read = read_into(
+        &ctx.session,
+        &mut ctx.sink,
+        ctx.space,
+        ctx.as_of,
+        ctx.opts.window_days,
+        Some(scratch.path()),
+        bad,
+    )
+    .await?;
+    ctx.rec.skipped_files = read.skipped;
+    event_counts(
+        &ctx.session,
+        &read.classified,
+        ctx.as_of.timestamp_micros(),
+        ctx.rec,
+    )
+    .await?;
+    Ok(EventsOut {
+        classified: read.classified,
+        classified_as_read: read.classified_as_read,
+    })
+}
+
+/// Reads every source, registers the `events` view (good, deduplicated events up to `as_of`)
+/// and one view per source name, and returns the classified plan (every row, with
 /// `error_reason`). An unreadable source file fails it, naming the file.
 pub async fn register_events(
     ctx: &SessionContext,
     space: &Space,
     as_of: DateTime<Utc>,
     window_days: Option<u32>,
-    scratch: Option<&std::path::Path>,
+    scratch: Option<&Path>,
 ) -> EngineResult<LogicalPlan> {
     let bad = sources::BadFiles::Fail;
     Ok(read_events(ctx, space, as_of, window_days, scratch, bad)
@@ -34,30 +80,52 @@ pub async fn register_events(
 }
 
 /// [`register_events`] with a policy for unreadable files; also returns the files set aside.
-///
-/// Footers that cannot be read are found when the files are opened. Pages that cannot be
-/// decoded are found only while reading: when writing the classified rows to `scratch`
-/// fails, each file is read alone to find the culprits, which then fail the run by name or,
-/// with [`sources::BadFiles::Skip`], are set aside and the stage starts over without them.
 pub async fn read_events(
     ctx: &SessionContext,
     space: &Space,
     as_of: DateTime<Utc>,
     window_days: Option<u32>,
-    scratch: Option<&std::path::Path>,
+    scratch: Option<&Path>,
     bad: sources::BadFiles,
 ) -> EngineResult<(LogicalPlan, Vec<files::SkippedFile>)> {
+    let sink = &mut StageSink::Materialize;
+    let read = read_into(ctx, sink, space, as_of, window_days, scratch, bad).await?;
+    Ok((read.classified, read.skipped))
+}
+
+struct Read {
+    classified: LogicalPlan,
+    classified_as_read: LogicalPlan,
+    skipped: Vec<files::SkippedFile>,
+}
+
+/// Footers that cannot be read are found when the files are opened. Pages that cannot be
+/// decoded are found only while reading: when writing the classified rows to `scratch`
+/// fails, each file is read alone to find the culprits, which then fail the run by name or,
+/// with [`sources::BadFiles::Skip`], are set aside and the stage starts over without them.
+async fn read_into(
+    ctx: &SessionContext,
+    sink: &mut StageSink,
+    space: &Space,
+    as_of: DateTime<Utc>,
+    window_days: Option<u32>,
+    scratch: Option<&Path>,
+    bad: sources::BadFiles,
+) -> EngineResult<Read> {
     let scope = sources::Scope {
         from: window_days.map(|d| as_of - chrono::Duration::days(i64::from(d))),
         to: as_of,
     };
+    // A script reads each source as one table of its engine: one scan per source table.
+    let one_scan = sink.recording();
     let mut exclude: Vec<files::SkippedFile> = Vec::new();
-    let (classified, skipped) = loop {
+    let (classified, classified_as_read, skipped) = loop {
         let mut tables = Vec::new();
         let mut read_files = Vec::new();
         let mut skipped = exclude.clone();
         for s in &space.sources {
-            let r = sources::source_tables(ctx, &space.root, s, scope, bad, &exclude).await?;
+            let r =
+                sources::source_tables(ctx, &space.root, s, scope, bad, &exclude, one_scan).await?;
             tables.extend(r.tables);
             read_files.extend(r.files);
             skipped.extend(r.skipped);
@@ -66,11 +134,11 @@ pub async fn read_events(
             .ok_or_else(|| EngineError::Invalid("the space has no source tables".into()))?;
         let classified = ev::classify(normalized)?;
         let Some(dir) = scratch else {
-            break (classified, skipped);
+            break (classified.clone(), classified, skipped);
         };
-        let dir = dir.join("classified");
-        match materialize(ctx, classified, &dir).await {
-            Ok(plan) => break (plan, skipped),
+        let dir = dir.join(stage::CLASSIFIED);
+        match materialize(ctx, classified.clone(), &dir).await {
+            Ok(plan) => break (plan, classified, skipped),
             Err(EngineError::DataFusion(e)) if files::may_be_bad_file(&e) => {
                 let found = files::probe(ctx, &read_files).await?;
                 let Some(first) = found.first() else {
@@ -89,28 +157,34 @@ pub async fn read_events(
             Err(e) => return Err(e),
         }
     };
-    let valid = ev::valid_events(classified.clone(), as_of.timestamp_micros())?;
-    capture::table(ctx, "events", &valid);
+    let as_of_micros = as_of.timestamp_micros();
+    if sink.recording() {
+        sink.table(
+            stage::EVENTS,
+            &ev::valid_events(classified_as_read.clone(), as_of_micros)?,
+        );
+    }
+    let valid = ev::valid_events(classified.clone(), as_of_micros)?;
     ctx.register_table(
-        "events",
-        ctx.execute_logical_plan(valid.clone()).await?.into_view(),
+        stage::EVENTS,
+        ctx.execute_logical_plan(valid).await?.into_view(),
     )?;
     for s in &space.sources {
         let per_source =
-            LogicalPlanBuilder::from(ctx.table("events").await?.into_unoptimized_plan())
+            LogicalPlanBuilder::from(ctx.table(stage::EVENTS).await?.into_unoptimized_plan())
                 .filter(col("source").eq(lit(s.name.as_str())))?
                 .build()?;
-        capture::table(ctx, &s.name, &per_source);
-        ctx.register_table(
-            s.name.as_str(),
-            ctx.execute_logical_plan(per_source).await?.into_view(),
-        )?;
+        sink.view(ctx, &s.name, per_source).await?;
     }
-    Ok((classified, skipped))
+    Ok(Read {
+        classified,
+        classified_as_read,
+        skipped,
+    })
 }
 
 /// Counts rows per source/type/reason, duplicates and rows after as_of, into the record.
-pub(super) async fn event_counts(
+async fn event_counts(
     ctx: &SessionContext,
     classified: &LogicalPlan,
     as_of_micros: i64,
@@ -163,12 +237,13 @@ pub(super) async fn event_counts(
         }
     }
     // Distinct events per source/type after dedupe: count the event view itself.
-    let per_type = LogicalPlanBuilder::from(ctx.table("events").await?.into_unoptimized_plan())
-        .aggregate(
-            vec![col("source"), col("type")],
-            vec![count(lit(1)).alias("n")],
-        )?
-        .build()?;
+    let per_type =
+        LogicalPlanBuilder::from(ctx.table(stage::EVENTS).await?.into_unoptimized_plan())
+            .aggregate(
+                vec![col("source"), col("type")],
+                vec![count(lit(1)).alias("n")],
+            )?
+            .build()?;
     let batches: Vec<RecordBatch> = ctx.execute_logical_plan(per_type).await?.collect().await?;
     let mut distinct = 0i64;
     for b in &batches {
@@ -184,70 +259,4 @@ pub(super) async fn event_counts(
     rec.events = distinct;
     rec.duplicates = good_rows - distinct;
     Ok(())
-}
-
-/// Registers `plan` as `name`, written once to the scratch folder (when there is one) so that
-/// the later readers of `name` (counts, other stages, the publish) do not compute it again.
-pub(crate) async fn keep(
-    ctx: &SessionContext,
-    plan: LogicalPlan,
-    name: &str,
-    scratch: Option<&std::path::Path>,
-) -> EngineResult<()> {
-    capture::table(ctx, name, &plan);
-    let plan = match scratch {
-        Some(dir) => materialize(ctx, plan, &dir.join(name)).await?,
-        None => plan,
-    };
-    ctx.register_table(name, ctx.execute_logical_plan(plan).await?.into_view())?;
-    Ok(())
-}
-
-/// Writes `plan`'s rows once to Parquet files in `dir` and returns a scan of them, so that
-/// later passes read a few local files instead of re-reading (and re-parsing) every source.
-pub(crate) async fn materialize(
-    ctx: &SessionContext,
-    plan: LogicalPlan,
-    dir: &std::path::Path,
-) -> EngineResult<LogicalPlan> {
-    std::fs::create_dir_all(dir).map_err(crate::error::StoreError::from)?;
-    let path = format!("{}/", dir.display());
-    let mut options = datafusion::config::TableParquetOptions::default();
-    options.global.compression = Some("snappy".into());
-    // Small row groups and one serializer per file keep the writer's buffers small, so a run
-    // under a tight memory limit spends its budget on sorts and aggregates, which can spill.
-    options.global.allow_single_file_parallelism = false;
-    options.global.max_row_group_size = 4096;
-    let schema = Arc::clone(plan.schema());
-    let written = ctx
-        .execute_logical_plan(plan)
-        .await?
-        .write_parquet(
-            &path,
-            datafusion::dataframe::DataFrameWriteOptions::new(),
-            Some(options),
-        )
-        .await?;
-    let rows: u64 = written
-        .iter()
-        .filter_map(|b| {
-            b.column(0)
-                .as_any()
-                .downcast_ref::<datafusion::arrow::array::UInt64Array>()
-        })
-        .flat_map(|c| c.iter().flatten())
-        .sum();
-    if rows == 0 {
-        // No rows, no files: there is nothing to read back (nor a schema to infer from).
-        return Ok(LogicalPlan::EmptyRelation(
-            datafusion::logical_expr::EmptyRelation {
-                produce_one_row: false,
-                schema,
-            },
-        ));
-    }
-    let read = ctx
-        .read_parquet(path, datafusion::prelude::ParquetReadOptions::default())
-        .await?;
-    Ok(read.into_unoptimized_plan())
 }

@@ -2,7 +2,8 @@
 //! the run's session, its result is held to the contract (one identifier column, at most 25
 //! trait columns, no null or duplicate identifiers), and its rows are merged into profiles
 //! through the identity graph. Call [`run_sql_traits`] after the identity stage; each trait's
-//! rows are left registered as `sqltrait_<key> (profile_id, <trait columns>)`.
+//! rows are left registered as `sqltrait_<key> (profile_id, <trait columns>)`
+//! ([`stage::sql_trait`]).
 //!
 //! Identifier values are normalized exactly as the identity stage normalizes them (the same
 //! occurrence plan, [`occurrences_from_raw`]), so `Ann@X.com` in a SQL trait finds the profile
@@ -29,6 +30,9 @@ use crate::analyze::sql_trait::check_sql_trait;
 use crate::error::{EngineError, EngineResult};
 use crate::identity::{new_profile_id, text_column};
 use crate::plan::identity::{IdType, ResolvedRules, occurrences_from_raw};
+use crate::run::ctx::RunCtx;
+use crate::run::sink::StageSink;
+use crate::run::tables::stage;
 use crate::spec::{Space, SqlTraitDef, format_duration, parse_duration, slash_path};
 
 /// The most trait columns a SQL trait may return besides its identifier column.
@@ -42,17 +46,6 @@ pub const DEFAULT_SQL_TRAIT_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// How many example values an error lists.
 const EXAMPLES: usize = 10;
-
-/// The session table holding a SQL trait's merged rows.
-pub fn sql_trait_table(key: &str) -> String {
-    format!("sqltrait_{key}")
-}
-
-/// The session table of the profiles a SQL trait starts, `(profile_id, id_type, id_value)`:
-/// kept only when a run is recorded for a script (a run keeps them in memory).
-pub fn started_table(key: &str) -> String {
-    format!("sqltrait_{key}_started")
-}
 
 /// The cron schedule of a SQL trait: its sidecar's, else [`DEFAULT_SQL_TRAIT_SCHEDULE`].
 pub fn sql_trait_schedule(def: &SqlTraitDef) -> &str {
@@ -110,17 +103,30 @@ pub async fn run_sql_traits(
     ctx: &SessionContext,
     space: &Space,
 ) -> EngineResult<Vec<SqlTraitResult>> {
+    traits_into(ctx, &mut StageSink::Materialize, space).await
+}
+
+/// Stage 3a: every SQL trait of the space, after the identity stage (see [`run_sql_traits`]).
+pub async fn run(ctx: &mut RunCtx<'_>) -> EngineResult<Vec<SqlTraitResult>> {
+    traits_into(&ctx.session, &mut ctx.sink, ctx.space).await
+}
+
+async fn traits_into(
+    ctx: &SessionContext,
+    sink: &mut StageSink,
+    space: &Space,
+) -> EngineResult<Vec<SqlTraitResult>> {
     if space.sql_traits.is_empty() {
         return Ok(Vec::new());
     }
-    super::register_published(ctx, space).await?;
+    crate::run::register_published(ctx, space).await?;
     let rules = ResolvedRules::from_spec(&space.identity);
     let mut out = Vec::with_capacity(space.sql_traits.len());
     for def in &space.sql_traits {
         let (limit, set_in) = sql_trait_timeout(space, def);
         // On timeout the trait's future is dropped, and with it the DataFusion stream: its
         // spawned tasks are aborted, so an endless query stops using the machine.
-        match tokio::time::timeout(limit, run_sql_trait(ctx, &rules, def)).await {
+        match tokio::time::timeout(limit, trait_into(ctx, sink, &rules, def)).await {
             Ok(result) => out.push(result?),
             Err(_) => {
                 return Err(EngineError::Invalid(format!(
@@ -156,6 +162,17 @@ fn examples<'a>(values: impl IntoIterator<Item = &'a str>) -> String {
 /// Runs one SQL trait; see [`run_sql_traits`].
 pub async fn run_sql_trait(
     ctx: &SessionContext,
+    rules: &ResolvedRules,
+    def: &SqlTraitDef,
+) -> EngineResult<SqlTraitResult> {
+    trait_into(ctx, &mut StageSink::Materialize, rules, def).await
+}
+
+/// [`run_sql_trait`], recording into `sink`: a script gets the merge as plans (a run merges
+/// in memory).
+async fn trait_into(
+    ctx: &SessionContext,
+    sink: &mut StageSink,
     rules: &ResolvedRules,
     def: &SqlTraitDef,
 ) -> EngineResult<SqlTraitResult> {
@@ -328,13 +345,13 @@ pub async fn run_sql_trait(
         .ok_or_else(|| problem(def, "no identifier type to normalize with"))?;
 
     // Merge through the graph: (id_type, id_value) -> profile_id.
-    if !ctx.table_exist("id_identities")? {
+    if !ctx.table_exist(stage::ID_IDENTITIES)? {
         return Err(problem(
             def,
             "the identity stage has not run in this session (no `id_identities`)",
         ));
     }
-    let graph = ctx.table("id_identities").await?.select(vec![
+    let graph = ctx.table(stage::ID_IDENTITIES).await?.select(vec![
         cast_expr(col("profile_id"), DataType::Utf8).alias("g_profile_id"),
         cast_expr(col("id_type"), DataType::Utf8).alias("g_type"),
         cast_expr(col("id_value"), DataType::Utf8).alias("g_value"),
@@ -464,18 +481,14 @@ pub async fn run_sql_trait(
     let out_schema = Arc::new(Schema::new(fields));
     let out = RecordBatch::try_new(out_schema.clone(), columns).map_err(|e| problem(def, e))?;
     let provider = Arc::new(MemTable::try_new(out_schema, vec![vec![out]])?);
-    let table = sql_trait_table(&def.key);
-    if super::capture::recording(ctx) {
+    let table = stage::sql_trait(&def.key);
+    if sink.recording() {
         let trait_names: Vec<String> = trait_columns.iter().map(|(n, _)| n.clone()).collect();
         let (merged, started) = merge_plans(ctx, query, id_col, &one_type, &trait_names).await?;
-        super::capture::table(ctx, &table, &merged);
-        let started_table = started_table(&def.key);
-        super::capture::table(ctx, &started_table, &started);
+        sink.table(&table, &merged);
+        let started_table = stage::sql_trait_started(&def.key);
         ctx.deregister_table(started_table.as_str())?;
-        ctx.register_table(
-            started_table.as_str(),
-            ctx.execute_logical_plan(started).await?.into_view(),
-        )?;
+        sink.view(ctx, &started_table, started).await?;
     }
     ctx.deregister_table(table.as_str())?;
     ctx.register_table(table.as_str(), provider.clone())?;
@@ -519,7 +532,7 @@ async fn merge_plans(
     let occ = occurrences_from_raw(ctx, raw, one_type)?
         .ok_or_else(|| EngineError::Invalid("a SQL trait's identifier type has no path".into()))?;
     let graph = ctx
-        .table("id_identities")
+        .table(stage::ID_IDENTITIES)
         .await?
         .select(vec![
             cast_expr(col("profile_id"), DataType::Utf8).alias("g_profile_id"),

@@ -17,6 +17,7 @@ use datafusion::logical_expr::{
 };
 use datafusion::prelude::{SessionContext, coalesce};
 
+use super::identity::IdentityOut;
 use super::profiles::ProfileStats;
 use crate::error::{EngineError, EngineResult};
 use crate::functions::json_object;
@@ -25,6 +26,9 @@ use crate::plan::audiences::{
 };
 use crate::plan::identity::ResolvedRules;
 use crate::plan::profiles::column_name;
+use crate::run::ctx::RunCtx;
+use crate::run::sink::{StageSink, materialize};
+use crate::run::tables::{published, stage};
 use crate::spec::query::ast;
 use crate::spec::{Diagnostic, EntityType, Space, query};
 use crate::store::{delta, manifest, objects};
@@ -107,10 +111,10 @@ pub async fn session_inputs(
         data_typed.extend(s.sql_traits.keys().cloned());
     }
     Ok(AudienceInputs {
-        profiles: plan(ctx.table("cohort_profiles").await?),
-        events: plan(ctx.table("profile_events").await?),
-        accounts: plan(ctx.table("cohort_accounts").await?),
-        links: plan(ctx.table("account_links").await?),
+        profiles: plan(ctx.table(stage::PROFILES).await?),
+        events: plan(ctx.table(stage::PROFILE_EVENTS).await?),
+        accounts: plan(ctx.table(stage::ACCOUNTS).await?),
+        links: plan(ctx.table(stage::ACCOUNT_LINKS).await?),
         data_typed,
         lenient: false,
     })
@@ -120,9 +124,11 @@ pub async fn session_inputs(
 /// events any audience reads (names, window), those are written once (to `scratch`, else kept
 /// in memory) with only the columns audiences use, and the second compile reads them from
 /// there, so the fused aggregation and every funnel scan that subset instead of all events.
-/// Also returns the kept events (None when no audience reads events).
+/// Also returns the kept events (None when no audience reads events). A recording `sink`
+/// gets them as the table `audience_events`, which the audience plans then read by name.
 pub async fn compile_over_kept_events(
     ctx: &SessionContext,
+    sink: &mut StageSink,
     mut inputs: AudienceInputs,
     compile: impl Fn(&AudienceInputs) -> EngineResult<AudiencePlans>,
     scratch: Option<&Path>,
@@ -149,13 +155,16 @@ pub async fn compile_over_kept_events(
         .project(keep_cols)?
         .build()?;
     let kept = match scratch {
-        Some(dir) => super::materialize(ctx, subset, &dir.join("audience_events")).await?,
-        None if super::capture::recording(ctx) => {
-            super::capture::table(ctx, "audience_events", &subset);
-            let view = ctx.execute_logical_plan(subset).await?.into_view();
-            ctx.register_table("audience_events", view)?;
-            ctx.table("audience_events").await?.into_unoptimized_plan()
+        Some(dir) if sink.recording() => {
+            sink.table(stage::AUDIENCE_EVENTS, &subset);
+            let kept = materialize(ctx, subset, &dir.join(stage::AUDIENCE_EVENTS)).await?;
+            let view = ctx.execute_logical_plan(kept).await?.into_view();
+            ctx.register_table(stage::AUDIENCE_EVENTS, view)?;
+            ctx.table(stage::AUDIENCE_EVENTS)
+                .await?
+                .into_unoptimized_plan()
         }
+        Some(dir) => materialize(ctx, subset, &dir.join(stage::AUDIENCE_EVENTS)).await?,
         None => ctx
             .execute_logical_plan(subset)
             .await?
@@ -277,10 +286,10 @@ async fn previous_membership(
     previous: Option<&manifest::Manifest>,
     merges: &[(String, String)],
 ) -> EngineResult<LogicalPlan> {
-    let Some(v) = previous.and_then(|m| m.tables.get("audience_membership")) else {
+    let Some(v) = previous.and_then(|m| m.tables.get(published::AUDIENCE_MEMBERSHIP)) else {
         return empty(membership_schema());
     };
-    let provider = delta::provider(&out.child("audience_membership"), *v).await?;
+    let provider = delta::provider(&out.child(published::AUDIENCE_MEMBERSHIP), *v).await?;
     let mut prev = ctx.read_table(provider)?;
     let keys: Vec<Expr> = space
         .audiences
@@ -347,28 +356,27 @@ async fn previous_changes(
     out: &objects::Location,
     previous: Option<&manifest::Manifest>,
 ) -> EngineResult<Option<LogicalPlan>> {
-    let Some(v) = previous.and_then(|m| m.tables.get("audience_changes")) else {
+    let Some(v) = previous.and_then(|m| m.tables.get(published::AUDIENCE_CHANGES)) else {
         return Ok(None);
     };
-    let provider = delta::provider(&out.child("audience_changes"), *v).await?;
+    let provider = delta::provider(&out.child(published::AUDIENCE_CHANGES), *v).await?;
     Ok(Some(ctx.read_table(provider)?.into_unoptimized_plan()))
 }
 
 /// Runs stages 5 and 6 and registers `cohort_audience_membership` (every member now) and
 /// `cohort_audience_changes` (the published history plus this run's entered / exited rows).
-#[allow(clippy::too_many_arguments)]
-pub async fn run_audiences(
-    ctx: &SessionContext,
-    space: &Space,
-    rules: &ResolvedRules,
-    profile_stats: Option<&ProfileStats>,
-    out: &objects::Location,
-    previous: Option<&manifest::Manifest>,
-    merges: &[(String, String)],
-    run_id: &str,
-    as_of: chrono::DateTime<chrono::Utc>,
-    scratch: Option<&Path>,
-) -> EngineResult<AudienceStats> {
+/// First refuses a key that belonged to a deleted audience.
+pub async fn run(rc: &mut RunCtx<'_>, identity: &IdentityOut) -> EngineResult<AudienceStats> {
+    let history = crate::run::runs_table::definitions_history(&rc.out, rc.previous.as_ref());
+    check_deleted_keys(rc.space, &history.await?)?;
+    let rules = &ResolvedRules::from_spec(&rc.space.identity);
+    let scratch = rc.scratch.clone();
+    let scratch = Some(scratch.path());
+    let (ctx, sink, space) = (&rc.session, &mut rc.sink, rc.space);
+    let (out, previous) = (&rc.out, rc.previous.as_ref());
+    let (profile_stats, run_id) = (rc.rec.profiles.as_ref(), rc.rec.run_id.as_str());
+    let merges = &identity.merges;
+    let as_of = rc.as_of;
     let as_of_micros = as_of.timestamp_micros();
     let as_of_lit = lit(ScalarValue::TimestampMicrosecond(
         Some(as_of_micros),
@@ -382,6 +390,7 @@ pub async fn run_audiences(
     } else {
         let (plans, kept) = compile_over_kept_events(
             ctx,
+            sink,
             inputs.clone(),
             |i| compile_audiences(space, &parsed, i, as_of_micros, false),
             scratch,
@@ -396,16 +405,17 @@ pub async fn run_audiences(
         for w in &stats.warnings {
             tracing::warn!("{w}");
         }
-        super::keep(ctx, plans.users, "cohort_audience_users", scratch).await?;
+        sink.keep(ctx, plans.users, stage::AUDIENCE_USERS, scratch)
+            .await?;
         let users = ctx
-            .table("cohort_audience_users")
+            .table(stage::AUDIENCE_USERS)
             .await?
             .into_unoptimized_plan();
         let accounts = match plans.accounts {
             Some(a) => {
-                super::keep(ctx, a, "cohort_audience_accounts", scratch).await?;
+                sink.keep(ctx, a, stage::AUDIENCE_ACCOUNTS, scratch).await?;
                 Some(
-                    ctx.table("cohort_audience_accounts")
+                    ctx.table(stage::AUDIENCE_ACCOUNTS)
                         .await?
                         .into_unoptimized_plan(),
                 )
@@ -442,7 +452,8 @@ pub async fn run_audiences(
             col("profile_id").sort(true, false),
         ])?
         .build()?;
-    super::keep(ctx, membership, "cohort_audience_membership", scratch).await?;
+    sink.keep(ctx, membership, stage::AUDIENCE_MEMBERSHIP, scratch)
+        .await?;
 
     // This run's changes: members now who were not before, and the other way round.
     let entered = LogicalPlanBuilder::from(now.clone())
@@ -480,7 +491,7 @@ pub async fn run_audiences(
     let mut id_select = vec![col("profile_id").alias("i_profile_id")];
     id_select.push(json_object(id_pairs).alias("user_identifiers"));
     let ids = ctx
-        .table("cohort_profiles")
+        .table(stage::PROFILES)
         .await?
         .select(id_select)?
         .into_unoptimized_plan();
@@ -511,7 +522,8 @@ pub async fn run_audiences(
             col("profile_id").sort(true, false),
         ])?
         .build()?;
-    super::keep(ctx, this_run, "cohort_audience_changes_run", scratch).await?;
+    sink.keep(ctx, this_run, stage::AUDIENCE_CHANGES_RUN, scratch)
+        .await?;
 
     // Sizes and changes per audience.
     for d in &space.audiences {
@@ -524,10 +536,12 @@ pub async fn run_audiences(
         );
     }
     let counts = ctx
-        .sql(
-            "SELECT audience_key, 'members' AS what, count(*) AS n FROM cohort_audience_membership GROUP BY audience_key \
-             UNION ALL SELECT audience_key, change, count(*) FROM cohort_audience_changes_run GROUP BY audience_key, change",
-        )
+        .sql(&format!(
+            "SELECT audience_key, 'members' AS what, count(*) AS n FROM {} GROUP BY audience_key \
+             UNION ALL SELECT audience_key, change, count(*) FROM {} GROUP BY audience_key, change",
+            stage::AUDIENCE_MEMBERSHIP,
+            stage::AUDIENCE_CHANGES_RUN
+        ))
         .await?
         .collect()
         .await?;
@@ -553,18 +567,14 @@ pub async fn run_audiences(
         }
     }
     let run_rows = ctx
-        .table("cohort_audience_changes_run")
+        .table(stage::AUDIENCE_CHANGES_RUN)
         .await?
         .into_unoptimized_plan();
     let all = match previous_changes(ctx, out, previous).await? {
         Some(p) => LogicalPlanBuilder::from(p).union(run_rows)?.build()?,
         None => run_rows,
     };
-    super::capture::table(ctx, "cohort_audience_changes", &all);
-    ctx.register_table(
-        "cohort_audience_changes",
-        ctx.execute_logical_plan(all).await?.into_view(),
-    )?;
+    sink.view(ctx, stage::AUDIENCE_CHANGES, all).await?;
     Ok(stats)
 }
 

@@ -4,7 +4,6 @@
 //! tables in the session for audiences and for publishing.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 
 use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::datatypes::DataType;
@@ -20,11 +19,14 @@ use crate::plan::profiles::{
     join_traits, profile_base_plan,
 };
 use crate::plan::traits::{TraitColumn, TraitQuery, computed_traits_plan, empty_value};
+use crate::run::ctx::RunCtx;
+use crate::run::sink::keep;
+use crate::run::tables::stage;
 use crate::spec::{ComputedTraitDef, Diagnostic, EntityType, Space, query};
 
-const TRAIT_KEYS: &str = include_str!("../../queries/profiles/trait_keys.sql");
-const ACCOUNT_LINKS: &str = include_str!("../../queries/profiles/account_links.sql");
-const ACCOUNT_BASE: &str = include_str!("../../queries/profiles/account_base.sql");
+const TRAIT_KEYS: &str = include_str!("../../../queries/profiles/trait_keys.sql");
+const ACCOUNT_LINKS: &str = include_str!("../../../queries/profiles/account_links.sql");
+const ACCOUNT_BASE: &str = include_str!("../../../queries/profiles/account_base.sql");
 
 /// Columns of `profiles` that are not traits; a trait with one of these names is left out.
 const PROFILE_COLUMNS: [&str; 3] = ["profile_id", "first_seen", "last_seen"];
@@ -193,18 +195,16 @@ fn type_names(cols: impl IntoIterator<Item = (String, DataType)>) -> BTreeMap<St
 /// `cohort_accounts`. `sql_traits` have run already: their tables `(profile_id, trait
 /// columns...)` are merged through the identity graph, and the profiles they started join
 /// the profiles of the graph.
-pub async fn run_profiles(
-    ctx: &SessionContext,
-    space: &Space,
-    rules: &ResolvedRules,
-    as_of_micros: i64,
-    sql_traits: &[SqlTraitResult],
-    scratch: Option<&Path>,
-) -> EngineResult<ProfileStats> {
+pub async fn run(rc: &mut RunCtx<'_>, sql_traits: &[SqlTraitResult]) -> EngineResult<ProfileStats> {
+    let rules = &ResolvedRules::from_spec(&rc.space.identity);
+    let as_of_micros = rc.as_of.timestamp_micros();
+    let scratch = rc.scratch.clone();
+    let scratch = Some(scratch.path());
+    let (ctx, sink, space) = (&rc.session, &mut rc.sink, rc.space);
     let mut stats = ProfileStats::default();
     // Every event with its profile, read once and kept for every later pass. The small
     // (message_id, profile_id) side is the join's build side; the events stream past it.
-    let events = ctx.table("events").await?.select(vec![
+    let events = ctx.table(stage::EVENTS).await?.select(vec![
         col("message_id").alias("ev_message_id"),
         col("type"),
         col("event"),
@@ -214,8 +214,8 @@ pub async fn run_profiles(
         col("traits"),
         col("context"),
     ])?;
-    let mut pe = ctx
-        .table("event_profiles")
+    let pe = ctx
+        .table(stage::EVENT_PROFILES)
         .await?
         .select_columns(&["message_id", "profile_id"])?
         .join(
@@ -241,17 +241,13 @@ pub async fn run_profiles(
             .to_vec(),
         )?
         .into_unoptimized_plan();
-    super::capture::table(ctx, "profile_events", &pe);
-    if let Some(dir) = scratch {
-        pe = super::materialize(ctx, pe, &dir.join("profile_events")).await?;
-        tracing::debug!("profile events written");
-    }
-    ctx.register_table(
-        "profile_events",
-        ctx.execute_logical_plan(pe).await?.into_view(),
-    )?;
+    sink.keep(ctx, pe, stage::PROFILE_EVENTS, scratch).await?;
+    tracing::debug!("profile events written");
     // Later passes read it by name (a script, too, makes `profile_events` once).
-    let pe = ctx.table("profile_events").await?.into_unoptimized_plan();
+    let pe = ctx
+        .table(stage::PROFILE_EVENTS)
+        .await?
+        .into_unoptimized_plan();
 
     // Names already taken: fixed columns, identifier columns, computed and SQL traits.
     let ids: Vec<IdColumn> = rules
@@ -276,7 +272,7 @@ pub async fn run_profiles(
     }
 
     // Profiles.
-    let mut identities = ctx.table("id_identities").await?.select_columns(&[
+    let identities = ctx.table(stage::ID_IDENTITIES).await?.select_columns(&[
         "profile_id",
         "id_type",
         "id_value",
@@ -285,41 +281,24 @@ pub async fn run_profiles(
     ])?;
     let started = started_profiles(sql_traits)?;
     stats.sql_trait_profiles = started.num_rows() as u64;
-    if super::capture::recording(ctx) && !sql_traits.is_empty() {
-        // For a script: the started profiles as a plan over each trait's recorded table.
-        use datafusion::arrow::datatypes::TimeUnit;
-        use datafusion::common::ScalarValue;
-        use datafusion::logical_expr::cast;
-        let time = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
-        let mut all: Option<datafusion::prelude::DataFrame> = None;
-        for t in sql_traits {
-            let one = ctx
-                .table(super::sql_traits::started_table(&t.key).as_str())
-                .await?
-                .select(vec![
-                    col("profile_id"),
-                    lit(t.id_type.as_str()).alias("id_type"),
-                    col("id_value"),
-                    cast(lit(ScalarValue::Null), time.clone()).alias("first_seen"),
-                    cast(lit(ScalarValue::Null), time.clone()).alias("last_seen"),
-                ])?;
-            all = Some(match all {
-                Some(a) => a.union(one)?,
-                None => one,
-            });
-        }
-        if let Some(all) = all {
-            identities = identities.union(all.distinct()?)?;
-        }
-    } else if started.num_rows() > 0 {
-        identities = identities.union(ctx.read_batch(started)?)?;
-    }
-    let identities = identities.into_unoptimized_plan();
-    let base = profile_base_plan(identities, &ids)?;
+    // A script gets the started profiles as a plan over each trait's recorded table.
+    let recorded = match sink.recording() && !sql_traits.is_empty() {
+        true => Some(started_plan(ctx, identities.clone(), sql_traits).await?),
+        false => None,
+    };
+    let identities = if started.num_rows() > 0 {
+        identities.union(ctx.read_batch(started)?)?
+    } else {
+        identities
+    };
+    let base = profile_base_plan(identities.into_unoptimized_plan(), &ids)?;
+    let recorded = recorded
+        .map(|i| profile_base_plan(i.into_unoptimized_plan(), &ids))
+        .transpose()?;
     let mut tables = Vec::new();
     let custom = discover_traits(
         ctx,
-        "profile_events",
+        stage::PROFILE_EVENTS,
         "identify",
         &taken,
         &mut stats.skipped_traits,
@@ -369,21 +348,28 @@ pub async fn run_profiles(
             stats.sql_traits.insert(c.clone(), ty.to_string());
         }
     }
-    let profiles = join_traits(base, "profile_id", tables)?;
-    let profiles = LogicalPlanBuilder::from(profiles)
-        .sort(vec![col("profile_id").sort(true, false)])?
-        .build()?;
-    super::keep(ctx, profiles, "cohort_profiles", scratch).await?;
-    stats.profiles = ctx.table("cohort_profiles").await?.count().await? as u64;
+    let sorted = |base: LogicalPlan, tables: Vec<TraitTable>| -> EngineResult<LogicalPlan> {
+        Ok(
+            LogicalPlanBuilder::from(join_traits(base, "profile_id", tables)?)
+                .sort(vec![col("profile_id").sort(true, false)])?
+                .build()?,
+        )
+    };
+    match recorded {
+        Some(rec_base) => sink.table(stage::PROFILES, &sorted(rec_base, copies(&tables))?),
+        None => sink.table(stage::PROFILES, &sorted(base.clone(), copies(&tables))?),
+    }
+    keep(ctx, sorted(base, tables)?, stage::PROFILES, scratch).await?;
+    stats.profiles = ctx.table(stage::PROFILES).await?.count().await? as u64;
     tracing::debug!(profiles = stats.profiles, "profiles written");
 
     // Accounts.
     // The last run's published `account_links` may be registered (for SQL traits): this run's
     // own links replace it.
-    ctx.deregister_table("account_links")?;
+    ctx.deregister_table(stage::ACCOUNT_LINKS)?;
     let links = ctx.sql(ACCOUNT_LINKS).await?;
-    super::capture::table(ctx, "account_links", links.logical_plan());
-    ctx.register_table("account_links", links.into_view())?;
+    sink.view(ctx, stage::ACCOUNT_LINKS, links.into_unoptimized_plan())
+        .await?;
     let base = ctx.sql(ACCOUNT_BASE).await?.into_unoptimized_plan();
     let mut taken: BTreeSet<String> = ACCOUNT_COLUMNS.iter().map(|s| s.to_string()).collect();
     taken.extend(
@@ -395,7 +381,7 @@ pub async fn run_profiles(
     );
     let mut tables = Vec::new();
     let group_calls = ctx
-        .table("events")
+        .table(stage::EVENTS)
         .await?
         .filter(col("type").eq(lit("group")))?
         .select(vec![
@@ -405,11 +391,11 @@ pub async fn run_profiles(
             col("message_id"),
             col("traits"),
         ])?;
-    super::capture::table(ctx, "account_calls", group_calls.logical_plan());
-    ctx.register_table("account_calls", group_calls.clone().into_view())?;
+    sink.table(stage::ACCOUNT_CALLS, group_calls.logical_plan());
+    ctx.register_table(stage::ACCOUNT_CALLS, group_calls.clone().into_view())?;
     let account_custom = discover_traits(
         ctx,
-        "account_calls",
+        stage::ACCOUNT_CALLS,
         "group",
         &taken,
         &mut stats.skipped_traits,
@@ -436,10 +422,10 @@ pub async fn run_profiles(
     }
     // Account-level computed traits aggregate the events of every profile of the account.
     let account_events = ctx
-        .table("profile_events")
+        .table(stage::PROFILE_EVENTS)
         .await?
         .join(
-            ctx.table("account_links").await?.select(vec![
+            ctx.table(stage::ACCOUNT_LINKS).await?.select(vec![
                 col("account_id"),
                 col("profile_id").alias("l_profile_id"),
             ])?,
@@ -474,7 +460,53 @@ pub async fn run_profiles(
     let accounts = LogicalPlanBuilder::from(accounts)
         .sort(vec![col("account_id").sort(true, false)])?
         .build()?;
-    super::keep(ctx, accounts, "cohort_accounts", scratch).await?;
-    stats.accounts = ctx.table("cohort_accounts").await?.count().await? as u64;
+    sink.keep(ctx, accounts, stage::ACCOUNTS, scratch).await?;
+    stats.accounts = ctx.table(stage::ACCOUNTS).await?.count().await? as u64;
     Ok(stats)
+}
+
+/// The identities of the profiles with those SQL traits start, as a plan over each trait's
+/// recorded `sqltrait_<key>_started` table (for a script; a run holds them in memory).
+async fn started_plan(
+    ctx: &SessionContext,
+    identities: datafusion::prelude::DataFrame,
+    sql_traits: &[SqlTraitResult],
+) -> EngineResult<datafusion::prelude::DataFrame> {
+    use datafusion::arrow::datatypes::TimeUnit;
+    use datafusion::common::ScalarValue;
+    use datafusion::logical_expr::cast;
+    let time = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+    let mut all: Option<datafusion::prelude::DataFrame> = None;
+    for t in sql_traits {
+        let one = ctx
+            .table(stage::sql_trait_started(&t.key).as_str())
+            .await?
+            .select(vec![
+                col("profile_id"),
+                lit(t.id_type.as_str()).alias("id_type"),
+                col("id_value"),
+                cast(lit(ScalarValue::Null), time.clone()).alias("first_seen"),
+                cast(lit(ScalarValue::Null), time.clone()).alias("last_seen"),
+            ])?;
+        all = Some(match all {
+            Some(a) => a.union(one)?,
+            None => one,
+        });
+    }
+    Ok(match all {
+        Some(all) => identities.union(all.distinct()?)?,
+        None => identities,
+    })
+}
+
+/// Copies of trait tables (a script's plan and the run's are built from the same ones).
+fn copies(tables: &[TraitTable]) -> Vec<TraitTable> {
+    tables
+        .iter()
+        .map(|t| TraitTable {
+            plan: t.plan.clone(),
+            key: t.key.clone(),
+            columns: t.columns.clone(),
+        })
+        .collect()
 }

@@ -1,6 +1,7 @@
 //! Stage 2 inside a run: compiles identity.yaml into the occurrence plan, hands the previous
 //! run's graph to the identity stage when the run may be incremental, and says why not.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -10,15 +11,68 @@ use datafusion::prelude::SessionContext;
 use crate::error::EngineResult;
 use crate::identity::{self, IdentityStats, TypeLimit};
 use crate::plan::identity::{ResolvedRules, occurrences_from_raw, raw_identifiers};
+use crate::run::ctx::RunCtx;
+use crate::run::sink::{StageSink, materialize};
+use crate::run::tables::{published, stage};
 use crate::spec::Space;
 use crate::store::{delta, manifest, objects};
 
-/// Tables the identity stage publishes, and the session table each one comes from.
-pub const IDENTITY_TABLES: [(&str, &str); 3] = [
-    ("identities", "id_identities"),
-    ("identity_violations", "id_violations"),
-    ("identity_graph", "id_components"),
-];
+/// What the identity stage hands on (besides the `id_*` tables and `event_profiles`).
+pub struct IdentityOut {
+    /// This run's merges: (merged-away profile, surviving profile).
+    pub merges: Vec<(String, String)>,
+    /// The oldest event time the run read (a windowed run), for the manifest.
+    pub scope_from: Option<DateTime<Utc>>,
+}
+
+/// Stage 2: reads the last good run's manifest into `ctx.previous`, resolves the identity
+/// graph over `events` (from the previous graph when it may), and records the stats.
+pub async fn run(ctx: &mut RunCtx<'_>) -> EngineResult<IdentityOut> {
+    ctx.previous = manifest::read(&ctx.out).await?;
+    let scope_from = ctx
+        .opts
+        .window_days
+        .map(|d| ctx.as_of - chrono::Duration::days(i64::from(d)));
+    let rules = ResolvedRules::from_spec(&ctx.space.identity);
+    let fingerprint = rules.fingerprint();
+    let reason = incremental_reason(
+        ctx.previous.as_ref(),
+        &fingerprint,
+        scope_from,
+        ctx.opts.full_rebuild,
+    );
+    let session = &ctx.session;
+    if let Some(m) = &ctx.previous {
+        if let Some(v) = m.tables.get(published::IDENTITIES) {
+            let prev = delta::provider(&ctx.out.child(published::IDENTITIES), *v).await?;
+            let view = session
+                .read_table(prev)?
+                .select_columns(&["profile_id", "id_type", "id_value"])?
+                .into_view();
+            session.register_table(stage::PREV_IDENTITIES, view)?;
+        }
+        if reason.is_ok()
+            && let Some(v) = m.tables.get(published::IDENTITY_GRAPH)
+        {
+            session.register_table(
+                stage::PREV_GRAPH,
+                delta::provider(&ctx.out.child(published::IDENTITY_GRAPH), *v).await?,
+            )?;
+        }
+    }
+    let scratch = ctx.scratch.clone();
+    let (mut stats, merges) = resolve_into(
+        session,
+        &mut ctx.sink,
+        &rules,
+        reason.is_ok(),
+        Some(scratch.path()),
+    )
+    .await?;
+    stats.reason = reason.err();
+    ctx.rec.identity = Some(stats);
+    Ok(IdentityOut { merges, scope_from })
+}
 
 /// Whether this run can start from the previous graph: `Err(reason)` when it must rebuild.
 pub fn incremental_reason(
@@ -33,7 +87,9 @@ pub fn incremental_reason(
     if full_requested {
         return Err("a full rebuild was asked for".into());
     }
-    if !m.tables.contains_key("identity_graph") || !m.tables.contains_key("identities") {
+    if !m.tables.contains_key(published::IDENTITY_GRAPH)
+        || !m.tables.contains_key(published::IDENTITIES)
+    {
         return Err("the previous run published no identity graph".into());
     }
     if m.identity_rules.as_deref() != Some(rules_fingerprint) {
@@ -54,61 +110,47 @@ pub fn incremental_reason(
     }
 }
 
-/// Runs the identity stage over the registered `events` view. Leaves `id_*` tables and the
-/// `event_profiles` view registered; returns the stats and this run's merges.
-pub async fn run_identity(
-    ctx: &SessionContext,
-    space: &Space,
-    out: &objects::Location,
-    previous: Option<&manifest::Manifest>,
-    scope_from: Option<DateTime<Utc>>,
-    full_requested: bool,
-    materialize_dir: Option<&std::path::Path>,
-) -> EngineResult<(IdentityStats, Vec<(String, String)>)> {
-    let rules = ResolvedRules::from_spec(&space.identity);
-    let fingerprint = rules.fingerprint();
-    let reason = incremental_reason(previous, &fingerprint, scope_from, full_requested);
-    if let Some(m) = previous {
-        if let Some(v) = m.tables.get("identities") {
-            let prev = delta::provider(&out.child("identities"), *v).await?;
-            let view = ctx
-                .read_table(prev)?
-                .select_columns(&["profile_id", "id_type", "id_value"])?
-                .into_view();
-            ctx.register_table("prev_identities", view)?;
-        }
-        if reason.is_ok()
-            && let Some(v) = m.tables.get("identity_graph")
-        {
-            ctx.register_table(
-                "prev_graph",
-                delta::provider(&out.child("identity_graph"), *v).await?,
-            )?;
-        }
-    }
-    let (mut stats, merges) = resolve_events(ctx, &rules, reason.is_ok(), materialize_dir).await?;
-    stats.reason = reason.err();
-    Ok((stats, merges))
-}
-
 /// The identity stage over the session's `events` view under `rules` (with `prev_graph` and
 /// `prev_identities` when registered). Leaves the `id_*` tables and an `event_profiles` view.
 pub async fn resolve_events(
     ctx: &SessionContext,
     rules: &ResolvedRules,
     incremental: bool,
-    materialize_dir: Option<&std::path::Path>,
+    materialize_dir: Option<&Path>,
+) -> EngineResult<(IdentityStats, Vec<(String, String)>)> {
+    let sink = &mut StageSink::Materialize;
+    resolve_into(ctx, sink, rules, incremental, materialize_dir).await
+}
+
+/// [`resolve_events`], recording into `sink`. Without a folder to materialize into, the
+/// identifiers are kept in memory.
+async fn resolve_into(
+    ctx: &SessionContext,
+    sink: &mut StageSink,
+    rules: &ResolvedRules,
+    incremental: bool,
+    materialize_dir: Option<&Path>,
 ) -> EngineResult<(IdentityStats, Vec<(String, String)>)> {
     let started = std::time::Instant::now();
-    let events = ctx.table("events").await?.into_unoptimized_plan();
+    let events = ctx.table(stage::EVENTS).await?.into_unoptimized_plan();
     // One pass over the events for every identifier path, then one cheap pass per path.
     let mut raw = raw_identifiers(events, rules)?;
-    super::capture::table(ctx, "id_raw", &raw);
+    sink.table(stage::ID_RAW, &raw);
     if let Some(dir) = materialize_dir {
-        raw = super::materialize(ctx, raw, &dir.join("id_raw")).await?;
+        let kept = materialize(ctx, raw.clone(), &dir.join(stage::ID_RAW)).await?;
+        raw = if sink.recording() {
+            // A script's occurrences read `id_raw` by name.
+            ctx.register_table(
+                stage::ID_RAW,
+                ctx.execute_logical_plan(kept).await?.into_view(),
+            )?;
+            ctx.table(stage::ID_RAW).await?.into_unoptimized_plan()
+        } else {
+            kept
+        };
     } else {
         raw = LogicalPlanBuilder::scan(
-            "id_raw",
+            stage::ID_RAW,
             datafusion::datasource::provider_as_source(
                 crate::identity::components::materialize(ctx.execute_logical_plan(raw).await?)
                     .await?
@@ -124,18 +166,15 @@ pub async fn resolve_events(
     let raw_secs = started.elapsed().as_secs_f64();
     let occ_plan = occ.clone();
     if let Some(dir) = materialize_dir {
-        occ = super::materialize(ctx, occ, &dir.join("id_occurrences")).await?;
+        occ = materialize(ctx, occ, &dir.join(stage::ID_OCCURRENCES)).await?;
     }
     let occurrences_secs = started.elapsed().as_secs_f64() - raw_secs;
-    super::capture::step(
-        ctx,
-        crate::script::script::Step::Identity {
-            occurrences: occ_plan,
-            types: rules.types.clone(),
-        },
-    );
+    sink.step(crate::script::steps::Step::Identity {
+        occurrences: occ_plan,
+        types: rules.types.clone(),
+    });
     ctx.register_table(
-        "id_occurrences",
+        stage::ID_OCCURRENCES,
         ctx.execute_logical_plan(occ).await?.into_view(),
     )?;
     let types: Vec<TypeLimit> = rules
@@ -154,9 +193,13 @@ pub async fn resolve_events(
     // Reading the identifiers out of the events comes before the resolver's own laps.
     stats.timings.insert("raw_identifiers".into(), raw_secs);
     stats.timings.insert("occurrences".into(), occurrences_secs);
-    let event_profiles = ctx.table("id_event_profiles").await?;
-    super::capture::table(ctx, "event_profiles", event_profiles.logical_plan());
-    ctx.register_table("event_profiles", event_profiles.into_view())?;
+    let event_profiles = ctx.table(stage::ID_EVENT_PROFILES).await?;
+    sink.view(
+        ctx,
+        stage::EVENT_PROFILES,
+        event_profiles.into_unoptimized_plan(),
+    )
+    .await?;
     Ok((stats, merges))
 }
 
@@ -207,8 +250,9 @@ pub async fn merges_plan(
     )
     .map_err(datafusion::error::DataFusionError::from)?;
     let mut df = ctx.read_batch(batch)?;
-    if let Some(v) = previous.and_then(|m| m.tables.get("profile_merges")) {
-        let prev = ctx.read_table(delta::provider(&out.child("profile_merges"), *v).await?)?;
+    if let Some(v) = previous.and_then(|m| m.tables.get(published::PROFILE_MERGES)) {
+        let prev =
+            ctx.read_table(delta::provider(&out.child(published::PROFILE_MERGES), *v).await?)?;
         df = prev
             .select_columns(&["merged_profile_id", "profile_id", "run_id", "merged_at"])?
             .union(df)?;

@@ -1,0 +1,137 @@
+//! What every stage of a run receives: [`RunCtx`], the run's session, space, as-of time,
+//! output location, previous published run, run record, options, progress display, scratch
+//! folder and [`StageSink`]; and the options a run is started with.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use datafusion::prelude::SessionContext;
+
+use super::record::RunRecord;
+use super::scratch::Scratch;
+use super::session;
+use super::sink::StageSink;
+use crate::error::{EngineError, EngineResult};
+use crate::spec::Space;
+use crate::store::{manifest, objects};
+
+/// How to run a space.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// The time every window is measured from; default: the run's start.
+    pub as_of: Option<DateTime<Utc>>,
+    /// Read only the last N days before as_of (older partitions are not opened).
+    pub window_days: Option<u32>,
+    pub session: session::SessionOptions,
+    /// How long to wait for another run of the space to finish.
+    pub lease_wait: Duration,
+    /// Rebuild the identity graph from scratch even when an incremental run is possible.
+    pub full_rebuild: bool,
+    /// What started the run, for the run record (`manual: cli`, `schedule: ...`).
+    pub trigger: Option<String>,
+    /// Set unreadable source files aside (listed in the run record and `event_errors`)
+    /// instead of failing the run.
+    pub skip_bad_files: bool,
+    /// How long the stages before publishing may take; beyond it the run stops and fails
+    /// (the last good run stays published).
+    pub timeout: Option<Duration>,
+    /// Notified to stop the run before it publishes (the CLI's Ctrl-C): it fails and records
+    /// why, and the last good run stays published.
+    pub interrupt: Option<Arc<tokio::sync::Notify>>,
+}
+
+/// Something that wants to hear how a run is going (the CLI's progress display).
+pub trait Progress: Send + Sync {
+    fn stage_started(&self, _stage: &str) {}
+    fn stage_finished(&self, _stage: &str, _elapsed: Duration) {}
+}
+
+/// A progress sink that says nothing.
+pub struct Quiet;
+impl Progress for Quiet {}
+
+/// One run in progress: what its stages read and where they leave their tables.
+pub struct RunCtx<'a> {
+    /// The run's DataFusion session: stages hand each other tables registered in it, by the
+    /// names in [`super::tables`].
+    pub session: SessionContext,
+    pub space: &'a Space,
+    pub opts: &'a RunOptions,
+    /// The time every window is measured from.
+    pub as_of: DateTime<Utc>,
+    /// `<output>/<space>`.
+    pub out: objects::Location,
+    /// The last good run's manifest (read by the identity stage; None before it, and for a
+    /// first run).
+    pub previous: Option<manifest::Manifest>,
+    /// The run's record: stage timings and what each stage counted.
+    pub rec: &'a mut RunRecord,
+    pub progress: &'a dyn Progress,
+    /// Scratch files of the session's materialized tables and its spill files.
+    pub scratch: Scratch,
+    pub sink: StageSink,
+}
+
+impl<'a> RunCtx<'a> {
+    /// A context with a new session that spills into `scratch`.
+    pub fn new(
+        space: &'a Space,
+        opts: &'a RunOptions,
+        progress: &'a dyn Progress,
+        out: objects::Location,
+        rec: &'a mut RunRecord,
+        scratch: Scratch,
+        sink: StageSink,
+    ) -> EngineResult<Self> {
+        let session_opts = session::SessionOptions {
+            spill_dir: Some(scratch.spill_dir()),
+            ..opts.session.clone()
+        };
+        Ok(RunCtx {
+            session: session::new_session(&session_opts)?,
+            space,
+            opts,
+            as_of: rec.as_of,
+            out,
+            previous: None,
+            rec,
+            progress,
+            scratch,
+            sink,
+        })
+    }
+
+    /// The scratch folder's path.
+    pub fn scratch_dir(&self) -> &Path {
+        self.scratch.path()
+    }
+
+    /// Tells the progress display that `stage` starts; returns when.
+    pub fn stage_started(&self, stage: &str) -> Instant {
+        self.progress.stage_started(stage);
+        Instant::now()
+    }
+
+    /// Records a finished stage's time in the run record and tells the progress display.
+    pub fn stage_done(&mut self, stage: &str, started: Instant) {
+        let elapsed = started.elapsed();
+        self.rec
+            .stage_timings
+            .push((stage.to_string(), elapsed.as_millis() as u64));
+        self.progress.stage_finished(stage, elapsed);
+    }
+}
+
+/// Scratch files of a run (materialized stage outputs, spill files); removed when the run
+/// ends. Making it first clears the scratch folders of runs that died.
+pub fn new_scratch(opts: &RunOptions) -> EngineResult<Scratch> {
+    let parent = super::scratch::parent(opts.session.spill_dir.as_deref());
+    super::scratch::create(&parent).map_err(|e| {
+        EngineError::Invalid(format!(
+            "cannot create a scratch folder in {}: {e}",
+            parent.display()
+        ))
+    })
+}

@@ -1,0 +1,8 @@
+//! The stages of a run, one module each, in the order they run (see [`super`]): each takes the
+//! run's [`super::RunCtx`] and returns what the later stages need.
+
+pub mod audiences;
+pub mod events;
+pub mod identity;
+pub mod profiles;
+pub mod sql_traits;

@@ -1,0 +1,125 @@
+//! Every table name a run uses, spelled once: the session tables stages hand each other
+//! ([`stage`]), the tables a run publishes ([`published`]) and which session table each
+//! published table is. Stages, the publish, `read` (preview, explain) and the script all take
+//! their names from here.
+
+/// Tables registered in a run's session, in the order stages make them.
+pub mod stage {
+    /// Stage 1: good, deduplicated events up to as-of (one view per source name besides).
+    pub const EVENTS: &str = "events";
+    /// Scratch folder of every source row, classified (kept for `event_errors`).
+    pub const CLASSIFIED: &str = "classified";
+
+    /// Stage 2: identifier values read out of the events, one column per path.
+    pub const ID_RAW: &str = "id_raw";
+    /// Stage 2: one row per identifier occurrence (what the resolver reads).
+    pub const ID_OCCURRENCES: &str = "id_occurrences";
+    /// Stage 2, left by the resolver: every identifier with its profile.
+    pub const ID_IDENTITIES: &str = "id_identities";
+    /// Stage 2, left by the resolver: identifiers over their type's limit.
+    pub const ID_VIOLATIONS: &str = "id_violations";
+    /// Stage 2, left by the resolver: the graph's components.
+    pub const ID_COMPONENTS: &str = "id_components";
+    /// Stage 2, left by the resolver: `(message_id, profile_id)`.
+    pub const ID_EVENT_PROFILES: &str = "id_event_profiles";
+    /// Stage 2: the previous run's identities (for what changed).
+    pub const PREV_IDENTITIES: &str = "prev_identities";
+    /// Stage 2: the previous run's graph (an incremental run starts from it).
+    pub const PREV_GRAPH: &str = "prev_graph";
+    /// Stage 2: each event's profile, as later stages read it.
+    pub const EVENT_PROFILES: &str = "event_profiles";
+
+    /// Stage 3: every event with its profile.
+    pub const PROFILE_EVENTS: &str = "profile_events";
+    /// Stage 3: profiles with their traits.
+    pub const PROFILES: &str = "cohort_profiles";
+    /// Stage 3: which profile belongs to which account.
+    pub const ACCOUNT_LINKS: &str = "account_links";
+    /// Stage 3: the `group` calls, keyed by account.
+    pub const ACCOUNT_CALLS: &str = "account_calls";
+    /// Stage 3: accounts with their traits.
+    pub const ACCOUNTS: &str = "cohort_accounts";
+
+    /// Stage 5: the events any audience reads, with only the columns audiences use.
+    pub const AUDIENCE_EVENTS: &str = "audience_events";
+    /// Stage 5: the users in each audience.
+    pub const AUDIENCE_USERS: &str = "cohort_audience_users";
+    /// Stage 5: the accounts in each account audience.
+    pub const AUDIENCE_ACCOUNTS: &str = "cohort_audience_accounts";
+    /// Stage 5: every member now, with `entered_at`.
+    pub const AUDIENCE_MEMBERSHIP: &str = "cohort_audience_membership";
+    /// Stage 6: this run's entered / exited rows.
+    pub const AUDIENCE_CHANGES_RUN: &str = "cohort_audience_changes_run";
+    /// Stage 6: the published history of changes plus this run's.
+    pub const AUDIENCE_CHANGES: &str = "cohort_audience_changes";
+
+    /// A preview's users (`cohort preview`), in a session of its own.
+    pub const PREVIEW_USERS: &str = "preview_users";
+    /// A preview's accounts.
+    pub const PREVIEW_ACCOUNTS: &str = "preview_accounts";
+
+    /// The session table holding a SQL trait's merged rows.
+    pub fn sql_trait(key: &str) -> String {
+        format!("sqltrait_{key}")
+    }
+
+    /// The session table of the profiles a SQL trait starts, `(profile_id, id_type,
+    /// id_value)`: kept only when a run is recorded for a script (a run keeps them in memory).
+    pub fn sql_trait_started(key: &str) -> String {
+        format!("sqltrait_{key}_started")
+    }
+}
+
+/// Tables a run publishes (Delta tables under `<output>/<space>/`).
+pub mod published {
+    pub const EVENT_ERRORS: &str = "event_errors";
+    pub const IDENTITIES: &str = "identities";
+    pub const IDENTITY_VIOLATIONS: &str = "identity_violations";
+    pub const IDENTITY_GRAPH: &str = "identity_graph";
+    pub const PROFILE_MERGES: &str = "profile_merges";
+    pub const PROFILES: &str = "profiles";
+    pub const ACCOUNTS: &str = "accounts";
+    pub const ACCOUNT_LINKS: &str = "account_links";
+    pub const AUDIENCE_MEMBERSHIP: &str = "audience_membership";
+    pub const AUDIENCE_CHANGES: &str = "audience_changes";
+    pub const RECENT_EVENTS: &str = "recent_events";
+    pub const RUNS: &str = "runs";
+}
+
+/// Names of the tables a run publishes, in publish order.
+pub const PUBLISHED_TABLES: [&str; 12] = [
+    published::EVENT_ERRORS,
+    published::IDENTITIES,
+    published::IDENTITY_VIOLATIONS,
+    published::IDENTITY_GRAPH,
+    published::PROFILE_MERGES,
+    published::PROFILES,
+    published::ACCOUNTS,
+    published::ACCOUNT_LINKS,
+    published::AUDIENCE_MEMBERSHIP,
+    published::AUDIENCE_CHANGES,
+    published::RECENT_EVENTS,
+    published::RUNS,
+];
+
+/// Tables the identity stage publishes, and the session table each one comes from.
+pub const IDENTITY_TABLES: [(&str, &str); 3] = [
+    (published::IDENTITIES, stage::ID_IDENTITIES),
+    (published::IDENTITY_VIOLATIONS, stage::ID_VIOLATIONS),
+    (published::IDENTITY_GRAPH, stage::ID_COMPONENTS),
+];
+
+/// Published tables that are a later stage's session table as it stands: (published, session).
+pub const PUBLISHED_FROM_STAGES: [(&str, &str); 5] = [
+    (published::PROFILES, stage::PROFILES),
+    (published::ACCOUNTS, stage::ACCOUNTS),
+    (published::ACCOUNT_LINKS, stage::ACCOUNT_LINKS),
+    (published::AUDIENCE_MEMBERSHIP, stage::AUDIENCE_MEMBERSHIP),
+    (published::AUDIENCE_CHANGES, stage::AUDIENCE_CHANGES),
+];
+
+/// Every published table that is a session table as it stands, identity's first, in publish
+/// order: (published, session).
+pub fn copied_tables() -> impl Iterator<Item = (&'static str, &'static str)> {
+    IDENTITY_TABLES.into_iter().chain(PUBLISHED_FROM_STAGES)
+}
