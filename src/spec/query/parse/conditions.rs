@@ -162,11 +162,7 @@ impl Parser {
     }
 
     /// The arguments of a method-style comparator, between its parentheses.
-    fn parse_method_args(
-        &mut self,
-        op: Comparator,
-        word: &str,
-    ) -> Result<Option<Operand>> {
+    fn parse_method_args(&mut self, op: Comparator, word: &str) -> Result<Option<Operand>> {
         match op {
             Comparator::Exists | Comparator::Absent => {
                 if *self.peek() != Tok::RParen {
