@@ -23,6 +23,11 @@ pub enum StoreError {
     Delta(#[from] deltalake::DeltaTableError),
     #[error("{0}")]
     Lease(String),
+    #[error("cannot list {url}: {cause}")]
+    List {
+        url: String,
+        cause: object_store::Error,
+    },
     #[error("corrupt {what}: {reason}")]
     Corrupt { what: String, reason: String },
     #[error("query: {0}")]
@@ -62,10 +67,10 @@ pub enum Error {
     /// A fault of Cohort: a state it should never reach, data of an unexpected shape.
     #[error("{0}")]
     Internal(String),
-    /// Not yet classified (the run's stages, being re-classified): a failure of the run,
-    /// exit 1.
+    /// The run was stopped before publishing: its timeout passed or it was interrupted; the
+    /// last good run stays published.
     #[error("{0}")]
-    Invalid(String),
+    Stopped(String),
 }
 
 impl Error {
@@ -84,7 +89,7 @@ impl Error {
             | Error::Io { .. }
             | Error::DataFusion(_)
             | Error::Internal(_)
-            | Error::Invalid(_) => 1,
+            | Error::Stopped(_) => 1,
         }
     }
 }

@@ -128,10 +128,8 @@ impl<'a> RunCtx<'a> {
 /// ends. Making it first clears the scratch folders of runs that died.
 pub fn new_scratch(opts: &RunOptions) -> EngineResult<Scratch> {
     let parent = super::scratch::parent(opts.session.spill_dir.as_deref());
-    super::scratch::create(&parent).map_err(|e| {
-        EngineError::Invalid(format!(
-            "cannot create a scratch folder in {}: {e}",
-            parent.display()
-        ))
+    super::scratch::create(&parent).map_err(|cause| EngineError::Io {
+        what: format!("cannot create a scratch folder in {}", parent.display()),
+        cause,
     })
 }

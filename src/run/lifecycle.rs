@@ -165,7 +165,7 @@ async fn stages_then_publish(
         Some(stop) => tokio::select! {
             ev = limited => ev?,
             () = stop.notified() => {
-                return Err(EngineError::Invalid(
+                return Err(EngineError::Stopped(
                     "the run was interrupted (Ctrl-C) before publishing; the last good run \
                      stays published"
                         .into(),
@@ -177,7 +177,7 @@ async fn stages_then_publish(
 }
 
 fn timed_out(limit: Duration) -> EngineError {
-    EngineError::Invalid(format!(
+    EngineError::Stopped(format!(
         "the run exceeded its {} timeout (--timeout) and was stopped before publishing; the \
          last good run stays published",
         crate::spec::format_duration(limit)

@@ -8,7 +8,7 @@ use datafusion::prelude::{SessionContext, col, lit};
 
 use super::record::{self, RunRecord};
 use super::tables::published;
-use crate::error::{EngineError, EngineResult};
+use crate::error::{EngineResult, StoreError};
 use crate::store::{delta, manifest, objects};
 
 /// Rewrites `runs` as the previous published history plus the rows of `dead` runs not in it
@@ -88,9 +88,16 @@ fn conform(b: RecordBatch) -> EngineResult<RecordBatch> {
             )),
         })
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| EngineError::Invalid(format!("old runs table: {e}")))?;
-    RecordBatch::try_new(schema, cols)
-        .map_err(|e| EngineError::Invalid(format!("old runs table: {e}")))
+        .map_err(|e| StoreError::Corrupt {
+            what: "old runs table".into(),
+            reason: e.to_string(),
+        })?;
+    Ok(
+        RecordBatch::try_new(schema, cols).map_err(|e| StoreError::Corrupt {
+            what: "old runs table".into(),
+            reason: e.to_string(),
+        })?,
+    )
 }
 
 /// Records a failed run in `runs` and points the manifest's `runs` entry at it; the other

@@ -29,11 +29,9 @@ pub fn new_session(opts: &SessionOptions) -> EngineResult<SessionContext> {
         rt = rt.with_memory_pool(Arc::new(FairSpillPool::new(limit)));
     }
     if let Some(dir) = &opts.spill_dir {
-        std::fs::create_dir_all(dir).map_err(|e| {
-            crate::error::EngineError::Invalid(format!(
-                "cannot create the spill folder {}: {e}",
-                dir.display()
-            ))
+        std::fs::create_dir_all(dir).map_err(|cause| crate::error::EngineError::Io {
+            what: format!("cannot create the spill folder {}", dir.display()),
+            cause,
         })?;
         rt = rt.with_temp_file_path(dir.clone());
     }

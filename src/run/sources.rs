@@ -14,7 +14,7 @@ use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder};
 use datafusion::prelude::SessionContext;
 
 use super::files::{self, FileListTable, SkippedFile, SourceFile};
-use crate::error::{EngineError, EngineResult};
+use crate::error::{EngineError, EngineResult, StoreError};
 use crate::plan::events::{SourceTable, TableKind};
 use crate::spec::{Preset, SourceDef};
 use crate::store::objects::{self, Location};
@@ -261,7 +261,10 @@ async fn files_in_scope(
         .store
         .list_with_delimiter(Some(&loc.prefix))
         .await
-        .map_err(|e| EngineError::Invalid(format!("cannot list {}: {e}", loc.url)))?;
+        .map_err(|cause| StoreError::List {
+            url: loc.url.to_string(),
+            cause,
+        })?;
     let mut files: Vec<_> = listing.objects.into_iter().filter(is_parquet).collect();
     for p in listing.common_prefixes {
         let Some(folder) = p.filename() else {
@@ -280,7 +283,10 @@ async fn files_in_scope(
             .list(Some(&p))
             .try_collect()
             .await
-            .map_err(|e| EngineError::Invalid(format!("cannot list {}: {e}", loc.url)))?;
+            .map_err(|cause| StoreError::List {
+                url: loc.url.to_string(),
+                cause,
+            })?;
         files.extend(part.into_iter().filter(|m| {
             is_parquet(m)
                 && !m

@@ -81,7 +81,7 @@ pub fn parsed_audiences(space: &Space) -> EngineResult<Vec<ast::Expr>> {
 }
 
 fn diagnostic_error(space: &Space, d: &Diagnostic) -> EngineError {
-    EngineError::Invalid(d.render(&space.root))
+    EngineError::Definition(d.render(&space.root))
 }
 
 /// The audience plans of `space` over `inputs`, with errors pointing into the audience files.

@@ -131,7 +131,7 @@ async fn read_into(
             skipped.extend(r.skipped);
         }
         let normalized = ev::union_tables(&tables)?
-            .ok_or_else(|| EngineError::Invalid("the space has no source tables".into()))?;
+            .ok_or_else(|| EngineError::Definition("the space has no source tables".into()))?;
         let classified = ev::classify(normalized)?;
         let Some(dir) = scratch else {
             break (classified.clone(), classified, skipped);

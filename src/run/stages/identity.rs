@@ -161,7 +161,7 @@ async fn resolve_into(
         .build()?;
     }
     let mut occ = occurrences_from_raw(ctx, raw, rules)?.ok_or_else(|| {
-        crate::error::EngineError::Invalid("identity.yaml has no identifier types".into())
+        crate::error::EngineError::Definition("identity.yaml has no identifier types".into())
     })?;
     let raw_secs = started.elapsed().as_secs_f64();
     let occ_plan = occ.clone();

@@ -65,7 +65,7 @@ pub fn parsed_traits(
 }
 
 fn diagnostic_error(space: &Space, d: &Diagnostic) -> EngineError {
-    EngineError::Invalid(d.render(&space.root))
+    EngineError::Definition(d.render(&space.root))
 }
 
 /// Compiles the computed traits of `entity` over `events` grouped by `key`.

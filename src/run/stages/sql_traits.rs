@@ -129,7 +129,7 @@ async fn traits_into(
         match tokio::time::timeout(limit, trait_into(ctx, sink, &rules, def)).await {
             Ok(result) => out.push(result?),
             Err(_) => {
-                return Err(EngineError::Invalid(format!(
+                return Err(EngineError::Stopped(format!(
                     "SQL trait `{}` exceeded its {} timeout ({set_in}); the query was \
                      cancelled and the last good run stays published",
                     def.key,
@@ -142,7 +142,7 @@ async fn traits_into(
 }
 
 fn problem(def: &SqlTraitDef, what: impl std::fmt::Display) -> EngineError {
-    EngineError::Invalid(format!(
+    EngineError::Definition(format!(
         "SQL trait `{}` ({}): {what}",
         def.key,
         slash_path(&def.file)
@@ -180,7 +180,7 @@ async fn trait_into(
         // "SQL trait `k` is refused: ..." -> "SQL trait `k` (queries/k.sql) is refused: ..."
         let prefix = format!("SQL trait `{}` ", def.key);
         let rest = d.message.strip_prefix(&prefix).unwrap_or(&d.message);
-        return Err(EngineError::Invalid(format!(
+        return Err(EngineError::Definition(format!(
             "SQL trait `{}` ({}) {rest}",
             def.key,
             slash_path(&def.file)
@@ -530,7 +530,7 @@ async fn merge_plans(
         ])?
         .build()?;
     let occ = occurrences_from_raw(ctx, raw, one_type)?
-        .ok_or_else(|| EngineError::Invalid("a SQL trait's identifier type has no path".into()))?;
+        .ok_or_else(|| EngineError::Internal("a SQL trait's identifier type has no path".into()))?;
     let graph = ctx
         .table(stage::ID_IDENTITIES)
         .await?

@@ -117,7 +117,7 @@ pub(super) fn identifier(
             };
         }
     }
-    Ok((crate::plan::profiles::column_name(&t), v))
+    Ok((crate::read::column_name(&t), v))
 }
 
 /// The `cursor` object: the next page's URL when there is one.

@@ -75,7 +75,7 @@ impl SpaceIndex {
             .identity
             .identifiers
             .iter()
-            .map(|i| crate::plan::profiles::column_name(&i.id_type))
+            .map(|i| crate::read::column_name(&i.id_type))
             .collect();
         let as_of = DateTime::parse_from_rfc3339(&m.as_of)
             .map(|t| t.with_timezone(&Utc))
