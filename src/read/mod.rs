@@ -15,6 +15,7 @@ use crate::error::EngineResult;
 /// The profile column that holds an identifier type (`user_id`, `email`, ...).
 pub use crate::plan::profiles::column_name;
 pub use crate::run::session;
+pub use crate::run::tables::published;
 pub use crate::run::{output_location, register_events, register_published};
 use crate::spec::Space;
 use crate::store::{delta, manifest};

@@ -1,4 +1,4 @@
-"""Runs Cohort's identity SQL (src/compile/sql_identity.rs) in DuckDB or PostgreSQL.
+"""Runs Cohort's identity SQL (src/script/sql_identity.rs) in DuckDB or PostgreSQL.
 
 Usage: identity_sql.py duckdb|postgres <occurrences.parquet> <statements.json> <out.json> [dsn]
 

@@ -207,13 +207,9 @@ fn the_architecture_page_maps_every_folder() {
         .skip_while(|l| *l != "src/")
         .skip(1)
         .take_while(|l| !l.starts_with("```"))
-        .filter_map(|l| {
-            l.trim_start()
-                .split('/')
-                .next()
-                .filter(|_| l.starts_with("  "))
-        })
-        .filter(|name| !name.is_empty() && !name.contains(' '))
+        .filter(|l| l.starts_with("  ") && !l.starts_with("   "))
+        .filter_map(|l| l.trim_start().split_once('/'))
+        .map(|(name, _)| name)
         .map(String::from)
         .collect();
     let folders: BTreeSet<String> = std::fs::read_dir(src())

@@ -129,7 +129,7 @@ pub async fn sync(space: &Space, opts: &SyncOptions) -> Result<SyncReport, SyncE
     let published = plan::Published {
         run_id: m.run_id.clone(),
         as_of: m.as_of.clone(),
-        membership: table("audience_membership").await?,
+        membership: table(crate::read::published::AUDIENCE_MEMBERSHIP).await?,
         identities: table("identities").await?,
         changes: table("audience_changes").await?,
     };

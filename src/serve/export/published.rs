@@ -35,7 +35,7 @@ pub(super) async fn published(space: &Space) -> ExportResult<Published> {
     };
     let m = manifest::read(&out).await?.ok_or_else(never)?;
     let (Some(mv), Some(iv)) = (
-        m.tables.get("audience_membership"),
+        m.tables.get(crate::read::published::AUDIENCE_MEMBERSHIP),
         m.tables.get("identities"),
     ) else {
         return Err(never());
@@ -46,7 +46,8 @@ pub(super) async fn published(space: &Space) -> ExportResult<Published> {
     };
     Ok(Published {
         run_id: m.run_id.clone(),
-        membership: delta::provider(&out.child("audience_membership"), *mv).await?,
+        membership: delta::provider(&out.child(crate::read::published::AUDIENCE_MEMBERSHIP), *mv)
+            .await?,
         identities: delta::provider(&out.child("identities"), *iv).await?,
         runs,
     })

@@ -218,9 +218,9 @@ impl SpaceIndex {
         // Links both ways, from the group calls (`account_links`).
         let mut account_users: Vec<(u32, String)> = Vec::new();
         let mut user_accounts: Vec<(u32, String)> = Vec::new();
-        if m.tables.contains_key("account_links") {
+        if m.tables.contains_key(crate::read::published::ACCOUNT_LINKS) {
             let links = one_batch(
-                ctx.table("account_links")
+                ctx.table(crate::read::published::ACCOUNT_LINKS)
                     .await?
                     .select_columns(&["account_id", "profile_id"])?,
             )
@@ -302,20 +302,23 @@ type Memberships = Vec<(String, u32, bool)>;
 /// Audience keys, and per entity type every (id, audience, member now) of anyone who is or was
 /// a member (`false` once exited, as Segment keeps the trait), sorted by id.
 async fn audiences(ctx: &SessionContext) -> EngineResult<(Vec<String>, Memberships, Memberships)> {
-    let now = ctx.table("audience_membership").await?.select(vec![
-        col("audience_key").alias("m_key"),
-        col("entity_type").alias("m_entity"),
-        col("profile_id").alias("m_id"),
-    ])?;
+    let now = ctx
+        .table(crate::read::published::AUDIENCE_MEMBERSHIP)
+        .await?
+        .select(vec![
+            col("audience_key").alias("m_key"),
+            col("entity_type").alias("m_entity"),
+            col("profile_id").alias("m_id"),
+        ])?;
     let ever = ctx
         .table("audience_changes")
         .await?
         .select_columns(&["audience_key", "entity_type", "profile_id"])?
-        .union(ctx.table("audience_membership").await?.select_columns(&[
-            "audience_key",
-            "entity_type",
-            "profile_id",
-        ])?)?
+        .union(
+            ctx.table(crate::read::published::AUDIENCE_MEMBERSHIP)
+                .await?
+                .select_columns(&["audience_key", "entity_type", "profile_id"])?,
+        )?
         .distinct()?;
     let joined = ever
         .join(
@@ -383,11 +386,11 @@ async fn recent_events(
     ids: &[String],
     row_of: impl Fn(&[String], &str) -> Option<u32>,
 ) -> EngineResult<Vec<(u32, RecentEvent)>> {
-    if !m.tables.contains_key("recent_events") {
+    if !m.tables.contains_key(crate::read::published::RECENT_EVENTS) {
         return Ok(Vec::new());
     }
     let b = one_batch(
-        ctx.table("recent_events")
+        ctx.table(crate::read::published::RECENT_EVENTS)
             .await?
             .select_columns(&[
                 "profile_id",
