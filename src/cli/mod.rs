@@ -32,6 +32,9 @@ pub fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    if !matches!(cli.command, Command::Serve(_)) {
+        stop_quietly_on_a_closed_pipe();
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -61,6 +64,16 @@ pub fn main() -> ExitCode {
             }
             ExitCode::from(typed.map_or(1, Error::exit_code))
         }
+    }
+}
+
+/// `cohort compile ... | head` stops quietly when the reader goes, as other Unix tools do,
+/// instead of panicking in `print!` (Rust ignores SIGPIPE by default). Not for `serve`, whose
+/// sockets must outlive a client that hangs up.
+fn stop_quietly_on_a_closed_pipe() {
+    // SAFETY: called before any thread starts; restores the signal's default action.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

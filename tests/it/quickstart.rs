@@ -167,6 +167,16 @@ fn readme_quick_start_and_what_init_and_demo_suggest_work_with_relative_paths() 
     sh.ok("cohort runs ./myspace/");
     sh.ok("cohort preview myspace big_spenders --as-of 2026-11-01");
     sh.ok("cohort compile myspace --as-of 2026-11-01");
+    // Piped into `head`, a long output stops quietly when `head` has read enough.
+    let piped = sh.run(
+        "cohort compile myspace --script --dialect duckdb --as-of 2026-11-01 | head -c 10; \
+         echo",
+    );
+    assert!(
+        !text(&piped).contains("panicked") && !text(&piped).contains("Broken pipe"),
+        "{}",
+        text(&piped)
+    );
     sh.ok("cohort export myspace big_spenders --format unformatted --out members.csv");
     let csv = std::fs::read_to_string(sh.cwd.join("members.csv")).unwrap();
     assert!(csv.starts_with("key,external_ids\n"), "{csv}");
