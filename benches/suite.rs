@@ -22,13 +22,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
 
 use chrono::{TimeZone, Utc};
 use cohort::generate::GenerateOptions;
-use cohort::run::{Progress, RunOptions};
+use cohort::run::RunOptions;
+use common::space::{duckdb_suite, print_vs_duckdb, run_options, run_space, write_space};
 
 struct Args {
     events: Vec<u64>,
@@ -70,120 +69,6 @@ fn parse_args() -> Args {
     args
 }
 
-/// Records each stage's peak RSS as the run reports it finished.
-#[derive(Default)]
-struct PeakPerStage(Mutex<Vec<(String, u64)>>);
-
-impl Progress for PeakPerStage {
-    fn stage_started(&self, _stage: &str) {
-        common::reset_peak();
-    }
-    fn stage_finished(&self, stage: &str, _elapsed: Duration) {
-        self.0
-            .lock()
-            .unwrap()
-            .push((stage.to_string(), common::rss_mb().0));
-    }
-}
-
-/// A copy of `benches/space` in `dir` whose source reads `data`.
-fn write_space(dir: &Path, data: &Path) {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/space");
-    for sub in ["", "traits", "audiences", "queries"] {
-        std::fs::create_dir_all(dir.join(sub)).expect("space folder");
-        for e in std::fs::read_dir(src.join(sub)).expect("benches/space") {
-            let e = e.expect("entry");
-            if e.file_type().expect("type").is_file() {
-                std::fs::copy(e.path(), dir.join(sub).join(e.file_name())).expect("copy");
-            }
-        }
-    }
-    let yaml = std::fs::read_to_string(dir.join("space.yaml")).expect("space.yaml");
-    let yaml = yaml.replace(
-        "url: ./data/events",
-        &format!("url: {}", data.to_str().expect("utf-8")),
-    );
-    std::fs::write(dir.join("space.yaml"), yaml).expect("space.yaml");
-}
-
-struct Measured {
-    secs: f64,
-    stages: Vec<(String, f64, u64)>,
-    peak: u64,
-}
-
-async fn run_space(dir: &Path, opts: &RunOptions) -> Measured {
-    let v = cohort::analyze::validate_space(dir).await;
-    let Some(space) = v.space else {
-        panic!(
-            "the bench space is invalid:\n{}",
-            cohort::spec::render_all(&v.diagnostics, dir)
-        );
-    };
-    let progress = PeakPerStage::default();
-    let t = Instant::now();
-    let report = cohort::run::run(&space, opts, &progress)
-        .await
-        .unwrap_or_else(|e| panic!("run failed after {:.1} s: {e}", t.elapsed().as_secs_f64()));
-    let secs = t.elapsed().as_secs_f64();
-    let peaks = progress.0.into_inner().unwrap();
-    let stages: Vec<_> = report
-        .record
-        .stage_timings
-        .iter()
-        .map(|(s, ms)| {
-            let peak = peaks.iter().find(|(p, _)| p == s).map_or(0, |(_, m)| *m);
-            (s.clone(), *ms as f64 / 1000.0, peak)
-        })
-        .collect();
-    let peak = stages.iter().map(|s| s.2).max().unwrap_or(0);
-    let rec = &report.record;
-    println!(
-        "run events={} duplicates={} bad={} profiles={} secs={secs:.2} identity={}",
-        rec.events,
-        rec.duplicates,
-        rec.bad_events,
-        rec.profiles.as_ref().map_or(0, |p| p.profiles),
-        rec.identity
-            .as_ref()
-            .map(|i| format!(
-                "mode:{},rounds:{},timings:{}",
-                i.mode,
-                i.rounds,
-                i.timings
-                    .iter()
-                    .map(|(k, s)| format!("{k}={s:.2}"))
-                    .collect::<Vec<_>>()
-                    .join("/")
-            ))
-            .unwrap_or_default()
-    );
-    Measured { secs, stages, peak }
-}
-
-/// Runs the DuckDB peer; returns seconds per stage (events, identity, traits, sql_traits,
-/// audiences) and its JSON report.
-fn duckdb(data: &Path) -> (Vec<(String, f64)>, serde_json::Value) {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let out = std::process::Command::new(common::python())
-        .arg(root.join("queries/bench/suite_duckdb.py"))
-        .arg(data)
-        .arg(root)
-        .output()
-        .expect("python");
-    assert!(
-        out.status.success(),
-        "duckdb failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("duckdb json");
-    let stages = ["events", "identity", "traits", "sql_traits", "audiences"]
-        .iter()
-        .map(|s| (s.to_string(), v["secs"][s].as_f64().unwrap_or(0.0)))
-        .collect();
-    (stages, v)
-}
-
 fn main() {
     let args = parse_args();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -195,9 +80,6 @@ fn main() {
         .keep
         .clone()
         .unwrap_or_else(|| tmp.path().to_path_buf());
-    let memory_limit = args.memory_limit.as_deref().map(|m| {
-        cohort::spec::parse_memory_limit(m).unwrap_or_else(|| panic!("not a size: {m}")) as usize
-    });
     let as_of = GenerateOptions::default().end;
     for &n in &args.events {
         let dir = base.join(format!("events_{n}"));
@@ -206,56 +88,11 @@ fn main() {
         rt.block_on(common::generate(&data, n, args.seed));
         let space = dir.join("space");
         write_space(&space, &data);
-        let mut opts = RunOptions {
-            as_of: Some(as_of),
-            full_rebuild: true,
-            ..Default::default()
-        };
-        opts.session.memory_limit = memory_limit;
-        opts.session.spill_dir = Some(dir.join("spill"));
+        let opts = run_options(as_of, true, args.memory_limit.as_deref(), dir.join("spill"));
         let full = rt.block_on(run_space(&space, &opts));
 
-        let duck = (!args.skip_duckdb).then(|| duckdb(&data));
-        if let Some((_, v)) = &duck {
-            println!("duckdb {v}");
-        }
-        // Cohort's `traits` stage holds profiles, computed and SQL traits: it is compared
-        // with DuckDB's traits + sql_traits. `publish` (Delta tables) has no DuckDB peer.
-        let peer = |stage: &str| -> Option<f64> {
-            let d = &duck.as_ref()?.0;
-            let get = |s: &str| d.iter().find(|(k, _)| k == s).map(|(_, x)| *x);
-            match stage {
-                "traits" => Some(get("traits")? + get("sql_traits")?),
-                "publish" => None,
-                s => get(s),
-            }
-        };
-        println!("| stage (events={n}) | Cohort s | peak RSS MB | DuckDB s | Cohort / DuckDB |");
-        println!("|---|---|---|---|---|");
-        let mut duck_total = 0.0;
-        for (s, secs, peak) in &full.stages {
-            let d = peer(s);
-            duck_total += d.unwrap_or(0.0);
-            println!(
-                "| {s} | {secs:.2} | {peak} | {} | {} |",
-                d.map_or("-".into(), |d| format!("{d:.2}")),
-                d.map_or("-".into(), |d| format!("{:.2}", secs / d)),
-            );
-        }
-        let stage_total: f64 = full.stages.iter().map(|s| s.1).sum();
-        if duck.is_some() {
-            println!(
-                "| **total** (wall {:.2} s) | {stage_total:.2} | {} | {duck_total:.2} | **{:.2}** |",
-                full.secs,
-                full.peak,
-                stage_total / duck_total
-            );
-        } else {
-            println!(
-                "| **total** (wall {:.2} s) | {stage_total:.2} | {} | - | - |",
-                full.secs, full.peak
-            );
-        }
+        let duck = (!args.skip_duckdb).then(|| duckdb_suite(&data));
+        print_vs_duckdb(n, &full, duck.as_ref());
         println!(
             "full events={n} secs={:.2} peak_rss_mb={} memory_limit={}",
             full.secs,
@@ -274,10 +111,13 @@ fn main() {
             end: Utc.with_ymd_and_hms(2026, 11, 2, 0, 0, 0).unwrap(),
             ..Default::default()
         };
-        let loc = cohort::store::objects::open_raw(Path::new("/"), data.to_str().expect("utf-8"))
-            .expect("data folder");
-        rt.block_on(cohort::generate::generate(&more, &loc, &|_| {}))
-            .expect("generate more");
+        rt.block_on(common::add_events(
+            &data,
+            &dir.join("staging"),
+            &more,
+            "",
+            false,
+        ));
         let inc_opts = RunOptions {
             as_of: Some(more.end),
             full_rebuild: false,
@@ -288,11 +128,7 @@ fn main() {
             "incremental events={n} appended={} secs={:.2} stages={} fraction_of_full={:.3} goal<=0.05",
             more.events,
             inc.secs,
-            inc.stages
-                .iter()
-                .map(|(s, secs, _)| format!("{s}:{secs:.2}"))
-                .collect::<Vec<_>>()
-                .join(","),
+            inc.stage_list(),
             inc.secs / full.secs
         );
     }

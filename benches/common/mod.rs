@@ -1,7 +1,10 @@
 //! What the benchmarks share: the generated data, and for those that compare with DuckDB the
 //! minimal event view both engines read, running hand-written SQL in DuckDB (from the bench
-//! venv), summarizing a result and comparing the two summaries. Each bench uses a part of it.
+//! venv), summarizing a result and comparing the two summaries. Each bench uses a part of it;
+//! [`space`] holds whole runs of `benches/space` for the end-to-end benches.
 #![allow(dead_code)]
+
+pub mod space;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -52,6 +55,68 @@ pub async fn generate(data: &Path, events: u64, seed: u64) {
         g.users,
         g.elapsed.as_secs_f64()
     );
+}
+
+/// Adds `opts`' events to the `events`-preset folder `data` without touching its files: they
+/// are generated into `staging` (a new folder on the same file system), then each file moves
+/// into `data`'s matching `dt=` partition as `<prefix><name>`, never over an existing file.
+/// `old_partitions`: every partition must exist already (late files), else none may (new
+/// days). Returns the files and the partitions added to.
+pub async fn add_events(
+    data: &Path,
+    staging: &Path,
+    opts: &GenerateOptions,
+    prefix: &str,
+    old_partitions: bool,
+) -> (usize, usize) {
+    assert!(!staging.exists(), "{} exists already", staging.display());
+    std::fs::create_dir_all(staging).expect("staging folder");
+    let loc = cohort::store::objects::open_raw(Path::new("/"), staging.to_str().expect("utf-8"))
+        .expect("open staging folder");
+    let g = cohort::generate::generate(opts, &loc, &|_| {})
+        .await
+        .expect("generate");
+    let mut parts: Vec<_> = std::fs::read_dir(staging)
+        .expect("staging folder")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    parts.sort();
+    let mut files = 0;
+    for part in &parts {
+        let name = part.file_name().expect("partition name");
+        let dest = data.join(name);
+        assert_eq!(
+            dest.is_dir(),
+            old_partitions,
+            "partition {} should {}exist",
+            dest.display(),
+            if old_partitions { "" } else { "not " }
+        );
+        std::fs::create_dir_all(&dest).expect("partition folder");
+        for f in std::fs::read_dir(part).expect("partition") {
+            let f = f.expect("entry").path();
+            let file_name = f.file_name().expect("file name").to_str().expect("utf-8");
+            let to = dest.join(format!("{prefix}{file_name}"));
+            assert!(!to.exists(), "{} exists already", to.display());
+            std::fs::rename(&f, &to).expect("move into the source folder");
+            files += 1;
+        }
+    }
+    std::fs::remove_dir_all(staging).expect("remove staging folder");
+    let names = |p: Option<&PathBuf>| {
+        p.and_then(|p| p.file_name())
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default()
+    };
+    println!(
+        "added events={} files={files} partitions={} first={} last={} prefix={prefix:?} secs={:.2}",
+        g.events,
+        parts.len(),
+        names(parts.first()),
+        names(parts.last()),
+        g.elapsed.as_secs_f64()
+    );
+    (files, parts.len())
 }
 
 /// The minimal event view both engines read: profile, event, message_id, timestamp, JSON text.
