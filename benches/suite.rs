@@ -14,7 +14,8 @@
 //! DuckDB peer (2 threads, unless `--skip-duckdb`) and prints the ratio per stage and in
 //! total. Then (unless `--skip-incremental`) it appends 1 % more events dated 2026-11-01 (a new
 //! seed, so new message ids) into the same source folder and runs again without
-//! `full_rebuild`, as of 2026-11-02.
+//! `full_rebuild`, as of 2026-11-02. `benches/incremental.rs` measures every incremental case
+//! of issue 19 (new day, no new data, late files, an edited trait) against a full run.
 //!
 //! `cargo bench --bench suite -- --events 1000000,10000000`
 //! `cargo bench --bench suite -- --events 100000000 --memory-limit 8GB --skip-duckdb --skip-incremental`
