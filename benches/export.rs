@@ -228,6 +228,7 @@ async fn publish(space: &cohort::spec::Space, profiles: u64, members: u64) -> u6
         tables,
         identity_rules: None,
         scope_from: None,
+        sources: None,
     };
     manifest::write(&out, &m).await.expect("manifest");
     println!(

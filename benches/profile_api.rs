@@ -245,6 +245,7 @@ async fn write_published(root: &Path, n: usize) {
             tables: versions,
             identity_rules: None,
             scope_from: None,
+            sources: None,
         },
     )
     .await

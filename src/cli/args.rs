@@ -195,7 +195,8 @@ pub(super) struct RunArgs {
     /// Seconds to wait for another run of this space to finish.
     #[arg(long, default_value_t = 0)]
     pub wait: u64,
-    /// Rebuild the identity graph from scratch instead of extending the previous one.
+    /// Rebuild from the sources: read every source file again and rebuild the identity graph,
+    /// instead of extending the previous run's event history and graph.
     #[arg(long)]
     pub full: bool,
     /// Set aside source files that cannot be read (listed in the run record and

@@ -42,6 +42,19 @@ pub(super) fn print_summary(r: &run::RunReport) {
             println!("    {}: {}", f.file, f.reason);
         }
     }
+    let ing = &rec.ingest;
+    if !ing.mode.is_empty() {
+        println!(
+            "  sources ({}{}): {} files read, {} already in the event history",
+            ing.mode,
+            ing.reason
+                .as_ref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default(),
+            ing.new_files,
+            ing.known_files
+        );
+    }
     if let Some(id) = &rec.identity {
         println!(
             "  identity ({}{}): {} identifiers, {} edges, {} rounds, {} profiles, {} merged, {} violations",

@@ -71,16 +71,17 @@ pub struct Options {
 }
 
 /// One of the largest components.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct ComponentSize {
     pub identifiers: i64,
     pub example: String,
 }
 
 /// What the stage did, for the run record.
-#[derive(Clone, Debug, Default, serde::Serialize)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct IdentityStats {
-    /// `full` or `incremental`.
+    /// `full`, `incremental` or `reused` (no event up to as-of changed: the previous run's
+    /// identity tables stand).
     pub mode: String,
     /// Why a full rebuild, when it is one.
     pub reason: Option<String>,

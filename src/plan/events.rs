@@ -12,10 +12,7 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::{DataType, TimeUnit};
 use datafusion::common::{DFSchema, JoinType, Result};
 use datafusion::functions::expr_fn::{btrim, concat, lower, nullif};
-use datafusion::functions_window::expr_fn::row_number;
-use datafusion::logical_expr::{
-    Expr, ExprFunctionExt, LogicalPlan, LogicalPlanBuilder, cast, try_cast, when,
-};
+use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, cast, try_cast, when};
 use datafusion::prelude::lit;
 
 use crate::functions::{json_object, json_valid, text_lossy, to_json};
@@ -507,60 +504,4 @@ pub fn classify(normalized: LogicalPlan) -> Result<LogicalPlan> {
     exprs.push(reason.alias("error_reason"));
     exprs.push(detail.alias("error_detail"));
     LogicalPlanBuilder::from(normalized).project(exprs)?.build()
-}
-
-/// Good rows up to `as_of_micros`, one per message id (the earliest by timestamp).
-///
-/// Only the few message ids that occur more than once are ranked; every other row passes
-/// through untouched, so deduplication never sorts the whole (wide) event history.
-pub fn valid_events(classified: LogicalPlan, as_of_micros: i64) -> Result<LogicalPlan> {
-    let as_of = lit(datafusion::common::ScalarValue::TimestampMicrosecond(
-        Some(as_of_micros),
-        Some(Arc::from("UTC")),
-    ));
-    let good = LogicalPlanBuilder::from(classified)
-        .filter(
-            column("error_reason")
-                .is_null()
-                .and(column("timestamp").lt_eq(as_of)),
-        )?
-        .build()?;
-    let dup_ids = LogicalPlanBuilder::from(good.clone())
-        .aggregate(
-            vec![column("message_id")],
-            vec![datafusion::functions_aggregate::expr_fn::count(lit(1)).alias("copies")],
-        )?
-        .filter(column("copies").gt(lit(1i64)))?
-        .project(vec![column("message_id").alias("dup_id")])?
-        .build()?;
-    let mut out: Vec<Expr> = NORMALIZED
-        .iter()
-        .filter(|c| **c != "timestamp_raw" && **c != "source_table")
-        .map(|c| column(c))
-        .collect();
-    let keys = (vec!["dup_id"], vec!["message_id"]);
-    let singles = LogicalPlanBuilder::from(dup_ids.clone())
-        .join(good.clone(), JoinType::RightAnti, keys.clone(), None)?
-        .project(out.clone())?
-        .build()?;
-    let rn = row_number()
-        .partition_by(vec![column("message_id")])
-        .order_by(vec![
-            column("timestamp").sort(true, false),
-            column("source").sort(true, false),
-            column("source_table").sort(true, false),
-            column("type").sort(true, false),
-            column("event").sort(true, true),
-            column("properties").sort(true, true),
-            column("traits").sort(true, true),
-        ])
-        .build()?
-        .alias("dup_rank");
-    let firsts = LogicalPlanBuilder::from(dup_ids)
-        .join(good, JoinType::RightSemi, keys, None)?
-        .window(vec![rn])?
-        .filter(column("dup_rank").eq(lit(1u64)))?
-        .project(std::mem::take(&mut out))?
-        .build()?;
-    LogicalPlanBuilder::from(singles).union(firsts)?.build()
 }

@@ -3,7 +3,8 @@
 //! plans call (Cohort's UDFs and UDAFs) live in `crate::functions`.
 //!
 //! - `events.rs`: every source table, whatever its preset, projected into one normalized event
-//!   schema, classified (bad rows get a reason) and deduplicated by message id.
+//!   schema and classified (bad rows get a reason).
+//! - `history.rs`: deduplication by message id, and the event history runs extend.
 //! - `identity.rs`: every identifier occurrence of every event, normalized and checked against
 //!   the blocked lists, for the identity stage.
 //! - `traits/`: computed traits as ONE aggregation per entity (`mod.rs`), and the event-level
@@ -17,6 +18,7 @@
 
 pub mod audiences;
 pub mod events;
+pub mod history;
 pub mod identity;
 pub mod junction;
 pub mod profiles;

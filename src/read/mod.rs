@@ -17,6 +17,7 @@ pub use crate::plan::profiles::column_name;
 pub use crate::run::session;
 pub use crate::run::tables::published;
 pub use crate::run::{output_location, register_events, register_published};
+
 use crate::spec::Space;
 use crate::store::{delta, manifest};
 
@@ -27,6 +28,12 @@ pub async fn query_session(space: &Space, as_of: DateTime<Utc>) -> EngineResult<
     register_events(&ctx, space, as_of, None, None).await?;
     register_published(&ctx, space).await?;
     Ok(ctx)
+}
+
+/// Registers one view per source name over the session's `events` (the published history).
+pub async fn register_source_views(ctx: &SessionContext, space: &Space) -> EngineResult<()> {
+    let sink = &mut crate::run::sink::StageSink::Materialize;
+    crate::run::register_source_views(ctx, sink, space).await
 }
 
 /// Opens a published table of a space at the manifest's version, for reading.

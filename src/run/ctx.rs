@@ -27,7 +27,8 @@ pub struct RunOptions {
     pub session: session::SessionOptions,
     /// How long to wait for another run of the space to finish.
     pub lease_wait: Duration,
-    /// Rebuild the identity graph from scratch even when an incremental run is possible.
+    /// Read every source file again and rebuild the identity graph, even when the previous
+    /// run's event history and graph could be extended.
     pub full_rebuild: bool,
     /// What started the run, for the run record (`manual: cli`, `schedule: ...`).
     pub trigger: Option<String>,
@@ -63,9 +64,19 @@ pub struct RunCtx<'a> {
     pub as_of: DateTime<Utc>,
     /// `<output>/<space>`.
     pub out: objects::Location,
-    /// The last good run's manifest (read by the identity stage; None before it, and for a
+    /// The last good run's manifest (read by the events stage; None before it, and for a
     /// first run).
     pub previous: Option<manifest::Manifest>,
+    /// Set by the events stage when what the previous run read no longer holds (a source file
+    /// changed or is gone, the sources changed, as-of moved back): why the identity stage
+    /// must not start from the previous graph either.
+    pub history_break: Option<String>,
+    /// Set by the events stage when the events up to as-of are exactly the previous run's
+    /// (no new rows, no event between the two as-of times): its identity tables stand.
+    pub events_unchanged: bool,
+    /// Set by the identity stage when it took the previous run's identity tables as they are
+    /// (publishing keeps their versions).
+    pub identity_reused: bool,
     /// The run's record: stage timings and what each stage counted.
     pub rec: &'a mut RunRecord,
     pub progress: &'a dyn Progress,
@@ -96,6 +107,9 @@ impl<'a> RunCtx<'a> {
             as_of: rec.as_of,
             out,
             previous: None,
+            history_break: None,
+            events_unchanged: false,
+            identity_reused: false,
             rec,
             progress,
             scratch,

@@ -9,7 +9,9 @@
 //! readers see the whole run or the previous one.
 //!
 //! The stages, in order:
-//! 1. `events`: read every source, normalize, classify bad rows, deduplicate by message id;
+//! 1. `events`: read the source files not ingested yet (every file when the previous run's
+//!    history cannot be extended, see [`history`] and [`ingest`]), normalize, classify bad
+//!    rows, deduplicate by message id into the event history;
 //! 2. `identity`: the identity graph, from the previous one when it may;
 //! 3. `traits`: SQL traits, then profiles and accounts with their custom and computed traits;
 //! 4. `audiences`: memberships and changes;
@@ -17,7 +19,10 @@
 
 pub mod abandoned;
 pub mod ctx;
+pub mod events_table;
 pub mod files;
+pub mod history;
+pub mod ingest;
 mod lifecycle;
 mod output;
 mod publish;
@@ -46,9 +51,9 @@ pub use lifecycle::{RunReport, new_record, run};
 pub use output::{output_location, register_published};
 pub use script::script;
 pub use sink::keep;
-pub use stages::events::{read_events, register_events};
+pub use stages::events::{read_events, register_events, register_source_views};
 pub use stages::{audiences, identity, profiles, sql_traits};
-pub use tables::PUBLISHED_TABLES;
+pub use tables::{HISTORY_TABLES, PUBLISHED_TABLES};
 
 /// How many days of each profile's events `recent_events` keeps (what the Profile API's
 /// `events` endpoint returns).

@@ -16,7 +16,7 @@ use super::record::{RunRecord, RunStatus};
 use super::runs_table::write_runs;
 use super::stages::events::EventsOut;
 use super::stages::identity::{self, IdentityOut};
-use super::tables::{copied_tables, published, stage};
+use super::tables::{IDENTITY_TABLES, copied_tables, published, stage};
 use super::{RECENT_EVENT_DAYS, files};
 use crate::error::EngineResult;
 use crate::script::steps::Step;
@@ -34,9 +34,19 @@ pub(super) async fn publish(
     let (ctx, out, previous) = (&rc.session, &rc.out, rc.previous.as_ref());
     let rec = &mut *rc.rec;
     let mut plans: Vec<(&str, LogicalPlan)> = Vec::new();
+    let mut versions = BTreeMap::new();
     for (table, source) in copied_tables() {
+        // Identity tables taken from the previous run as they are keep their versions.
+        if rc.identity_reused
+            && IDENTITY_TABLES.iter().any(|(p, _)| *p == table)
+            && let Some(v) = previous.and_then(|m| m.tables.get(table))
+        {
+            versions.insert(table.to_string(), *v);
+            continue;
+        }
         plans.push((table, ctx.table(source).await?.into_unoptimized_plan()));
     }
+    let copied = plans.len();
     plans.push((
         published::RECENT_EVENTS,
         recent_events_plan(ctx, rec.as_of).await?,
@@ -45,10 +55,13 @@ pub(super) async fn publish(
     let merges_plan =
         identity::merges_plan(ctx, out, previous, merges, &rec.run_id, rec.as_of).await?;
     plans.push((published::PROFILE_MERGES, merges_plan));
-    let errors_plan = event_errors_plan(events.classified, &rec.run_id, &rec.skipped_files)?;
+    let errors_plan = event_errors_plan(
+        events.classified,
+        events.previous_errors,
+        &rec.run_id,
+        &rec.skipped_files,
+    )?;
     plans.push((published::EVENT_ERRORS, errors_plan));
-    let copied = copied_tables().count();
-    let mut versions = BTreeMap::new();
     for (i, (table, plan)) in plans.into_iter().enumerate() {
         let v = delta::overwrite_from_plan(&out.child(table), plan, &ctx.state()).await?;
         versions.insert(table.to_string(), v);
@@ -56,6 +69,13 @@ pub(super) async fn publish(
         if i < copied {
             pause().await;
         }
+    }
+    // The history and the files it was read from, for the next run to extend.
+    let v = super::events_table::write(ctx, out, previous, events.extended).await?;
+    versions.insert(published::EVENTS.to_string(), v);
+    if let Some(log) = events.log {
+        let v = delta::overwrite_batches(&out.child(published::INGESTED_FILES), vec![log]).await?;
+        versions.insert(published::INGESTED_FILES.to_string(), v);
     }
     pause().await;
 
@@ -76,6 +96,7 @@ pub(super) async fn publish(
         tables: versions,
         identity_rules: Some(identity::rules_fingerprint(rc.space)),
         scope_from: identity.scope_from.map(|t| t.to_rfc3339()),
+        sources: Some(super::history::sources_fingerprint(rc.space)),
     };
     manifest::write(out, &m).await?;
     rc.progress.stage_finished("publish", t.elapsed());
@@ -95,6 +116,7 @@ pub(super) async fn record(rc: &mut RunCtx<'_>, events: EventsOut) -> EngineResu
     rc.sink.table(published::RECENT_EVENTS, &recent);
     let errors = event_errors_plan(
         events.classified_as_read,
+        None,
         &rc.rec.run_id,
         &rc.rec.skipped_files,
     )?;
@@ -102,28 +124,66 @@ pub(super) async fn record(rc: &mut RunCtx<'_>, events: EventsOut) -> EngineResu
     Ok(())
 }
 
-/// The published `event_errors`: every source row set aside, with its reason, and a row per
+/// The columns of `event_errors`.
+pub(super) const EVENT_ERROR_COLUMNS: [&str; 8] = [
+    "run_id",
+    "source",
+    "source_table",
+    "message_id",
+    "type",
+    "reason",
+    "detail",
+    "timestamp_raw",
+];
+
+/// The published `event_errors`: every source row set aside, with its reason (the rows of
+/// `previous` first, when this run extends an earlier run's history), and a row per
 /// unreadable file set aside (reason `unreadable_file`, the file and why in `detail`).
 pub(super) fn event_errors_plan(
-    classified: LogicalPlan,
+    classified: Option<LogicalPlan>,
+    previous: Option<LogicalPlan>,
     run_id: &str,
     skipped: &[files::SkippedFile],
 ) -> EngineResult<LogicalPlan> {
-    let rows = LogicalPlanBuilder::from(classified)
-        .filter(col("error_reason").is_not_null())?
-        .project(vec![
-            lit(run_id).alias("run_id"),
-            col("source"),
-            col("source_table"),
-            col("message_id"),
-            col("type"),
-            col("error_reason").alias("reason"),
-            col("error_detail").alias("detail"),
-            col("timestamp_raw"),
-        ])?;
-    if skipped.is_empty() {
-        return Ok(rows.build()?);
+    let mut parts: Vec<LogicalPlan> = previous.into_iter().collect();
+    if let Some(classified) = classified {
+        parts.push(
+            LogicalPlanBuilder::from(classified)
+                .filter(col("error_reason").is_not_null())?
+                .project(vec![
+                    lit(run_id).alias("run_id"),
+                    col("source"),
+                    col("source_table"),
+                    col("message_id"),
+                    col("type"),
+                    col("error_reason").alias("reason"),
+                    col("error_detail").alias("detail"),
+                    col("timestamp_raw"),
+                ])?
+                .build()?,
+        );
     }
+    if !skipped.is_empty() {
+        parts.push(unreadable_files(run_id, skipped)?);
+    }
+    let mut parts = parts.into_iter();
+    let Some(first) = parts.next() else {
+        // Nothing new and nothing before: an empty table of the same columns.
+        let text = || lit(datafusion::common::ScalarValue::Utf8(None));
+        return Ok(LogicalPlanBuilder::empty(true)
+            .project(EVENT_ERROR_COLUMNS.map(|c| text().alias(c)))?
+            .limit(0, Some(0))?
+            .build()?);
+    };
+    let mut b = LogicalPlanBuilder::from(first);
+    for p in parts {
+        b = b.union(p)?;
+    }
+    Ok(b.build()?)
+}
+
+/// A row per unreadable file set aside.
+fn unreadable_files(run_id: &str, skipped: &[files::SkippedFile]) -> EngineResult<LogicalPlan> {
     let text = |s: &str| lit(datafusion::common::ScalarValue::Utf8(Some(s.to_string())));
     let null = || lit(datafusion::common::ScalarValue::Utf8(None));
     let values: Vec<Vec<datafusion::prelude::Expr>> = skipped
@@ -141,25 +201,14 @@ pub(super) fn event_errors_plan(
             ]
         })
         .collect();
-    let names = [
-        "run_id",
-        "source",
-        "source_table",
-        "message_id",
-        "type",
-        "reason",
-        "detail",
-        "timestamp_raw",
-    ];
-    let files = LogicalPlanBuilder::values(values)?
+    Ok(LogicalPlanBuilder::values(values)?
         .project(
-            names
+            EVENT_ERROR_COLUMNS
                 .iter()
                 .enumerate()
                 .map(|(i, n)| col(format!("column{}", i + 1)).alias(*n)),
         )?
-        .build()?;
-    Ok(rows.union(files)?.build()?)
+        .build()?)
 }
 
 /// Each profile's events of the last [`RECENT_EVENT_DAYS`] days up to as-of, newest first.

@@ -48,6 +48,20 @@ impl PartialEq<&str> for RunStatus {
     }
 }
 
+/// How the events stage read the sources: only new files into the previous history, or
+/// every file (and why).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct IngestStats {
+    /// `incremental` (new files added to the previous history) or `full`.
+    pub mode: String,
+    /// Why the run read every file, when it did.
+    pub reason: Option<String>,
+    /// Files read this run.
+    pub new_files: i64,
+    /// Files not read again: the previous run's history holds their rows.
+    pub known_files: i64,
+}
+
 /// What one run did.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct RunRecord {
@@ -93,6 +107,8 @@ pub struct RunRecord {
     pub trigger: Option<String>,
     /// Source files that could not be read and were set aside (`--skip-bad-files`).
     pub skipped_files: Vec<super::files::SkippedFile>,
+    /// How the sources were read (empty for a script, which reads every file).
+    pub ingest: IngestStats,
 }
 
 fn ts_field(name: &str) -> Field {
@@ -131,6 +147,8 @@ pub fn runs_schema() -> SchemaRef {
         Field::new("trigger", DataType::Utf8, true),
         // JSON list of {source, table, file, reason}; null when no file was set aside.
         Field::new("skipped_files", DataType::Utf8, true),
+        // JSON {mode, reason, new_files, known_files}: how the sources were read.
+        Field::new("ingest", DataType::Utf8, true),
     ]))
 }
 
@@ -194,6 +212,10 @@ impl RunRecord {
             Arc::new(StringArray::from(vec![
                 (!self.skipped_files.is_empty())
                     .then(|| serde_json::to_string(&self.skipped_files).unwrap_or_default()),
+            ])),
+            Arc::new(StringArray::from(vec![
+                (!self.ingest.mode.is_empty())
+                    .then(|| serde_json::to_string(&self.ingest).unwrap_or_default()),
             ])),
         ];
         RecordBatch::try_new(runs_schema(), cols).expect("runs row matches its schema")

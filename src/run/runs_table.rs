@@ -118,6 +118,7 @@ pub(super) async fn record_failure(
         tables: BTreeMap::new(),
         identity_rules: None,
         scope_from: None,
+        sources: None,
     });
     m.tables.insert(published::RUNS.into(), v);
     manifest::write(out, &m).await?;

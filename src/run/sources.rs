@@ -14,6 +14,7 @@ use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder};
 use datafusion::prelude::SessionContext;
 
 use super::files::{self, FileListTable, SkippedFile, SourceFile};
+use super::ingest::IngestLog;
 use crate::error::{EngineError, EngineResult, StoreError};
 use crate::plan::events::{SourceTable, TableKind};
 use crate::spec::{Preset, SourceDef};
@@ -46,12 +47,19 @@ pub struct SourceRead {
     pub files: Vec<(SchemaRef, SourceFile)>,
     /// Files set aside (only with [`BadFiles::Skip`]).
     pub skipped: Vec<SkippedFile>,
+    /// Every file the table's listing found in scope, read or not (to check the ingestion
+    /// log against).
+    pub listed: Vec<SourceFile>,
+    /// How many listed files were not opened because the ingestion log holds them as they are.
+    pub known: usize,
 }
 
 /// Opens every table of `source`. Files named in `exclude` (already found unreadable by the
 /// caller) are not opened again, nor reported again. With `one_scan`, the files of a table
 /// with several schemas are read as one scan of every column (as a script's engine reads
-/// them: one table), else one scan per schema.
+/// them: one table), else one scan per schema. Files that `known` holds as they are now are
+/// listed but not opened (an incremental run reads only new files).
+#[allow(clippy::too_many_arguments)]
 pub async fn source_tables(
     ctx: &SessionContext,
     space_root: &std::path::Path,
@@ -60,6 +68,7 @@ pub async fn source_tables(
     bad: BadFiles,
     exclude: &[SkippedFile],
     one_scan: bool,
+    known: Option<&IngestLog>,
 ) -> EngineResult<SourceRead> {
     let err = |reason: String| EngineError::Source {
         source_name: source.name.clone(),
@@ -80,6 +89,7 @@ pub async fn source_tables(
                 scope,
                 exclude,
                 one_scan,
+                known,
                 &mut read,
                 &mut found,
             )
@@ -117,7 +127,7 @@ pub async fn source_tables(
                 };
                 let tloc = loc.child(&name);
                 scan_table(
-                    ctx, &tloc, source, kind, &name, scope, exclude, one_scan, &mut read,
+                    ctx, &tloc, source, kind, &name, scope, exclude, one_scan, known, &mut read,
                     &mut found,
                 )
                 .await
@@ -134,7 +144,7 @@ pub async fn source_tables(
         return Err(err(bad_file_message(first, found.len())));
     }
     read.skipped = found;
-    if read.tables.is_empty() {
+    if read.tables.is_empty() && read.known == 0 {
         let aside = match read.skipped.len() + excluded {
             0 => String::new(),
             n => format!(" ({n} unreadable files set aside)"),
@@ -172,6 +182,7 @@ async fn scan_table(
     scope: Scope,
     exclude: &[SkippedFile],
     one_scan: bool,
+    known: Option<&IngestLog>,
     read: &mut SourceRead,
     bad: &mut Vec<SkippedFile>,
 ) -> EngineResult<()> {
@@ -179,7 +190,10 @@ async fn scan_table(
     let mut files = Vec::new();
     for meta in files_in_scope(loc, &marker, scope).await? {
         let f = SourceFile::new(&source.name, table, loc, meta)?;
-        if !exclude.iter().any(|x| x.file == f.shown) {
+        read.listed.push(f.clone());
+        if known.is_some_and(|k| k.knows(&f)) {
+            read.known += 1;
+        } else if !exclude.iter().any(|x| x.file == f.shown) {
             files.push(f);
         }
     }

@@ -9,6 +9,9 @@ pub mod stage {
     pub const EVENTS: &str = "events";
     /// Scratch folder of every source row, classified (kept for `event_errors`).
     pub const CLASSIFIED: &str = "classified";
+    /// Stage 1: the event history after this run (every good, deduplicated event ingested
+    /// so far, whatever its time), what `events` is cut from and `events` is published from.
+    pub const HISTORY: &str = "event_history";
 
     /// Stage 2: identifier values read out of the events, one column per path.
     pub const ID_RAW: &str = "id_raw";
@@ -84,7 +87,15 @@ pub mod published {
     pub const AUDIENCE_CHANGES: &str = "audience_changes";
     pub const RECENT_EVENTS: &str = "recent_events";
     pub const RUNS: &str = "runs";
+    /// The event history, with each event's profile, partitioned by day (a run's only).
+    pub const EVENTS: &str = "events";
+    /// The source files the history was read from (a run's only).
+    pub const INGESTED_FILES: &str = "ingested_files";
 }
+
+/// Tables a run publishes besides [`PUBLISHED_TABLES`]: its incremental state, which a script
+/// (`cohort compile --script`, always a whole recompute) does not make.
+pub const HISTORY_TABLES: [&str; 2] = [published::EVENTS, published::INGESTED_FILES];
 
 /// Names of the tables a run publishes, in publish order.
 pub const PUBLISHED_TABLES: [&str; 12] = [

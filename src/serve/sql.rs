@@ -89,10 +89,18 @@ impl SqlSpace {
         read::register_published(&probe, space)
             .await
             .map_err(api_error)?;
-        let now = chrono::Utc::now();
-        read::register_events(&probe, space, now, None, None)
-            .await
-            .map_err(api_error)?;
+        // `events` is the published history; output published before it had one gets the
+        // sources' events as of now.
+        if probe.table_exist(read::published::EVENTS).unwrap_or(false) {
+            read::register_source_views(&probe, space)
+                .await
+                .map_err(api_error)?;
+        } else {
+            let now = chrono::Utc::now();
+            read::register_events(&probe, space, now, None, None)
+                .await
+                .map_err(api_error)?;
+        }
         let mut run = self.run.write().await;
         for name in probe.catalog_names() {
             let Some(cat) = probe.catalog(&name) else {

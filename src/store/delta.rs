@@ -56,6 +56,44 @@ pub async fn overwrite_from_plan(
     version_of(&table)
 }
 
+/// [`overwrite_from_plan`] into a table partitioned by `columns` (one folder per value).
+pub async fn overwrite_partitioned(
+    loc: &Location,
+    plan: LogicalPlan,
+    state: &SessionState,
+    columns: &[&str],
+) -> StoreResult<u64> {
+    let table = open(loc).await?;
+    let table = table
+        .write(Vec::<RecordBatch>::new())
+        .with_input_plan(plan)
+        .with_session_state(Arc::new(state.clone()))
+        .with_partition_columns(columns.iter().map(|c| c.to_string()))
+        .with_save_mode(SaveMode::Overwrite)
+        .with_schema_mode(deltalake::operations::write::SchemaMode::Overwrite)
+        .await?;
+    version_of(&table)
+}
+
+/// Replaces the rows of the table where `predicate` holds (a predicate on partition columns
+/// removes whole files) with what `plan` produces, whose rows all satisfy it, in one commit.
+pub async fn replace_where(
+    loc: &Location,
+    plan: LogicalPlan,
+    state: &SessionState,
+    predicate: datafusion::prelude::Expr,
+) -> StoreResult<u64> {
+    let table = open(loc).await?;
+    let table = table
+        .write(Vec::<RecordBatch>::new())
+        .with_input_plan(plan)
+        .with_session_state(Arc::new(state.clone()))
+        .with_save_mode(SaveMode::Overwrite)
+        .with_replace_where(predicate)
+        .await?;
+    version_of(&table)
+}
+
 /// Replaces the table's contents (and schema) with `batches`, in one commit.
 pub async fn overwrite_batches(loc: &Location, batches: Vec<RecordBatch>) -> StoreResult<u64> {
     let table = open(loc).await?;

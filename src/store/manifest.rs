@@ -37,6 +37,10 @@ pub struct Manifest {
     /// Start of the window the run read (RFC 3339), when it read only part of history.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope_from: Option<String>,
+    /// Fingerprint of the source definitions the published event history was read under
+    /// (absent when the run kept no history).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sources: Option<String>,
 }
 
 fn path(space: &Location) -> object_store::path::Path {

@@ -45,8 +45,11 @@ async fn python_deltalake_and_duckdb_read_published_tables() {
         as_of: Some(gen_end()),
         ..Default::default()
     };
-    run::run(&space, &opts, &Quiet).await.unwrap();
+    let first = run::run(&space, &opts, &Quiet).await.unwrap().record;
     let r = run::run(&space, &opts, &Quiet).await.unwrap().record;
+    // The second run read no new file: the rows set aside are the first run's.
+    assert_eq!(r.ingest.mode, "incremental");
+    assert_eq!((r.rows_read, r.bad_events), (0, 0));
 
     let root = tmp.path().join("out/interop");
     let out = Command::new(python())
@@ -71,10 +74,18 @@ async fn python_deltalake_and_duckdb_read_published_tables() {
     assert_eq!(v["tables"]["runs"]["pandas_rows"], 2);
     assert_eq!(v["tables"]["runs"]["duckdb_rows"], 2);
     let errors = &v["tables"]["event_errors"];
-    assert_eq!(errors["pandas_rows"], r.bad_events);
-    assert_eq!(errors["duckdb_rows"], r.bad_events);
-    for (reason, n) in &r.errors_by_reason {
+    assert_eq!(errors["pandas_rows"], first.bad_events);
+    assert_eq!(errors["duckdb_rows"], first.bad_events);
+    for (reason, n) in &first.errors_by_reason {
         assert_eq!(v["reasons"][reason], *n, "reason {reason}");
+    }
+    // The event history, partitioned by day, reads as one table outside Cohort too.
+    let events = &v["tables"]["events"];
+    assert_eq!(events["pandas_rows"], r.events);
+    assert_eq!(events["duckdb_rows"], r.events);
+    let cols: Vec<String> = serde_json::from_value(events["columns"].clone()).unwrap();
+    for c in ["profile_id", "message_id", "timestamp", "properties", "dt"] {
+        assert!(cols.iter().any(|x| x == c), "events lacks {c}: {cols:?}");
     }
     let cols: Vec<String> = serde_json::from_value(errors["columns"].clone()).unwrap();
     for c in ["run_id", "source", "message_id", "reason", "detail"] {

@@ -15,6 +15,7 @@ mod export;
 mod identity;
 mod identity_runs;
 mod identity_sql;
+mod incremental;
 mod interop;
 mod layers;
 mod leftovers;

@@ -180,6 +180,8 @@ async fn memory_limit_spills_and_is_enforced() {
     let space = load(tmp.path()).await;
     let with_limit = |limit: Option<usize>| RunOptions {
         as_of: Some(gen_end()),
+        // Both runs read every file (the second would otherwise find nothing new).
+        full_rebuild: true,
         session: cohort::run::session::SessionOptions {
             memory_limit: limit,
             spill_dir: Some(tmp.path().join("spill")),

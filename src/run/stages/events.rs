@@ -1,6 +1,8 @@
-//! Stage 1, events: every source read (file by file, see [`crate::run::files`]), normalized,
-//! classified and deduplicated into the `events` view and one view per source, with the
-//! counts the run record keeps.
+//! Stage 1, events: the source files a run has not ingested yet read (file by file, see
+//! [`crate::run::files`]), normalized, classified and deduplicated into the event history
+//! the previous run left (or every file into a new history, see [`crate::run::history`]);
+//! the `events` view (the history up to as-of) and one view per source, with the counts the
+//! run record keeps. A script (`compile --script`) always reads every file.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -14,53 +16,221 @@ use datafusion::prelude::{SessionContext, col, lit};
 
 use crate::error::{EngineError, EngineResult};
 use crate::plan::events as ev;
+use crate::plan::history as hp;
 use crate::run::ctx::RunCtx;
+use crate::run::ingest::IngestLog;
 use crate::run::record::RunRecord;
 use crate::run::sink::{StageSink, materialize};
 use crate::run::tables::stage;
+use crate::run::{events_table, history};
 use crate::run::{files, sources};
 use crate::spec::Space;
+use crate::store::manifest;
 
 /// What the events stage hands on (besides the `events` view and the source views).
 pub struct EventsOut {
-    /// Every source row, classified (with `error_reason`), as the run reads it back from
-    /// scratch: what `event_errors` is made of.
-    pub classified: LogicalPlan,
+    /// The rows this run read from the sources, classified (with `error_reason`), as the run
+    /// reads them back from scratch: what `event_errors` gets this run. None when an
+    /// incremental run found no new file.
+    pub classified: Option<LogicalPlan>,
     /// The same rows as read from the sources (what a script computes `event_errors` from).
-    pub classified_as_read: LogicalPlan,
+    pub classified_as_read: Option<LogicalPlan>,
+    /// `event_errors` of the previous run, when this run extends its history (its rows stay).
+    pub previous_errors: Option<LogicalPlan>,
+    /// The ingestion log after this run, to publish (None for a script).
+    pub log: Option<RecordBatch>,
+    /// What this run added, when it extended the previous run's history.
+    pub extended: Option<events_table::NewRows>,
 }
 
-/// Stage 1: reads every source into the `events` view (files it cannot read fail the run or,
-/// with `--skip-bad-files`, go into the record) and counts what it read into the record.
+/// Stage 1: reads the last good run's manifest into `ctx.previous`, then the sources into the
+/// `events` view: for a run, only the files the previous run's ingestion log does not hold,
+/// added to its history (or every file, when the history cannot be extended: the record says
+/// why). Files it cannot read fail the run or, with `--skip-bad-files`, go into the record.
 pub async fn run(ctx: &mut RunCtx<'_>) -> EngineResult<EventsOut> {
+    ctx.previous = manifest::read(&ctx.out).await?;
     let bad = if ctx.opts.skip_bad_files {
         sources::BadFiles::Skip
     } else {
         sources::BadFiles::Fail
     };
     let scratch = ctx.scratch.clone();
-    let read = read_into(
-        &ctx.session,
-        &mut ctx.sink,
-        ctx.space,
-        ctx.as_of,
-        ctx.opts.window_days,
-        Some(scratch.path()),
-        bad,
-    )
-    .await?;
+    let as_of_micros = ctx.as_of.timestamp_micros();
+    if ctx.sink.recording() {
+        // A script recomputes everything from the sources, as its engine will.
+        let read = read_into(
+            &ctx.session,
+            &mut ctx.sink,
+            ctx.space,
+            ctx.as_of,
+            ctx.opts.window_days,
+            Some(scratch.path()),
+            bad,
+            None,
+        )
+        .await?
+        .expect("a read without a log cannot find it broken");
+        ctx.rec.skipped_files = read.skipped;
+        let classified = read.classified.expect("a full read has rows");
+        register_valid(ctx, &classified, as_of_micros).await?;
+        event_counts(&ctx.session, Some(&classified), as_of_micros, 0, ctx.rec).await?;
+        return Ok(EventsOut {
+            classified: Some(classified),
+            classified_as_read: read.classified_as_read,
+            previous_errors: None,
+            log: None,
+            extended: None,
+        });
+    }
+    let mut previous = match history::previous(ctx).await? {
+        Ok(p) => Some(p),
+        Err(why) => {
+            ctx.rec.ingest.reason = Some(why);
+            None
+        }
+    };
+    let read = loop {
+        let known = previous.as_ref().map(|p| &p.log);
+        let read = read_into(
+            &ctx.session,
+            &mut ctx.sink,
+            ctx.space,
+            ctx.as_of,
+            ctx.opts.window_days,
+            Some(scratch.path()),
+            bad,
+            known,
+        )
+        .await?;
+        match read {
+            Ok(read) => break read,
+            Err(why) => {
+                // A file the history was read from changed or is gone: start over from the
+                // sources, and so does the identity graph.
+                ctx.history_break = Some(why.clone());
+                ctx.rec.ingest.reason = Some(why);
+                previous = None;
+            }
+        }
+    };
     ctx.rec.skipped_files = read.skipped;
+    ctx.rec.ingest.mode = if previous.is_some() {
+        "incremental"
+    } else {
+        "full"
+    }
+    .into();
+    ctx.rec.ingest.new_files = read.new_files.len() as i64;
+    ctx.rec.ingest.known_files = read.known as i64;
+    let prev_events = match &previous {
+        Some(p) => p.events_up_to(&ctx.session, as_of_micros).await?,
+        None => 0,
+    };
+    if let Some(p) = &previous
+        && read.classified.is_none()
+    {
+        // No row read, and no event of the history between the two as-of times.
+        let before = p.events_up_to(&ctx.session, p.as_of_micros).await?;
+        ctx.events_unchanged = before == prev_events;
+    }
+    let log = previous
+        .as_ref()
+        .map(|p| &p.log)
+        .cloned()
+        .unwrap_or_default()
+        .with_new(&read.new_files.iter().collect::<Vec<_>>(), &ctx.rec.run_id);
+    let new_rows = read
+        .classified
+        .as_ref()
+        .map(|c| hp::good_rows(c.clone()))
+        .transpose()?;
+    let extended = previous.as_ref().map(|_| events_table::NewRows {
+        rows: new_rows.clone(),
+    });
+    let (prev_history, previous_errors) = match previous {
+        Some(p) => (Some(p.history), p.errors),
+        None => (None, None),
+    };
+    let history = match (prev_history, new_rows) {
+        (prev, Some(new)) => {
+            let plan = hp::extend(prev, new)?;
+            materialize(&ctx.session, plan, &scratch.path().join(stage::HISTORY)).await?
+        }
+        (Some(prev), None) => prev,
+        (None, None) => {
+            return Err(EngineError::Definition(
+                "the space has no source tables".into(),
+            ));
+        }
+    };
+    ctx.session.register_table(
+        stage::HISTORY,
+        ctx.session.execute_logical_plan(history).await?.into_view(),
+    )?;
+    let history = ctx
+        .session
+        .table(stage::HISTORY)
+        .await?
+        .into_unoptimized_plan();
+    let events = hp::events_up_to(history, as_of_micros)?;
+    register_events_view(&ctx.session, &mut ctx.sink, ctx.space, events).await?;
     event_counts(
         &ctx.session,
-        &read.classified,
-        ctx.as_of.timestamp_micros(),
+        read.classified.as_ref(),
+        as_of_micros,
+        prev_events,
         ctx.rec,
     )
     .await?;
     Ok(EventsOut {
         classified: read.classified,
-        classified_as_read: read.classified_as_read,
+        classified_as_read: None,
+        previous_errors,
+        log: Some(log),
+        extended,
     })
+}
+
+/// Registers the good, deduplicated events up to as-of of `classified` as `events` (and
+/// records their plan, as read from the sources, for a script).
+async fn register_valid(
+    ctx: &mut RunCtx<'_>,
+    classified: &LogicalPlan,
+    as_of_micros: i64,
+) -> EngineResult<()> {
+    let valid = hp::valid_events(classified.clone(), as_of_micros)?;
+    register_events_view(&ctx.session, &mut ctx.sink, ctx.space, valid).await
+}
+
+/// Registers `events` (recording the plan of the events as read, for a script) and one
+/// view per source name.
+async fn register_events_view(
+    ctx: &SessionContext,
+    sink: &mut StageSink,
+    space: &Space,
+    events: LogicalPlan,
+) -> EngineResult<()> {
+    ctx.register_table(
+        stage::EVENTS,
+        ctx.execute_logical_plan(events).await?.into_view(),
+    )?;
+    register_source_views(ctx, sink, space).await
+}
+
+/// Registers one view per source name over the session's `events` (its rows of that source).
+pub async fn register_source_views(
+    ctx: &SessionContext,
+    sink: &mut StageSink,
+    space: &Space,
+) -> EngineResult<()> {
+    for s in &space.sources {
+        let per_source =
+            LogicalPlanBuilder::from(ctx.table(stage::EVENTS).await?.into_unoptimized_plan())
+                .filter(col("source").eq(lit(s.name.as_str())))?
+                .build()?;
+        sink.view(ctx, &s.name, per_source).await?;
+    }
+    Ok(())
 }
 
 /// Reads every source, registers the `events` view (good, deduplicated events up to `as_of`)
@@ -89,20 +259,34 @@ pub async fn read_events(
     bad: sources::BadFiles,
 ) -> EngineResult<(LogicalPlan, Vec<files::SkippedFile>)> {
     let sink = &mut StageSink::Materialize;
-    let read = read_into(ctx, sink, space, as_of, window_days, scratch, bad).await?;
-    Ok((read.classified, read.skipped))
+    let read = read_into(ctx, sink, space, as_of, window_days, scratch, bad, None)
+        .await?
+        .expect("a read without a log cannot find it broken");
+    let classified = read.classified.expect("a full read has rows");
+    let valid = hp::valid_events(classified.clone(), as_of.timestamp_micros())?;
+    register_events_view(ctx, sink, space, valid).await?;
+    Ok((classified, read.skipped))
 }
 
 struct Read {
-    classified: LogicalPlan,
-    classified_as_read: LogicalPlan,
+    /// None when every file in scope is in the log.
+    classified: Option<LogicalPlan>,
+    classified_as_read: Option<LogicalPlan>,
     skipped: Vec<files::SkippedFile>,
+    /// Files read (not set aside), for the ingestion log.
+    new_files: Vec<files::SourceFile>,
+    /// Files not read because the log holds them.
+    known: usize,
 }
 
+/// Reads the sources' files in scope (those `known` does not hold) into classified rows:
+/// `Ok(Err(why))` when a file `known` holds changed or is gone.
+///
 /// Footers that cannot be read are found when the files are opened. Pages that cannot be
 /// decoded are found only while reading: when writing the classified rows to `scratch`
 /// fails, each file is read alone to find the culprits, which then fail the run by name or,
 /// with [`sources::BadFiles::Skip`], are set aside and the stage starts over without them.
+#[allow(clippy::too_many_arguments)]
 async fn read_into(
     ctx: &SessionContext,
     sink: &mut StageSink,
@@ -111,7 +295,8 @@ async fn read_into(
     window_days: Option<u32>,
     scratch: Option<&Path>,
     bad: sources::BadFiles,
-) -> EngineResult<Read> {
+    known: Option<&IngestLog>,
+) -> EngineResult<Result<Read, String>> {
     let scope = sources::Scope {
         from: window_days.map(|d| as_of - chrono::Duration::days(i64::from(d))),
         to: as_of,
@@ -119,26 +304,65 @@ async fn read_into(
     // A script reads each source as one table of its engine: one scan per source table.
     let one_scan = sink.recording();
     let mut exclude: Vec<files::SkippedFile> = Vec::new();
-    let (classified, classified_as_read, skipped) = loop {
+    loop {
         let mut tables = Vec::new();
         let mut read_files = Vec::new();
+        let mut listed = Vec::new();
         let mut skipped = exclude.clone();
+        let mut known_files = 0;
         for s in &space.sources {
             let r =
-                sources::source_tables(ctx, &space.root, s, scope, bad, &exclude, one_scan).await?;
+                sources::source_tables(ctx, &space.root, s, scope, bad, &exclude, one_scan, known)
+                    .await?;
             tables.extend(r.tables);
             read_files.extend(r.files);
+            listed.extend(r.listed);
             skipped.extend(r.skipped);
+            known_files += r.known;
         }
-        let normalized = ev::union_tables(&tables)?
-            .ok_or_else(|| EngineError::Definition("the space has no source tables".into()))?;
+        if let Some(why) = known.and_then(|k| k.broken(&listed)) {
+            return Ok(Err(why));
+        }
+        let new_files = || read_files.iter().map(|(_, f)| f.clone()).collect();
+        let Some(normalized) = ev::union_tables(&tables)? else {
+            if known_files > 0 {
+                return Ok(Ok(Read {
+                    classified: None,
+                    classified_as_read: None,
+                    skipped,
+                    new_files: Vec::new(),
+                    known: known_files,
+                }));
+            }
+            return Err(EngineError::Definition(
+                "the space has no source tables".into(),
+            ));
+        };
         let classified = ev::classify(normalized)?;
         let Some(dir) = scratch else {
-            break (classified.clone(), classified, skipped);
+            return Ok(Ok(Read {
+                classified: Some(classified.clone()),
+                classified_as_read: Some(classified),
+                skipped,
+                new_files: new_files(),
+                known: known_files,
+            }));
         };
         let dir = dir.join(stage::CLASSIFIED);
         match materialize(ctx, classified.clone(), &dir).await {
-            Ok(plan) => break (plan, classified, skipped),
+            Ok(plan) => {
+                if sink.recording() {
+                    let as_read = hp::valid_events(classified.clone(), as_of.timestamp_micros())?;
+                    sink.table(stage::EVENTS, &as_read);
+                }
+                return Ok(Ok(Read {
+                    classified: Some(plan),
+                    classified_as_read: Some(classified),
+                    skipped,
+                    new_files: new_files(),
+                    known: known_files,
+                }));
+            }
             Err(EngineError::DataFusion(e)) if files::may_be_bad_file(&e) => {
                 let found = files::probe(ctx, &read_files).await?;
                 let Some(first) = found.first() else {
@@ -156,38 +380,17 @@ async fn read_into(
             }
             Err(e) => return Err(e),
         }
-    };
-    let as_of_micros = as_of.timestamp_micros();
-    if sink.recording() {
-        sink.table(
-            stage::EVENTS,
-            &ev::valid_events(classified_as_read.clone(), as_of_micros)?,
-        );
     }
-    let valid = ev::valid_events(classified.clone(), as_of_micros)?;
-    ctx.register_table(
-        stage::EVENTS,
-        ctx.execute_logical_plan(valid).await?.into_view(),
-    )?;
-    for s in &space.sources {
-        let per_source =
-            LogicalPlanBuilder::from(ctx.table(stage::EVENTS).await?.into_unoptimized_plan())
-                .filter(col("source").eq(lit(s.name.as_str())))?
-                .build()?;
-        sink.view(ctx, &s.name, per_source).await?;
-    }
-    Ok(Read {
-        classified,
-        classified_as_read,
-        skipped,
-    })
 }
 
 /// Counts rows per source/type/reason, duplicates and rows after as_of, into the record.
+/// `previous_events` is how many events up to as-of the history this run extends held: what
+/// the new rows are deduplicated against.
 async fn event_counts(
     ctx: &SessionContext,
-    classified: &LogicalPlan,
+    classified: Option<&LogicalPlan>,
     as_of_micros: i64,
+    previous_events: i64,
     rec: &mut RunRecord,
 ) -> EngineResult<()> {
     let as_of = lit(datafusion::common::ScalarValue::TimestampMicrosecond(
@@ -195,44 +398,45 @@ async fn event_counts(
         Some(Arc::from("UTC")),
     ));
     let after = col("timestamp").gt(as_of);
-    let by_group = LogicalPlanBuilder::from(classified.clone())
-        .project(vec![
-            col("source"),
-            col("type"),
-            col("error_reason"),
-            datafusion::logical_expr::when(col("error_reason").is_null().and(after), lit(true))
-                .otherwise(lit(false))?
-                .alias("after_as_of"),
-        ])?
-        .aggregate(
-            vec![
+    let mut good_rows = previous_events;
+    if let Some(classified) = classified {
+        let by_group = LogicalPlanBuilder::from(classified.clone())
+            .project(vec![
                 col("source"),
                 col("type"),
                 col("error_reason"),
-                col("after_as_of"),
-            ],
-            vec![count(lit(1)).alias("n")],
-        )?
-        .build()?;
-    let batches = ctx.execute_logical_plan(by_group).await?.collect().await?;
-    // Distinct good message ids overall (a duplicate may span sources).
-    let mut good_rows = 0i64;
-    for b in &batches {
-        let reason = b.column(2).as_string::<i32>();
-        let after = b.column(3).as_boolean();
-        let n = b.column(4).as_primitive::<Int64Type>();
-        for i in 0..b.num_rows() {
-            let n = n.value(i);
-            rec.rows_read += n;
-            if !reason.is_null(i) {
-                rec.bad_events += n;
-                *rec.errors_by_reason
-                    .entry(reason.value(i).to_string())
-                    .or_default() += n;
-            } else if after.value(i) {
-                rec.after_as_of += n;
-            } else {
-                good_rows += n;
+                datafusion::logical_expr::when(col("error_reason").is_null().and(after), lit(true))
+                    .otherwise(lit(false))?
+                    .alias("after_as_of"),
+            ])?
+            .aggregate(
+                vec![
+                    col("source"),
+                    col("type"),
+                    col("error_reason"),
+                    col("after_as_of"),
+                ],
+                vec![count(lit(1)).alias("n")],
+            )?
+            .build()?;
+        let batches = ctx.execute_logical_plan(by_group).await?.collect().await?;
+        for b in &batches {
+            let reason = b.column(2).as_string::<i32>();
+            let after = b.column(3).as_boolean();
+            let n = b.column(4).as_primitive::<Int64Type>();
+            for i in 0..b.num_rows() {
+                let n = n.value(i);
+                rec.rows_read += n;
+                if !reason.is_null(i) {
+                    rec.bad_events += n;
+                    *rec.errors_by_reason
+                        .entry(reason.value(i).to_string())
+                        .or_default() += n;
+                } else if after.value(i) {
+                    rec.after_as_of += n;
+                } else {
+                    good_rows += n;
+                }
             }
         }
     }

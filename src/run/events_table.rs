@@ -1,0 +1,154 @@
+//! The published `events` table, written as what changed: a run that extended the previous
+//! history rewrites only the days (`dt` partitions) whose rows differ from the previous
+//! version (new or replaced events, events whose profile changed), and keeps the previous
+//! version when nothing did. A full run rewrites the table.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use datafusion::arrow::array::{Array, AsArray};
+use datafusion::arrow::datatypes::{DataType, Int64Type};
+use datafusion::common::JoinType;
+use datafusion::functions::expr_fn::coalesce;
+use datafusion::functions::expr_fn::to_char;
+use datafusion::functions_aggregate::expr_fn::{bit_xor, count};
+use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder, cast};
+use datafusion::prelude::{Expr, SessionContext, col, lit};
+
+use super::tables::{published, stage};
+use crate::error::EngineResult;
+use crate::functions::id_node;
+use crate::plan::history as hp;
+use crate::store::{delta, manifest, objects};
+
+/// What the events stage read this run, for the `events` table.
+pub struct NewRows {
+    /// The good rows this run read (history columns), or None when it read no file.
+    pub rows: Option<LogicalPlan>,
+}
+
+/// Writes `events` for this run; returns the version that holds it. `extended` holds the rows
+/// this run added when it extended the previous run's history (None for a full run).
+pub async fn write(
+    ctx: &SessionContext,
+    out: &objects::Location,
+    previous: Option<&manifest::Manifest>,
+    extended: Option<NewRows>,
+) -> EngineResult<u64> {
+    let history = ctx.table(stage::HISTORY).await?.into_unoptimized_plan();
+    let profiles = ctx
+        .table(stage::EVENT_PROFILES)
+        .await?
+        .into_unoptimized_plan();
+    let plan = hp::published_events(history, profiles)?;
+    let loc = out.child(published::EVENTS);
+    let prev_version = previous
+        .and_then(|m| m.tables.get(published::EVENTS))
+        .copied();
+    let (Some(new), Some(v)) = (extended, prev_version) else {
+        return Ok(delta::overwrite_partitioned(&loc, plan, &ctx.state(), &["dt"]).await?);
+    };
+    let prev = ctx
+        .read_table(delta::provider(&loc, v).await?)?
+        .into_unoptimized_plan();
+    let days = changed_days(ctx, &plan, prev, new.rows).await?;
+    if days.is_empty() {
+        return Ok(v);
+    }
+    let list: Vec<Expr> = days.iter().map(|d| lit(d.as_str())).collect();
+    let only = col("dt").in_list(list, false);
+    let plan = LogicalPlanBuilder::from(plan)
+        .filter(only.clone())?
+        .build()?;
+    Ok(delta::replace_where(&loc, plan, &ctx.state(), only).await?)
+}
+
+/// Each day's rows of an `events` table as (rows, XOR of a 64-bit code of each row's message
+/// id and profile): two versions of a day with the same rows have the same fingerprint.
+/// Computed by one grouped aggregation (which spills), never by joining the two versions.
+async fn fingerprints(
+    ctx: &SessionContext,
+    table: LogicalPlan,
+) -> EngineResult<BTreeMap<String, (i64, i64)>> {
+    let text = |c: &str| cast(col(c), DataType::Utf8);
+    let code = id_node(
+        text("message_id"),
+        coalesce(vec![text("profile_id"), lit("")]),
+    );
+    let plan = LogicalPlanBuilder::from(table)
+        .aggregate(
+            vec![text("dt").alias("day")],
+            vec![count(lit(1)).alias("n"), bit_xor(code).alias("x")],
+        )?
+        .build()?;
+    let mut out = BTreeMap::new();
+    for b in ctx.execute_logical_plan(plan).await?.collect().await? {
+        let day = b.column(0).as_string::<i32>();
+        let n = b.column(1).as_primitive::<Int64Type>();
+        let x = b.column(2).as_primitive::<Int64Type>();
+        for i in 0..b.num_rows() {
+            out.insert(day.value(i).to_string(), (n.value(i), x.value(i)));
+        }
+    }
+    Ok(out)
+}
+
+/// The days whose rows differ between `now` (the table as this run publishes it) and `prev`:
+/// days of the rows read this run and the previous days of their message ids (a copy read
+/// now can replace an event), and days whose events came, went or changed profile.
+async fn changed_days(
+    ctx: &SessionContext,
+    now: &LogicalPlan,
+    prev: LogicalPlan,
+    read: Option<LogicalPlan>,
+) -> EngineResult<BTreeSet<String>> {
+    let (a, b) = (
+        fingerprints(ctx, now.clone()).await?,
+        fingerprints(ctx, prev.clone()).await?,
+    );
+    let mut days: BTreeSet<String> = a
+        .iter()
+        .filter(|(d, f)| b.get(*d) != Some(*f))
+        .map(|(d, _)| d.clone())
+        .collect();
+    days.extend(b.keys().filter(|d| !a.contains_key(*d)).cloned());
+    let Some(read) = read else {
+        return Ok(days);
+    };
+    let read = LogicalPlanBuilder::from(read)
+        .project(vec![
+            col("message_id").alias("r_mid"),
+            to_char(col("timestamp"), lit("%Y-%m-%d")).alias("r_dt"),
+        ])?
+        .build()?;
+    let prev_days = LogicalPlanBuilder::from(read.clone())
+        .join(
+            LogicalPlanBuilder::from(prev)
+                .project(vec![
+                    cast(col("message_id"), DataType::Utf8).alias("p_mid"),
+                    cast(col("dt"), DataType::Utf8).alias("p_dt"),
+                ])?
+                .build()?,
+            JoinType::RightSemi,
+            (vec!["r_mid"], vec!["p_mid"]),
+            None,
+        )?
+        .project(vec![col("p_dt").alias("day")])?
+        .build()?;
+    let read_days = LogicalPlanBuilder::from(read)
+        .project(vec![col("r_dt").alias("day")])?
+        .build()?;
+    for p in [read_days, prev_days] {
+        let p = LogicalPlanBuilder::from(p).distinct()?.build()?;
+        for b in ctx.execute_logical_plan(p).await?.collect().await? {
+            let c = datafusion::arrow::compute::cast(b.column(0), &DataType::Utf8)
+                .map_err(datafusion::error::DataFusionError::from)?;
+            let c = c.as_string::<i32>();
+            days.extend(
+                (0..c.len())
+                    .filter(|i| c.is_valid(*i))
+                    .map(|i| c.value(i).to_string()),
+            );
+        }
+    }
+    Ok(days)
+}
