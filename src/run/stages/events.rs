@@ -152,10 +152,7 @@ pub async fn run(ctx: &mut RunCtx<'_>) -> EngineResult<EventsOut> {
         None => (None, None),
     };
     let history = match (prev_history, new_rows) {
-        (prev, Some(new)) => {
-            let plan = hp::extend(prev, new)?;
-            materialize(&ctx.session, plan, &scratch.path().join(stage::HISTORY)).await?
-        }
+        (prev, Some(new)) => hp::extend(prev, new)?,
         (Some(prev), None) => prev,
         (None, None) => {
             return Err(EngineError::Definition(
@@ -163,6 +160,9 @@ pub async fn run(ctx: &mut RunCtx<'_>) -> EngineResult<EventsOut> {
             ));
         }
     };
+    // Written once to scratch even when nothing was added: every later stage reads it, and
+    // reading the published table each time costs more than this one copy.
+    let history = materialize(&ctx.session, history, &scratch.path().join(stage::HISTORY)).await?;
     ctx.session.register_table(
         stage::HISTORY,
         ctx.session.execute_logical_plan(history).await?.into_view(),
