@@ -71,17 +71,16 @@ pub struct Options {
 }
 
 /// One of the largest components.
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, serde::Serialize)]
 pub struct ComponentSize {
     pub identifiers: i64,
     pub example: String,
 }
 
 /// What the stage did, for the run record.
-#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct IdentityStats {
-    /// `full`, `incremental` or `reused` (no event up to as-of changed: the previous run's
-    /// identity tables stand).
+    /// `full` or `incremental`.
     pub mode: String,
     /// Why a full rebuild, when it is one.
     pub reason: Option<String>,

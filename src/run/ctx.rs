@@ -71,12 +71,6 @@ pub struct RunCtx<'a> {
     /// changed or is gone, the sources changed, as-of moved back): why the identity stage
     /// must not start from the previous graph either.
     pub history_break: Option<String>,
-    /// Set by the events stage when the events up to as-of are exactly the previous run's
-    /// (no new rows, no event between the two as-of times): its identity tables stand.
-    pub events_unchanged: bool,
-    /// Set by the identity stage when it took the previous run's identity tables as they are
-    /// (publishing keeps their versions).
-    pub identity_reused: bool,
     /// The run's record: stage timings and what each stage counted.
     pub rec: &'a mut RunRecord,
     pub progress: &'a dyn Progress,
@@ -108,8 +102,6 @@ impl<'a> RunCtx<'a> {
             out,
             previous: None,
             history_break: None,
-            events_unchanged: false,
-            identity_reused: false,
             rec,
             progress,
             scratch,

@@ -30,8 +30,6 @@ pub struct Previous {
     pub history: LogicalPlan,
     /// Its `event_errors` rows but unreadable files (those are read, and reported, again).
     pub errors: Option<LogicalPlan>,
-    /// The previous run's as-of.
-    pub as_of_micros: i64,
 }
 
 impl Previous {
@@ -141,6 +139,5 @@ pub async fn previous(ctx: &mut RunCtx<'_>) -> EngineResult<Result<Previous, Str
         log,
         history,
         errors,
-        as_of_micros: prev.timestamp_micros(),
     }))
 }

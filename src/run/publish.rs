@@ -16,7 +16,7 @@ use super::record::{RunRecord, RunStatus};
 use super::runs_table::write_runs;
 use super::stages::events::EventsOut;
 use super::stages::identity::{self, IdentityOut};
-use super::tables::{IDENTITY_TABLES, copied_tables, published, stage};
+use super::tables::{copied_tables, published, stage};
 use super::{RECENT_EVENT_DAYS, files};
 use crate::error::EngineResult;
 use crate::script::steps::Step;
@@ -36,14 +36,6 @@ pub(super) async fn publish(
     let mut plans: Vec<(&str, LogicalPlan)> = Vec::new();
     let mut versions = BTreeMap::new();
     for (table, source) in copied_tables() {
-        // Identity tables taken from the previous run as they are keep their versions.
-        if rc.identity_reused
-            && IDENTITY_TABLES.iter().any(|(p, _)| *p == table)
-            && let Some(v) = previous.and_then(|m| m.tables.get(table))
-        {
-            versions.insert(table.to_string(), *v);
-            continue;
-        }
         plans.push((table, ctx.table(source).await?.into_unoptimized_plan()));
     }
     let copied = plans.len();

@@ -126,13 +126,6 @@ pub async fn run(ctx: &mut RunCtx<'_>) -> EngineResult<EventsOut> {
         Some(p) => p.events_up_to(&ctx.session, as_of_micros).await?,
         None => 0,
     };
-    if let Some(p) = &previous
-        && read.classified.is_none()
-    {
-        // No row read, and no event of the history between the two as-of times.
-        let before = p.events_up_to(&ctx.session, p.as_of_micros).await?;
-        ctx.events_unchanged = before == prev_events;
-    }
     let log = previous
         .as_ref()
         .map(|p| &p.log)

@@ -43,17 +43,6 @@ pub async fn run(ctx: &mut RunCtx<'_>) -> EngineResult<IdentityOut> {
             ctx.opts.full_rebuild,
         ),
     };
-    if reason.is_ok()
-        && ctx.events_unchanged
-        && let Some(stats) = reuse_previous(ctx).await?
-    {
-        ctx.identity_reused = true;
-        ctx.rec.identity = Some(stats);
-        return Ok(IdentityOut {
-            merges: Vec::new(),
-            scope_from,
-        });
-    }
     let session = &ctx.session;
     if let Some(m) = &ctx.previous {
         if let Some(v) = m.tables.get(published::IDENTITIES) {
@@ -85,101 +74,6 @@ pub async fn run(ctx: &mut RunCtx<'_>) -> EngineResult<IdentityOut> {
     stats.reason = reason.err();
     ctx.rec.identity = Some(stats);
     Ok(IdentityOut { merges, scope_from })
-}
-
-/// The previous run's identity tables as this run's, when every one of them and its record
-/// are there: no event up to as-of changed, so the graph, the violations and each event's
-/// profile are what they were. None when something is missing (the stage then runs).
-async fn reuse_previous(ctx: &mut RunCtx<'_>) -> EngineResult<Option<IdentityStats>> {
-    let Some(m) = ctx.previous.clone() else {
-        return Ok(None);
-    };
-    let Some(mut stats) = previous_stats(ctx, &m).await? else {
-        return Ok(None);
-    };
-    let needed = crate::run::tables::IDENTITY_TABLES
-        .iter()
-        .map(|(p, _)| *p)
-        .chain([published::EVENTS]);
-    let mut versions = Vec::new();
-    for table in needed {
-        let Some(v) = m.tables.get(table) else {
-            return Ok(None);
-        };
-        versions.push((table, *v));
-    }
-    let session = &ctx.session;
-    for (table, v) in versions {
-        let provider = delta::provider(&ctx.out.child(table), v).await?;
-        let df = session.read_table(provider)?;
-        match crate::run::tables::IDENTITY_TABLES
-            .iter()
-            .find(|(p, _)| *p == table)
-        {
-            Some((_, name)) => {
-                session.register_table(*name, df.into_view())?;
-            }
-            None => {
-                // Each event's profile, as the previous run published it.
-                let text = datafusion::arrow::datatypes::DataType::Utf8;
-                let profiles = df
-                    .filter(datafusion::prelude::col("profile_id").is_not_null())?
-                    .select(vec![
-                        datafusion::logical_expr::cast(
-                            datafusion::prelude::col("message_id"),
-                            text.clone(),
-                        )
-                        .alias("message_id"),
-                        datafusion::logical_expr::cast(
-                            datafusion::prelude::col("profile_id"),
-                            text,
-                        )
-                        .alias("profile_id"),
-                    ])?;
-                session.register_table(stage::ID_EVENT_PROFILES, profiles.into_view())?;
-            }
-        }
-    }
-    let event_profiles = session.table(stage::ID_EVENT_PROFILES).await?;
-    session.register_table(stage::EVENT_PROFILES, event_profiles.into_view())?;
-    stats.mode = "reused".into();
-    stats.reason = Some("no event up to as-of changed since the previous run".into());
-    stats.rounds = 0;
-    stats.edges_per_round.clear();
-    stats.merges = 0;
-    stats.replayed_events = 0;
-    stats.timings.clear();
-    Ok(Some(stats))
-}
-
-/// The identity record of the run `m` names, from the `runs` table.
-async fn previous_stats(
-    ctx: &RunCtx<'_>,
-    m: &manifest::Manifest,
-) -> EngineResult<Option<IdentityStats>> {
-    use datafusion::arrow::array::{Array, AsArray};
-    use datafusion::prelude::{col, lit};
-    let Some(v) = m.tables.get(published::RUNS) else {
-        return Ok(None);
-    };
-    let provider = delta::provider(&ctx.out.child(published::RUNS), *v).await?;
-    let batches = ctx
-        .session
-        .read_table(provider)?
-        .filter(col("run_id").eq(lit(m.run_id.as_str())))?
-        .select(vec![datafusion::logical_expr::cast(
-            col("identity"),
-            datafusion::arrow::datatypes::DataType::Utf8,
-        )])?
-        .collect()
-        .await?;
-    for b in batches {
-        let c = b.column(0).as_string::<i32>();
-        if b.num_rows() > 0 && c.is_valid(0) {
-            return Ok(serde_json::from_str(c.value(0)).ok());
-        }
-    }
-    Ok(None)
 }
 
 /// Whether this run can start from the previous graph: `Err(reason)` when it must rebuild.
