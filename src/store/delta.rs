@@ -38,6 +38,21 @@ pub async fn open_version(loc: &Location, version: u64) -> StoreResult<DeltaTabl
     Ok(table)
 }
 
+/// A write of what `plan` produces into the table at `loc`, replacing rows (save mode
+/// overwrite); callers say which rows and how the schema may change.
+async fn plan_write(
+    loc: &Location,
+    plan: LogicalPlan,
+    state: &SessionState,
+) -> StoreResult<deltalake::operations::write::WriteBuilder> {
+    Ok(open(loc)
+        .await?
+        .write(Vec::<RecordBatch>::new())
+        .with_input_plan(plan)
+        .with_session_state(Arc::new(state.clone()))
+        .with_save_mode(SaveMode::Overwrite))
+}
+
 /// Replaces the table's contents (and schema) with what `plan` produces, in one commit.
 /// Returns the new version.
 pub async fn overwrite_from_plan(
@@ -45,12 +60,8 @@ pub async fn overwrite_from_plan(
     plan: LogicalPlan,
     state: &SessionState,
 ) -> StoreResult<u64> {
-    let table = open(loc).await?;
-    let table = table
-        .write(Vec::<RecordBatch>::new())
-        .with_input_plan(plan)
-        .with_session_state(Arc::new(state.clone()))
-        .with_save_mode(SaveMode::Overwrite)
+    let table = plan_write(loc, plan, state)
+        .await?
         .with_schema_mode(deltalake::operations::write::SchemaMode::Overwrite)
         .await?;
     version_of(&table)
@@ -63,13 +74,9 @@ pub async fn overwrite_partitioned(
     state: &SessionState,
     columns: &[&str],
 ) -> StoreResult<u64> {
-    let table = open(loc).await?;
-    let table = table
-        .write(Vec::<RecordBatch>::new())
-        .with_input_plan(plan)
-        .with_session_state(Arc::new(state.clone()))
+    let table = plan_write(loc, plan, state)
+        .await?
         .with_partition_columns(columns.iter().map(|c| c.to_string()))
-        .with_save_mode(SaveMode::Overwrite)
         .with_schema_mode(deltalake::operations::write::SchemaMode::Overwrite)
         .await?;
     version_of(&table)
@@ -83,12 +90,8 @@ pub async fn replace_where(
     state: &SessionState,
     predicate: datafusion::prelude::Expr,
 ) -> StoreResult<u64> {
-    let table = open(loc).await?;
-    let table = table
-        .write(Vec::<RecordBatch>::new())
-        .with_input_plan(plan)
-        .with_session_state(Arc::new(state.clone()))
-        .with_save_mode(SaveMode::Overwrite)
+    let table = plan_write(loc, plan, state)
+        .await?
         .with_replace_where(predicate)
         .await?;
     version_of(&table)
