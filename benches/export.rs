@@ -229,6 +229,8 @@ async fn publish(space: &cohort::spec::Space, profiles: u64, members: u64) -> u6
         identity_rules: None,
         scope_from: None,
         sources: None,
+        definitions: None,
+        custom_trait_kinds: None,
     };
     manifest::write(&out, &m).await.expect("manifest");
     println!(

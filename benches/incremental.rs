@@ -142,6 +142,20 @@ fn print_machine(args: &Args) {
     );
 }
 
+/// How the run evaluated traits and audiences: `incremental:<profiles evaluated>` or
+/// `full:<reason>`.
+fn traits_mode(record: &serde_json::Value) -> String {
+    let r = &record["profiles"]["recompute"];
+    match r["reason"].as_str() {
+        Some(why) => format!("full:{why:?}"),
+        None => format!(
+            "{}:{}",
+            r["mode"].as_str().unwrap_or("-"),
+            r["profiles"].as_u64().unwrap_or(0)
+        ),
+    }
+}
+
 /// Prints a run's stage times and peak RSS (the record was printed by `run_space`).
 fn print_run(key: &str, m: &Measured, full: Option<&Measured>) {
     let stages = m
@@ -154,10 +168,11 @@ fn print_run(key: &str, m: &Measured, full: Option<&Measured>) {
         format!(" fraction={:.4}", m.secs / f.secs)
     });
     println!(
-        "stages case={key} secs={:.2}{fraction} peak_rss_mb={} identity_mode={} stages={stages}",
+        "stages case={key} secs={:.2}{fraction} peak_rss_mb={} identity_mode={} traits={} stages={stages}",
         m.secs,
         m.peak,
         m.record["identity"]["mode"].as_str().unwrap_or("-"),
+        traits_mode(&m.record),
     );
 }
 

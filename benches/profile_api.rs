@@ -246,6 +246,8 @@ async fn write_published(root: &Path, n: usize) {
             identity_rules: None,
             scope_from: None,
             sources: None,
+            definitions: None,
+            custom_trait_kinds: None,
         },
     )
     .await

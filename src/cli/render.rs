@@ -105,6 +105,16 @@ pub(super) fn print_summary(r: &run::RunReport) {
                 p.skipped_traits.join(", ")
             );
         }
+        let r = &p.recompute;
+        match &r.reason {
+            Some(why) => {
+                println!("    traits and audiences (full: {why}): every profile evaluated")
+            }
+            None => println!(
+                "    traits and audiences ({}): {} of {} profiles evaluated, the others kept their values",
+                r.mode, r.profiles, p.profiles
+            ),
+        }
     }
     if let Some(a) = &rec.audiences {
         if !a.audiences.is_empty() {

@@ -14,6 +14,7 @@
 //! - `audiences/`: audiences as boolean columns over one wide row per profile or account
 //!   (conditions, event conditions, funnels, account rules, the membership build, static
 //!   inputs for `cohort compile`).
+//! - `kept.rs`: the trait values of the touched profiles with everyone else's as published.
 //! - `junction.rs`: balanced AND / OR trees, so long chains stay shallow.
 
 pub mod audiences;
@@ -21,5 +22,6 @@ pub mod events;
 pub mod history;
 pub mod identity;
 pub mod junction;
+pub mod kept;
 pub mod profiles;
 pub mod traits;

@@ -77,6 +77,14 @@ pub struct RunCtx<'a> {
     /// Scratch files of the session's materialized tables and its spill files.
     pub scratch: Scratch,
     pub sink: StageSink,
+    /// Whether this run may keep the published values of profiles nothing touched (a run
+    /// that publishes; not a preview or a script).
+    pub keep_unchanged: bool,
+    /// Set before the traits stage when it keeps the untouched profiles' values (see
+    /// [`super::touched`]).
+    pub reuse: Option<super::touched::Reuse>,
+    /// How the traits and audiences were evaluated, for the run record.
+    pub recompute: super::touched::Recompute,
 }
 
 impl<'a> RunCtx<'a> {
@@ -106,6 +114,9 @@ impl<'a> RunCtx<'a> {
             progress,
             scratch,
             sink,
+            keep_unchanged: false,
+            reuse: None,
+            recompute: Default::default(),
         })
     }
 

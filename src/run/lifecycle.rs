@@ -149,6 +149,7 @@ async fn stages_then_publish(
         scratch.clone(),
         sink,
     )?;
+    rc.keep_unchanged = true;
     // The stages before publishing, under the run's timeout; on timeout their futures (and the
     // DataFusion streams in them) are dropped. Publishing is never cut off half way.
     let computed = super::compute(&mut rc);

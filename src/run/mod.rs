@@ -36,6 +36,7 @@ pub mod sink;
 pub mod sources;
 pub mod stages;
 pub mod tables;
+pub mod touched;
 
 use datafusion::prelude::SessionContext;
 
@@ -71,6 +72,7 @@ async fn evaluate_stages(rc: &mut RunCtx<'_>) -> EngineResult<(EventsOut, Identi
 
     let t = rc.stage_started("traits");
     let sql = stages::sql_traits::run(rc).await?;
+    touched::find(rc, &events, &sql).await?;
     rc.rec.profiles = Some(stages::profiles::run(rc, &sql).await?);
     rc.stage_done("traits", t);
     Ok((events, identity))

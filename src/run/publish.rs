@@ -41,7 +41,7 @@ pub(super) async fn publish(
     let copied = plans.len();
     plans.push((
         published::RECENT_EVENTS,
-        recent_events_plan(ctx, rec.as_of).await?,
+        recent_events_plan(ctx, rec.as_of, rc.reuse.is_some()).await?,
     ));
     let merges = &identity.merges;
     let merges_plan =
@@ -89,6 +89,8 @@ pub(super) async fn publish(
         identity_rules: Some(identity::rules_fingerprint(rc.space)),
         scope_from: identity.scope_from.map(|t| t.to_rfc3339()),
         sources: Some(super::history::sources_fingerprint(rc.space)),
+        definitions: Some(rec.definitions.clone()),
+        custom_trait_kinds: rec.profiles.as_ref().map(|p| p.custom_kinds.clone()),
     };
     manifest::write(out, &m).await?;
     rc.progress.stage_finished("publish", t.elapsed());
@@ -104,7 +106,7 @@ pub(super) async fn record(rc: &mut RunCtx<'_>, events: EventsOut) -> EngineResu
             from: source.to_string(),
         });
     }
-    let recent = recent_events_plan(&rc.session, rc.as_of).await?;
+    let recent = recent_events_plan(&rc.session, rc.as_of, false).await?;
     rc.sink.table(published::RECENT_EVENTS, &recent);
     let errors = event_errors_plan(
         events.classified_as_read,
@@ -207,6 +209,7 @@ fn unreadable_files(run_id: &str, skipped: &[files::SkippedFile]) -> EngineResul
 pub(super) async fn recent_events_plan(
     ctx: &SessionContext,
     as_of: DateTime<Utc>,
+    touched_only: bool,
 ) -> EngineResult<LogicalPlan> {
     let ts = |t: DateTime<Utc>| {
         lit(datafusion::common::ScalarValue::TimestampMicrosecond(
@@ -215,37 +218,46 @@ pub(super) async fn recent_events_plan(
         ))
     };
     let from = as_of - chrono::Duration::days(RECENT_EVENT_DAYS);
-    Ok(LogicalPlanBuilder::from(
-        ctx.table(stage::PROFILE_EVENTS)
-            .await?
-            .into_unoptimized_plan(),
-    )
-    .filter(
-        col("timestamp")
-            .gt_eq(ts(from))
-            .and(col("timestamp").lt_eq(ts(as_of))),
-    )?
-    .project(
-        [
-            "profile_id",
-            "message_id",
-            "type",
-            "event",
-            "timestamp",
-            "group_id",
-            "properties",
-            "traits",
-            "context",
-        ]
-        .map(col)
-        .to_vec(),
-    )?
-    .sort(vec![
-        col("profile_id").sort(true, false),
-        col("timestamp").sort(false, false),
-        col("message_id").sort(true, false),
-    ])?
-    .build()?)
+    let window = col("timestamp")
+        .gt_eq(ts(from))
+        .and(col("timestamp").lt_eq(ts(as_of)));
+    // `profile_events` holds only the touched profiles' events when the others kept their
+    // values: then the window's events get their profiles here.
+    let events = match touched_only {
+        false => ctx.table(stage::PROFILE_EVENTS).await?.filter(window)?,
+        true => ctx.table(stage::EVENTS).await?.filter(window)?.join(
+            ctx.table(stage::EVENT_PROFILES).await?.select(vec![
+                col("message_id").alias("p_message_id"),
+                col("profile_id"),
+            ])?,
+            datafusion::common::JoinType::Inner,
+            &["message_id"],
+            &["p_message_id"],
+            None,
+        )?,
+    };
+    Ok(LogicalPlanBuilder::from(events.into_unoptimized_plan())
+        .project(
+            [
+                "profile_id",
+                "message_id",
+                "type",
+                "event",
+                "timestamp",
+                "group_id",
+                "properties",
+                "traits",
+                "context",
+            ]
+            .map(col)
+            .to_vec(),
+        )?
+        .sort(vec![
+            col("profile_id").sort(true, false),
+            col("timestamp").sort(false, false),
+            col("message_id").sort(true, false),
+        ])?
+        .build()?)
 }
 
 async fn pause() {

@@ -119,6 +119,8 @@ pub(super) async fn record_failure(
         identity_rules: None,
         scope_from: None,
         sources: None,
+        definitions: None,
+        custom_trait_kinds: None,
     });
     m.tables.insert(published::RUNS.into(), v);
     manifest::write(out, &m).await?;

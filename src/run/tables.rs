@@ -32,7 +32,13 @@ pub mod stage {
     /// Stage 2: each event's profile, as later stages read it.
     pub const EVENT_PROFILES: &str = "event_profiles";
 
-    /// Stage 3: every event with its profile.
+    /// Stage 3: the profiles evaluated again when the others keep their values (see
+    /// [`crate::run::touched`]).
+    pub const TOUCHED: &str = "touched_profiles";
+    /// Stage 3: the identify calls this run made visible (for their custom trait kinds).
+    pub const FRESH_CALLS: &str = "fresh_identify_calls";
+    /// Stage 3: every event with its profile (of the touched profiles only, when the others
+    /// keep their values).
     pub const PROFILE_EVENTS: &str = "profile_events";
     /// Stage 3: profiles with their traits.
     pub const PROFILES: &str = "cohort_profiles";

@@ -41,6 +41,14 @@ pub struct Manifest {
     /// (absent when the run kept no history).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sources: Option<String>,
+    /// Fingerprint of each definition file (path in the space -> hash): a run whose files
+    /// all match may keep the untouched profiles' values.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub definitions: Option<BTreeMap<String, String>>,
+    /// The kinds of values each custom trait key of identify calls had (the type of its
+    /// column follows from them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub custom_trait_kinds: Option<BTreeMap<String, std::collections::BTreeSet<String>>>,
 }
 
 fn path(space: &Location) -> object_store::path::Path {

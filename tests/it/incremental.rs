@@ -159,12 +159,20 @@ fn write_events(root: &Path, file: &str, rows: &[Row<'_>]) {
 }
 
 /// Copies the store example's definitions into `dir` with a source reading `../data/events`.
-fn store_space(dir: &Path, name: &str) {
+/// Without `accounts`, the account-level trait and audiences are left out, and so is
+/// `within_last` (a run then evaluates only the touched profiles).
+fn store_space(dir: &Path, name: &str, accounts: bool) {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/spaces/store");
     for sub in ["traits", "audiences", "queries", "destinations"] {
         std::fs::create_dir_all(dir.join(sub)).unwrap();
         for f in std::fs::read_dir(example.join(sub)).unwrap() {
             let f = f.unwrap();
+            let file = f.file_name().to_string_lossy().to_string();
+            if !accounts
+                && ["account_orders_30d.yaml", "active_big_accounts.yaml"].contains(&file.as_str())
+            {
+                continue;
+            }
             std::fs::copy(f.path(), dir.join(sub).join(f.file_name())).unwrap();
         }
     }
@@ -191,7 +199,7 @@ fn store_space(dir: &Path, name: &str) {
             "query: \"trait('created_at').within_last(21 days)\"\n",
         ),
     ];
-    for (key, body) in extra {
+    for (key, body) in extra.iter().filter(|_| accounts) {
         std::fs::write(
             dir.join("audiences").join(format!("{key}.yaml")),
             format!("name: {key}\n{body}"),
@@ -200,8 +208,10 @@ fn store_space(dir: &Path, name: &str) {
     }
 }
 
-/// Writes `body` to `rel` in both spaces, or removes it there (None).
-fn edit_both(root: &Path, rel: &str, body: Option<&str>) {
+/// Writes `body` to `rel` in both spaces, or removes it there (None); whether that changed
+/// the file.
+fn edit_both(root: &Path, rel: &str, body: Option<&str>) -> bool {
+    let before = std::fs::read_to_string(root.join("inc").join(rel)).ok();
     for s in ["inc", "full"] {
         let p = root.join(s).join(rel);
         match body {
@@ -211,6 +221,7 @@ fn edit_both(root: &Path, rel: &str, body: Option<&str>) {
             }
         }
     }
+    before.as_deref() != body
 }
 
 async fn assert_same(root: &Path, step: &str) {
@@ -233,7 +244,10 @@ async fn assert_same(root: &Path, step: &str) {
 
 #[tokio::test]
 async fn incremental_runs_publish_what_full_runs_publish() {
+    // Seed 7 over the whole store space (account audiences and `within_last`: every profile
+    // is evaluated at every run); seed 21 without them (only the touched profiles).
     for seed in [7u64, 21] {
+        let accounts = seed == 7;
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path();
         let start = Utc.with_ymd_and_hms(2026, 9, 1, 0, 0, 0).unwrap();
@@ -250,8 +264,8 @@ async fn incremental_runs_publish_what_full_runs_publish() {
         let s = seed.to_string();
         args.extend(["--seed", &s, "--out", "data/events"]);
         cohort(root, &args);
-        store_space(&root.join("inc"), "inc");
-        store_space(&root.join("full"), "full");
+        store_space(&root.join("inc"), "inc", accounts);
+        store_space(&root.join("full"), "full", accounts);
         // Two profiles that a later identify joins.
         let t0 = start - Duration::days(20);
         write_events(
@@ -280,6 +294,7 @@ async fn incremental_runs_publish_what_full_runs_publish() {
         let first = run_both(as_of);
         assert!(first.contains("sources (full: no previous run)"), "{first}");
         let mut rewritten = false;
+        let mut edited = false;
         // Every kind of step once, in an order of the seed's, then two more at random.
         let mut order: Vec<u64> = (0..7).collect();
         for k in (1..order.len()).rev() {
@@ -344,7 +359,7 @@ async fn incremental_runs_publish_what_full_runs_publish() {
                     "time passing"
                 }
                 5 => {
-                    match rng.next(3) {
+                    edited = match rng.next(3) {
                         0 => edit_both(
                             root,
                             "traits/orders_14d.yaml",
@@ -355,8 +370,9 @@ async fn incremental_runs_publish_what_full_runs_publish() {
                             "traits/orders_90d.yaml",
                             Some("query: \"event('Order Completed').within(60 days).count()\"\n"),
                         ),
-                        _ => edit_both(root, "audiences/quiet_accounts.yaml", None),
-                    }
+                        _ if accounts => edit_both(root, "audiences/quiet_accounts.yaml", None),
+                        _ => edit_both(root, "audiences/lapsed_customers.yaml", None),
+                    };
                     as_of += Duration::hours(2);
                     "definitions edited"
                 }
@@ -396,6 +412,19 @@ async fn incremental_runs_publish_what_full_runs_publish() {
                 );
             } else if what != "definitions edited" {
                 assert!(out.contains("sources (incremental)"), "{what}: {out}");
+                // Without account-level definitions, only the touched profiles are evaluated.
+                if !accounts {
+                    assert!(
+                        out.contains("traits and audiences (incremental)"),
+                        "{what}: {out}"
+                    );
+                }
+            }
+            if what == "definitions edited" && edited {
+                assert!(
+                    out.contains("traits and audiences (full: definitions changed"),
+                    "{out}"
+                );
             }
             assert_same(root, &step_log.join(" -> ")).await;
         }
@@ -420,7 +449,7 @@ async fn a_changed_or_deleted_file_forces_a_rebuild_the_record_explains() {
             "data/events",
         ],
     );
-    store_space(&root.join("inc"), "inc");
+    store_space(&root.join("inc"), "inc", true);
     let t = Utc.with_ymd_and_hms(2026, 9, 15, 12, 0, 0).unwrap();
     let one = |m: &str| (m.to_string(), "track", Some("user-x".to_string()), None, t);
     write_events(root, "extra", &[one("x-1")]);

@@ -8,7 +8,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::common::{JoinType, ScalarValue};
 use datafusion::functions_aggregate::expr_fn as agg;
@@ -18,6 +17,7 @@ use datafusion::logical_expr::{
 use datafusion::prelude::{SessionContext, coalesce};
 
 use super::identity::IdentityOut;
+use super::memberships::{members, previous_changes, previous_membership};
 use super::profiles::ProfileStats;
 use crate::error::{EngineError, EngineResult};
 use crate::functions::json_object;
@@ -25,13 +25,13 @@ use crate::plan::audiences::{
     AudienceInputs, AudiencePlans, audiences_plan, error_diagnostic, space_queries,
 };
 use crate::plan::identity::ResolvedRules;
+use crate::plan::kept::{touched_only, with_kept_members};
 use crate::plan::profiles::column_name;
 use crate::run::ctx::RunCtx;
 use crate::run::sink::{StageSink, materialize};
-use crate::run::tables::{published, stage};
+use crate::run::tables::stage;
 use crate::spec::query::ast;
-use crate::spec::{Diagnostic, EntityType, Space, query};
-use crate::store::{delta, manifest, objects};
+use crate::spec::{Diagnostic, Space, query};
 
 /// What the audience stage made, per audience, for the run record.
 #[derive(Clone, Debug, Default, serde::Serialize)]
@@ -64,7 +64,7 @@ pub fn membership_schema() -> SchemaRef {
     ]))
 }
 
-fn empty(schema: SchemaRef) -> EngineResult<LogicalPlan> {
+pub(super) fn empty(schema: SchemaRef) -> EngineResult<LogicalPlan> {
     Ok(LogicalPlan::EmptyRelation(EmptyRelation {
         produce_one_row: false,
         schema: Arc::new(datafusion::common::DFSchema::try_from(schema)?),
@@ -238,131 +238,6 @@ async fn missing_fields(
     Ok(out)
 }
 
-/// One row per (audience, member) of the evaluated plans: `audience_key, entity_type,
-/// profile_id`.
-fn members(
-    space: &Space,
-    users: &LogicalPlan,
-    accounts: Option<&LogicalPlan>,
-) -> EngineResult<LogicalPlan> {
-    let mut parts = Vec::new();
-    for d in &space.audiences {
-        let (plan, id) = match d.entity {
-            EntityType::Users => (users, "profile_id"),
-            EntityType::Accounts => match accounts {
-                Some(a) => (a, "account_id"),
-                None => continue,
-            },
-        };
-        parts.push(
-            LogicalPlanBuilder::from(plan.clone())
-                .filter(col(d.key.as_str()))?
-                .project(vec![
-                    lit(d.key.as_str()).alias("audience_key"),
-                    lit(d.entity.as_str()).alias("entity_type"),
-                    col(id).alias("profile_id"),
-                ])?
-                .build()?,
-        );
-    }
-    let mut it = parts.into_iter();
-    let Some(first) = it.next() else {
-        let s = membership_schema();
-        return empty(Arc::new(Schema::new(s.fields()[..3].to_vec())));
-    };
-    let mut b = LogicalPlanBuilder::from(first);
-    for p in it {
-        b = b.union(p)?;
-    }
-    Ok(b.build()?)
-}
-
-/// The previous run's membership of today's audiences, with merged-away profiles replaced by
-/// the profiles they merged into.
-async fn previous_membership(
-    ctx: &SessionContext,
-    space: &Space,
-    out: &objects::Location,
-    previous: Option<&manifest::Manifest>,
-    merges: &[(String, String)],
-) -> EngineResult<LogicalPlan> {
-    let Some(v) = previous.and_then(|m| m.tables.get(published::AUDIENCE_MEMBERSHIP)) else {
-        return empty(membership_schema());
-    };
-    let provider = delta::provider(&out.child(published::AUDIENCE_MEMBERSHIP), *v).await?;
-    let mut prev = ctx.read_table(provider)?;
-    let keys: Vec<Expr> = space
-        .audiences
-        .iter()
-        .map(|d| lit(format!("{}/{}", d.entity.as_str(), d.key)))
-        .collect();
-    if keys.is_empty() {
-        return empty(membership_schema());
-    }
-    prev = prev.filter(
-        datafusion::functions::string::expr_fn::concat(vec![
-            col("entity_type"),
-            lit("/"),
-            col("audience_key"),
-        ])
-        .in_list(keys, false),
-    )?;
-    if !merges.is_empty() {
-        let batch = RecordBatch::try_new(
-            Arc::new(Schema::new(vec![
-                Field::new("merged_from", DataType::Utf8, false),
-                Field::new("merged_into", DataType::Utf8, false),
-            ])),
-            vec![
-                Arc::new(StringArray::from_iter_values(
-                    merges.iter().map(|m| m.0.as_str()),
-                )),
-                Arc::new(StringArray::from_iter_values(
-                    merges.iter().map(|m| m.1.as_str()),
-                )),
-            ],
-        )
-        .map_err(datafusion::error::DataFusionError::from)?;
-        prev = prev
-            .join(
-                ctx.read_batch(batch)?,
-                JoinType::Left,
-                &["profile_id"],
-                &["merged_from"],
-                None,
-            )?
-            .select(vec![
-                col("audience_key"),
-                col("entity_type"),
-                datafusion::logical_expr::when(
-                    col("entity_type").eq(lit("users")),
-                    coalesce(vec![col("merged_into"), col("profile_id")]),
-                )
-                .otherwise(col("profile_id"))?
-                .alias("profile_id"),
-                col("entered_at"),
-            ])?
-            .aggregate(
-                vec![col("audience_key"), col("entity_type"), col("profile_id")],
-                vec![agg::min(col("entered_at")).alias("entered_at")],
-            )?;
-    }
-    Ok(prev.into_unoptimized_plan())
-}
-
-/// The published changes so far (the previous run's `audience_changes`), or nothing.
-async fn previous_changes(
-    ctx: &SessionContext,
-    out: &objects::Location,
-    previous: Option<&manifest::Manifest>,
-) -> EngineResult<Option<LogicalPlan>> {
-    let Some(v) = previous.and_then(|m| m.tables.get(published::AUDIENCE_CHANGES)) else {
-        return Ok(None);
-    };
-    let provider = delta::provider(&out.child(published::AUDIENCE_CHANGES), *v).await?;
-    Ok(Some(ctx.read_table(provider)?.into_unoptimized_plan()))
-}
-
 /// Runs stages 5 and 6 and registers `cohort_audience_membership` (every member now) and
 /// `cohort_audience_changes` (the published history plus this run's entered / exited rows).
 /// First refuses a key that belonged to a deleted audience.
@@ -384,7 +259,16 @@ pub async fn run(rc: &mut RunCtx<'_>, identity: &IdentityOut) -> EngineResult<Au
     ));
     let mut stats = AudienceStats::default();
     let parsed = parsed_audiences(space)?;
-    let inputs = session_inputs(ctx, profile_stats).await?;
+    let mut inputs = session_inputs(ctx, profile_stats).await?;
+    // Only the touched profiles are evaluated when the others keep their memberships.
+    let touched = match rc.reuse {
+        Some(_) => Some(ctx.table(stage::TOUCHED).await?.into_unoptimized_plan()),
+        None => None,
+    };
+    let all_profiles = inputs.profiles.clone();
+    if let Some(t) = &touched {
+        inputs.profiles = touched_only(inputs.profiles, "profile_id", t.clone())?;
+    }
     let now = if space.audiences.is_empty() {
         members(space, &inputs.profiles, None)?
     } else {
@@ -425,6 +309,10 @@ pub async fn run(rc: &mut RunCtx<'_>, identity: &IdentityOut) -> EngineResult<Au
         members(space, &users, accounts.as_ref())?
     };
     let prev = previous_membership(ctx, space, out, previous, merges).await?;
+    let now = match &touched {
+        Some(t) => with_kept_members(now, prev.clone(), t.clone(), all_profiles)?,
+        None => now,
+    };
     let prev_side = LogicalPlanBuilder::from(prev.clone())
         .project(vec![
             col("audience_key").alias("p_audience_key"),

@@ -4,5 +4,6 @@
 pub mod audiences;
 pub mod events;
 pub mod identity;
+mod memberships;
 pub mod profiles;
 pub mod sql_traits;

@@ -9,11 +9,12 @@ use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::JoinType;
 use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder, col, lit};
-use datafusion::prelude::SessionContext;
+use datafusion::prelude::{DataFrame, SessionContext};
 
 use super::sql_traits::SqlTraitResult;
 use crate::error::{EngineError, EngineResult};
 use crate::plan::identity::ResolvedRules;
+use crate::plan::kept::{touched_only, with_kept};
 use crate::plan::profiles::{
     CustomTrait, IdColumn, TraitTable, column_name, custom_trait_type, custom_traits_plan,
     join_traits, profile_base_plan,
@@ -26,6 +27,7 @@ use crate::spec::{ComputedTraitDef, Diagnostic, EntityType, Space, query};
 
 const TRAIT_KEYS: &str = include_str!("../../../queries/profiles/trait_keys.sql");
 const ACCOUNT_LINKS: &str = include_str!("../../../queries/profiles/account_links.sql");
+const ACCOUNT_LINKS_ALL: &str = include_str!("../../../queries/profiles/account_links_all.sql");
 const ACCOUNT_BASE: &str = include_str!("../../../queries/profiles/account_base.sql");
 
 /// Columns of `profiles` that are not traits; a trait with one of these names is left out.
@@ -47,6 +49,11 @@ pub struct ProfileStats {
     pub sql_trait_profiles: u64,
     /// Keys found in the data but left out (a name taken by another column or trait).
     pub skipped_traits: Vec<String>,
+    /// Whether every profile was evaluated, or only the touched ones (and why).
+    pub recompute: crate::run::touched::Recompute,
+    /// The kinds of values of every custom trait key (for the next run's manifest).
+    #[serde(skip)]
+    pub custom_kinds: BTreeMap<String, BTreeSet<String>>,
 }
 
 /// A computed trait's query, parsed, for the run (validate has reported parse errors already).
@@ -100,16 +107,14 @@ fn traits_table(
     }
 }
 
-/// The custom traits of `call` calls in `table`: keys with the kinds of their values.
-async fn discover_traits(
+/// The JSON kinds of the values of every custom trait key of `call` calls in `table`.
+pub async fn trait_kinds(
     ctx: &SessionContext,
     table: &str,
     call: &str,
-    taken: &BTreeSet<String>,
-    skipped: &mut Vec<String>,
-) -> EngineResult<Vec<CustomTrait>> {
+) -> EngineResult<BTreeMap<String, BTreeSet<String>>> {
     let sql = TRAIT_KEYS.replace("{table}", table).replace("{call}", call);
-    let mut kinds: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut kinds: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for b in ctx.sql(&sql).await?.collect().await? {
         let cast = |i: usize| {
             datafusion::arrow::compute::cast(b.column(i), &DataType::Utf8)
@@ -121,14 +126,25 @@ async fn discover_traits(
             let kind = ks.as_string::<i32>();
             let entry = kinds.entry(k).or_default();
             if !kind.is_null(i) {
-                entry.push(kind.value(i).to_string());
+                entry.insert(kind.value(i).to_string());
             }
         }
     }
+    Ok(kinds)
+}
+
+/// The custom traits of `call` calls with these keys and kinds: each key with the type of its
+/// kinds, unless its name is taken or dotted (then it goes into `skipped`).
+fn choose_traits(
+    kinds: &BTreeMap<String, BTreeSet<String>>,
+    call: &str,
+    taken: &BTreeSet<String>,
+    skipped: &mut Vec<String>,
+) -> Vec<CustomTrait> {
     let mut out = Vec::new();
     let mut used = taken.clone();
     for (key, ks) in kinds {
-        let column = column_name(&key);
+        let column = column_name(key);
         // A dotted key cannot be told from a nested path; a name can be used only once.
         if key.contains('.') || !used.insert(column.clone()) {
             skipped.push(format!("{call}:{key}"));
@@ -136,11 +152,23 @@ async fn discover_traits(
         }
         out.push(CustomTrait {
             data_type: custom_trait_type(ks.iter().map(String::as_str)),
-            key,
+            key: key.clone(),
             column,
         });
     }
-    Ok(out)
+    out
+}
+
+/// The custom traits of `call` calls in `table` (see [`choose_traits`]).
+async fn discover_traits(
+    ctx: &SessionContext,
+    table: &str,
+    call: &str,
+    taken: &BTreeSet<String>,
+    skipped: &mut Vec<String>,
+) -> EngineResult<Vec<CustomTrait>> {
+    let kinds = trait_kinds(ctx, table, call).await?;
+    Ok(choose_traits(&kinds, call, taken, skipped))
 }
 
 /// `(profile_id, id_type, id_value, first_seen, last_seen)` of the profiles SQL traits
@@ -201,7 +229,16 @@ pub async fn run(rc: &mut RunCtx<'_>, sql_traits: &[SqlTraitResult]) -> EngineRe
     let scratch = rc.scratch.clone();
     let scratch = Some(scratch.path());
     let (ctx, sink, space) = (&rc.session, &mut rc.sink, rc.space);
-    let mut stats = ProfileStats::default();
+    let reuse = rc.reuse.as_ref();
+    let mut stats = ProfileStats {
+        recompute: rc.recompute.clone(),
+        ..Default::default()
+    };
+    let touched = match reuse {
+        Some(_) => Some(ctx.table(stage::TOUCHED).await?.into_unoptimized_plan()),
+        None => None,
+    };
+    // With the untouched profiles keeping their values, only the touched ones' events.
     // Every event with its profile, read once and kept for every later pass. The small
     // (message_id, profile_id) side is the join's build side; the events stream past it.
     let events = ctx.table(stage::EVENTS).await?.select(vec![
@@ -214,10 +251,22 @@ pub async fn run(rc: &mut RunCtx<'_>, sql_traits: &[SqlTraitResult]) -> EngineRe
         col("traits"),
         col("context"),
     ])?;
-    let pe = ctx
+    let event_profiles = ctx
         .table(stage::EVENT_PROFILES)
         .await?
-        .select_columns(&["message_id", "profile_id"])?
+        .select_columns(&["message_id", "profile_id"])?;
+    let event_profiles = match &touched {
+        Some(t) => DataFrame::new(
+            ctx.state(),
+            touched_only(
+                event_profiles.into_unoptimized_plan(),
+                "profile_id",
+                t.clone(),
+            )?,
+        ),
+        None => event_profiles,
+    };
+    let pe = event_profiles
         .join(
             events,
             JoinType::Inner,
@@ -296,21 +345,35 @@ pub async fn run(rc: &mut RunCtx<'_>, sql_traits: &[SqlTraitResult]) -> EngineRe
         .map(|i| profile_base_plan(i.into_unoptimized_plan(), &ids))
         .transpose()?;
     let mut tables = Vec::new();
-    let custom = discover_traits(
-        ctx,
-        stage::PROFILE_EVENTS,
+    // This run's values of the touched profiles, everyone else's as published.
+    let kept = |plan: LogicalPlan| -> EngineResult<LogicalPlan> {
+        Ok(match (reuse, &touched) {
+            (Some(r), Some(t)) => with_kept(
+                plan,
+                r.prev_profiles.logical_plan().clone(),
+                t.clone(),
+                "profile_id",
+            )?,
+            _ => plan,
+        })
+    };
+    stats.custom_kinds = match reuse {
+        Some(r) => r.kinds.clone(),
+        None => trait_kinds(ctx, stage::PROFILE_EVENTS, "identify").await?,
+    };
+    let custom = choose_traits(
+        &stats.custom_kinds,
         "identify",
         &taken,
         &mut stats.skipped_traits,
-    )
-    .await?;
+    );
     tracing::debug!(custom = custom.len(), "custom traits found");
     if !custom.is_empty() {
         let calls = LogicalPlanBuilder::from(pe.clone())
             .filter(col("type").eq(lit("identify")))?
             .build()?;
         tables.push(TraitTable {
-            plan: custom_traits_plan(calls, "profile_id", &custom)?,
+            plan: kept(custom_traits_plan(calls, "profile_id", &custom)?)?,
             key: "profile_id".into(),
             columns: custom.iter().map(|c| (c.column.clone(), None)).collect(),
         });
@@ -330,7 +393,7 @@ pub async fn run(rc: &mut RunCtx<'_>, sql_traits: &[SqlTraitResult]) -> EngineRe
         stats.computed_traits =
             type_names(cols.iter().map(|c| (c.key.clone(), c.data_type.clone())));
         tables.push(TraitTable {
-            plan,
+            plan: kept(plan)?,
             key: "profile_id".into(),
             columns: cols
                 .iter()
@@ -361,13 +424,22 @@ pub async fn run(rc: &mut RunCtx<'_>, sql_traits: &[SqlTraitResult]) -> EngineRe
     }
     keep(ctx, sorted(base, tables)?, stage::PROFILES, scratch).await?;
     stats.profiles = ctx.table(stage::PROFILES).await?.count().await? as u64;
+    if reuse.is_none() {
+        stats.recompute.profiles = stats.profiles;
+    }
     tracing::debug!(profiles = stats.profiles, "profiles written");
 
     // Accounts.
     // The last run's published `account_links` may be registered (for SQL traits): this run's
     // own links replace it.
     ctx.deregister_table(stage::ACCOUNT_LINKS)?;
-    let links = ctx.sql(ACCOUNT_LINKS).await?;
+    // Built from every event: `profile_events` may hold the touched profiles' only.
+    let links = ctx
+        .sql(match reuse {
+            Some(_) => ACCOUNT_LINKS_ALL,
+            None => ACCOUNT_LINKS,
+        })
+        .await?;
     sink.view(ctx, stage::ACCOUNT_LINKS, links.into_unoptimized_plan())
         .await?;
     let base = ctx.sql(ACCOUNT_BASE).await?.into_unoptimized_plan();

@@ -1,0 +1,115 @@
+//! Trait values of a run that evaluates only the touched profiles again: this run's values of
+//! those profiles, with every other profile's values as the previous run published them.
+
+use datafusion::common::{Column, JoinType, Result, ScalarValue};
+use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, cast, col, lit};
+
+/// `recomputed` (key + trait columns, for the touched profiles) UNION ALL the rows of
+/// `previous` whose key is not in `touched` (one column, `profile_id`), with the same columns
+/// cast to `recomputed`'s types (null where `previous` lacks one).
+pub fn with_kept(
+    recomputed: LogicalPlan,
+    previous: LogicalPlan,
+    touched: LogicalPlan,
+    key: &str,
+) -> Result<LogicalPlan> {
+    let fields: Vec<_> = recomputed.schema().fields().iter().cloned().collect();
+    let has = |name: &str| previous.schema().has_column_with_unqualified_name(name);
+    let kept: Vec<Expr> = fields
+        .iter()
+        .map(|f| {
+            let value = if has(f.name()) {
+                cast(
+                    Expr::Column(Column::new_unqualified(f.name())),
+                    f.data_type().clone(),
+                )
+            } else {
+                cast(lit(ScalarValue::Null), f.data_type().clone())
+            };
+            value.alias(f.name())
+        })
+        .collect();
+    let touched = LogicalPlanBuilder::from(touched)
+        .project(vec![col("profile_id").alias("t_profile_id")])?
+        .build()?;
+    let kept = LogicalPlanBuilder::from(previous)
+        .project(kept)?
+        .join_on(
+            touched,
+            JoinType::LeftAnti,
+            vec![key_text(key).eq(col("t_profile_id"))],
+        )?
+        .build()?;
+    let same_order: Vec<Expr> = fields
+        .iter()
+        .map(|f| Expr::Column(Column::new_unqualified(f.name())))
+        .collect();
+    LogicalPlanBuilder::from(recomputed)
+        .project(same_order)?
+        .union(kept)?
+        .build()
+}
+
+fn key_text(name: &str) -> Expr {
+    cast(
+        Expr::Column(Column::new_unqualified(name)),
+        datafusion::arrow::datatypes::DataType::Utf8,
+    )
+}
+
+/// The rows of `plan` whose `column` is one of the touched profiles.
+pub fn touched_only(plan: LogicalPlan, column: &str, touched: LogicalPlan) -> Result<LogicalPlan> {
+    let touched = LogicalPlanBuilder::from(touched)
+        .project(vec![col("profile_id").alias("t_profile_id")])?
+        .build()?;
+    LogicalPlanBuilder::from(plan)
+        .join_on(
+            touched,
+            JoinType::LeftSemi,
+            vec![key_text(column).eq(col("t_profile_id"))],
+        )?
+        .build()
+}
+
+/// Audience members: `now` (of the touched profiles) UNION ALL the previous members
+/// `(audience_key, entity_type, profile_id, ...)` that are not touched and still a profile of
+/// `profiles`.
+pub fn with_kept_members(
+    now: LogicalPlan,
+    previous: LogicalPlan,
+    touched: LogicalPlan,
+    profiles: LogicalPlan,
+) -> Result<LogicalPlan> {
+    let same: Vec<Expr> = now
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| {
+            cast(
+                Expr::Column(Column::new_unqualified(f.name())),
+                f.data_type().clone(),
+            )
+            .alias(f.name())
+        })
+        .collect();
+    let touched = LogicalPlanBuilder::from(touched)
+        .project(vec![col("profile_id").alias("t_profile_id")])?
+        .build()?;
+    let profiles = LogicalPlanBuilder::from(profiles)
+        .project(vec![key_text("profile_id").alias("q_profile_id")])?
+        .build()?;
+    let kept = LogicalPlanBuilder::from(previous)
+        .project(same)?
+        .join_on(
+            touched,
+            JoinType::LeftAnti,
+            vec![key_text("profile_id").eq(col("t_profile_id"))],
+        )?
+        .join_on(
+            profiles,
+            JoinType::LeftSemi,
+            vec![key_text("profile_id").eq(col("q_profile_id"))],
+        )?
+        .build()?;
+    LogicalPlanBuilder::from(now).union(kept)?.build()
+}

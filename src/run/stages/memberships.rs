@@ -1,0 +1,143 @@
+//! The membership rows of the audience stage: this run's members of each evaluated audience,
+//! and the previous run's (with merged-away profiles replaced by their survivors), which the
+//! stage diffs into entered / exited rows and keeps for untouched profiles.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::common::JoinType;
+use datafusion::functions_aggregate::expr_fn as agg;
+use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, col, lit};
+use datafusion::prelude::{SessionContext, coalesce};
+
+use super::audiences::{empty, membership_schema};
+use crate::error::EngineResult;
+use crate::run::tables::published;
+use crate::spec::{EntityType, Space};
+use crate::store::{delta, manifest, objects};
+
+/// One row per (audience, member) of the evaluated plans: `audience_key, entity_type,
+/// profile_id`.
+pub(super) fn members(
+    space: &Space,
+    users: &LogicalPlan,
+    accounts: Option<&LogicalPlan>,
+) -> EngineResult<LogicalPlan> {
+    let mut parts = Vec::new();
+    for d in &space.audiences {
+        let (plan, id) = match d.entity {
+            EntityType::Users => (users, "profile_id"),
+            EntityType::Accounts => match accounts {
+                Some(a) => (a, "account_id"),
+                None => continue,
+            },
+        };
+        parts.push(
+            LogicalPlanBuilder::from(plan.clone())
+                .filter(col(d.key.as_str()))?
+                .project(vec![
+                    lit(d.key.as_str()).alias("audience_key"),
+                    lit(d.entity.as_str()).alias("entity_type"),
+                    col(id).alias("profile_id"),
+                ])?
+                .build()?,
+        );
+    }
+    let mut it = parts.into_iter();
+    let Some(first) = it.next() else {
+        let s = membership_schema();
+        return empty(Arc::new(Schema::new(s.fields()[..3].to_vec())));
+    };
+    let mut b = LogicalPlanBuilder::from(first);
+    for p in it {
+        b = b.union(p)?;
+    }
+    Ok(b.build()?)
+}
+
+/// The previous run's membership of today's audiences, with merged-away profiles replaced by
+/// the profiles they merged into.
+pub(super) async fn previous_membership(
+    ctx: &SessionContext,
+    space: &Space,
+    out: &objects::Location,
+    previous: Option<&manifest::Manifest>,
+    merges: &[(String, String)],
+) -> EngineResult<LogicalPlan> {
+    let Some(v) = previous.and_then(|m| m.tables.get(published::AUDIENCE_MEMBERSHIP)) else {
+        return empty(membership_schema());
+    };
+    let provider = delta::provider(&out.child(published::AUDIENCE_MEMBERSHIP), *v).await?;
+    let mut prev = ctx.read_table(provider)?;
+    let keys: Vec<Expr> = space
+        .audiences
+        .iter()
+        .map(|d| lit(format!("{}/{}", d.entity.as_str(), d.key)))
+        .collect();
+    if keys.is_empty() {
+        return empty(membership_schema());
+    }
+    prev = prev.filter(
+        datafusion::functions::string::expr_fn::concat(vec![
+            col("entity_type"),
+            lit("/"),
+            col("audience_key"),
+        ])
+        .in_list(keys, false),
+    )?;
+    if !merges.is_empty() {
+        let batch = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![
+                Field::new("merged_from", DataType::Utf8, false),
+                Field::new("merged_into", DataType::Utf8, false),
+            ])),
+            vec![
+                Arc::new(StringArray::from_iter_values(
+                    merges.iter().map(|m| m.0.as_str()),
+                )),
+                Arc::new(StringArray::from_iter_values(
+                    merges.iter().map(|m| m.1.as_str()),
+                )),
+            ],
+        )
+        .map_err(datafusion::error::DataFusionError::from)?;
+        prev = prev
+            .join(
+                ctx.read_batch(batch)?,
+                JoinType::Left,
+                &["profile_id"],
+                &["merged_from"],
+                None,
+            )?
+            .select(vec![
+                col("audience_key"),
+                col("entity_type"),
+                datafusion::logical_expr::when(
+                    col("entity_type").eq(lit("users")),
+                    coalesce(vec![col("merged_into"), col("profile_id")]),
+                )
+                .otherwise(col("profile_id"))?
+                .alias("profile_id"),
+                col("entered_at"),
+            ])?
+            .aggregate(
+                vec![col("audience_key"), col("entity_type"), col("profile_id")],
+                vec![agg::min(col("entered_at")).alias("entered_at")],
+            )?;
+    }
+    Ok(prev.into_unoptimized_plan())
+}
+
+/// The published changes so far (the previous run's `audience_changes`), or nothing.
+pub(super) async fn previous_changes(
+    ctx: &SessionContext,
+    out: &objects::Location,
+    previous: Option<&manifest::Manifest>,
+) -> EngineResult<Option<LogicalPlan>> {
+    let Some(v) = previous.and_then(|m| m.tables.get(published::AUDIENCE_CHANGES)) else {
+        return Ok(None);
+    };
+    let provider = delta::provider(&out.child(published::AUDIENCE_CHANGES), *v).await?;
+    Ok(Some(ctx.read_table(provider)?.into_unoptimized_plan()))
+}

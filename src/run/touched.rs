@@ -1,0 +1,512 @@
+//! Which profiles a run evaluates again, and whether it may keep the others' published values
+//! (issue 19, item 3, design (a): the touched profiles are evaluated again from their whole
+//! history; every other profile keeps its traits and memberships).
+//!
+//! A profile's computed and custom traits and its memberships are a function of its visible
+//! events, its identifiers, its SQL trait values and the as-of time, which enters only through
+//! windows measured back from it. So between the previous published run and this one, a
+//! profile can change only if:
+//! - one of its events is new to the history, or became visible (as-of moved past it);
+//! - an event of it sits where a window edge moved: `[previous as-of - d, as-of - d]` for every
+//!   window length `d` of a trait or audience (`within`, both ends of `between`);
+//! - its identifiers changed (merged, split, new identifiers, first/last seen);
+//! - its SQL trait values changed (SQL traits are evaluated whole every run).
+//!
+//! Those are the touched profiles, registered as `touched_profiles (profile_id)`. When the
+//! previous run cannot be extended this way (see [`eligible`]) every profile is evaluated, and
+//! the run record says why.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::{JoinType, ScalarValue};
+use datafusion::logical_expr::{Expr, Operator, binary_expr, cast, col, lit};
+use datafusion::prelude::{DataFrame, SessionContext, coalesce};
+
+use super::ctx::RunCtx;
+use super::stages::events::EventsOut;
+use super::stages::profiles::{parsed_traits, trait_kinds};
+use super::stages::sql_traits::SqlTraitResult;
+use super::tables::{published, stage};
+use crate::error::EngineResult;
+use crate::functions::json_object;
+use crate::spec::query::ast::{Comparator, EventChain, Expr as Query, Filter, Operand};
+use crate::spec::{EntityType, Space, query};
+use crate::store::{delta, manifest};
+
+/// What the traits and audience stages need to keep the untouched profiles' values.
+pub struct Reuse {
+    /// The previous run's published `profiles`.
+    pub prev_profiles: DataFrame,
+    /// Kinds of every custom trait key, the previous run's with this run's new events'.
+    pub kinds: BTreeMap<String, BTreeSet<String>>,
+}
+
+/// How the traits and audiences of a run were evaluated, for the run record.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Recompute {
+    /// `incremental` (only the touched profiles) or `full`.
+    pub mode: String,
+    /// Why every profile, when `full`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Profiles evaluated again (every profile when `full`).
+    pub profiles: u64,
+}
+
+/// Window lengths measured back from as-of, in seconds, and what else in the definitions
+/// depends on as-of or on other profiles.
+#[derive(Default)]
+struct Edges {
+    seconds: BTreeSet<i64>,
+    within_last: bool,
+    quantified: bool,
+}
+
+fn walk_expr(e: &Query, out: &mut Edges) {
+    match e {
+        Query::Or { items, .. } | Query::And { items, .. } => {
+            items.iter().for_each(|i| walk_expr(i, out))
+        }
+        Query::Not { expr, .. } => walk_expr(expr, out),
+        Query::Quantified { expr, .. } => {
+            out.quantified = true;
+            walk_expr(expr, out)
+        }
+        Query::Compare {
+            left, op, right, ..
+        } => {
+            out.within_last |= *op == Comparator::WithinLast;
+            walk_operand(left, out);
+            if let Some(r) = right {
+                walk_operand(r, out);
+            }
+        }
+        Query::Value { value, .. } => walk_operand(value, out),
+    }
+}
+
+fn walk_operand(o: &Operand, out: &mut Edges) {
+    if let Operand::Event(chain) = o {
+        walk_chain(chain, out);
+    }
+}
+
+fn walk_chain(chain: &EventChain, out: &mut Edges) {
+    for f in &chain.filters {
+        match f {
+            Filter::Where { condition, .. } => walk_expr(condition, out),
+            Filter::Within { window, .. } if !window.parent => {
+                out.seconds.insert(window.seconds());
+            }
+            Filter::Between { from, to, .. } => {
+                for d in [from, to].into_iter().filter(|d| !d.parent) {
+                    out.seconds.insert(d.seconds());
+                }
+            }
+            Filter::Within { .. } => {}
+        }
+    }
+    if let Some(arg) = chain.reducer.as_ref().and_then(|r| r.arg.as_ref()) {
+        walk_operand(arg, out);
+    }
+}
+
+fn edges(space: &Space) -> EngineResult<Edges> {
+    let mut out = Edges::default();
+    for (_, q) in parsed_traits(space, EntityType::Users)? {
+        walk_expr(&q, &mut out);
+    }
+    for d in &space.audiences {
+        if let Ok(q) = query::parsed_audience(d) {
+            walk_expr(&q, &mut out);
+        }
+    }
+    Ok(out)
+}
+
+/// Why this run must evaluate every profile (`Err`), or the previous run's manifest and as-of.
+fn eligible<'m>(
+    rc: &'m RunCtx<'_>,
+    events: &EventsOut,
+    edges: &Edges,
+) -> Result<(&'m manifest::Manifest, DateTime<Utc>), String> {
+    if !rc.keep_unchanged {
+        return Err("this evaluation publishes nothing".into());
+    }
+    let Some(m) = rc.previous.as_ref() else {
+        return Err("no previous run".into());
+    };
+    if rc.opts.full_rebuild {
+        return Err("a full rebuild was asked for".into());
+    }
+    if events.extended.is_none() {
+        return Err("the event history was read again".into());
+    }
+    if rc.rec.identity.as_ref().map(|i| i.mode.as_str()) != Some("incremental") {
+        return Err("the identity graph was rebuilt".into());
+    }
+    for t in [published::PROFILES, published::AUDIENCE_MEMBERSHIP] {
+        if !m.tables.contains_key(t) {
+            return Err(format!("the previous run published no {t}"));
+        }
+    }
+    let (Some(defs), Some(_)) = (&m.definitions, &m.custom_trait_kinds) else {
+        return Err("the previous run kept no fingerprint of its definitions".into());
+    };
+    let changed: Vec<&str> = rc
+        .rec
+        .definitions
+        .keys()
+        .chain(defs.keys())
+        .filter(|k| rc.rec.definitions.get(*k) != defs.get(*k))
+        .map(String::as_str)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    if !changed.is_empty() {
+        return Err(format!(
+            "definitions changed since the previous run: {}",
+            changed.join(", ")
+        ));
+    }
+    let space = rc.space;
+    if space
+        .traits
+        .iter()
+        .any(|t| t.entity == EntityType::Accounts)
+        || space
+            .audiences
+            .iter()
+            .any(|a| a.entity == EntityType::Accounts)
+        || edges.quantified
+    {
+        return Err("account-level traits and audiences are evaluated whole".into());
+    }
+    let prev_as_of = DateTime::parse_from_rfc3339(&m.as_of)
+        .map_err(|_| "the previous run's as-of cannot be read".to_string())?
+        .with_timezone(&Utc);
+    if prev_as_of > rc.as_of {
+        return Err("as-of moved back".into());
+    }
+    if edges.within_last && prev_as_of != rc.as_of {
+        return Err("`within_last` compares values with as-of, which moved".into());
+    }
+    Ok((m, prev_as_of))
+}
+
+fn union_all(parts: Vec<DataFrame>) -> EngineResult<Option<DataFrame>> {
+    let mut out: Option<DataFrame> = None;
+    for p in parts {
+        out = Some(match out {
+            Some(o) => o.union(p)?,
+            None => p,
+        });
+    }
+    Ok(out)
+}
+
+fn distinct_from(a: Expr, b: Expr) -> Expr {
+    binary_expr(a, Operator::IsDistinctFrom, b)
+}
+
+fn ts(micros: i64) -> Expr {
+    lit(ScalarValue::TimestampMicrosecond(
+        Some(micros),
+        Some(Arc::from("UTC")),
+    ))
+}
+
+fn text(c: &str) -> Expr {
+    cast(col(c), DataType::Utf8)
+}
+
+/// Decides whether the traits and audience stages may keep the untouched profiles' values;
+/// when they may, registers `touched_profiles` and sets `rc.reuse`. Records the outcome in
+/// `rc.recompute`.
+pub async fn find(
+    rc: &mut RunCtx<'_>,
+    events: &EventsOut,
+    sql_traits: &[SqlTraitResult],
+) -> EngineResult<()> {
+    rc.reuse = None;
+    let edges = edges(rc.space)?;
+    let (m, prev_as_of) = match eligible(rc, events, &edges) {
+        Ok(v) => v,
+        Err(why) => {
+            rc.recompute = Recompute {
+                mode: "full".into(),
+                reason: Some(why),
+                profiles: 0,
+            };
+            return Ok(());
+        }
+    };
+    let ctx = &rc.session;
+    let prev_profiles = ctx.read_table(
+        delta::provider(
+            &rc.out.child(published::PROFILES),
+            m.tables[published::PROFILES],
+        )
+        .await?,
+    )?;
+    let as_of = rc.as_of.timestamp_micros();
+    let prev = prev_as_of.timestamp_micros();
+
+    // Events that are new, became visible, or sit where a window edge moved.
+    let mut ids: Vec<DataFrame> = Vec::new();
+    let new_rows = events.extended.as_ref().and_then(|e| e.rows.clone());
+    if let Some(rows) = &new_rows {
+        ids.push(
+            DataFrame::new(ctx.state(), rows.clone())
+                .select(vec![text("message_id").alias("message_id")])?,
+        );
+    }
+    let fresh_ids = ids.first().cloned();
+    if as_of > prev {
+        let mut window: Option<Expr> = None;
+        for d in std::iter::once(0).chain(edges.seconds.iter().copied()) {
+            let d = d * 1_000_000;
+            let one = col("timestamp")
+                .gt_eq(ts(prev - d))
+                .and(col("timestamp").lt_eq(ts(as_of - d)));
+            window = Some(match window {
+                Some(w) => w.or(one),
+                None => one,
+            });
+        }
+        let moved = ctx
+            .table(stage::EVENTS)
+            .await?
+            .filter(window.expect("the as-of edge"))?
+            .select(vec![text("message_id").alias("message_id")])?;
+        ids.push(moved);
+    }
+    let ids = union_all(ids)?;
+    let event_profiles = ctx.table(stage::EVENT_PROFILES).await?.select(vec![
+        text("message_id").alias("e_message_id"),
+        text("profile_id").alias("profile_id"),
+    ])?;
+    let mut touched: Vec<DataFrame> = Vec::new();
+    if let Some(ids) = ids {
+        touched.push(
+            ids.join(
+                event_profiles.clone(),
+                JoinType::Inner,
+                &["message_id"],
+                &["e_message_id"],
+                None,
+            )?
+            .select_columns(&["profile_id"])?,
+        );
+    }
+    touched.push(identity_changes(rc, m).await?);
+    match sql_changes(ctx, &prev_profiles, sql_traits).await? {
+        Ok(Some(df)) => touched.push(df),
+        Ok(None) => {}
+        Err(why) => {
+            rc.recompute = Recompute {
+                mode: "full".into(),
+                reason: Some(why),
+                profiles: 0,
+            };
+            return Ok(());
+        }
+    }
+    let mut all = touched.remove(0);
+    for t in touched {
+        all = all.union(t)?;
+    }
+    let (table, n) = crate::identity::components::materialize(
+        all.filter(col("profile_id").is_not_null())?.distinct()?,
+    )
+    .await?;
+    ctx.deregister_table(stage::TOUCHED)?;
+    ctx.register_table(stage::TOUCHED, table)?;
+
+    // Custom trait kinds: the previous run's, with those of the events this run made visible.
+    let mut kinds: BTreeMap<String, BTreeSet<String>> =
+        m.custom_trait_kinds.clone().unwrap_or_default();
+    let fresh = match fresh_ids {
+        Some(f) if as_of > prev => Some(
+            f.union(
+                ctx.table(stage::EVENTS)
+                    .await?
+                    .filter(col("timestamp").gt(ts(prev)))?
+                    .select(vec![text("message_id").alias("message_id")])?,
+            )?,
+        ),
+        Some(f) => Some(f),
+        None if as_of > prev => Some(
+            ctx.table(stage::EVENTS)
+                .await?
+                .filter(col("timestamp").gt(ts(prev)))?
+                .select(vec![text("message_id").alias("message_id")])?,
+        ),
+        None => None,
+    };
+    if let Some(fresh) = fresh {
+        let calls = ctx
+            .table(stage::EVENTS)
+            .await?
+            .filter(col("type").eq(lit("identify")))?
+            .join(
+                fresh.distinct()?,
+                JoinType::LeftSemi,
+                &["message_id"],
+                &["message_id"],
+                None,
+            )?
+            .join(
+                event_profiles,
+                JoinType::LeftSemi,
+                &["message_id"],
+                &["e_message_id"],
+                None,
+            )?;
+        ctx.deregister_table(stage::FRESH_CALLS)?;
+        ctx.register_table(stage::FRESH_CALLS, calls.into_view())?;
+        let before = kinds.clone();
+        for (k, ks) in trait_kinds(ctx, stage::FRESH_CALLS, "identify").await? {
+            kinds.entry(k).or_default().extend(ks);
+        }
+        ctx.deregister_table(stage::FRESH_CALLS)?;
+        for (k, old) in &before {
+            let now = &kinds[k];
+            let ty = |s: &BTreeSet<String>| {
+                crate::plan::profiles::custom_trait_type(s.iter().map(String::as_str))
+            };
+            if ty(old) != ty(now) {
+                rc.recompute = Recompute {
+                    mode: "full".into(),
+                    reason: Some(format!(
+                        "custom trait `{k}` changed type ({} to {})",
+                        ty(old),
+                        ty(now)
+                    )),
+                    profiles: 0,
+                };
+                return Ok(());
+            }
+        }
+    }
+    rc.recompute = Recompute {
+        mode: "incremental".into(),
+        reason: None,
+        profiles: n,
+    };
+    rc.reuse = Some(Reuse {
+        prev_profiles,
+        kinds,
+    });
+    Ok(())
+}
+
+/// Profiles (of either run) whose identifiers or their first / last seen times changed.
+async fn identity_changes(rc: &RunCtx<'_>, m: &manifest::Manifest) -> EngineResult<DataFrame> {
+    let ctx = &rc.session;
+    let cols = [
+        "profile_id",
+        "id_type",
+        "id_value",
+        "first_seen",
+        "last_seen",
+    ];
+    let side = |df: DataFrame, p: &str| -> EngineResult<DataFrame> {
+        Ok(df.select(
+            cols.iter()
+                .map(|c| match *c {
+                    "first_seen" | "last_seen" => col(*c).alias(format!("{p}{c}")),
+                    _ => text(c).alias(format!("{p}{c}")),
+                })
+                .collect::<Vec<Expr>>(),
+        )?)
+    };
+    let now = side(ctx.table(stage::ID_IDENTITIES).await?, "n_")?;
+    let before = match m.tables.get(published::IDENTITIES) {
+        Some(v) => {
+            ctx.read_table(delta::provider(&rc.out.child(published::IDENTITIES), *v).await?)?
+        }
+        None => ctx.table(stage::ID_IDENTITIES).await?.limit(0, Some(0))?,
+    };
+    let before = side(before, "p_")?;
+    let keys = ["profile_id", "id_type", "id_value"];
+    let l: Vec<String> = keys.iter().map(|k| format!("n_{k}")).collect();
+    let r: Vec<String> = keys.iter().map(|k| format!("p_{k}")).collect();
+    let l: Vec<&str> = l.iter().map(String::as_str).collect();
+    let r: Vec<&str> = r.iter().map(String::as_str).collect();
+    let differs = col("n_profile_id")
+        .is_null()
+        .or(col("p_profile_id").is_null())
+        .or(distinct_from(col("n_first_seen"), col("p_first_seen")))
+        .or(distinct_from(col("n_last_seen"), col("p_last_seen")));
+    Ok(now
+        .join(before, JoinType::Full, &l, &r, None)?
+        .filter(differs)?
+        .select(vec![
+            coalesce(vec![col("n_profile_id"), col("p_profile_id")]).alias("profile_id"),
+        ])?)
+}
+
+/// Profiles whose SQL trait values differ from the previous run's (`Err` when a column is
+/// new to `profiles`).
+async fn sql_changes(
+    ctx: &SessionContext,
+    prev_profiles: &DataFrame,
+    sql_traits: &[SqlTraitResult],
+) -> EngineResult<Result<Option<DataFrame>, String>> {
+    let prev_cols: BTreeSet<&str> = prev_profiles
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .collect();
+    let mut out: Option<DataFrame> = None;
+    for t in sql_traits {
+        if let Some((c, _)) = t
+            .columns
+            .iter()
+            .find(|(c, _)| !prev_cols.contains(c.as_str()))
+        {
+            return Ok(Err(format!("SQL trait column `{c}` is new")));
+        }
+        let values = |df: DataFrame, p: &str| -> EngineResult<DataFrame> {
+            let any = t
+                .columns
+                .iter()
+                .map(|(c, _)| col(c.as_str()).is_not_null())
+                .reduce(Expr::or)
+                .unwrap_or(lit(false));
+            let pairs = t
+                .columns
+                .iter()
+                .map(|(c, _)| (c.clone(), col(c.as_str())))
+                .collect();
+            Ok(df.filter(any)?.select(vec![
+                text("profile_id").alias(format!("{p}profile_id")),
+                json_object(pairs).alias(format!("{p}values")),
+            ])?)
+        };
+        let now = values(ctx.table(t.table.as_str()).await?, "n_")?;
+        let before = values(prev_profiles.clone(), "p_")?;
+        let changed = now
+            .join(
+                before,
+                JoinType::Full,
+                &["n_profile_id"],
+                &["p_profile_id"],
+                None,
+            )?
+            .filter(distinct_from(col("n_values"), col("p_values")))?
+            .select(vec![
+                coalesce(vec![col("n_profile_id"), col("p_profile_id")]).alias("profile_id"),
+            ])?;
+        out = Some(match out {
+            Some(o) => o.union(changed)?,
+            None => changed,
+        });
+    }
+    Ok(Ok(out))
+}
