@@ -115,6 +115,17 @@ pub(super) fn print_summary(r: &run::RunReport) {
                 r.mode, r.profiles, p.profiles
             ),
         }
+        let e = &r.edited;
+        if !e.is_empty() {
+            let list = |s: &std::collections::BTreeSet<String>| {
+                s.iter().cloned().collect::<Vec<_>>().join(", ")
+            };
+            println!(
+                "    evaluated for every profile (edited, new, or reading one that is): traits [{}], audiences [{}]",
+                list(&e.traits),
+                list(&e.audiences)
+            );
+        }
     }
     if let Some(a) = &rec.audiences {
         if !a.audiences.is_empty() {

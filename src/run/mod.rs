@@ -19,6 +19,7 @@
 
 pub mod abandoned;
 pub mod ctx;
+pub mod edited;
 pub mod events_table;
 pub mod files;
 pub mod history;

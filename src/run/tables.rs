@@ -35,6 +35,9 @@ pub mod stage {
     /// Stage 3: the profiles evaluated again when the others keep their values (see
     /// [`crate::run::touched`]).
     pub const TOUCHED: &str = "touched_profiles";
+    /// Stage 3: every event with its profile, not kept (what edited definitions read when the
+    /// other definitions are evaluated for the touched profiles only).
+    pub const ALL_EVENTS: &str = "all_profile_events";
     /// Stage 3: the identify calls this run made visible (for their custom trait kinds).
     pub const FRESH_CALLS: &str = "fresh_identify_calls";
     /// Stage 3: every event with its profile (of the touched profiles only, when the others

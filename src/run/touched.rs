@@ -26,6 +26,7 @@ use datafusion::logical_expr::{Expr, Operator, binary_expr, cast, col, lit};
 use datafusion::prelude::{DataFrame, SessionContext, coalesce};
 
 use super::ctx::RunCtx;
+use super::edited::{Edited, edited};
 use super::stages::events::EventsOut;
 use super::stages::profiles::{parsed_traits, trait_kinds};
 use super::stages::sql_traits::SqlTraitResult;
@@ -42,6 +43,8 @@ pub struct Reuse {
     pub prev_profiles: DataFrame,
     /// Kinds of every custom trait key, the previous run's with this run's new events'.
     pub kinds: BTreeMap<String, BTreeSet<String>>,
+    /// Definitions evaluated for every profile (edited, new, or reading an edited one).
+    pub edited: Edited,
 }
 
 /// How the traits and audiences of a run were evaluated, for the run record.
@@ -54,6 +57,9 @@ pub struct Recompute {
     pub reason: Option<String>,
     /// Profiles evaluated again (every profile when `full`).
     pub profiles: u64,
+    /// Definitions evaluated for every profile in an incremental run.
+    #[serde(skip_serializing_if = "Edited::is_empty")]
+    pub edited: Edited,
 }
 
 /// Window lengths measured back from as-of, in seconds, and what else in the definitions
@@ -132,7 +138,7 @@ fn eligible<'m>(
     rc: &'m RunCtx<'_>,
     events: &EventsOut,
     edges: &Edges,
-) -> Result<(&'m manifest::Manifest, DateTime<Utc>), String> {
+) -> Result<(&'m manifest::Manifest, DateTime<Utc>, Edited), String> {
     if !rc.keep_unchanged {
         return Err("this evaluation publishes nothing".into());
     }
@@ -156,22 +162,12 @@ fn eligible<'m>(
     let (Some(defs), Some(_)) = (&m.definitions, &m.custom_trait_kinds) else {
         return Err("the previous run kept no fingerprint of its definitions".into());
     };
-    let changed: Vec<&str> = rc
-        .rec
-        .definitions
-        .keys()
-        .chain(defs.keys())
-        .filter(|k| rc.rec.definitions.get(*k) != defs.get(*k))
-        .map(String::as_str)
-        .collect::<BTreeSet<_>>()
-        .into_iter()
+    let custom_keys: BTreeSet<String> = m
+        .custom_trait_kinds
+        .iter()
+        .flat_map(|k| k.keys().cloned())
         .collect();
-    if !changed.is_empty() {
-        return Err(format!(
-            "definitions changed since the previous run: {}",
-            changed.join(", ")
-        ));
-    }
+    let edited = edited(rc.space, &rc.rec.definitions, defs, &custom_keys)?;
     let space = rc.space;
     if space
         .traits
@@ -194,7 +190,7 @@ fn eligible<'m>(
     if edges.within_last && prev_as_of != rc.as_of {
         return Err("`within_last` compares values with as-of, which moved".into());
     }
-    Ok((m, prev_as_of))
+    Ok((m, prev_as_of, edited))
 }
 
 fn union_all(parts: Vec<DataFrame>) -> EngineResult<Option<DataFrame>> {
@@ -233,13 +229,14 @@ pub async fn find(
 ) -> EngineResult<()> {
     rc.reuse = None;
     let edges = edges(rc.space)?;
-    let (m, prev_as_of) = match eligible(rc, events, &edges) {
+    let (m, prev_as_of, edited) = match eligible(rc, events, &edges) {
         Ok(v) => v,
         Err(why) => {
             rc.recompute = Recompute {
                 mode: "full".into(),
                 reason: Some(why),
                 profiles: 0,
+                edited: Edited::default(),
             };
             return Ok(());
         }
@@ -311,6 +308,7 @@ pub async fn find(
                 mode: "full".into(),
                 reason: Some(why),
                 profiles: 0,
+                edited: Edited::default(),
             };
             return Ok(());
         }
@@ -387,6 +385,7 @@ pub async fn find(
                         ty(now)
                     )),
                     profiles: 0,
+                    edited: Edited::default(),
                 };
                 return Ok(());
             }
@@ -396,10 +395,12 @@ pub async fn find(
         mode: "incremental".into(),
         reason: None,
         profiles: n,
+        edited: edited.clone(),
     };
     rc.reuse = Some(Reuse {
         prev_profiles,
         kinds,
+        edited,
     });
     Ok(())
 }

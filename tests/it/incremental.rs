@@ -295,6 +295,7 @@ async fn incremental_runs_publish_what_full_runs_publish() {
         assert!(first.contains("sources (full: no previous run)"), "{first}");
         let mut rewritten = false;
         let mut edited = false;
+        let mut revenue = 0;
         // Every kind of step once, in an order of the seed's, then two more at random.
         let mut order: Vec<u64> = (0..7).collect();
         for k in (1..order.len()).rev() {
@@ -359,6 +360,14 @@ async fn incremental_runs_publish_what_full_runs_publish() {
                     "time passing"
                 }
                 5 => {
+                    if !accounts {
+                        // An audience another one reads (`loyal_big_spenders`), every time.
+                        revenue = if revenue == 300 { 400 } else { 300 };
+                        let body = format!(
+                            "name: Big Spenders\nquery: \"trait('total_revenue') > {revenue} AND event('Order Completed').within(45 days).count() >= 1\"\ndestinations: [crm_webhook]\n"
+                        );
+                        edit_both(root, "audiences/big_spenders.yaml", Some(&body));
+                    }
                     edited = match rng.next(3) {
                         0 => edit_both(
                             root,
@@ -372,7 +381,7 @@ async fn incremental_runs_publish_what_full_runs_publish() {
                         ),
                         _ if accounts => edit_both(root, "audiences/quiet_accounts.yaml", None),
                         _ => edit_both(root, "audiences/lapsed_customers.yaml", None),
-                    };
+                    } || !accounts;
                     as_of += Duration::hours(2);
                     "definitions edited"
                 }
@@ -420,9 +429,11 @@ async fn incremental_runs_publish_what_full_runs_publish() {
                     );
                 }
             }
-            if what == "definitions edited" && edited {
+            if what == "definitions edited" && edited && !accounts {
+                // Only the edited definitions (and what reads them) see every profile.
+                assert!(out.contains("traits and audiences (incremental)"), "{out}");
                 assert!(
-                    out.contains("traits and audiences (full: definitions changed"),
+                    out.contains("audiences [big_spenders, loyal_big_spenders]"),
                     "{out}"
                 );
             }

@@ -269,48 +269,61 @@ pub async fn run(rc: &mut RunCtx<'_>, identity: &IdentityOut) -> EngineResult<Au
     if let Some(t) = &touched {
         inputs.profiles = touched_only(inputs.profiles, "profile_id", t.clone())?;
     }
-    let now = if space.audiences.is_empty() {
-        members(space, &inputs.profiles, None)?
-    } else {
-        let (plans, kept) = compile_over_kept_events(
+    // Edited audiences (and those reading an edited trait or audience) are evaluated for
+    // every profile, the others for the touched ones.
+    let edited = rc
+        .reuse
+        .as_ref()
+        .map(|r| r.edited.audiences.clone())
+        .unwrap_or_default();
+    let (rest, rest_parsed) = subset(space, &parsed, |k| !edited.contains(k));
+    let (users, accounts, warnings) = evaluate(
+        ctx,
+        sink,
+        (&rest, &rest_parsed),
+        inputs,
+        as_of_micros,
+        scratch,
+        "",
+    )
+    .await?;
+    stats.warnings = warnings;
+    let mut now = members(&rest, &users, accounts.as_ref())?;
+    if !edited.is_empty() {
+        // The edited ones, with every audience they read, over every profile and event.
+        let needed = crate::run::edited::with_reads(space, &edited);
+        let (whole, whole_parsed) = subset(space, &parsed, |k| needed.contains(k));
+        let mut all_inputs = session_inputs(ctx, profile_stats).await?;
+        all_inputs.events = ctx.table(stage::ALL_EVENTS).await?.into_unoptimized_plan();
+        let dir = scratch.map(|d| d.join("edited"));
+        let (users, accounts, warnings) = evaluate(
             ctx,
             sink,
-            inputs.clone(),
-            |i| compile_audiences(space, &parsed, i, as_of_micros, false),
-            scratch,
+            (&whole, &whole_parsed),
+            all_inputs,
+            as_of_micros,
+            dir.as_deref(),
+            "edited_",
         )
         .await?;
-        stats.warnings = plans.warnings.clone();
-        if let Some(events) = &kept {
-            stats
-                .warnings
-                .extend(missing_fields(ctx, space, &parsed, events).await?);
-        }
-        for w in &stats.warnings {
-            tracing::warn!("{w}");
-        }
-        sink.keep(ctx, plans.users, stage::AUDIENCE_USERS, scratch)
-            .await?;
-        let users = ctx
-            .table(stage::AUDIENCE_USERS)
-            .await?
-            .into_unoptimized_plan();
-        let accounts = match plans.accounts {
-            Some(a) => {
-                sink.keep(ctx, a, stage::AUDIENCE_ACCOUNTS, scratch).await?;
-                Some(
-                    ctx.table(stage::AUDIENCE_ACCOUNTS)
-                        .await?
-                        .into_unoptimized_plan(),
-                )
-            }
-            None => None,
-        };
-        members(space, &users, accounts.as_ref())?
-    };
+        stats.warnings.extend(warnings);
+        let (only, _) = subset(space, &parsed, |k| edited.contains(k));
+        now = LogicalPlanBuilder::from(now)
+            .union(members(&only, &users, accounts.as_ref())?)?
+            .build()?;
+    }
     let prev = previous_membership(ctx, space, out, previous, merges).await?;
     let now = match &touched {
-        Some(t) => with_kept_members(now, prev.clone(), t.clone(), all_profiles)?,
+        Some(t) => {
+            // The edited audiences' members are all evaluated this run.
+            let mut kept = LogicalPlanBuilder::from(prev.clone());
+            if !edited.is_empty() {
+                let keys = edited.iter().map(|k| lit(k.as_str())).collect();
+                kept = kept.filter(col("audience_key").in_list(keys, true))?;
+            }
+            let kept = kept.build()?;
+            with_kept_members(now, kept, t.clone(), all_profiles)?
+        }
         None => now,
     };
     let prev_side = LogicalPlanBuilder::from(prev.clone())
@@ -464,6 +477,74 @@ pub async fn run(rc: &mut RunCtx<'_>, identity: &IdentityOut) -> EngineResult<Au
     };
     sink.view(ctx, stage::AUDIENCE_CHANGES, all).await?;
     Ok(stats)
+}
+
+/// `space` with only the audiences whose key passes `keep`, and their parsed queries.
+fn subset(
+    space: &Space,
+    parsed: &[ast::Expr],
+    keep: impl Fn(&str) -> bool,
+) -> (Space, Vec<ast::Expr>) {
+    let mut sub = space.clone();
+    let mut queries = Vec::new();
+    sub.audiences = space
+        .audiences
+        .iter()
+        .zip(parsed)
+        .filter(|(d, _)| keep(&d.key))
+        .map(|(d, q)| {
+            queries.push(q.clone());
+            d.clone()
+        })
+        .collect();
+    (sub, queries)
+}
+
+/// Evaluates the audiences of `space` over `inputs`: the users plan (one boolean column per
+/// audience), the accounts plan (with account audiences) and the warnings. `prefix` keeps its
+/// session tables apart from another evaluation's in the same run.
+async fn evaluate(
+    ctx: &SessionContext,
+    sink: &mut StageSink,
+    (space, parsed): (&Space, &[ast::Expr]),
+    inputs: AudienceInputs,
+    as_of_micros: i64,
+    scratch: Option<&Path>,
+    prefix: &str,
+) -> EngineResult<(LogicalPlan, Option<LogicalPlan>, Vec<String>)> {
+    if space.audiences.is_empty() {
+        return Ok((inputs.profiles, None, Vec::new()));
+    }
+    let (plans, kept) = compile_over_kept_events(
+        ctx,
+        sink,
+        inputs,
+        |i| compile_audiences(space, parsed, i, as_of_micros, false),
+        scratch,
+    )
+    .await?;
+    let mut warnings = plans.warnings.clone();
+    if let Some(events) = &kept {
+        warnings.extend(missing_fields(ctx, space, parsed, events).await?);
+    }
+    for w in &warnings {
+        tracing::warn!("{w}");
+    }
+    let users_name = format!("{prefix}{}", stage::AUDIENCE_USERS);
+    sink.keep(ctx, plans.users, &users_name, scratch).await?;
+    let users = ctx
+        .table(users_name.as_str())
+        .await?
+        .into_unoptimized_plan();
+    let accounts = match plans.accounts {
+        Some(a) => {
+            let name = format!("{prefix}{}", stage::AUDIENCE_ACCOUNTS);
+            sink.keep(ctx, a, &name, scratch).await?;
+            Some(ctx.table(name.as_str()).await?.into_unoptimized_plan())
+        }
+        None => None,
+    };
+    Ok((users, accounts, warnings))
 }
 
 /// Audience keys are unique for the life of a space: a key that an earlier run had and a

@@ -7,3 +7,4 @@ pub mod identity;
 mod memberships;
 pub mod profiles;
 pub mod sql_traits;
+mod started;

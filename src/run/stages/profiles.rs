@@ -12,6 +12,7 @@ use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder, col, lit};
 use datafusion::prelude::{DataFrame, SessionContext};
 
 use super::sql_traits::SqlTraitResult;
+use super::started::{started_plan, started_profiles};
 use crate::error::{EngineError, EngineResult};
 use crate::plan::identity::ResolvedRules;
 use crate::plan::kept::{touched_only, with_kept};
@@ -82,8 +83,10 @@ fn traits_table(
     events: LogicalPlan,
     key: &str,
     as_of_micros: i64,
+    keep: &dyn Fn(&str) -> bool,
 ) -> EngineResult<Option<(LogicalPlan, Vec<TraitColumn>)>> {
-    let parsed = parsed_traits(space, entity)?;
+    let mut parsed = parsed_traits(space, entity)?;
+    parsed.retain(|(d, _)| keep(&d.key));
     if parsed.is_empty() {
         return Ok(None);
     }
@@ -171,50 +174,6 @@ async fn discover_traits(
     Ok(choose_traits(&kinds, call, taken, skipped))
 }
 
-/// `(profile_id, id_type, id_value, first_seen, last_seen)` of the profiles SQL traits
-/// started, each once (two traits may start the same one), never seen in an event.
-fn started_profiles(
-    sql_traits: &[SqlTraitResult],
-) -> EngineResult<datafusion::arrow::record_batch::RecordBatch> {
-    use datafusion::arrow::array::{StringArray, TimestampMicrosecondArray};
-    use datafusion::arrow::datatypes::{Field, Schema, TimeUnit};
-    use std::sync::Arc;
-    let rows: BTreeSet<(&str, &str, &str)> = sql_traits
-        .iter()
-        .flat_map(|t| {
-            t.new_identities
-                .iter()
-                .map(|(p, v)| (p.as_str(), t.id_type.as_str(), v.as_str()))
-        })
-        .collect();
-    let time = DataType::Timestamp(TimeUnit::Microsecond, Some(Arc::from("UTC")));
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("profile_id", DataType::Utf8, true),
-        Field::new("id_type", DataType::Utf8, true),
-        Field::new("id_value", DataType::Utf8, true),
-        Field::new("first_seen", time.clone(), true),
-        Field::new("last_seen", time, true),
-    ]));
-    let text = |i: usize| {
-        Arc::new(StringArray::from_iter_values(rows.iter().map(
-            |r| match i {
-                0 => r.0,
-                1 => r.1,
-                _ => r.2,
-            },
-        ))) as datafusion::arrow::array::ArrayRef
-    };
-    let none = || {
-        Arc::new(TimestampMicrosecondArray::from(vec![None; rows.len()]).with_timezone("UTC"))
-            as datafusion::arrow::array::ArrayRef
-    };
-    Ok(datafusion::arrow::record_batch::RecordBatch::try_new(
-        schema,
-        vec![text(0), text(1), text(2), none(), none()],
-    )
-    .map_err(datafusion::error::DataFusionError::from)?)
-}
-
 fn type_names(cols: impl IntoIterator<Item = (String, DataType)>) -> BTreeMap<String, String> {
     cols.into_iter().map(|(k, t)| (k, t.to_string())).collect()
 }
@@ -255,6 +214,42 @@ pub async fn run(rc: &mut RunCtx<'_>, sql_traits: &[SqlTraitResult]) -> EngineRe
         .table(stage::EVENT_PROFILES)
         .await?
         .select_columns(&["message_id", "profile_id"])?;
+    // Every event with its profile, not kept: what edited traits read (their own filters
+    // narrow it before the join).
+    let with_events = |ep: DataFrame| -> EngineResult<LogicalPlan> {
+        Ok(ep
+            .join(
+                events.clone(),
+                JoinType::Inner,
+                &["message_id"],
+                &["ev_message_id"],
+                None,
+            )?
+            .select(
+                [
+                    "message_id",
+                    "type",
+                    "event",
+                    "timestamp",
+                    "group_id",
+                    "properties",
+                    "traits",
+                    "context",
+                    "profile_id",
+                ]
+                .map(col)
+                .to_vec(),
+            )?
+            .into_unoptimized_plan())
+    };
+    let all_events = with_events(event_profiles.clone())?;
+    if reuse.is_some_and(|r| !r.edited.is_empty()) {
+        ctx.deregister_table(stage::ALL_EVENTS)?;
+        ctx.register_table(
+            stage::ALL_EVENTS,
+            DataFrame::new(ctx.state(), all_events.clone()).into_view(),
+        )?;
+    }
     let event_profiles = match &touched {
         Some(t) => DataFrame::new(
             ctx.state(),
@@ -266,30 +261,7 @@ pub async fn run(rc: &mut RunCtx<'_>, sql_traits: &[SqlTraitResult]) -> EngineRe
         ),
         None => event_profiles,
     };
-    let pe = event_profiles
-        .join(
-            events,
-            JoinType::Inner,
-            &["message_id"],
-            &["ev_message_id"],
-            None,
-        )?
-        .select(
-            [
-                "message_id",
-                "type",
-                "event",
-                "timestamp",
-                "group_id",
-                "properties",
-                "traits",
-                "context",
-                "profile_id",
-            ]
-            .map(col)
-            .to_vec(),
-        )?
-        .into_unoptimized_plan();
+    let pe = with_events(event_profiles)?;
     sink.keep(ctx, pe, stage::PROFILE_EVENTS, scratch).await?;
     tracing::debug!("profile events written");
     // Later passes read it by name (a script, too, makes `profile_events` once).
@@ -383,15 +355,20 @@ pub async fn run(rc: &mut RunCtx<'_>, sql_traits: &[SqlTraitResult]) -> EngineRe
                 .map(|c| (c.column.clone(), c.data_type.clone())),
         );
     }
+    // Edited traits are evaluated for every profile, the others for the touched ones.
+    let edited = reuse.map(|r| &r.edited.traits);
+    let whole = |k: &str| edited.is_some_and(|e| e.contains(k));
     if let Some((plan, cols)) = traits_table(
         space,
         EntityType::Users,
         pe.clone(),
         "profile_id",
         as_of_micros,
+        &|k| !whole(k),
     )? {
-        stats.computed_traits =
-            type_names(cols.iter().map(|c| (c.key.clone(), c.data_type.clone())));
+        stats.computed_traits.extend(type_names(
+            cols.iter().map(|c| (c.key.clone(), c.data_type.clone())),
+        ));
         tables.push(TraitTable {
             plan: kept(plan)?,
             key: "profile_id".into(),
@@ -401,6 +378,47 @@ pub async fn run(rc: &mut RunCtx<'_>, sql_traits: &[SqlTraitResult]) -> EngineRe
                 .collect(),
         });
     }
+    if let Some((plan, cols)) = match edited.is_some_and(|e| !e.is_empty()) {
+        true => traits_table(
+            space,
+            EntityType::Users,
+            all_events,
+            "profile_id",
+            as_of_micros,
+            &whole,
+        )?,
+        false => None,
+    } {
+        stats.computed_traits.extend(type_names(
+            cols.iter().map(|c| (c.key.clone(), c.data_type.clone())),
+        ));
+        tables.push(TraitTable {
+            plan,
+            key: "profile_id".into(),
+            columns: cols
+                .iter()
+                .map(|c| (c.key.clone(), empty_value(c.reducer)))
+                .collect(),
+        });
+    }
+    // The columns in the order a run evaluating every profile gives them.
+    let order: Vec<String> = base
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .chain(custom.iter().map(|c| c.column.clone()))
+        .chain(
+            parsed_traits(space, EntityType::Users)?
+                .iter()
+                .map(|(d, _)| d.key.clone()),
+        )
+        .chain(
+            sql_traits
+                .iter()
+                .flat_map(|t| t.columns.iter().map(|(c, _)| c.clone())),
+        )
+        .collect();
     for t in sql_traits {
         tables.push(TraitTable {
             plan: ctx.table(t.table.as_str()).await?.into_unoptimized_plan(),
@@ -411,12 +429,18 @@ pub async fn run(rc: &mut RunCtx<'_>, sql_traits: &[SqlTraitResult]) -> EngineRe
             stats.sql_traits.insert(c.clone(), ty.to_string());
         }
     }
+    let reorder = edited.is_some_and(|e| !e.is_empty());
     let sorted = |base: LogicalPlan, tables: Vec<TraitTable>| -> EngineResult<LogicalPlan> {
-        Ok(
-            LogicalPlanBuilder::from(join_traits(base, "profile_id", tables)?)
-                .sort(vec![col("profile_id").sort(true, false)])?
-                .build()?,
-        )
+        let mut b = LogicalPlanBuilder::from(join_traits(base, "profile_id", tables)?);
+        if reorder {
+            let cols = order.iter().map(|c| {
+                datafusion::logical_expr::Expr::Column(datafusion::common::Column::new_unqualified(
+                    c.as_str(),
+                ))
+            });
+            b = b.project(cols.collect::<Vec<_>>())?;
+        }
+        Ok(b.sort(vec![col("profile_id").sort(true, false)])?.build()?)
     };
     match recorded {
         Some(rec_base) => sink.table(stage::PROFILES, &sorted(rec_base, copies(&tables))?),
@@ -513,6 +537,7 @@ pub async fn run(rc: &mut RunCtx<'_>, sql_traits: &[SqlTraitResult]) -> EngineRe
         account_events,
         "account_id",
         as_of_micros,
+        &|_| true,
     )? {
         for c in &cols {
             stats
@@ -535,40 +560,6 @@ pub async fn run(rc: &mut RunCtx<'_>, sql_traits: &[SqlTraitResult]) -> EngineRe
     sink.keep(ctx, accounts, stage::ACCOUNTS, scratch).await?;
     stats.accounts = ctx.table(stage::ACCOUNTS).await?.count().await? as u64;
     Ok(stats)
-}
-
-/// The identities of the profiles with those SQL traits start, as a plan over each trait's
-/// recorded `sqltrait_<key>_started` table (for a script; a run holds them in memory).
-async fn started_plan(
-    ctx: &SessionContext,
-    identities: datafusion::prelude::DataFrame,
-    sql_traits: &[SqlTraitResult],
-) -> EngineResult<datafusion::prelude::DataFrame> {
-    use datafusion::arrow::datatypes::TimeUnit;
-    use datafusion::common::ScalarValue;
-    use datafusion::logical_expr::cast;
-    let time = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
-    let mut all: Option<datafusion::prelude::DataFrame> = None;
-    for t in sql_traits {
-        let one = ctx
-            .table(stage::sql_trait_started(&t.key).as_str())
-            .await?
-            .select(vec![
-                col("profile_id"),
-                lit(t.id_type.as_str()).alias("id_type"),
-                col("id_value"),
-                cast(lit(ScalarValue::Null), time.clone()).alias("first_seen"),
-                cast(lit(ScalarValue::Null), time.clone()).alias("last_seen"),
-            ])?;
-        all = Some(match all {
-            Some(a) => a.union(one)?,
-            None => one,
-        });
-    }
-    Ok(match all {
-        Some(all) => identities.union(all.distinct()?)?,
-        None => identities,
-    })
 }
 
 /// Copies of trait tables (a script's plan and the run's are built from the same ones).

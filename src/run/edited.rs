@@ -1,0 +1,190 @@
+//! Edited definitions in a run that keeps the untouched profiles' values (issue 19, item 4):
+//! a computed trait or audience whose file changed since the previous run, or that is new, is
+//! evaluated for every profile, and so is every audience that reads it (through `trait(...)`,
+//! directly or through other audiences). Everything else is evaluated for the touched
+//! profiles only. A removed definition just loses its column or its members. Any other edited
+//! file (identity rules, SQL traits, space.yaml) makes the run evaluate everything.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use crate::plan::profiles::column_name;
+use crate::spec::query::ast::{EventChain, Expr, Filter, Operand};
+use crate::spec::{EntityType, Space, query};
+
+/// The definitions a run evaluates for every profile.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Edited {
+    /// Computed traits (of users) edited or new.
+    pub traits: BTreeSet<String>,
+    /// Audiences edited or new, or reading an edited trait or audience.
+    pub audiences: BTreeSet<String>,
+}
+
+impl Edited {
+    pub fn is_empty(&self) -> bool {
+        self.traits.is_empty() && self.audiences.is_empty()
+    }
+}
+
+fn relative(root: &Path, file: &Path) -> String {
+    file.strip_prefix(root)
+        .unwrap_or(file)
+        .to_string_lossy()
+        .replace('\\', "/")
+}
+
+fn stem(path: &str) -> &str {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    name.rsplit_once('.').map_or(name, |(s, _)| s)
+}
+
+/// What the edits between the previous run's definition files (`before`: path -> fingerprint)
+/// and this run's (`now`) make the run evaluate for every profile; `Err(reason)` when they
+/// need every definition evaluated for every profile. `custom_keys` are the custom trait keys
+/// seen so far (a computed trait added or removed under one of their names moves a column).
+pub fn edited(
+    space: &Space,
+    now: &BTreeMap<String, String>,
+    before: &BTreeMap<String, String>,
+    custom_keys: &BTreeSet<String>,
+) -> Result<Edited, String> {
+    let changed: BTreeSet<&str> = now
+        .keys()
+        .chain(before.keys())
+        .filter(|k| now.get(*k) != before.get(*k))
+        .map(String::as_str)
+        .collect();
+    let other: Vec<&str> = changed
+        .iter()
+        .copied()
+        .filter(|p| !p.starts_with("traits/") && !p.starts_with("audiences/"))
+        .collect();
+    if !other.is_empty() {
+        return Err(format!(
+            "definitions changed since the previous run: {}",
+            other.join(", ")
+        ));
+    }
+    let mut out = Edited::default();
+    let mut known: BTreeSet<String> = BTreeSet::new();
+    for t in &space.traits {
+        let rel = relative(&space.root, &t.file);
+        if changed.contains(rel.as_str()) {
+            if t.entity == EntityType::Accounts {
+                return Err(format!("the account trait in {rel} changed"));
+            }
+            out.traits.insert(t.key.clone());
+        }
+        known.insert(rel);
+    }
+    // A trait added or removed under a custom trait's name gives that name to the other.
+    let custom_columns: BTreeSet<String> = custom_keys.iter().map(|k| column_name(k)).collect();
+    let removed = changed
+        .iter()
+        .filter(|p| p.starts_with("traits/") && !known.contains(**p))
+        .map(|p| stem(p).to_string());
+    for key in out.traits.iter().cloned().chain(removed) {
+        let added_or_removed = !before
+            .keys()
+            .any(|p| p.starts_with("traits/") && stem(p) == key)
+            || !now
+                .keys()
+                .any(|p| p.starts_with("traits/") && stem(p) == key);
+        if added_or_removed && custom_columns.contains(&key) {
+            return Err(format!(
+                "the computed trait `{key}` was added or removed under a custom trait's name"
+            ));
+        }
+    }
+    let mut reads: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
+    for a in &space.audiences {
+        if changed.contains(relative(&space.root, &a.file).as_str()) {
+            out.audiences.insert(a.key.clone());
+        }
+        let mut keys = BTreeSet::new();
+        if let Ok(q) = query::parsed_audience(a) {
+            trait_refs(&q, &mut keys);
+        }
+        reads.insert(a.key.as_str(), keys);
+    }
+    // Audiences that read an edited trait or audience, to a fixed point.
+    loop {
+        let more: Vec<String> = reads
+            .iter()
+            .filter(|(k, _)| !out.audiences.contains(**k))
+            .filter(|(_, r)| {
+                r.iter()
+                    .any(|x| out.traits.contains(x) || out.audiences.contains(x))
+            })
+            .map(|(k, _)| k.to_string())
+            .collect();
+        if more.is_empty() {
+            break;
+        }
+        out.audiences.extend(more);
+    }
+    Ok(out)
+}
+
+/// `keys` with every audience they read, directly or through others.
+pub fn with_reads(space: &Space, keys: &BTreeSet<String>) -> BTreeSet<String> {
+    let reads: BTreeMap<&str, BTreeSet<String>> = space
+        .audiences
+        .iter()
+        .map(|a| {
+            let mut r = BTreeSet::new();
+            if let Ok(q) = query::parsed_audience(a) {
+                trait_refs(&q, &mut r);
+            }
+            (a.key.as_str(), r)
+        })
+        .collect();
+    let mut out = keys.clone();
+    let mut todo: Vec<String> = keys.iter().cloned().collect();
+    while let Some(k) = todo.pop() {
+        for r in reads.get(k.as_str()).into_iter().flatten() {
+            if reads.contains_key(r.as_str()) && out.insert(r.clone()) {
+                todo.push(r.clone());
+            }
+        }
+    }
+    out
+}
+
+fn trait_refs(e: &Expr, out: &mut BTreeSet<String>) {
+    match e {
+        Expr::Or { items, .. } | Expr::And { items, .. } => {
+            items.iter().for_each(|i| trait_refs(i, out))
+        }
+        Expr::Not { expr, .. } | Expr::Quantified { expr, .. } => trait_refs(expr, out),
+        Expr::Compare { left, right, .. } => {
+            operand_refs(left, out);
+            if let Some(r) = right {
+                operand_refs(r, out);
+            }
+        }
+        Expr::Value { value, .. } => operand_refs(value, out),
+    }
+}
+
+fn operand_refs(o: &Operand, out: &mut BTreeSet<String>) {
+    match o {
+        Operand::Trait { key, .. } => {
+            out.insert(key.clone());
+        }
+        Operand::Event(chain) => chain_refs(chain, out),
+        _ => {}
+    }
+}
+
+fn chain_refs(chain: &EventChain, out: &mut BTreeSet<String>) {
+    for f in &chain.filters {
+        if let Filter::Where { condition, .. } = f {
+            trait_refs(condition, out);
+        }
+    }
+    if let Some(arg) = chain.reducer.as_ref().and_then(|r| r.arg.as_ref()) {
+        operand_refs(arg, out);
+    }
+}
