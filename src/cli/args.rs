@@ -195,8 +195,9 @@ pub(super) struct RunArgs {
     /// Seconds to wait for another run of this space to finish.
     #[arg(long, default_value_t = 0)]
     pub wait: u64,
-    /// Rebuild from the sources: read every source file again and rebuild the identity graph,
-    /// instead of extending the previous run's event history and graph.
+    /// Rebuild from the sources: read every source file again, rebuild the identity graph and
+    /// evaluate every profile, instead of extending the previous run's event history and graph
+    /// and evaluating only the profiles that can have changed.
     #[arg(long)]
     pub full: bool,
     /// Set aside source files that cannot be read (listed in the run record and

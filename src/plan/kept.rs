@@ -29,17 +29,8 @@ pub fn with_kept(
             value.alias(f.name())
         })
         .collect();
-    let touched = LogicalPlanBuilder::from(touched)
-        .project(vec![col("profile_id").alias("t_profile_id")])?
-        .build()?;
-    let kept = LogicalPlanBuilder::from(previous)
-        .project(kept)?
-        .join_on(
-            touched,
-            JoinType::LeftAnti,
-            vec![key_text(key).eq(col("t_profile_id"))],
-        )?
-        .build()?;
+    let kept = LogicalPlanBuilder::from(previous).project(kept)?;
+    let kept = by_touched(kept, key, touched, JoinType::LeftAnti)?.build()?;
     let same_order: Vec<Expr> = fields
         .iter()
         .map(|f| Expr::Column(Column::new_unqualified(f.name())))
@@ -59,16 +50,31 @@ fn key_text(name: &str) -> Expr {
 
 /// The rows of `plan` whose `column` is one of the touched profiles.
 pub fn touched_only(plan: LogicalPlan, column: &str, touched: LogicalPlan) -> Result<LogicalPlan> {
+    by_touched(
+        LogicalPlanBuilder::from(plan),
+        column,
+        touched,
+        JoinType::LeftSemi,
+    )?
+    .build()
+}
+
+/// `plan` semi-joined (`LeftSemi`: only the touched) or anti-joined (`LeftAnti`: all but the
+/// touched) with `touched (profile_id)` on `column`.
+fn by_touched(
+    plan: LogicalPlanBuilder,
+    column: &str,
+    touched: LogicalPlan,
+    join: JoinType,
+) -> Result<LogicalPlanBuilder> {
     let touched = LogicalPlanBuilder::from(touched)
         .project(vec![col("profile_id").alias("t_profile_id")])?
         .build()?;
-    LogicalPlanBuilder::from(plan)
-        .join_on(
-            touched,
-            JoinType::LeftSemi,
-            vec![key_text(column).eq(col("t_profile_id"))],
-        )?
-        .build()
+    plan.join_on(
+        touched,
+        join,
+        vec![key_text(column).eq(col("t_profile_id"))],
+    )
 }
 
 /// Audience members: `now` (of the touched profiles) UNION ALL the previous members
@@ -92,19 +98,11 @@ pub fn with_kept_members(
             .alias(f.name())
         })
         .collect();
-    let touched = LogicalPlanBuilder::from(touched)
-        .project(vec![col("profile_id").alias("t_profile_id")])?
-        .build()?;
     let profiles = LogicalPlanBuilder::from(profiles)
         .project(vec![key_text("profile_id").alias("q_profile_id")])?
         .build()?;
-    let kept = LogicalPlanBuilder::from(previous)
-        .project(same)?
-        .join_on(
-            touched,
-            JoinType::LeftAnti,
-            vec![key_text("profile_id").eq(col("t_profile_id"))],
-        )?
+    let kept = LogicalPlanBuilder::from(previous).project(same)?;
+    let kept = by_touched(kept, "profile_id", touched, JoinType::LeftAnti)?
         .join_on(
             profiles,
             JoinType::LeftSemi,

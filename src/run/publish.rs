@@ -222,35 +222,18 @@ pub(super) async fn recent_events_plan(
         .gt_eq(ts(from))
         .and(col("timestamp").lt_eq(ts(as_of)));
     // `profile_events` holds only the touched profiles' events when the others kept their
-    // values: then the window's events get their profiles here.
+    // values: then every event with its profile, not kept.
     let events = match touched_only {
-        false => ctx.table(stage::PROFILE_EVENTS).await?.filter(window)?,
-        true => ctx.table(stage::EVENTS).await?.filter(window)?.join(
-            ctx.table(stage::EVENT_PROFILES).await?.select(vec![
-                col("message_id").alias("p_message_id"),
-                col("profile_id"),
-            ])?,
-            datafusion::common::JoinType::Inner,
-            &["message_id"],
-            &["p_message_id"],
-            None,
-        )?,
-    };
+        false => ctx.table(stage::PROFILE_EVENTS).await?,
+        true => ctx.table(stage::ALL_EVENTS).await?,
+    }
+    .filter(window)?;
     Ok(LogicalPlanBuilder::from(events.into_unoptimized_plan())
         .project(
-            [
-                "profile_id",
-                "message_id",
-                "type",
-                "event",
-                "timestamp",
-                "group_id",
-                "properties",
-                "traits",
-                "context",
-            ]
-            .map(col)
-            .to_vec(),
+            std::iter::once("profile_id")
+                .chain(super::tables::EVENT_COLUMNS)
+                .map(col)
+                .collect::<Vec<_>>(),
         )?
         .sort(vec![
             col("profile_id").sort(true, false),

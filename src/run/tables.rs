@@ -35,8 +35,8 @@ pub mod stage {
     /// Stage 3: the profiles evaluated again when the others keep their values (see
     /// [`crate::run::touched`]).
     pub const TOUCHED: &str = "touched_profiles";
-    /// Stage 3: every event with its profile, not kept (what edited definitions read when the
-    /// other definitions are evaluated for the touched profiles only).
+    /// Stage 3: every event with its profile, not kept (what edited definitions and
+    /// `recent_events` read when the others are evaluated for the touched profiles only).
     pub const ALL_EVENTS: &str = "all_profile_events";
     /// Stage 3: the identify calls this run made visible (for their custom trait kinds).
     pub const FRESH_CALLS: &str = "fresh_identify_calls";
@@ -101,6 +101,19 @@ pub mod published {
     /// The source files the history was read from (a run's only).
     pub const INGESTED_FILES: &str = "ingested_files";
 }
+
+/// The columns of an event that `profile_events` (and `recent_events`) carry besides its
+/// `profile_id`.
+pub const EVENT_COLUMNS: [&str; 8] = [
+    "message_id",
+    "type",
+    "event",
+    "timestamp",
+    "group_id",
+    "properties",
+    "traits",
+    "context",
+];
 
 /// Tables a run publishes besides [`PUBLISHED_TABLES`]: its incremental state, which a script
 /// (`cohort compile --script`, always a whole recompute) does not make.

@@ -62,6 +62,16 @@ pub struct Recompute {
     pub edited: Edited,
 }
 
+impl Recompute {
+    fn full(why: String) -> Recompute {
+        Recompute {
+            mode: "full".into(),
+            reason: Some(why),
+            ..Default::default()
+        }
+    }
+}
+
 /// Window lengths measured back from as-of, in seconds, and what else in the definitions
 /// depends on as-of or on other profiles.
 #[derive(Default)]
@@ -232,12 +242,7 @@ pub async fn find(
     let (m, prev_as_of, edited) = match eligible(rc, events, &edges) {
         Ok(v) => v,
         Err(why) => {
-            rc.recompute = Recompute {
-                mode: "full".into(),
-                reason: Some(why),
-                profiles: 0,
-                edited: Edited::default(),
-            };
+            rc.recompute = Recompute::full(why);
             return Ok(());
         }
     };
@@ -304,19 +309,11 @@ pub async fn find(
         Ok(Some(df)) => touched.push(df),
         Ok(None) => {}
         Err(why) => {
-            rc.recompute = Recompute {
-                mode: "full".into(),
-                reason: Some(why),
-                profiles: 0,
-                edited: Edited::default(),
-            };
+            rc.recompute = Recompute::full(why);
             return Ok(());
         }
     }
-    let mut all = touched.remove(0);
-    for t in touched {
-        all = all.union(t)?;
-    }
+    let all = union_all(touched)?.expect("the identity changes");
     let (table, n) = crate::identity::components::materialize(
         all.filter(col("profile_id").is_not_null())?.distinct()?,
     )
@@ -327,25 +324,16 @@ pub async fn find(
     // Custom trait kinds: the previous run's, with those of the events this run made visible.
     let mut kinds: BTreeMap<String, BTreeSet<String>> =
         m.custom_trait_kinds.clone().unwrap_or_default();
-    let fresh = match fresh_ids {
-        Some(f) if as_of > prev => Some(
-            f.union(
-                ctx.table(stage::EVENTS)
-                    .await?
-                    .filter(col("timestamp").gt(ts(prev)))?
-                    .select(vec![text("message_id").alias("message_id")])?,
-            )?,
-        ),
-        Some(f) => Some(f),
-        None if as_of > prev => Some(
+    let mut fresh: Vec<DataFrame> = fresh_ids.into_iter().collect();
+    if as_of > prev {
+        fresh.push(
             ctx.table(stage::EVENTS)
                 .await?
                 .filter(col("timestamp").gt(ts(prev)))?
                 .select(vec![text("message_id").alias("message_id")])?,
-        ),
-        None => None,
-    };
-    if let Some(fresh) = fresh {
+        );
+    }
+    if let Some(fresh) = union_all(fresh)? {
         let calls = ctx
             .table(stage::EVENTS)
             .await?
@@ -377,16 +365,11 @@ pub async fn find(
                 crate::plan::profiles::custom_trait_type(s.iter().map(String::as_str))
             };
             if ty(old) != ty(now) {
-                rc.recompute = Recompute {
-                    mode: "full".into(),
-                    reason: Some(format!(
-                        "custom trait `{k}` changed type ({} to {})",
-                        ty(old),
-                        ty(now)
-                    )),
-                    profiles: 0,
-                    edited: Edited::default(),
-                };
+                rc.recompute = Recompute::full(format!(
+                    "custom trait `{k}` changed type ({} to {})",
+                    ty(old),
+                    ty(now)
+                ));
                 return Ok(());
             }
         }

@@ -23,12 +23,11 @@ use crate::plan::profiles::{
 use crate::plan::traits::{TraitColumn, TraitQuery, computed_traits_plan, empty_value};
 use crate::run::ctx::RunCtx;
 use crate::run::sink::keep;
-use crate::run::tables::stage;
+use crate::run::tables::{EVENT_COLUMNS, stage};
 use crate::spec::{ComputedTraitDef, Diagnostic, EntityType, Space, query};
 
 const TRAIT_KEYS: &str = include_str!("../../../queries/profiles/trait_keys.sql");
 const ACCOUNT_LINKS: &str = include_str!("../../../queries/profiles/account_links.sql");
-const ACCOUNT_LINKS_ALL: &str = include_str!("../../../queries/profiles/account_links_all.sql");
 const ACCOUNT_BASE: &str = include_str!("../../../queries/profiles/account_base.sql");
 
 /// Columns of `profiles` that are not traits; a trait with one of these names is left out.
@@ -214,8 +213,9 @@ pub async fn run(rc: &mut RunCtx<'_>, sql_traits: &[SqlTraitResult]) -> EngineRe
         .table(stage::EVENT_PROFILES)
         .await?
         .select_columns(&["message_id", "profile_id"])?;
-    // Every event with its profile, not kept: what edited traits read (their own filters
-    // narrow it before the join).
+    // Every event with its profile, not kept: what edited definitions and `recent_events`
+    // read when `profile_events` holds the touched profiles' only (their own filters narrow
+    // it before the join).
     let with_events = |ep: DataFrame| -> EngineResult<LogicalPlan> {
         Ok(ep
             .join(
@@ -226,24 +226,16 @@ pub async fn run(rc: &mut RunCtx<'_>, sql_traits: &[SqlTraitResult]) -> EngineRe
                 None,
             )?
             .select(
-                [
-                    "message_id",
-                    "type",
-                    "event",
-                    "timestamp",
-                    "group_id",
-                    "properties",
-                    "traits",
-                    "context",
-                    "profile_id",
-                ]
-                .map(col)
-                .to_vec(),
+                EVENT_COLUMNS
+                    .into_iter()
+                    .chain(std::iter::once("profile_id"))
+                    .map(col)
+                    .collect::<Vec<_>>(),
             )?
             .into_unoptimized_plan())
     };
     let all_events = with_events(event_profiles.clone())?;
-    if reuse.is_some_and(|r| !r.edited.is_empty()) {
+    if reuse.is_some() {
         ctx.deregister_table(stage::ALL_EVENTS)?;
         ctx.register_table(
             stage::ALL_EVENTS,
@@ -458,12 +450,11 @@ pub async fn run(rc: &mut RunCtx<'_>, sql_traits: &[SqlTraitResult]) -> EngineRe
     // own links replace it.
     ctx.deregister_table(stage::ACCOUNT_LINKS)?;
     // Built from every event: `profile_events` may hold the touched profiles' only.
-    let links = ctx
-        .sql(match reuse {
-            Some(_) => ACCOUNT_LINKS_ALL,
-            None => ACCOUNT_LINKS,
-        })
-        .await?;
+    let events = match reuse {
+        Some(_) => stage::ALL_EVENTS,
+        None => stage::PROFILE_EVENTS,
+    };
+    let links = ctx.sql(&ACCOUNT_LINKS.replace("{events}", events)).await?;
     sink.view(ctx, stage::ACCOUNT_LINKS, links.into_unoptimized_plan())
         .await?;
     let base = ctx.sql(ACCOUNT_BASE).await?.into_unoptimized_plan();
