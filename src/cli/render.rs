@@ -121,7 +121,7 @@ pub(super) fn print_summary(r: &run::RunReport) {
                 s.iter().cloned().collect::<Vec<_>>().join(", ")
             };
             println!(
-                "    evaluated for every profile (edited, new, or reading one that is): traits [{}], audiences [{}]",
+                "    evaluated for every profile (edited, new, account-level, `within_last`, or reading one of those): traits [{}], audiences [{}]",
                 list(&e.traits),
                 list(&e.audiences)
             );

@@ -1,23 +1,27 @@
-//! Edited definitions in a run that keeps the untouched profiles' values (issue 19, item 4):
-//! a computed trait or audience whose file changed since the previous run, or that is new, is
-//! evaluated for every profile, and so is every audience that reads it (through `trait(...)`,
-//! directly or through other audiences). Everything else is evaluated for the touched
-//! profiles only. A removed definition just loses its column or its members. Any other edited
-//! file (identity rules, SQL traits, space.yaml) makes the run evaluate everything.
+//! The definitions a run that keeps the untouched profiles' values still evaluates for every
+//! profile (issue 19, item 4): a computed trait or audience whose file changed since the
+//! previous run, or that is new; those whose values can change for a profile nothing touched
+//! (account audiences and `ANY` / `ALL` / `NOT ANY` conditions, which read other profiles;
+//! `within_last`, which compares values with as-of); and every audience that reads one of
+//! those through `trait(...)`, directly or through other audiences. Everything else is
+//! evaluated for the touched profiles only. A removed definition just loses its column or its
+//! members. Any other edited file (identity rules, SQL traits, space.yaml) makes the run
+//! evaluate everything.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use crate::plan::profiles::column_name;
-use crate::spec::query::ast::{EventChain, Expr, Filter, Operand};
+use crate::spec::query::ast::{Comparator, EventChain, Expr, Filter, Operand};
 use crate::spec::{EntityType, Space, query};
 
 /// The definitions a run evaluates for every profile.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct Edited {
-    /// Computed traits (of users) edited or new.
+    /// Computed traits of users: edited, new, or using `within_last`.
     pub traits: BTreeSet<String>,
-    /// Audiences edited or new, or reading an edited trait or audience.
+    /// Audiences: edited, new, of accounts, with `ANY` / `ALL` / `NOT ANY` or `within_last`,
+    /// or reading one of those.
     pub audiences: BTreeSet<String>,
 }
 
@@ -70,10 +74,12 @@ pub fn edited(
     let mut known: BTreeSet<String> = BTreeSet::new();
     for t in &space.traits {
         let rel = relative(&space.root, &t.file);
-        if changed.contains(rel.as_str()) {
-            if t.entity == EntityType::Accounts {
-                return Err(format!("the account trait in {rel} changed"));
-            }
+        let mut r = Reads::default();
+        if let Ok(q) = query::parsed_trait(t) {
+            r.expr(&q);
+        }
+        // Account traits are evaluated whole every run.
+        if t.entity == EntityType::Users && (changed.contains(rel.as_str()) || r.within_last) {
             out.traits.insert(t.key.clone());
         }
         known.insert(rel);
@@ -99,14 +105,18 @@ pub fn edited(
     }
     let mut reads: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
     for a in &space.audiences {
-        if changed.contains(relative(&space.root, &a.file).as_str()) {
+        let mut r = Reads::default();
+        if let Ok(q) = query::parsed_audience(a) {
+            r.expr(&q);
+        }
+        if changed.contains(relative(&space.root, &a.file).as_str())
+            || a.entity == EntityType::Accounts
+            || r.quantified
+            || r.within_last
+        {
             out.audiences.insert(a.key.clone());
         }
-        let mut keys = BTreeSet::new();
-        if let Ok(q) = query::parsed_audience(a) {
-            trait_refs(&q, &mut keys);
-        }
-        reads.insert(a.key.as_str(), keys);
+        reads.insert(a.key.as_str(), r.traits);
     }
     // Audiences that read an edited trait or audience, to a fixed point.
     loop {
@@ -133,11 +143,11 @@ pub fn with_reads(space: &Space, keys: &BTreeSet<String>) -> BTreeSet<String> {
         .audiences
         .iter()
         .map(|a| {
-            let mut r = BTreeSet::new();
+            let mut r = Reads::default();
             if let Ok(q) = query::parsed_audience(a) {
-                trait_refs(&q, &mut r);
+                r.expr(&q);
             }
-            (a.key.as_str(), r)
+            (a.key.as_str(), r.traits)
         })
         .collect();
     let mut out = keys.clone();
@@ -152,39 +162,57 @@ pub fn with_reads(space: &Space, keys: &BTreeSet<String>) -> BTreeSet<String> {
     out
 }
 
-fn trait_refs(e: &Expr, out: &mut BTreeSet<String>) {
-    match e {
-        Expr::Or { items, .. } | Expr::And { items, .. } => {
-            items.iter().for_each(|i| trait_refs(i, out))
+/// What a query reads: the traits (and audiences) it names, and whether it compares values
+/// with as-of or reads other profiles.
+#[derive(Default)]
+struct Reads {
+    traits: BTreeSet<String>,
+    within_last: bool,
+    quantified: bool,
+}
+
+impl Reads {
+    fn expr(&mut self, e: &Expr) {
+        match e {
+            Expr::Or { items, .. } | Expr::And { items, .. } => {
+                items.iter().for_each(|i| self.expr(i))
+            }
+            Expr::Not { expr, .. } => self.expr(expr),
+            Expr::Quantified { expr, .. } => {
+                self.quantified = true;
+                self.expr(expr)
+            }
+            Expr::Compare {
+                left, op, right, ..
+            } => {
+                self.within_last |= *op == Comparator::WithinLast;
+                self.operand(left);
+                if let Some(r) = right {
+                    self.operand(r);
+                }
+            }
+            Expr::Value { value, .. } => self.operand(value),
         }
-        Expr::Not { expr, .. } | Expr::Quantified { expr, .. } => trait_refs(expr, out),
-        Expr::Compare { left, right, .. } => {
-            operand_refs(left, out);
-            if let Some(r) = right {
-                operand_refs(r, out);
+    }
+
+    fn operand(&mut self, o: &Operand) {
+        match o {
+            Operand::Trait { key, .. } => {
+                self.traits.insert(key.clone());
+            }
+            Operand::Event(chain) => self.chain(chain),
+            _ => {}
+        }
+    }
+
+    fn chain(&mut self, chain: &EventChain) {
+        for f in &chain.filters {
+            if let Filter::Where { condition, .. } = f {
+                self.expr(condition);
             }
         }
-        Expr::Value { value, .. } => operand_refs(value, out),
-    }
-}
-
-fn operand_refs(o: &Operand, out: &mut BTreeSet<String>) {
-    match o {
-        Operand::Trait { key, .. } => {
-            out.insert(key.clone());
+        if let Some(arg) = chain.reducer.as_ref().and_then(|r| r.arg.as_ref()) {
+            self.operand(arg);
         }
-        Operand::Event(chain) => chain_refs(chain, out),
-        _ => {}
-    }
-}
-
-fn chain_refs(chain: &EventChain, out: &mut BTreeSet<String>) {
-    for f in &chain.filters {
-        if let Filter::Where { condition, .. } = f {
-            trait_refs(condition, out);
-        }
-    }
-    if let Some(arg) = chain.reducer.as_ref().and_then(|r| r.arg.as_ref()) {
-        operand_refs(arg, out);
     }
 }

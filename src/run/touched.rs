@@ -33,7 +33,7 @@ use super::stages::sql_traits::SqlTraitResult;
 use super::tables::{published, stage};
 use crate::error::EngineResult;
 use crate::functions::json_object;
-use crate::spec::query::ast::{Comparator, EventChain, Expr as Query, Filter, Operand};
+use crate::spec::query::ast::{EventChain, Expr as Query, Filter, Operand};
 use crate::spec::{EntityType, Space, query};
 use crate::store::{delta, manifest};
 
@@ -72,13 +72,10 @@ impl Recompute {
     }
 }
 
-/// Window lengths measured back from as-of, in seconds, and what else in the definitions
-/// depends on as-of or on other profiles.
+/// Window lengths measured back from as-of, in seconds.
 #[derive(Default)]
 struct Edges {
     seconds: BTreeSet<i64>,
-    within_last: bool,
-    quantified: bool,
 }
 
 fn walk_expr(e: &Query, out: &mut Edges) {
@@ -87,14 +84,8 @@ fn walk_expr(e: &Query, out: &mut Edges) {
             items.iter().for_each(|i| walk_expr(i, out))
         }
         Query::Not { expr, .. } => walk_expr(expr, out),
-        Query::Quantified { expr, .. } => {
-            out.quantified = true;
-            walk_expr(expr, out)
-        }
-        Query::Compare {
-            left, op, right, ..
-        } => {
-            out.within_last |= *op == Comparator::WithinLast;
+        Query::Quantified { expr, .. } => walk_expr(expr, out),
+        Query::Compare { left, right, .. } => {
             walk_operand(left, out);
             if let Some(r) = right {
                 walk_operand(r, out);
@@ -147,7 +138,6 @@ fn edges(space: &Space) -> EngineResult<Edges> {
 fn eligible<'m>(
     rc: &'m RunCtx<'_>,
     events: &EventsOut,
-    edges: &Edges,
 ) -> Result<(&'m manifest::Manifest, DateTime<Utc>, Edited), String> {
     if !rc.keep_unchanged {
         return Err("this evaluation publishes nothing".into());
@@ -178,27 +168,11 @@ fn eligible<'m>(
         .flat_map(|k| k.keys().cloned())
         .collect();
     let edited = edited(rc.space, &rc.rec.definitions, defs, &custom_keys)?;
-    let space = rc.space;
-    if space
-        .traits
-        .iter()
-        .any(|t| t.entity == EntityType::Accounts)
-        || space
-            .audiences
-            .iter()
-            .any(|a| a.entity == EntityType::Accounts)
-        || edges.quantified
-    {
-        return Err("account-level traits and audiences are evaluated whole".into());
-    }
     let prev_as_of = DateTime::parse_from_rfc3339(&m.as_of)
         .map_err(|_| "the previous run's as-of cannot be read".to_string())?
         .with_timezone(&Utc);
     if prev_as_of > rc.as_of {
         return Err("as-of moved back".into());
-    }
-    if edges.within_last && prev_as_of != rc.as_of {
-        return Err("`within_last` compares values with as-of, which moved".into());
     }
     Ok((m, prev_as_of, edited))
 }
@@ -239,7 +213,7 @@ pub async fn find(
 ) -> EngineResult<()> {
     rc.reuse = None;
     let edges = edges(rc.space)?;
-    let (m, prev_as_of, edited) = match eligible(rc, events, &edges) {
+    let (m, prev_as_of, edited) = match eligible(rc, events) {
         Ok(v) => v,
         Err(why) => {
             rc.recompute = Recompute::full(why);

@@ -284,7 +284,7 @@ pub async fn run(rc: &mut RunCtx<'_>, identity: &IdentityOut) -> EngineResult<Au
         inputs,
         as_of_micros,
         scratch,
-        "",
+        ("", touched.is_none()),
     )
     .await?;
     stats.warnings = warnings;
@@ -303,7 +303,7 @@ pub async fn run(rc: &mut RunCtx<'_>, identity: &IdentityOut) -> EngineResult<Au
             all_inputs,
             as_of_micros,
             dir.as_deref(),
-            "edited_",
+            ("edited_", true),
         )
         .await?;
         stats.warnings.extend(warnings);
@@ -502,7 +502,9 @@ fn subset(
 
 /// Evaluates the audiences of `space` over `inputs`: the users plan (one boolean column per
 /// audience), the accounts plan (with account audiences) and the warnings. `prefix` keeps its
-/// session tables apart from another evaluation's in the same run.
+/// session tables apart from another evaluation's in the same run; without `all_events` the
+/// inputs hold only the touched profiles' events, and a field none of them has is looked for
+/// in every event before it is reported.
 async fn evaluate(
     ctx: &SessionContext,
     sink: &mut StageSink,
@@ -510,7 +512,7 @@ async fn evaluate(
     inputs: AudienceInputs,
     as_of_micros: i64,
     scratch: Option<&Path>,
-    prefix: &str,
+    (prefix, all_events): (&str, bool),
 ) -> EngineResult<(LogicalPlan, Option<LogicalPlan>, Vec<String>)> {
     if space.audiences.is_empty() {
         return Ok((inputs.profiles, None, Vec::new()));
@@ -525,7 +527,18 @@ async fn evaluate(
     .await?;
     let mut warnings = plans.warnings.clone();
     if let Some(events) = &kept {
-        warnings.extend(missing_fields(ctx, space, parsed, events).await?);
+        let mut missing = missing_fields(ctx, space, parsed, events).await?;
+        if !all_events && !missing.is_empty() {
+            // The kept events are only the touched profiles': ask every event before warning.
+            let warned = |k: &str| {
+                let head = format!("audience `{k}` ");
+                missing.iter().any(|w| w.starts_with(&head))
+            };
+            let (sub, sub_parsed) = subset(space, parsed, warned);
+            let every = ctx.table(stage::ALL_EVENTS).await?.into_unoptimized_plan();
+            missing = missing_fields(ctx, &sub, &sub_parsed, &every).await?;
+        }
+        warnings.extend(missing);
     }
     for w in &warnings {
         tracing::warn!("{w}");

@@ -507,9 +507,10 @@ pub async fn run(rc: &mut RunCtx<'_>, sql_traits: &[SqlTraitResult]) -> EngineRe
                 .map(|c| (c.column.clone(), c.data_type.clone())),
         );
     }
-    // Account-level computed traits aggregate the events of every profile of the account.
+    // Account-level computed traits aggregate the events of every profile of the account
+    // (all of them: accounts are evaluated whole).
     let account_events = ctx
-        .table(stage::PROFILE_EVENTS)
+        .table(events)
         .await?
         .join(
             ctx.table(stage::ACCOUNT_LINKS).await?.select(vec![
