@@ -7,6 +7,9 @@
 //! evaluated for the touched profiles only. A removed definition just loses its column or its
 //! members. Any other edited file (identity rules, SQL traits, space.yaml) makes the run
 //! evaluate everything.
+//!
+//! It also gives the window lengths of the definitions ([`as_of_windows`]): where events
+//! cross a window edge as as-of moves, their profiles are touched (see [`super::touched`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -137,6 +140,27 @@ pub fn edited(
     Ok(out)
 }
 
+/// The lengths (seconds) of every window of a computed trait of users or an audience that
+/// is measured back from as-of (`within`, both ends of `between`; not `within(parent: ...)`).
+pub fn as_of_windows(space: &Space) -> BTreeSet<i64> {
+    let mut r = Reads::default();
+    for t in space
+        .traits
+        .iter()
+        .filter(|t| t.entity == EntityType::Users)
+    {
+        if let Ok(q) = query::parsed_trait(t) {
+            r.expr(&q);
+        }
+    }
+    for a in &space.audiences {
+        if let Ok(q) = query::parsed_audience(a) {
+            r.expr(&q);
+        }
+    }
+    r.windows
+}
+
 /// `keys` with every audience they read, directly or through others.
 pub fn with_reads(space: &Space, keys: &BTreeSet<String>) -> BTreeSet<String> {
     let reads: BTreeMap<&str, BTreeSet<String>> = space
@@ -162,11 +186,13 @@ pub fn with_reads(space: &Space, keys: &BTreeSet<String>) -> BTreeSet<String> {
     out
 }
 
-/// What a query reads: the traits (and audiences) it names, and whether it compares values
-/// with as-of or reads other profiles.
+/// What a query reads: the traits (and audiences) it names, the lengths (seconds) of its
+/// windows measured back from as-of, and whether it compares values with as-of or reads other
+/// profiles.
 #[derive(Default)]
 struct Reads {
     traits: BTreeSet<String>,
+    windows: BTreeSet<i64>,
     within_last: bool,
     quantified: bool,
 }
@@ -207,8 +233,17 @@ impl Reads {
 
     fn chain(&mut self, chain: &EventChain) {
         for f in &chain.filters {
-            if let Filter::Where { condition, .. } = f {
-                self.expr(condition);
+            match f {
+                Filter::Where { condition, .. } => self.expr(condition),
+                Filter::Within { window, .. } if !window.parent => {
+                    self.windows.insert(window.seconds());
+                }
+                Filter::Between { from, to, .. } => {
+                    for d in [from, to].into_iter().filter(|d| !d.parent) {
+                        self.windows.insert(d.seconds());
+                    }
+                }
+                Filter::Within { .. } => {}
             }
         }
         if let Some(arg) = chain.reducer.as_ref().and_then(|r| r.arg.as_ref()) {

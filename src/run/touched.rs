@@ -26,15 +26,13 @@ use datafusion::logical_expr::{Expr, Operator, binary_expr, cast, col, lit};
 use datafusion::prelude::{DataFrame, SessionContext, coalesce};
 
 use super::ctx::RunCtx;
-use super::edited::{Edited, edited};
+use super::edited::{Edited, as_of_windows, edited};
 use super::stages::events::EventsOut;
-use super::stages::profiles::{parsed_traits, trait_kinds};
+use super::stages::profiles::trait_kinds;
 use super::stages::sql_traits::SqlTraitResult;
 use super::tables::{published, stage};
 use crate::error::EngineResult;
 use crate::functions::json_object;
-use crate::spec::query::ast::{EventChain, Expr as Query, Filter, Operand};
-use crate::spec::{EntityType, Space, query};
 use crate::store::{delta, manifest};
 
 /// What the traits and audience stages need to keep the untouched profiles' values.
@@ -70,68 +68,6 @@ impl Recompute {
             ..Default::default()
         }
     }
-}
-
-/// Window lengths measured back from as-of, in seconds.
-#[derive(Default)]
-struct Edges {
-    seconds: BTreeSet<i64>,
-}
-
-fn walk_expr(e: &Query, out: &mut Edges) {
-    match e {
-        Query::Or { items, .. } | Query::And { items, .. } => {
-            items.iter().for_each(|i| walk_expr(i, out))
-        }
-        Query::Not { expr, .. } => walk_expr(expr, out),
-        Query::Quantified { expr, .. } => walk_expr(expr, out),
-        Query::Compare { left, right, .. } => {
-            walk_operand(left, out);
-            if let Some(r) = right {
-                walk_operand(r, out);
-            }
-        }
-        Query::Value { value, .. } => walk_operand(value, out),
-    }
-}
-
-fn walk_operand(o: &Operand, out: &mut Edges) {
-    if let Operand::Event(chain) = o {
-        walk_chain(chain, out);
-    }
-}
-
-fn walk_chain(chain: &EventChain, out: &mut Edges) {
-    for f in &chain.filters {
-        match f {
-            Filter::Where { condition, .. } => walk_expr(condition, out),
-            Filter::Within { window, .. } if !window.parent => {
-                out.seconds.insert(window.seconds());
-            }
-            Filter::Between { from, to, .. } => {
-                for d in [from, to].into_iter().filter(|d| !d.parent) {
-                    out.seconds.insert(d.seconds());
-                }
-            }
-            Filter::Within { .. } => {}
-        }
-    }
-    if let Some(arg) = chain.reducer.as_ref().and_then(|r| r.arg.as_ref()) {
-        walk_operand(arg, out);
-    }
-}
-
-fn edges(space: &Space) -> EngineResult<Edges> {
-    let mut out = Edges::default();
-    for (_, q) in parsed_traits(space, EntityType::Users)? {
-        walk_expr(&q, &mut out);
-    }
-    for d in &space.audiences {
-        if let Ok(q) = query::parsed_audience(d) {
-            walk_expr(&q, &mut out);
-        }
-    }
-    Ok(out)
 }
 
 /// Why this run must evaluate every profile (`Err`), or the previous run's manifest and as-of.
@@ -212,7 +148,7 @@ pub async fn find(
     sql_traits: &[SqlTraitResult],
 ) -> EngineResult<()> {
     rc.reuse = None;
-    let edges = edges(rc.space)?;
+    let windows = as_of_windows(rc.space);
     let (m, prev_as_of, edited) = match eligible(rc, events) {
         Ok(v) => v,
         Err(why) => {
@@ -243,7 +179,7 @@ pub async fn find(
     let fresh_ids = ids.first().cloned();
     if as_of > prev {
         let mut window: Option<Expr> = None;
-        for d in std::iter::once(0).chain(edges.seconds.iter().copied()) {
+        for d in std::iter::once(0).chain(windows.iter().copied()) {
             let d = d * 1_000_000;
             let one = col("timestamp")
                 .gt_eq(ts(prev - d))
