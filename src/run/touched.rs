@@ -17,11 +17,10 @@
 //! the run record says why.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use datafusion::arrow::datatypes::DataType;
-use datafusion::common::{JoinType, ScalarValue};
+use datafusion::common::JoinType;
 use datafusion::logical_expr::{Expr, Operator, binary_expr, cast, col, lit};
 use datafusion::prelude::{DataFrame, SessionContext, coalesce};
 
@@ -33,6 +32,7 @@ use super::stages::sql_traits::SqlTraitResult;
 use super::tables::{published, stage};
 use crate::error::EngineResult;
 use crate::functions::json_object;
+use crate::plan::traits::ts;
 use crate::store::{delta, manifest};
 
 /// What the traits and audience stages need to keep the untouched profiles' values.
@@ -128,13 +128,6 @@ fn distinct_from(a: Expr, b: Expr) -> Expr {
     binary_expr(a, Operator::IsDistinctFrom, b)
 }
 
-fn ts(micros: i64) -> Expr {
-    lit(ScalarValue::TimestampMicrosecond(
-        Some(micros),
-        Some(Arc::from("UTC")),
-    ))
-}
-
 fn text(c: &str) -> Expr {
     cast(col(c), DataType::Utf8)
 }
@@ -176,7 +169,7 @@ pub async fn find(
                 .select(vec![text("message_id").alias("message_id")])?,
         );
     }
-    let fresh_ids = ids.first().cloned();
+    let new_ids = ids.first().cloned();
     if as_of > prev {
         let mut window: Option<Expr> = None;
         for d in std::iter::once(0).chain(windows.iter().copied()) {
@@ -234,34 +227,32 @@ pub async fn find(
     // Custom trait kinds: the previous run's, with those of the events this run made visible.
     let mut kinds: BTreeMap<String, BTreeSet<String>> =
         m.custom_trait_kinds.clone().unwrap_or_default();
-    let mut fresh: Vec<DataFrame> = fresh_ids.into_iter().collect();
-    if as_of > prev {
-        fresh.push(
-            ctx.table(stage::EVENTS)
-                .await?
-                .filter(col("timestamp").gt(ts(prev)))?
-                .select(vec![text("message_id").alias("message_id")])?,
-        );
+    // The identify calls this run added or made visible (up to as-of, with a profile).
+    let identify = ctx
+        .table(stage::EVENTS)
+        .await?
+        .filter(col("type").eq(lit("identify")))?;
+    let mut fresh: Vec<DataFrame> = Vec::new();
+    if let Some(ids) = new_ids {
+        fresh.push(identify.clone().join(
+            ids.distinct()?,
+            JoinType::LeftSemi,
+            &["message_id"],
+            &["message_id"],
+            None,
+        )?);
     }
-    if let Some(fresh) = union_all(fresh)? {
-        let calls = ctx
-            .table(stage::EVENTS)
-            .await?
-            .filter(col("type").eq(lit("identify")))?
-            .join(
-                fresh.distinct()?,
-                JoinType::LeftSemi,
-                &["message_id"],
-                &["message_id"],
-                None,
-            )?
-            .join(
-                event_profiles,
-                JoinType::LeftSemi,
-                &["message_id"],
-                &["e_message_id"],
-                None,
-            )?;
+    if as_of > prev {
+        fresh.push(identify.filter(col("timestamp").gt(ts(prev)))?);
+    }
+    if let Some(calls) = union_all(fresh)? {
+        let calls = calls.join(
+            event_profiles,
+            JoinType::LeftSemi,
+            &["message_id"],
+            &["e_message_id"],
+            None,
+        )?;
         ctx.deregister_table(stage::FRESH_CALLS)?;
         ctx.register_table(stage::FRESH_CALLS, calls.into_view())?;
         let before = kinds.clone();
