@@ -57,13 +57,17 @@ pub(super) fn print_summary(r: &run::RunReport) {
     }
     if let Some(id) = &rec.identity {
         println!(
-            "  identity ({}{}): {} identifiers, {} edges, {} rounds, {} profiles, {} merged, {} violations",
+            "  identity ({}{}): {} identifiers{}, {} edges, {} rounds, {} profiles, {} merged, {} violations",
             id.mode,
             id.reason
                 .as_ref()
                 .map(|r| format!(": {r}"))
                 .unwrap_or_default(),
             id.identifiers,
+            match (id.affected_identifiers, id.changed_events) {
+                (Some(a), Some(c)) => format!(" ({a} resolved again, from {c} changed events)"),
+                _ => String::new(),
+            },
             id.edges,
             id.rounds,
             id.profiles,

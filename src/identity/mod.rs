@@ -97,6 +97,12 @@ pub struct IdentityStats {
     pub merges: u64,
     pub violations: u64,
     pub largest_components: Vec<ComponentSize>,
+    /// Events this run read or made visible (a run that resolved only what they reach).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub changed_events: Option<u64>,
+    /// Identifiers resolved again (the same); `identifiers` counts them all.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub affected_identifiers: Option<u64>,
     /// Seconds per step.
     pub timings: BTreeMap<String, f64>,
 }

@@ -25,6 +25,7 @@ pub mod files;
 pub mod history;
 pub mod ingest;
 mod lifecycle;
+mod occurrences_table;
 mod output;
 mod publish;
 pub mod record;
@@ -68,7 +69,7 @@ async fn evaluate_stages(rc: &mut RunCtx<'_>) -> EngineResult<(EventsOut, Identi
     rc.stage_done("events", t);
 
     let t = rc.stage_started("identity");
-    let identity = stages::identity::run(rc).await?;
+    let identity = stages::identity::run(rc, &events).await?;
     rc.stage_done("identity", t);
 
     let t = rc.stage_started("traits");

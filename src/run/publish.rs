@@ -65,6 +65,8 @@ pub(super) async fn publish(
     // The history and the files it was read from, for the next run to extend.
     let v = super::events_table::write(ctx, out, previous, events.extended).await?;
     versions.insert(published::EVENTS.to_string(), v);
+    let v = super::occurrences_table::write(ctx, out, previous, identity.changed_only).await?;
+    versions.insert(published::IDENTITY_OCCURRENCES.to_string(), v);
     if let Some(log) = events.log {
         let v = delta::overwrite_batches(&out.child(published::INGESTED_FILES), vec![log]).await?;
         versions.insert(published::INGESTED_FILES.to_string(), v);

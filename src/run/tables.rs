@@ -31,6 +31,21 @@ pub mod stage {
     pub const PREV_GRAPH: &str = "prev_graph";
     /// Stage 2: each event's profile, as later stages read it.
     pub const EVENT_PROFILES: &str = "event_profiles";
+    /// Stage 2, a run extending the history: the message ids of the events this run read or
+    /// made visible (see [`crate::run::stages::identity_affected`]).
+    pub const ID_CHANGED: &str = "id_changed";
+    /// Stage 2, the same: the changed events' occurrences as they are now.
+    pub const ID_OCC_NEW: &str = "id_occ_new";
+    /// Stage 2, the same: the previous run's published occurrences (with their day `dt`).
+    pub const ID_OCC_PREV: &str = "id_occ_prev";
+    /// Stage 2, the same: `(node, usable, dt)` of the changed events' previous occurrences.
+    pub const ID_OCC_REPLACED: &str = "id_occ_replaced";
+    /// Stage 2, the same: the identifiers the changed events carry (now or before).
+    pub const ID_SEEDS: &str = "id_seeds";
+    /// Stage 2, the same: every identifier resolved again.
+    pub const ID_AFFECTED_NODES: &str = "id_affected_nodes";
+    /// Stage 2, the same: every event resolved again.
+    pub const ID_AFFECTED_MESSAGES: &str = "id_affected_messages";
 
     /// Stage 3: the profiles evaluated again when the others keep their values (see
     /// [`crate::run::touched`]).
@@ -100,6 +115,9 @@ pub mod published {
     pub const EVENTS: &str = "events";
     /// The source files the history was read from (a run's only).
     pub const INGESTED_FILES: &str = "ingested_files";
+    /// Every identifier occurrence of every event the identity graph was built from,
+    /// partitioned by day (a run's only).
+    pub const IDENTITY_OCCURRENCES: &str = "identity_occurrences";
 }
 
 /// The columns of an event that `profile_events` (and `recent_events`) carry besides its
@@ -117,7 +135,11 @@ pub const EVENT_COLUMNS: [&str; 8] = [
 
 /// Tables a run publishes besides [`PUBLISHED_TABLES`]: its incremental state, which a script
 /// (`cohort compile --script`, always a whole recompute) does not make.
-pub const HISTORY_TABLES: [&str; 2] = [published::EVENTS, published::INGESTED_FILES];
+pub const HISTORY_TABLES: [&str; 3] = [
+    published::EVENTS,
+    published::INGESTED_FILES,
+    published::IDENTITY_OCCURRENCES,
+];
 
 /// Names of the tables a run publishes, in publish order.
 pub const PUBLISHED_TABLES: [&str; 12] = [

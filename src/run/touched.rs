@@ -31,7 +31,7 @@ use super::stages::profiles::trait_kinds;
 use super::stages::sql_traits::SqlTraitResult;
 use super::tables::{published, stage};
 use crate::error::EngineResult;
-use crate::functions::json_object;
+use crate::functions::{id_node, json_object};
 use crate::plan::traits::ts;
 use crate::store::{delta, manifest};
 
@@ -309,14 +309,38 @@ async fn identity_changes(rc: &RunCtx<'_>, m: &manifest::Manifest) -> EngineResu
                 .collect::<Vec<Expr>>(),
         )?)
     };
-    let now = side(ctx.table(stage::ID_IDENTITIES).await?, "n_")?;
+    // When identity resolved only the affected identifiers, every other row is the previous
+    // run's: compare the affected ones alone.
+    let affected = match rc.rec.identity.as_ref().map(|i| i.affected_identifiers) {
+        Some(Some(_)) => Some(
+            ctx.table(stage::ID_AFFECTED_NODES)
+                .await?
+                .select(vec![col("node").alias("a_node")])?,
+        ),
+        _ => None,
+    };
+    let only = |df: DataFrame| -> EngineResult<DataFrame> {
+        Ok(match &affected {
+            Some(a) => df
+                .with_column("i_node", id_node(text("id_type"), text("id_value")))?
+                .join(
+                    a.clone(),
+                    JoinType::LeftSemi,
+                    &["i_node"],
+                    &["a_node"],
+                    None,
+                )?,
+            None => df,
+        })
+    };
+    let now = side(only(ctx.table(stage::ID_IDENTITIES).await?)?, "n_")?;
     let before = match m.tables.get(published::IDENTITIES) {
         Some(v) => {
             ctx.read_table(delta::provider(&rc.out.child(published::IDENTITIES), *v).await?)?
         }
         None => ctx.table(stage::ID_IDENTITIES).await?.limit(0, Some(0))?,
     };
-    let before = side(before, "p_")?;
+    let before = side(only(before)?, "p_")?;
     let keys = ["profile_id", "id_type", "id_value"];
     let l: Vec<String> = keys.iter().map(|k| format!("n_{k}")).collect();
     let r: Vec<String> = keys.iter().map(|k| format!("p_{k}")).collect();

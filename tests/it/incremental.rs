@@ -326,19 +326,28 @@ async fn incremental_runs_publish_what_full_runs_publish() {
                     "late files"
                 }
                 2 => {
-                    // Copies of earlier message ids, one earlier than before.
+                    // Copies of earlier message ids, one earlier than before, carrying
+                    // other identifiers: the copy that wins replaces the event, and the
+                    // identifiers only the replaced version carried leave their profiles.
                     let t = as_of - Duration::days(3 + rng.next(5) as i64);
-                    let rows: Vec<_> = (0..4)
+                    let mut rows: Vec<_> = (0..4)
                         .map(|k| {
                             (
                                 format!("dup-{k}"),
                                 "track",
                                 Some(format!("user-d{k}")),
-                                None,
+                                Some(format!("anon-d{k}-{i}")),
                                 t - Duration::hours(k),
                             )
                         })
                         .collect();
+                    rows.push((
+                        "m-1".into(),
+                        "track",
+                        None,
+                        Some(format!("anon-split-{i}")),
+                        start - Duration::days(20) - Duration::hours(i as i64 + 1),
+                    ));
                     write_events(root, &format!("dups-{i}"), &rows);
                     as_of += Duration::minutes(1);
                     "repeated message ids"

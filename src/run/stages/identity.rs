@@ -8,6 +8,8 @@ use chrono::{DateTime, Utc};
 use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder};
 use datafusion::prelude::SessionContext;
 
+use super::events::EventsOut;
+use super::identity_affected;
 use crate::error::EngineResult;
 use crate::identity::{self, IdentityStats, TypeLimit};
 use crate::plan::identity::{ResolvedRules, occurrences_from_raw, raw_identifiers};
@@ -23,11 +25,15 @@ pub struct IdentityOut {
     pub merges: Vec<(String, String)>,
     /// The oldest event time the run read (a windowed run), for the manifest.
     pub scope_from: Option<DateTime<Utc>>,
+    /// Whether only the components this run's events reach were resolved (see
+    /// [`super::identity_affected`]): `identity_occurrences` is then written as what changed.
+    pub changed_only: bool,
 }
 
 /// Stage 2: resolves the identity graph over `events` (from the previous run's graph, which
-/// the events stage read the manifest of, when it may), and records the stats.
-pub async fn run(ctx: &mut RunCtx<'_>) -> EngineResult<IdentityOut> {
+/// the events stage read the manifest of, when it may: only where this run's events reach,
+/// when it extended the previous history), and records the stats.
+pub async fn run(ctx: &mut RunCtx<'_>, events: &EventsOut) -> EngineResult<IdentityOut> {
     let scope_from = ctx
         .opts
         .window_days
@@ -63,6 +69,42 @@ pub async fn run(ctx: &mut RunCtx<'_>) -> EngineResult<IdentityOut> {
         }
     }
     let scratch = ctx.scratch.clone();
+    let prev_as_of = ctx
+        .previous
+        .as_ref()
+        .and_then(|m| DateTime::parse_from_rfc3339(&m.as_of).ok())
+        .map(|t| t.with_timezone(&Utc));
+    if let (Ok(()), Some(extended), Some(m), Some(prev_as_of)) =
+        (&reason, &events.extended, ctx.previous.as_ref(), prev_as_of)
+        && !ctx.sink.recording()
+        && identity_affected::possible(m)
+    {
+        let (stats, merges) = identity_affected::resolve(
+            session,
+            &ctx.out,
+            m,
+            &rules,
+            &type_limits(&rules),
+            extended.rows.clone(),
+            prev_as_of,
+            scratch.path(),
+        )
+        .await?;
+        let event_profiles = session.table(stage::ID_EVENT_PROFILES).await?;
+        ctx.sink
+            .view(
+                session,
+                stage::EVENT_PROFILES,
+                event_profiles.into_unoptimized_plan(),
+            )
+            .await?;
+        ctx.rec.identity = Some(stats);
+        return Ok(IdentityOut {
+            merges,
+            scope_from,
+            changed_only: true,
+        });
+    }
     let (mut stats, merges) = resolve_into(
         session,
         &mut ctx.sink,
@@ -73,7 +115,11 @@ pub async fn run(ctx: &mut RunCtx<'_>) -> EngineResult<IdentityOut> {
     .await?;
     stats.reason = reason.err();
     ctx.rec.identity = Some(stats);
-    Ok(IdentityOut { merges, scope_from })
+    Ok(IdentityOut {
+        merges,
+        scope_from,
+        changed_only: false,
+    })
 }
 
 /// Whether this run can start from the previous graph: `Err(reason)` when it must rebuild.
@@ -179,19 +225,11 @@ async fn resolve_into(
         stage::ID_OCCURRENCES,
         ctx.execute_logical_plan(occ).await?.into_view(),
     )?;
-    let types: Vec<TypeLimit> = rules
-        .types
-        .iter()
-        .map(|t| TypeLimit {
-            id_type: t.id_type.clone(),
-            limit: t.limit,
-        })
-        .collect();
     let opts = identity::Options {
         incremental,
         seed: 0x00c0_4f27,
     };
-    let (mut stats, merges) = identity::resolve(ctx, &types, &opts).await?;
+    let (mut stats, merges) = identity::resolve(ctx, &type_limits(rules), &opts).await?;
     // Reading the identifiers out of the events comes before the resolver's own laps.
     stats.timings.insert("raw_identifiers".into(), raw_secs);
     stats.timings.insert("occurrences".into(), occurrences_secs);
@@ -203,6 +241,18 @@ async fn resolve_into(
     )
     .await?;
     Ok((stats, merges))
+}
+
+/// Each identifier type's limit, in priority order.
+fn type_limits(rules: &ResolvedRules) -> Vec<TypeLimit> {
+    rules
+        .types
+        .iter()
+        .map(|t| TypeLimit {
+            id_type: t.id_type.clone(),
+            limit: t.limit,
+        })
+        .collect()
 }
 
 /// The rules' fingerprint, as the manifest records it.

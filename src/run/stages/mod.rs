@@ -4,6 +4,7 @@
 pub mod audiences;
 pub mod events;
 pub mod identity;
+pub mod identity_affected;
 mod memberships;
 pub mod profiles;
 pub mod sql_traits;

@@ -1,0 +1,108 @@
+//! The published `identity_occurrences` table: every identifier occurrence of every event the
+//! identity graph was built from, partitioned by the event's day (`dt`). A run that resolved
+//! only what its events reach (see [`super::stages::identity_affected`]) rewrites only the days
+//! of the events it read or made visible and of their previous versions; any other run
+//! rewrites the table.
+
+use datafusion::arrow::array::{Array, AsArray};
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::JoinType;
+use datafusion::functions::expr_fn::to_char;
+use datafusion::logical_expr::cast;
+use datafusion::prelude::{DataFrame, Expr, SessionContext, col, lit};
+
+use super::tables::{published, stage};
+use crate::error::EngineResult;
+use crate::store::{delta, manifest, objects};
+
+fn with_day(df: DataFrame) -> EngineResult<DataFrame> {
+    Ok(df.with_column("dt", to_char(col("timestamp"), lit("%Y-%m-%d")))?)
+}
+
+/// Writes `identity_occurrences` for this run; returns the version that holds it. `changed`
+/// says the identity stage resolved only the changed events' components (its session tables
+/// `id_occ_prev`, `id_changed`, `id_occ_new` and `id_occ_replaced` are registered); else
+/// `id_occurrences` holds every occurrence.
+pub async fn write(
+    ctx: &SessionContext,
+    out: &objects::Location,
+    previous: Option<&manifest::Manifest>,
+    changed: bool,
+) -> EngineResult<u64> {
+    let loc = out.child(published::IDENTITY_OCCURRENCES);
+    let prev_version = previous
+        .and_then(|m| m.tables.get(published::IDENTITY_OCCURRENCES))
+        .copied();
+    let (true, Some(v)) = (changed, prev_version) else {
+        let all = with_day(ctx.table(stage::ID_OCCURRENCES).await?)?;
+        return Ok(delta::overwrite_partitioned(
+            &loc,
+            all.into_unoptimized_plan(),
+            &ctx.state(),
+            &["dt"],
+        )
+        .await?);
+    };
+    let new = ctx.table(stage::ID_OCC_NEW).await?;
+    let names: Vec<String> = new
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    let kept = ctx
+        .table(stage::ID_OCC_PREV)
+        .await?
+        .join_on(
+            ctx.table(stage::ID_CHANGED)
+                .await?
+                .select(vec![col("message_id").alias("c_message_id")])?,
+            JoinType::LeftAnti,
+            [cast(col("message_id"), DataType::Utf8).eq(col("c_message_id"))],
+        )?
+        .select(
+            new.schema()
+                .fields()
+                .iter()
+                .map(|f| cast(col(f.name()), f.data_type().clone()).alias(f.name()))
+                .collect::<Vec<_>>(),
+        )?;
+    let new = new.select(names.iter().map(|n| col(n.as_str())).collect::<Vec<_>>())?;
+    let whole = with_day(kept.union(new.clone())?)?;
+    // Another run may have written a version after the one the manifest holds and died
+    // before it published: rewrite the table from the published version then.
+    if delta::open(&loc).await?.version() != Some(v) {
+        return Ok(delta::overwrite_partitioned(
+            &loc,
+            whole.into_unoptimized_plan(),
+            &ctx.state(),
+            &["dt"],
+        )
+        .await?);
+    }
+    let days = with_day(new)?
+        .select(vec![col("dt")])?
+        .union(
+            ctx.table(stage::ID_OCC_REPLACED)
+                .await?
+                .select_columns(&["dt"])?,
+        )?
+        .distinct()?;
+    let mut list: Vec<Expr> = Vec::new();
+    for b in days.collect().await? {
+        let c = datafusion::arrow::compute::cast(b.column(0), &DataType::Utf8)
+            .map_err(datafusion::error::DataFusionError::from)?;
+        let c = c.as_string::<i32>();
+        list.extend(
+            (0..c.len())
+                .filter(|i| c.is_valid(*i))
+                .map(|i| lit(c.value(i).to_string())),
+        );
+    }
+    if list.is_empty() {
+        return Ok(v);
+    }
+    let only = col("dt").in_list(list, false);
+    let plan = whole.filter(only.clone())?.into_unoptimized_plan();
+    Ok(delta::replace_where(&loc, plan, &ctx.state(), only).await?)
+}
