@@ -231,6 +231,8 @@ async fn publish(space: &cohort::spec::Space, profiles: u64, members: u64) -> u6
         sources: None,
         definitions: None,
         custom_trait_kinds: None,
+        kept: None,
+        sql_traits: None,
     };
     manifest::write(&out, &m).await.expect("manifest");
     println!(

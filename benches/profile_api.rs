@@ -248,6 +248,8 @@ async fn write_published(root: &Path, n: usize) {
             sources: None,
             definitions: None,
             custom_trait_kinds: None,
+            kept: None,
+            sql_traits: None,
         },
     )
     .await

@@ -204,6 +204,11 @@ pub(super) struct RunArgs {
     /// `event_errors`) instead of failing the run.
     #[arg(long)]
     pub skip_bad_files: bool,
+    /// Evaluate only these definitions (`trait:<key>`, `sql_trait:<key>`, `audience:<key>` or
+    /// a bare key; comma-separated or repeated) and what they read; every other trait and
+    /// audience of users keeps its values from the previous run.
+    #[arg(long, value_name = "NAMES")]
+    pub select: Vec<String>,
     /// Stop and fail the run when its stages take longer than this (e.g. 30m, 2h); the last
     /// good run stays published.
     #[arg(long, value_parser = parse_timeout)]

@@ -119,6 +119,18 @@ pub(super) fn print_summary(r: &run::RunReport) {
                 r.mode, r.profiles, p.profiles
             ),
         }
+        let k = &r.kept;
+        if !k.is_empty() {
+            let list = |s: &std::collections::BTreeSet<String>| {
+                s.iter().cloned().collect::<Vec<_>>().join(", ")
+            };
+            println!(
+                "    not evaluated (not selected or due), every profile kept its values: traits [{}], SQL traits [{}], audiences [{}]",
+                list(&k.traits),
+                list(&k.sql_traits),
+                list(&k.audiences)
+            );
+        }
         let e = &r.edited;
         if !e.is_empty() {
             let list = |s: &std::collections::BTreeSet<String>| {

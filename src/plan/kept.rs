@@ -41,6 +41,25 @@ pub fn with_kept(
         .build()
 }
 
+/// `previous`'s `key` and `columns` (name, type), cast to those types (null where `previous`
+/// lacks one): the values of traits a run keeps for every profile without evaluating them.
+pub fn previous_columns(
+    previous: LogicalPlan,
+    key: &str,
+    columns: &[(String, datafusion::arrow::datatypes::DataType)],
+) -> Result<LogicalPlan> {
+    let has = |name: &str| previous.schema().has_column_with_unqualified_name(name);
+    let mut exprs = vec![key_text(key).alias(key)];
+    for (name, ty) in columns {
+        let value = match has(name) {
+            true => cast(Expr::Column(Column::new_unqualified(name)), ty.clone()),
+            false => cast(lit(ScalarValue::Null), ty.clone()),
+        };
+        exprs.push(value.alias(name));
+    }
+    LogicalPlanBuilder::from(previous).project(exprs)?.build()
+}
+
 fn key_text(name: &str) -> Expr {
     cast(
         Expr::Column(Column::new_unqualified(name)),
@@ -86,6 +105,23 @@ pub fn with_kept_members(
     touched: LogicalPlan,
     profiles: LogicalPlan,
 ) -> Result<LogicalPlan> {
+    let untouched = by_touched(
+        LogicalPlanBuilder::from(previous),
+        "profile_id",
+        touched,
+        JoinType::LeftAnti,
+    )?
+    .build()?;
+    with_members_of(now, untouched, profiles)
+}
+
+/// `now` UNION ALL the members of `previous` (cast to `now`'s columns) that are still a
+/// profile of `profiles`.
+pub fn with_members_of(
+    now: LogicalPlan,
+    previous: LogicalPlan,
+    profiles: LogicalPlan,
+) -> Result<LogicalPlan> {
     let same: Vec<Expr> = now
         .schema()
         .fields()
@@ -101,8 +137,8 @@ pub fn with_kept_members(
     let profiles = LogicalPlanBuilder::from(profiles)
         .project(vec![key_text("profile_id").alias("q_profile_id")])?
         .build()?;
-    let kept = LogicalPlanBuilder::from(previous).project(same)?;
-    let kept = by_touched(kept, "profile_id", touched, JoinType::LeftAnti)?
+    let kept = LogicalPlanBuilder::from(previous)
+        .project(same)?
         .join_on(
             profiles,
             JoinType::LeftSemi,

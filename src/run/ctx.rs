@@ -32,6 +32,9 @@ pub struct RunOptions {
     pub full_rebuild: bool,
     /// What started the run, for the run record (`manual: cli`, `schedule: ...`).
     pub trigger: Option<String>,
+    /// Evaluate only these definitions (`trait:<key>`, `sql_trait:<key>`, `audience:<key>`)
+    /// and what they read; the others keep their values (see [`super::due`]). None: all.
+    pub select: Option<std::collections::BTreeSet<String>>,
     /// Set unreadable source files aside (listed in the run record and `event_errors`)
     /// instead of failing the run.
     pub skip_bad_files: bool,
@@ -85,6 +88,8 @@ pub struct RunCtx<'a> {
     pub reuse: Option<super::touched::Reuse>,
     /// How the traits and audiences were evaluated, for the run record.
     pub recompute: super::touched::Recompute,
+    /// Definitions this run keeps without evaluating them (see [`super::due`]).
+    pub kept: crate::store::manifest::Kept,
 }
 
 impl<'a> RunCtx<'a> {
@@ -117,6 +122,7 @@ impl<'a> RunCtx<'a> {
             keep_unchanged: false,
             reuse: None,
             recompute: Default::default(),
+            kept: Default::default(),
         })
     }
 

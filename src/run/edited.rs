@@ -8,6 +8,9 @@
 //! members. Any other edited file (identity rules, SQL traits, space.yaml) makes the run
 //! evaluate everything.
 //!
+//! Definitions the previous run kept without evaluating them ([`Kept`], see [`super::due`])
+//! count as edited.
+//!
 //! It also gives the window lengths of the definitions ([`as_of_windows`]): where events
 //! cross a window edge as as-of moves, their profiles are touched (see [`super::touched`]).
 
@@ -17,6 +20,7 @@ use std::path::Path;
 use crate::plan::profiles::column_name;
 use crate::spec::query::ast::{Comparator, EventChain, Expr, Filter, Operand};
 use crate::spec::{EntityType, Space, query};
+use crate::store::manifest::Kept;
 
 /// The definitions a run evaluates for every profile.
 #[derive(Clone, Debug, Default, serde::Serialize)]
@@ -34,7 +38,7 @@ impl Edited {
     }
 }
 
-fn relative(root: &Path, file: &Path) -> String {
+pub(super) fn relative(root: &Path, file: &Path) -> String {
     file.strip_prefix(root)
         .unwrap_or(file)
         .to_string_lossy()
@@ -55,6 +59,7 @@ pub fn edited(
     now: &BTreeMap<String, String>,
     before: &BTreeMap<String, String>,
     custom_keys: &BTreeSet<String>,
+    stale: &Kept,
 ) -> Result<Edited, String> {
     let changed: BTreeSet<&str> = now
         .keys()
@@ -82,7 +87,10 @@ pub fn edited(
             r.expr(&q);
         }
         // Account traits are evaluated whole every run.
-        if t.entity == EntityType::Users && (changed.contains(rel.as_str()) || r.within_last) {
+        let stale = stale.traits.contains(&t.key);
+        if t.entity == EntityType::Users
+            && (changed.contains(rel.as_str()) || r.within_last || stale)
+        {
             out.traits.insert(t.key.clone());
         }
         known.insert(rel);
@@ -113,6 +121,7 @@ pub fn edited(
             r.expr(&q);
         }
         if changed.contains(relative(&space.root, &a.file).as_str())
+            || stale.audiences.contains(&a.key)
             || a.entity == EntityType::Accounts
             || r.quantified
             || r.within_last
@@ -163,17 +172,7 @@ pub fn as_of_windows(space: &Space) -> BTreeSet<i64> {
 
 /// `keys` with every audience they read, directly or through others.
 pub fn with_reads(space: &Space, keys: &BTreeSet<String>) -> BTreeSet<String> {
-    let reads: BTreeMap<&str, BTreeSet<String>> = space
-        .audiences
-        .iter()
-        .map(|a| {
-            let mut r = Reads::default();
-            if let Ok(q) = query::parsed_audience(a) {
-                r.expr(&q);
-            }
-            (a.key.as_str(), r.traits)
-        })
-        .collect();
+    let reads = audience_reads(space);
     let mut out = keys.clone();
     let mut todo: Vec<String> = keys.iter().cloned().collect();
     while let Some(k) = todo.pop() {
@@ -184,6 +183,22 @@ pub fn with_reads(space: &Space, keys: &BTreeSet<String>) -> BTreeSet<String> {
         }
     }
     out
+}
+
+/// Every audience's key with the names it reads through `trait(...)`: traits (custom,
+/// computed or SQL trait columns) and audiences.
+pub fn audience_reads(space: &Space) -> BTreeMap<&str, BTreeSet<String>> {
+    space
+        .audiences
+        .iter()
+        .map(|a| {
+            let mut r = Reads::default();
+            if let Ok(q) = query::parsed_audience(a) {
+                r.expr(&q);
+            }
+            (a.key.as_str(), r.traits)
+        })
+        .collect()
 }
 
 /// What a query reads: the traits (and audiences) it names, the lengths (seconds) of its

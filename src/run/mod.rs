@@ -19,6 +19,7 @@
 
 pub mod abandoned;
 pub mod ctx;
+pub mod due;
 pub mod edited;
 pub mod events_table;
 pub mod files;
@@ -73,9 +74,13 @@ async fn evaluate_stages(rc: &mut RunCtx<'_>) -> EngineResult<(EventsOut, Identi
     rc.stage_done("identity", t);
 
     let t = rc.stage_started("traits");
+    due::decide(rc, &events);
     let sql = stages::sql_traits::run(rc).await?;
     touched::find(rc, &events, &sql).await?;
-    rc.rec.profiles = Some(stages::profiles::run(rc, &sql).await?);
+    rc.recompute.kept = rc.kept.clone();
+    let mut profiles = stages::profiles::run(rc, &sql).await?;
+    profiles.sql_states = due::sql_trait_states(&sql, &rc.kept, rc.previous.as_ref());
+    rc.rec.profiles = Some(profiles);
     rc.stage_done("traits", t);
     Ok((events, identity))
 }

@@ -93,6 +93,8 @@ pub(super) async fn publish(
         sources: Some(super::history::sources_fingerprint(rc.space)),
         definitions: Some(rec.definitions.clone()),
         custom_trait_kinds: rec.profiles.as_ref().map(|p| p.custom_kinds.clone()),
+        kept: Some(rc.kept.clone()).filter(|k| !k.is_empty()),
+        sql_traits: rec.profiles.as_ref().map(|p| p.sql_states.clone()),
     };
     manifest::write(out, &m).await?;
     rc.progress.stage_finished("publish", t.elapsed());

@@ -121,6 +121,8 @@ pub(super) async fn record_failure(
         sources: None,
         definitions: None,
         custom_trait_kinds: None,
+        kept: None,
+        sql_traits: None,
     });
     m.tables.insert(published::RUNS.into(), v);
     manifest::write(out, &m).await?;

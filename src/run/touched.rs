@@ -33,6 +33,7 @@ use super::tables::{published, stage};
 use crate::error::EngineResult;
 use crate::functions::{id_node, json_object};
 use crate::plan::traits::ts;
+use crate::store::manifest::Kept;
 use crate::store::{delta, manifest};
 
 /// What the traits and audience stages need to keep the untouched profiles' values.
@@ -58,6 +59,10 @@ pub struct Recompute {
     /// Definitions evaluated for every profile in an incremental run.
     #[serde(skip_serializing_if = "Edited::is_empty")]
     pub edited: Edited,
+    /// Definitions not evaluated: every profile kept its values (a run asked for some
+    /// definitions only, see [`super::due`]).
+    #[serde(skip_serializing_if = "Kept::is_empty")]
+    pub kept: Kept,
 }
 
 impl Recompute {
@@ -71,7 +76,7 @@ impl Recompute {
 }
 
 /// Why this run must evaluate every profile (`Err`), or the previous run's manifest and as-of.
-fn eligible<'m>(
+pub(super) fn eligible<'m>(
     rc: &'m RunCtx<'_>,
     events: &EventsOut,
 ) -> Result<(&'m manifest::Manifest, DateTime<Utc>, Edited), String> {
@@ -103,7 +108,11 @@ fn eligible<'m>(
         .iter()
         .flat_map(|k| k.keys().cloned())
         .collect();
-    let edited = edited(rc.space, &rc.rec.definitions, defs, &custom_keys)?;
+    let stale = m.kept.clone().unwrap_or_default();
+    let mut edited = edited(rc.space, &rc.rec.definitions, defs, &custom_keys, &stale)?;
+    // What this run keeps is not evaluated at all.
+    edited.traits.retain(|k| !rc.kept.traits.contains(k));
+    edited.audiences.retain(|k| !rc.kept.audiences.contains(k));
     let prev_as_of = DateTime::parse_from_rfc3339(&m.as_of)
         .map_err(|_| "the previous run's as-of cannot be read".to_string())?
         .with_timezone(&Utc);
@@ -146,6 +155,8 @@ pub async fn find(
         Ok(v) => v,
         Err(why) => {
             rc.recompute = Recompute::full(why);
+            rc.kept.traits.clear();
+            rc.kept.audiences.clear();
             return Ok(());
         }
     };
@@ -213,6 +224,8 @@ pub async fn find(
         Ok(None) => {}
         Err(why) => {
             rc.recompute = Recompute::full(why);
+            rc.kept.traits.clear();
+            rc.kept.audiences.clear();
             return Ok(());
         }
     }
@@ -271,6 +284,8 @@ pub async fn find(
                     ty(old),
                     ty(now)
                 ));
+                rc.kept.traits.clear();
+                rc.kept.audiences.clear();
                 return Ok(());
             }
         }
@@ -280,6 +295,7 @@ pub async fn find(
         reason: None,
         profiles: n,
         edited: edited.clone(),
+        kept: rc.kept.clone(),
     };
     rc.reuse = Some(Reuse {
         prev_profiles,

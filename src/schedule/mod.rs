@@ -2,8 +2,8 @@
 //! of a space at a time, retries with backoff. The clock and the runner are injected, so tests
 //! drive whole days of schedule in virtual time without running the engine.
 //!
-//! A run recomputes the whole space, so a tick that finds any definition due starts one run,
-//! and the run record names the definitions that were due. After downtime every definition
+//! A tick that finds any definition due starts one run, which evaluates what is due (and what
+//! that reads; see `crate::run::due`), and the run record names the definitions that were due. After downtime every definition
 //! whose slot passed is due once: missed slots are not replayed one by one.
 
 use std::future::Future;

@@ -9,7 +9,7 @@
 //! Each manifest is also kept as `_cohort/manifests/<written at>.json`, so that retention
 //! (see [`super::retention`]) knows which table versions readers were shown within its window.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use futures::TryStreamExt;
@@ -49,6 +49,46 @@ pub struct Manifest {
     /// column follows from them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub custom_trait_kinds: Option<BTreeMap<String, std::collections::BTreeSet<String>>>,
+    /// Definitions this run kept without evaluating them (a run asked for some definitions
+    /// only): the next run that evaluates them evaluates them for every profile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kept: Option<Kept>,
+    /// Each SQL trait's columns and how many profiles it started (what a run that keeps a SQL
+    /// trait's values needs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sql_traits: Option<BTreeMap<String, SqlTraitState>>,
+}
+
+/// Definitions a run kept without evaluating them, by kind.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Kept {
+    /// Computed traits of users.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub traits: BTreeSet<String>,
+    /// SQL traits.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub sql_traits: BTreeSet<String>,
+    /// Audiences of users.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub audiences: BTreeSet<String>,
+}
+
+impl Kept {
+    pub fn is_empty(&self) -> bool {
+        self.traits.is_empty() && self.sql_traits.is_empty() && self.audiences.is_empty()
+    }
+}
+
+/// A SQL trait as a run published it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SqlTraitState {
+    /// Its columns in `profiles`.
+    pub columns: Vec<String>,
+    /// The identifier type of its identifier column.
+    #[serde(default)]
+    pub id_type: String,
+    /// Profiles it started (that no event had made).
+    pub started: u64,
 }
 
 fn path(space: &Location) -> object_store::path::Path {

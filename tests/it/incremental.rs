@@ -25,7 +25,7 @@ const COMPARED: [&str; 8] = [
     "recent_events",
 ];
 
-fn cohort(cwd: &Path, args: &[&str]) -> String {
+pub(crate) fn cohort(cwd: &Path, args: &[&str]) -> String {
     let out = Command::new(cohort_bin())
         .args(args)
         .current_dir(cwd)
@@ -42,7 +42,7 @@ fn cohort(cwd: &Path, args: &[&str]) -> String {
 }
 
 /// The rows of a published table (without `run_id`), as sorted text lines.
-async fn rows(space: &Path, table: &str) -> Vec<String> {
+pub(crate) async fn rows(space: &Path, table: &str) -> Vec<String> {
     let space = load(space).await;
     let ctx = datafusion::prelude::SessionContext::new();
     let Some(t) = cohort::read::published_table(&space, table).await.unwrap() else {
@@ -85,7 +85,14 @@ impl Lcg {
 
 /// Generates events into a temp folder, then moves every file into `data` under a new name
 /// (so existing files stay as they are), into the partition folder it was written to.
-fn add_generated(root: &Path, tag: &str, events: u64, days: u32, end: DateTime<Utc>, seed: u64) {
+pub(crate) fn add_generated(
+    root: &Path,
+    tag: &str,
+    events: u64,
+    days: u32,
+    end: DateTime<Utc>,
+    seed: u64,
+) {
     let gen_dir = root.join(format!("gen-{tag}"));
     let end = end.format("%Y-%m-%d").to_string();
     let (events, days, seed) = (events.to_string(), days.to_string(), seed.to_string());
@@ -112,12 +119,12 @@ fn add_generated(root: &Path, tag: &str, events: u64, days: u32, end: DateTime<U
     std::fs::remove_dir_all(gen_dir).unwrap();
 }
 
-fn iso(t: DateTime<Utc>) -> String {
+pub(crate) fn iso(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 /// A hand-made event: message id, type, user id, anonymous id, time.
-type Row<'a> = (
+pub(crate) type Row<'a> = (
     String,
     &'a str,
     Option<String>,
@@ -126,7 +133,7 @@ type Row<'a> = (
 );
 
 /// Writes hand-made events (message id, type, user id, anonymous id, time) into a partition.
-fn write_events(root: &Path, file: &str, rows: &[Row<'_>]) {
+pub(crate) fn write_events(root: &Path, file: &str, rows: &[Row<'_>]) {
     let day = rows[0].4.format("%Y-%m-%d");
     let texts: Vec<[Option<String>; 11]> = rows
         .iter()
@@ -161,7 +168,7 @@ fn write_events(root: &Path, file: &str, rows: &[Row<'_>]) {
 /// Copies the store example's definitions into `dir` with a source reading `../data/events`.
 /// Without `accounts`, the account-level trait and audiences are left out, and so is
 /// `within_last` (which a run evaluates for every profile and account).
-fn store_space(dir: &Path, name: &str, accounts: bool) {
+pub(crate) fn store_space(dir: &Path, name: &str, accounts: bool) {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/spaces/store");
     for sub in ["traits", "audiences", "queries", "destinations"] {
         std::fs::create_dir_all(dir.join(sub)).unwrap();
@@ -225,7 +232,12 @@ fn edit_both(root: &Path, rel: &str, body: Option<&str>) -> bool {
 }
 
 async fn assert_same(root: &Path, step: &str) {
-    for table in COMPARED {
+    assert_same_tables(root, step, &COMPARED).await
+}
+
+/// `tables` of `root/inc` and `root/full` hold the same rows (run ids aside).
+pub(crate) async fn assert_same_tables(root: &Path, step: &str, tables: &[&str]) {
+    for &table in tables {
         let (a, b) = (
             rows(&root.join("inc"), table).await,
             rows(&root.join("full"), table).await,

@@ -24,6 +24,7 @@ mod presets;
 mod profile_api;
 mod quickstart;
 mod s3;
+mod selected;
 mod serve;
 mod slt;
 mod space_sql;

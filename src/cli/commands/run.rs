@@ -31,6 +31,10 @@ pub(in crate::cli) async fn run_cmd(a: RunArgs) -> Result<()> {
     let mut opts = run_options(&a);
     opts.interrupt = Some(on_ctrl_c());
     let space = validate(&a.dir).await?;
+    if !a.select.is_empty() {
+        let names = crate::run::due::parse_selection(&space, &a.select);
+        opts.select = Some(names.map_err(invalid)?);
+    }
     if opts.session.memory_limit.is_none()
         && let Some(m) = &space.memory_limit
     {

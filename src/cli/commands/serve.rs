@@ -72,6 +72,12 @@ impl Runner for EngineRunner {
         } else {
             trigger.describe()
         };
+        // A scheduled run evaluates what is due (and what that reads); a run asked for
+        // evaluates everything.
+        let select = match trigger {
+            Trigger::Schedule(due) => Some(due.iter().cloned().collect()),
+            Trigger::Manual(_) => None,
+        };
         Box::pin(async move {
             let mut opts = RunOptions {
                 trigger: Some(describe.clone()),
@@ -79,6 +85,7 @@ impl Runner for EngineRunner {
                 skip_bad_files: self.skip_bad_files,
                 ..Default::default()
             };
+            opts.select = select;
             if let Some(m) = &self.space.memory_limit {
                 opts.session.memory_limit = crate::spec::parse_memory_limit(m).map(|b| b as usize);
             }

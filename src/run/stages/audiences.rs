@@ -25,7 +25,7 @@ use crate::plan::audiences::{
     AudienceInputs, AudiencePlans, audiences_plan, error_diagnostic, space_queries,
 };
 use crate::plan::identity::ResolvedRules;
-use crate::plan::kept::{touched_only, with_kept_members};
+use crate::plan::kept::{touched_only, with_kept_members, with_members_of};
 use crate::plan::profiles::column_name;
 use crate::run::ctx::RunCtx;
 use crate::run::sink::{StageSink, materialize};
@@ -276,7 +276,11 @@ pub async fn run(rc: &mut RunCtx<'_>, identity: &IdentityOut) -> EngineResult<Au
         .as_ref()
         .map(|r| r.edited.audiences.clone())
         .unwrap_or_default();
-    let (rest, rest_parsed) = subset(space, &parsed, |k| !edited.contains(k));
+    // Kept audiences (a run asked for some definitions only) are not evaluated at all.
+    let kept_keys = rc.kept.audiences.clone();
+    let (rest, rest_parsed) = subset(space, &parsed, |k| {
+        !edited.contains(k) && !kept_keys.contains(k)
+    });
     let (users, accounts, warnings) = evaluate(
         ctx,
         sink,
@@ -315,14 +319,29 @@ pub async fn run(rc: &mut RunCtx<'_>, identity: &IdentityOut) -> EngineResult<Au
     let prev = previous_membership(ctx, space, out, previous, merges).await?;
     let now = match &touched {
         Some(t) => {
-            // The edited audiences' members are all evaluated this run.
+            // The edited audiences' members are all evaluated this run; the kept ones' are
+            // all the previous ones.
             let mut kept = LogicalPlanBuilder::from(prev.clone());
-            if !edited.is_empty() {
-                let keys = edited.iter().map(|k| lit(k.as_str())).collect();
+            if !edited.is_empty() || !kept_keys.is_empty() {
+                let keys = edited
+                    .iter()
+                    .chain(&kept_keys)
+                    .map(|k| lit(k.as_str()))
+                    .collect();
                 kept = kept.filter(col("audience_key").in_list(keys, true))?;
             }
             let kept = kept.build()?;
-            with_kept_members(now, kept, t.clone(), all_profiles)?
+            let now = with_kept_members(now, kept, t.clone(), all_profiles.clone())?;
+            match kept_keys.is_empty() {
+                true => now,
+                false => {
+                    let keys = kept_keys.iter().map(|k| lit(k.as_str())).collect();
+                    let kept = LogicalPlanBuilder::from(prev.clone())
+                        .filter(col("audience_key").in_list(keys, false))?
+                        .build()?;
+                    with_members_of(now, kept, all_profiles)?
+                }
+            }
         }
         None => now,
     };

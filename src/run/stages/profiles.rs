@@ -15,7 +15,7 @@ use super::sql_traits::SqlTraitResult;
 use super::started::{started_plan, started_profiles};
 use crate::error::{EngineError, EngineResult};
 use crate::plan::identity::ResolvedRules;
-use crate::plan::kept::{touched_only, with_kept};
+use crate::plan::kept::{previous_columns, touched_only, with_kept};
 use crate::plan::profiles::{
     CustomTrait, IdColumn, TraitTable, column_name, custom_trait_type, custom_traits_plan,
     join_traits, profile_base_plan,
@@ -54,6 +54,9 @@ pub struct ProfileStats {
     /// The kinds of values of every custom trait key (for the next run's manifest).
     #[serde(skip)]
     pub custom_kinds: BTreeMap<String, BTreeSet<String>>,
+    /// Each SQL trait's columns and profiles started (for the next run's manifest).
+    #[serde(skip)]
+    pub sql_states: BTreeMap<String, crate::store::manifest::SqlTraitState>,
 }
 
 /// A computed trait's query, parsed, for the run (validate has reported parse errors already).
@@ -347,16 +350,19 @@ pub async fn run(rc: &mut RunCtx<'_>, sql_traits: &[SqlTraitResult]) -> EngineRe
                 .map(|c| (c.column.clone(), c.data_type.clone())),
         );
     }
-    // Edited traits are evaluated for every profile, the others for the touched ones.
+    // Edited traits are evaluated for every profile, the others for the touched ones; the
+    // kept ones (a run asked for some definitions only) not at all.
     let edited = reuse.map(|r| &r.edited.traits);
     let whole = |k: &str| edited.is_some_and(|e| e.contains(k));
+    let kept_traits = &rc.kept.traits;
+    let is_kept = |k: &str| kept_traits.contains(k);
     if let Some((plan, cols)) = traits_table(
         space,
         EntityType::Users,
         pe.clone(),
         "profile_id",
         as_of_micros,
-        &|k| !whole(k),
+        &|k| !whole(k) && !is_kept(k),
     )? {
         stats.computed_traits.extend(type_names(
             cols.iter().map(|c| (c.key.clone(), c.data_type.clone())),
@@ -393,6 +399,37 @@ pub async fn run(rc: &mut RunCtx<'_>, sql_traits: &[SqlTraitResult]) -> EngineRe
                 .collect(),
         });
     }
+    if let (Some(r), Some((_, cols))) = (
+        reuse,
+        traits_table(
+            space,
+            EntityType::Users,
+            pe.clone(),
+            "profile_id",
+            as_of_micros,
+            &is_kept,
+        )?,
+    ) {
+        // Their plan is not run: the column types and empty values are what a run gives.
+        stats.computed_traits.extend(type_names(
+            cols.iter().map(|c| (c.key.clone(), c.data_type.clone())),
+        ));
+        tables.push(TraitTable {
+            plan: previous_columns(
+                r.prev_profiles.logical_plan().clone(),
+                "profile_id",
+                &cols
+                    .iter()
+                    .map(|c| (c.key.clone(), c.data_type.clone()))
+                    .collect::<Vec<_>>(),
+            )?,
+            key: "profile_id".into(),
+            columns: cols
+                .iter()
+                .map(|c| (c.key.clone(), empty_value(c.reducer)))
+                .collect(),
+        });
+    }
     // The columns in the order a run evaluating every profile gives them.
     let order: Vec<String> = base
         .schema()
@@ -421,7 +458,7 @@ pub async fn run(rc: &mut RunCtx<'_>, sql_traits: &[SqlTraitResult]) -> EngineRe
             stats.sql_traits.insert(c.clone(), ty.to_string());
         }
     }
-    let reorder = edited.is_some_and(|e| !e.is_empty());
+    let reorder = edited.is_some_and(|e| !e.is_empty()) || !kept_traits.is_empty();
     let sorted = |base: LogicalPlan, tables: Vec<TraitTable>| -> EngineResult<LogicalPlan> {
         let mut b = LogicalPlanBuilder::from(join_traits(base, "profile_id", tables)?);
         if reorder {

@@ -103,26 +103,30 @@ pub async fn run_sql_traits(
     ctx: &SessionContext,
     space: &Space,
 ) -> EngineResult<Vec<SqlTraitResult>> {
-    traits_into(ctx, &mut StageSink::Materialize, space).await
+    traits_into(ctx, &mut StageSink::Materialize, space, &Default::default()).await
 }
 
-/// Stage 3a: every SQL trait of the space, after the identity stage (see [`run_sql_traits`]).
+/// Stage 3a: every SQL trait of the space, after the identity stage (see [`run_sql_traits`]);
+/// those the run keeps (see [`crate::run::due`]) with their previous values.
 pub async fn run(ctx: &mut RunCtx<'_>) -> EngineResult<Vec<SqlTraitResult>> {
-    traits_into(&ctx.session, &mut ctx.sink, ctx.space).await
+    let kept = ctx.kept.sql_traits.clone();
+    let evaluated = traits_into(&ctx.session, &mut ctx.sink, ctx.space, &kept).await?;
+    crate::run::due::with_kept_sql_traits(ctx, evaluated).await
 }
 
 async fn traits_into(
     ctx: &SessionContext,
     sink: &mut StageSink,
     space: &Space,
+    skip: &std::collections::BTreeSet<String>,
 ) -> EngineResult<Vec<SqlTraitResult>> {
-    if space.sql_traits.is_empty() {
+    if space.sql_traits.iter().all(|d| skip.contains(&d.key)) {
         return Ok(Vec::new());
     }
     crate::run::register_published(ctx, space).await?;
     let rules = ResolvedRules::from_spec(&space.identity);
     let mut out = Vec::with_capacity(space.sql_traits.len());
-    for def in &space.sql_traits {
+    for def in space.sql_traits.iter().filter(|d| !skip.contains(&d.key)) {
         let (limit, set_in) = sql_trait_timeout(space, def);
         // On timeout the trait's future is dropped, and with it the DataFusion stream: its
         // spawned tasks are aborted, so an endless query stops using the machine.
