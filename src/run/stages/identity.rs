@@ -86,7 +86,7 @@ pub async fn run(ctx: &mut RunCtx<'_>, events: &EventsOut) -> EngineResult<Ident
             &rules,
             &type_limits(&rules),
             extended.rows.clone(),
-            prev_as_of,
+            (prev_as_of, ctx.as_of),
             scratch.path(),
         )
         .await?;

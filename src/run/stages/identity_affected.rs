@@ -9,8 +9,9 @@
 //!
 //! 1. the **changed events**: every message id this run read (new, or a copy that replaces an
 //!    event) and every event as-of moved past;
-//! 2. their identifier occurrences, computed now, and the identifiers their previous versions
-//!    carried (from the published `identity_occurrences`);
+//! 2. their identifier occurrences, computed now (from the events since the earliest copy of
+//!    any of them), and the identifiers their previous versions carried (from the published
+//!    `identity_occurrences`);
 //! 3. the **affected identifiers**: every identifier of a previous component that holds one of
 //!    those, and the new identifiers;
 //! 4. the **affected events**: the changed ones and every event carrying an affected
@@ -23,10 +24,13 @@
 //! and events, and the previous run's rows for all others.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use datafusion::arrow::datatypes::{DataType, Schema};
+use datafusion::arrow::array::{Array, AsArray};
+use datafusion::arrow::datatypes::{DataType, Schema, TimestampMicrosecondType};
 use datafusion::common::JoinType;
+use datafusion::functions_aggregate::expr_fn::min;
 use datafusion::logical_expr::{LogicalPlan, cast};
 use datafusion::prelude::{DataFrame, SessionContext, col};
 
@@ -66,6 +70,13 @@ fn conform(df: DataFrame, schema: &Schema) -> EngineResult<DataFrame> {
     )?)
 }
 
+fn micros() -> DataType {
+    DataType::Timestamp(
+        datafusion::arrow::datatypes::TimeUnit::Microsecond,
+        Some(Arc::from("UTC")),
+    )
+}
+
 fn text(c: &str) -> datafusion::prelude::Expr {
     cast(col(c), DataType::Utf8)
 }
@@ -98,7 +109,7 @@ pub async fn resolve(
     rules: &ResolvedRules,
     types: &[TypeLimit],
     new_rows: Option<LogicalPlan>,
-    prev_as_of: DateTime<Utc>,
+    (prev_as_of, as_of): (DateTime<Utc>, DateTime<Utc>),
     dir: &Path,
 ) -> EngineResult<(IdentityStats, Vec<(String, String)>)> {
     let started = std::time::Instant::now();
@@ -108,9 +119,9 @@ pub async fn resolve(
         .await?
         .filter(col("timestamp").gt(ts(prev_as_of.timestamp_micros())))?
         .select(vec![text("message_id").alias("message_id")])?;
-    if let Some(rows) = new_rows {
+    if let Some(rows) = &new_rows {
         changed = changed.union(
-            DataFrame::new(ctx.state(), rows)
+            DataFrame::new(ctx.state(), rows.clone())
                 .select(vec![text("message_id").alias("message_id")])?,
         )?;
     }
@@ -123,29 +134,13 @@ pub async fn resolve(
         )
     };
 
-    // 2. Their occurrences now, and the identifiers their previous versions carried.
-    let events = ctx.table(stage::EVENTS).await?.join_on(
-        changed().await?,
-        JoinType::LeftSemi,
-        [text("message_id").eq(col("c_message_id"))],
-    )?;
-    let raw = raw_identifiers(events.into_unoptimized_plan(), rules)?;
-    let (raw, _) = materialize(DataFrame::new(ctx.state(), raw)).await?;
-    ctx.deregister_table(stage::ID_RAW)?;
-    ctx.register_table(stage::ID_RAW, raw)?;
-    let raw = ctx.table(stage::ID_RAW).await?.into_unoptimized_plan();
-    let occ = occurrences_from_raw(ctx, raw, rules)?.ok_or_else(|| {
-        crate::error::EngineError::Definition("identity.yaml has no identifier types".into())
-    })?;
-    keep(ctx, stage::ID_OCC_NEW, DataFrame::new(ctx.state(), occ)).await?;
-    let new_occ = ctx.table(stage::ID_OCC_NEW).await?;
-    let schema = new_occ.schema().as_arrow().clone();
-    // The published rows (with their day `dt`), as read.
+    // 2. The identifiers their previous versions carried (the published rows, with their day
+    // `dt`, as read).
     let published_occ = previous(ctx, out, m, published::IDENTITY_OCCURRENCES).await?;
     ctx.deregister_table(stage::ID_OCC_PREV)?;
     ctx.register_table(stage::ID_OCC_PREV, published_occ.clone().into_view())?;
-    let prev_occ = conform(published_occ.clone(), &schema)?;
     let replaced = published_occ
+        .clone()
         .join_on(
             changed().await?,
             JoinType::LeftSemi,
@@ -155,8 +150,64 @@ pub async fn resolve(
             cast(col("node"), DataType::Int64).alias("node"),
             col("violation").is_null().alias("usable"),
             text("dt").alias("dt"),
+            col("timestamp"),
         ])?;
     keep(ctx, stage::ID_OCC_REPLACED, replaced).await?;
+    tracing::debug!(
+        secs = started.elapsed().as_secs_f64(),
+        "identity: replaced occurrences"
+    );
+
+    // Their occurrences now. A changed event is as old as the earliest of its copies: a copy
+    // read now, or the previous version, whose occurrences were just read (one without any
+    // has none to replace, whichever copy wins). So only events from that time on are read.
+    let earliest = |df: DataFrame| async move {
+        let b = df
+            .aggregate(vec![], vec![min(col("timestamp")).alias("t")])?
+            .select(vec![cast(col("t"), micros()).alias("t")])?
+            .collect()
+            .await?;
+        let t = b
+            .first()
+            .map(|b| b.column(0).as_primitive::<TimestampMicrosecondType>());
+        Ok::<_, crate::error::EngineError>(t.filter(|t| t.is_valid(0)).map(|t| t.value(0)))
+    };
+    let mut from = prev_as_of.timestamp_micros() + 1;
+    if let Some(t) = earliest(ctx.table(stage::ID_OCC_REPLACED).await?).await? {
+        from = from.min(t);
+    }
+    if let Some(rows) = &new_rows {
+        let visible = DataFrame::new(ctx.state(), rows.clone())
+            .filter(col("timestamp").lt_eq(ts(as_of.timestamp_micros())))?;
+        if let Some(t) = earliest(visible).await? {
+            from = from.min(t);
+        }
+    }
+    let events = ctx
+        .table(stage::EVENTS)
+        .await?
+        .filter(col("timestamp").gt_eq(ts(from)))?
+        .join_on(
+            changed().await?,
+            JoinType::LeftSemi,
+            [text("message_id").eq(col("c_message_id"))],
+        )?;
+    let raw = raw_identifiers(events.into_unoptimized_plan(), rules)?;
+    let (raw, _) = materialize(DataFrame::new(ctx.state(), raw)).await?;
+    ctx.deregister_table(stage::ID_RAW)?;
+    ctx.register_table(stage::ID_RAW, raw)?;
+    let raw = ctx.table(stage::ID_RAW).await?.into_unoptimized_plan();
+    let occ = occurrences_from_raw(ctx, raw, rules)?.ok_or_else(|| {
+        crate::error::EngineError::Definition("identity.yaml has no identifier types".into())
+    })?;
+    keep(ctx, stage::ID_OCC_NEW, DataFrame::new(ctx.state(), occ)).await?;
+    tracing::debug!(
+        secs = started.elapsed().as_secs_f64(),
+        "identity: changed occurrences"
+    );
+    let new_occ = ctx.table(stage::ID_OCC_NEW).await?;
+    let schema = new_occ.schema().as_arrow().clone();
+    let prev_occ = conform(published_occ, &schema)?;
     let usable = |df: DataFrame| df.filter(col("violation").is_null());
     let old_nodes = ctx
         .table(stage::ID_OCC_REPLACED)
@@ -200,6 +251,11 @@ pub async fn resolve(
         .union(seeds.select(vec![col("s_node").alias("node")])?)?
         .distinct()?;
     let n_nodes = keep(ctx, stage::ID_AFFECTED_NODES, nodes).await?;
+    tracing::debug!(
+        secs = started.elapsed().as_secs_f64(),
+        n_nodes,
+        "identity: affected"
+    );
     let affected_nodes = || async {
         Ok::<_, crate::error::EngineError>(
             ctx.table(stage::ID_AFFECTED_NODES)
@@ -256,6 +312,10 @@ pub async fn resolve(
         ctx.execute_logical_plan(subset).await?.into_view(),
     )?;
     let occurrences_secs = started.elapsed().as_secs_f64() - raw_secs;
+    tracing::debug!(
+        secs = started.elapsed().as_secs_f64(),
+        "identity: affected events"
+    );
 
     // The resolver over the affected events alone (its own rounds from scratch).
     let opts = identity::Options {
