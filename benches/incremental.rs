@@ -12,11 +12,15 @@
 //!    file moved into the existing `dt=` partition under a new name (`late-part-NNNNN.parquet`,
 //!    no existing file is changed), run as of 2026-11-02T02:00Z;
 //! 5. `trait_edited`: `traits/orders_90d.yaml` (read by the `frequent` audience) edited from
-//!    `within(90 days)` to `within(60 days)`, run at the same as-of.
+//!    `within(90 days)` to `within(60 days)`, run at the same as-of;
+//! 6. `scheduled_hourly`: nothing new, one hour later, run as the scheduler runs an hourly slot
+//!    with the default schedules (every computed trait and audience due, the SQL traits not:
+//!    they keep their values, see `cohort run --select`).
 //!
-//! Runs 2-5 are incremental (no `full_rebuild`), each timed as a fraction of the full run's wall
+//! Runs 2-6 are incremental (no `full_rebuild`), each timed as a fraction of the full run's wall
 //! time. Goals: new_day <= 5 %, no_new_data <= 2 %, late_events <= 10 %, trait_edited <= 15 %,
-//! and the full run <= 0.5x the DuckDB peer (stage totals, as `benches/suite.rs` compares them).
+//! scheduled_hourly <= 2 % (as no_new_data), and the full run <= 0.5x the DuckDB peer (stage
+//! totals, as `benches/suite.rs` compares them).
 //!
 //! It prints each run's stage times, peak RSS and run record (identity mode, events, ...), a
 //! markdown table (`| case | Cohort s | fraction of full | goal | met |`) and one
@@ -100,6 +104,12 @@ const TRAIT_EDITED: Case = Case {
     key: "trait_edited",
     label: "one computed trait edited",
     goal: 0.15,
+};
+
+const SCHEDULED_HOURLY: Case = Case {
+    key: "scheduled_hourly",
+    label: "no new data, as-of +1 hour, as the scheduler runs it (traits and audiences due, SQL traits not)",
+    goal: 0.02,
 };
 
 /// The goal of the full run against the DuckDB peer (Cohort / DuckDB).
@@ -204,10 +214,12 @@ fn main() {
     write_space(&space, &data);
     let memory_limit = args.memory_limit.as_deref();
     let spill = dir.join("spill");
-    let run = |as_of: DateTime<Utc>, full_rebuild: bool| {
-        let opts = run_options(as_of, full_rebuild, memory_limit, spill.clone());
+    let run_selected = |as_of: DateTime<Utc>, full_rebuild: bool, select: Option<_>| {
+        let mut opts = run_options(as_of, full_rebuild, memory_limit, spill.clone());
+        opts.select = select;
         rt.block_on(run_space(&space, &opts))
     };
+    let run = |as_of: DateTime<Utc>, full_rebuild: bool| run_selected(as_of, full_rebuild, None);
 
     println!("## full run as of 2026-11-01");
     let full = run(GenerateOptions::default().end, true);
@@ -272,6 +284,22 @@ fn main() {
     let m = run(late_as_of, false);
     print_run(TRAIT_EDITED.key, &m, Some(&full));
     cases.push((&TRAIT_EDITED, m));
+
+    println!("## {}: {}", SCHEDULED_HOURLY.key, SCHEDULED_HOURLY.label);
+    // What an hourly slot makes due with the default schedules: every computed trait and
+    // audience; the SQL traits (every 12 hours) keep their values.
+    let mut due = std::collections::BTreeSet::new();
+    for (folder, kind) in [("traits", "trait"), ("audiences", "audience")] {
+        for f in std::fs::read_dir(space.join(folder)).expect("definitions") {
+            let name = f.expect("a file").file_name().to_string_lossy().to_string();
+            if let Some(key) = name.strip_suffix(".yaml") {
+                due.insert(format!("{kind}:{key}"));
+            }
+        }
+    }
+    let m = run_selected(late_as_of + chrono::Duration::hours(1), false, Some(due));
+    print_run(SCHEDULED_HOURLY.key, &m, Some(&full));
+    cases.push((&SCHEDULED_HOURLY, m));
 
     print_summary(n, &full, &cases, vs_duck);
 }

@@ -47,6 +47,11 @@ pub async fn write(
     let (Some(new), Some(v)) = (extended, prev_version) else {
         return Ok(delta::overwrite_partitioned(&loc, plan, &ctx.state(), &["dt"]).await?);
     };
+    // A run that died after writing `events` and before publishing left a version the
+    // manifest does not name: rewrite the table rather than replace days of that version.
+    if delta::open(&loc).await?.version() != Some(v) {
+        return Ok(delta::overwrite_partitioned(&loc, plan, &ctx.state(), &["dt"]).await?);
+    }
     let prev = ctx
         .read_table(delta::provider(&loc, v).await?)?
         .into_unoptimized_plan();
