@@ -119,11 +119,11 @@ pub(super) fn print_summary(r: &run::RunReport) {
                 r.mode, r.profiles, p.profiles
             ),
         }
+        let list = |s: &std::collections::BTreeSet<String>| {
+            s.iter().cloned().collect::<Vec<_>>().join(", ")
+        };
         let k = &r.kept;
         if !k.is_empty() {
-            let list = |s: &std::collections::BTreeSet<String>| {
-                s.iter().cloned().collect::<Vec<_>>().join(", ")
-            };
             println!(
                 "    not evaluated (not selected or due), every profile kept its values: traits [{}], SQL traits [{}], audiences [{}]",
                 list(&k.traits),
@@ -133,9 +133,6 @@ pub(super) fn print_summary(r: &run::RunReport) {
         }
         let e = &r.edited;
         if !e.is_empty() {
-            let list = |s: &std::collections::BTreeSet<String>| {
-                s.iter().cloned().collect::<Vec<_>>().join(", ")
-            };
             println!(
                 "    evaluated for every profile (edited, new, account-level, `within_last`, or reading one of those): traits [{}], audiences [{}]",
                 list(&e.traits),

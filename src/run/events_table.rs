@@ -143,17 +143,27 @@ async fn changed_days(
         .project(vec![col("r_dt").alias("day")])?
         .build()?;
     for p in [read_days, prev_days] {
-        let p = LogicalPlanBuilder::from(p).distinct()?.build()?;
-        for b in ctx.execute_logical_plan(p).await?.collect().await? {
-            let c = datafusion::arrow::compute::cast(b.column(0), &DataType::Utf8)
-                .map_err(datafusion::error::DataFusionError::from)?;
-            let c = c.as_string::<i32>();
-            days.extend(
-                (0..c.len())
-                    .filter(|i| c.is_valid(*i))
-                    .map(|i| c.value(i).to_string()),
-            );
-        }
+        days.extend(distinct_days(ctx, p).await?);
+    }
+    Ok(days)
+}
+
+/// The distinct non-null values of `plan`'s first column, as text (days, here).
+pub(super) async fn distinct_days(
+    ctx: &SessionContext,
+    plan: LogicalPlan,
+) -> EngineResult<BTreeSet<String>> {
+    let p = LogicalPlanBuilder::from(plan).distinct()?.build()?;
+    let mut days = BTreeSet::new();
+    for b in ctx.execute_logical_plan(p).await?.collect().await? {
+        let c = datafusion::arrow::compute::cast(b.column(0), &DataType::Utf8)
+            .map_err(datafusion::error::DataFusionError::from)?;
+        let c = c.as_string::<i32>();
+        days.extend(
+            (0..c.len())
+                .filter(|i| c.is_valid(*i))
+                .map(|i| c.value(i).to_string()),
+        );
     }
     Ok(days)
 }

@@ -4,7 +4,6 @@
 //! of the events it read or made visible and of their previous versions; any other run
 //! rewrites the table.
 
-use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::JoinType;
 use datafusion::functions::expr_fn::to_char;
@@ -80,25 +79,13 @@ pub async fn write(
         )
         .await?);
     }
-    let days = with_day(new)?
-        .select(vec![col("dt")])?
-        .union(
-            ctx.table(stage::ID_OCC_REPLACED)
-                .await?
-                .select_columns(&["dt"])?,
-        )?
-        .distinct()?;
-    let mut list: Vec<Expr> = Vec::new();
-    for b in days.collect().await? {
-        let c = datafusion::arrow::compute::cast(b.column(0), &DataType::Utf8)
-            .map_err(datafusion::error::DataFusionError::from)?;
-        let c = c.as_string::<i32>();
-        list.extend(
-            (0..c.len())
-                .filter(|i| c.is_valid(*i))
-                .map(|i| lit(c.value(i).to_string())),
-        );
-    }
+    let days = with_day(new)?.select(vec![col("dt")])?.union(
+        ctx.table(stage::ID_OCC_REPLACED)
+            .await?
+            .select_columns(&["dt"])?,
+    )?;
+    let days = super::events_table::distinct_days(ctx, days.into_unoptimized_plan()).await?;
+    let list: Vec<Expr> = days.into_iter().map(lit).collect();
     if list.is_empty() {
         return Ok(v);
     }
