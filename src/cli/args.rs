@@ -243,6 +243,21 @@ pub struct ServeArgs {
     /// and `event_errors`) instead of failing.
     #[arg(long)]
     pub skip_bad_files: bool,
+    /// Address of the collector (Segment's HTTP Tracking API), which listens when a source
+    /// has `write_keys` [default: 127.0.0.1:8089].
+    #[arg(long)]
+    pub collect_addr: Option<SocketAddr>,
+    /// Collected events go to the lake (as Parquet) at the latest this many seconds after
+    /// they arrive.
+    #[arg(long, default_value_t = 60.0)]
+    pub flush_interval: f64,
+    /// ... or once this many megabytes of them are waiting.
+    #[arg(long, default_value_t = 64)]
+    pub flush_size: u64,
+    /// Folder for the collector's write-ahead logs, `<DIR>/<space>/<source>` [default: each
+    /// space's `.cohort/collector/<source>`].
+    #[arg(long, value_name = "DIR")]
+    pub collect_log: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

@@ -1,10 +1,12 @@
 //! What `cohort serve` runs over one or more spaces, each fully isolated (its own output root
-//! and token): the Profile API, the Postgres-wire SQL endpoint, CSV export and webhook
-//! destinations. Everything here reads published tables; nothing reaches into `spec` beyond
-//! the typed [`Space`].
+//! and token): the Profile API, the Postgres-wire SQL endpoint, CSV export, webhook
+//! destinations, and the collector that writes incoming events to the spaces' sources.
+//! Everything else here reads published tables; nothing reaches into `spec` beyond the typed
+//! [`Space`].
 
 pub mod api;
 mod api_errors;
+pub mod collect;
 pub mod destinations;
 pub mod export;
 pub mod index;

@@ -45,6 +45,9 @@ pub struct SourceDef {
     pub url_loc: Loc,
     /// Default `dt`.
     pub partition_column: String,
+    /// Write keys that `cohort serve`'s collector takes for this source (Segment's HTTP
+    /// Tracking API); only an `events` source has them. Unique across the space.
+    pub write_keys: Vec<String>,
 }
 
 /// identity.yaml: which identifiers link events into profiles.

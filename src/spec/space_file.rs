@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use super::values::{duration, is_snake_case, parse_memory_limit, schedule, to_snake_case};
-use super::yaml::{Node, Reader};
+use super::yaml::{Map, Node, Reader};
 use super::{Loc, Preset, SourceDef, suggest};
 
 /// The spec versions this Cohort understands.
@@ -21,7 +21,7 @@ const SPACE_KEYS: [&str; 9] = [
     "retention",
 ];
 
-const SOURCE_KEYS: [&str; 4] = ["name", "preset", "url", "partition_column"];
+const SOURCE_KEYS: [&str; 5] = ["name", "preset", "url", "partition_column", "write_keys"];
 
 /// What space.yaml says; the rest of [`super::Space`] comes from the other files.
 pub(crate) struct Header {
@@ -166,7 +166,7 @@ fn read_sources(r: &mut Reader<'_>, node: &Node<'_>) -> Option<Vec<SourceDef>> {
         );
         return None;
     }
-    let mut sources = Vec::new();
+    let mut sources: Vec<SourceDef> = Vec::new();
     let mut seen: HashMap<String, usize> = HashMap::new();
     let mut ok = true;
     for item in items {
@@ -182,6 +182,22 @@ fn read_sources(r: &mut Reader<'_>, node: &Node<'_>) -> Option<Vec<SourceDef>> {
                          table names and must be unique",
                         source.name
                     ));
+                    ok = false;
+                } else if let Some(other) = sources
+                    .iter()
+                    .find(|s| s.write_keys.iter().any(|k| source.write_keys.contains(k)))
+                {
+                    r.error_at(
+                        name_node,
+                        format!(
+                            "source `{}` shares a write key with source `{}`",
+                            source.name, other.name
+                        ),
+                    )
+                    .help = Some(
+                        "a write key names one source: events sent with it go to that source only"
+                            .into(),
+                    );
                     ok = false;
                 } else {
                     seen.insert(source.name.clone(), r.loc(name_node).line);
@@ -234,6 +250,7 @@ fn read_source<'n, 'i>(
         None => Some("dt".to_owned()),
         Some(n) => r.non_empty_string("partition_column", n),
     };
+    let write_keys = read_write_keys(r, &map, preset);
     let (name, name_node) = name?;
     let (url, url_loc) = url?;
     Some((
@@ -243,7 +260,44 @@ fn read_source<'n, 'i>(
             url,
             url_loc,
             partition_column: partition_column?,
+            write_keys: write_keys?,
         },
         name_node,
     ))
+}
+
+/// `write_keys:` of a source: non-empty, distinct strings, on an `events` source only (the
+/// collector writes that preset's table).
+fn read_write_keys(
+    r: &mut Reader<'_>,
+    map: &Map<'_, '_>,
+    preset: Option<Preset>,
+) -> Option<Vec<String>> {
+    let Some(node) = map.get("write_keys") else {
+        return Some(Vec::new());
+    };
+    // A bad key is reported, and the others are still compared with the other sources'.
+    if preset.is_some_and(|p| p != Preset::Events) {
+        r.error_at(
+            node,
+            "`write_keys` needs an `events` source: the collector writes that preset's table",
+        )
+        .help = Some("add a source with `preset: events` for collected events".into());
+        return None;
+    }
+    let mut keys: Vec<String> = Vec::new();
+    for (k, n) in r.string_list("write_keys", node, true) {
+        if k.trim().is_empty() || k.chars().any(|c| c.is_whitespace() || c == ':') {
+            r.error_at(
+                n,
+                format!("write key `{k}` is empty or holds a space or `:`"),
+            )
+            .help = Some("a write key is sent as a Basic-auth user name".into());
+        } else if keys.contains(&k) {
+            r.error_at(n, format!("write key `{k}` is listed twice"));
+        } else {
+            keys.push(k);
+        }
+    }
+    Some(keys)
 }

@@ -3,6 +3,7 @@
 mod api_errors;
 mod audiences;
 mod cli;
+mod collect;
 mod common;
 mod compile;
 mod crash;

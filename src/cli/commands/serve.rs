@@ -1,6 +1,6 @@
-//! `cohort serve`: wires the scheduler, the Profile API and the SQL endpoint
+//! `cohort serve`: wires the scheduler, the Profile API, the SQL endpoint and the collector
 //! together over one or more spaces, each with its own token, output root and run queue.
-//! This is the only place that knows all three; each stays ignorant of the others.
+//! This is the only place that knows them all; each stays ignorant of the others.
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -17,6 +17,7 @@ use crate::read;
 use crate::run::{self, RunOptions};
 use crate::schedule::{self, RetryPolicy, Runner, Schedules, SystemClock, Trigger};
 use crate::serve::api::{self, ApiSpace, RunTrigger};
+use crate::serve::collect::{self, CollectConfig, Collector, writer::Thresholds};
 use crate::serve::{ServedSpace, token_env_var};
 use crate::spec::Space;
 
@@ -167,6 +168,7 @@ pub(in crate::cli) async fn serve(args: ServeArgs, spaces: Vec<Space>) -> Result
         }
         served.push(ServedSpace { space: s, token });
     }
+    let collector = start_collector(&args, &served)?;
     let api_spaces: Vec<Arc<ApiSpace>> = served
         .iter()
         .map(|s| Arc::new(ApiSpace::new(s.clone(), args.rate_limit)))
@@ -243,16 +245,109 @@ pub(in crate::cli) async fn serve(args: ServeArgs, spaces: Vec<Space>) -> Result
         }
     );
     let sql = tokio::spawn(crate::serve::sql::serve_sql(sql_listener, served.clone()));
-    let http =
-        axum::serve(api::JsonErrorListener(api_listener), app).with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        });
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let collecting = match collector {
+        Some((c, listener)) => {
+            let listener = tokio::net::TcpListener::from_std(listener)?;
+            let app = collect::router(c.clone());
+            let server = axum::serve(api::JsonErrorListener(listener), app)
+                .with_graceful_shutdown(stopped(stop_rx.clone()));
+            Some((c, tokio::spawn(async move { server.await })))
+        }
+        None => None,
+    };
+    let http = axum::serve(api::JsonErrorListener(api_listener), app)
+        .with_graceful_shutdown(stopped(stop_rx));
     let result = http.await;
     sql.abort();
     for t in tasks {
         t.abort();
     }
+    if let Some((c, server)) = collecting {
+        let _ = server.await;
+        // Everything acknowledged goes to the lake before the process ends; what cannot
+        // stays in the log for the next start.
+        if tokio::time::timeout(Duration::from_secs(120), c.flush_all())
+            .await
+            .is_err()
+        {
+            eprintln!(
+                "collector: the lake did not take every event in 2 minutes; the rest stays in the log and is replayed at the next start"
+            );
+        } else {
+            eprintln!("collector: every acknowledged event is in the lake");
+        }
+    }
     result.context("the Profile API stopped")?;
     eprintln!("stopped");
     Ok(())
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Opens the collector's logs (replaying what a previous process left) and its listener,
+/// when a served source has write keys.
+fn start_collector(
+    args: &ServeArgs,
+    served: &[ServedSpace],
+) -> Result<Option<(Arc<Collector>, std::net::TcpListener)>> {
+    if !(args.flush_interval > 0.0 && args.flush_interval.is_finite()) {
+        bail!("--flush-interval is a number of seconds above 0");
+    }
+    let cfg = CollectConfig {
+        thresholds: Thresholds {
+            bytes: args.flush_size.max(1) * 1024 * 1024,
+            age: Duration::from_secs_f64(args.flush_interval),
+        },
+        log_dir: args.collect_log.clone(),
+    };
+    let Some(c) = Collector::start(served, &cfg).map_err(|e| anyhow::anyhow!("{e}"))? else {
+        if let Some(a) = args.collect_addr {
+            bail!(
+                "--collect-addr {a} was given, but no served source has `write_keys` in its \
+                 space.yaml, so there is nothing to collect into"
+            );
+        }
+        return Ok(None);
+    };
+    let addr = args
+        .collect_addr
+        .unwrap_or_else(|| std::net::SocketAddr::from(([127, 0, 0, 1], 8089)));
+    let listener = std::net::TcpListener::bind(addr)
+        .with_context(|| format!("cannot listen on {addr} for the collector"))?;
+    listener.set_nonblocking(true)?;
+    eprintln!(
+        "collector (Segment's HTTP Tracking API) on http://{} for {}",
+        listener.local_addr()?,
+        c.sources().join(", ")
+    );
+    Ok(Some((Arc::new(c), listener)))
 }
