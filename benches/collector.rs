@@ -243,6 +243,9 @@ fn lake_ids(root: &Path) -> HashMap<String, u32> {
     for day in std::fs::read_dir(&dir).into_iter().flatten() {
         for f in std::fs::read_dir(day.unwrap().path()).unwrap() {
             let f = f.unwrap().path();
+            if f.file_name().unwrap().to_string_lossy().starts_with('.') {
+                continue; // a killed flush's unfinished file, which runs never read
+            }
             let file = std::fs::File::open(&f).unwrap();
             let b =
                 datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(

@@ -144,7 +144,17 @@ async fn check_locations(space: &Space) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     for s in &space.sources {
         let opened = match objects::open_raw(&space.root, &s.url) {
-            Ok(loc) => objects::probe(&loc).await.map(|_| ()),
+            Ok(loc) => {
+                // A source that collects (write keys) starts empty: its folder is made here,
+                // so a new space can be served, validated and run before any event arrives.
+                if !s.write_keys.is_empty()
+                    && let Some(dir) = loc.local_dir()
+                    && !dir.exists()
+                {
+                    let _ = std::fs::create_dir_all(&dir);
+                }
+                objects::probe(&loc).await.map(|_| ())
+            }
             Err(e) => Err(e),
         };
         if let Err(e) = opened {

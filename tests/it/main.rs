@@ -4,6 +4,7 @@ mod api_errors;
 mod audiences;
 mod cli;
 mod collect;
+mod collect_browser;
 mod common;
 mod compile;
 mod crash;

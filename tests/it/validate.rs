@@ -138,8 +138,8 @@ fn write_keys_are_distinct_and_on_events_sources_only() {
         &[
             "write key `wk two` is empty or holds a space or `:`\n --> space.yaml:6:26",
             "write key `wk-web` is listed twice\n --> space.yaml:6:36",
-            "`write_keys` needs an `events` source: the collector writes that preset's table\n --> space.yaml:10:17",
-            "source `mobile` shares a write key with source `web`\n --> space.yaml:11:11",
+            "`write_keys` needs an `events` source: the collector writes that preset's table\n  --> space.yaml:10:17",
+            "source `mobile` shares a write key with source `web`\n  --> space.yaml:11:11",
         ],
     );
 }

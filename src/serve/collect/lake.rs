@@ -122,27 +122,51 @@ pub async fn flush(
     let mut done = Flushed::default();
     for (day, rows) in by_day {
         let path = file_path(loc, partition_column, day, segment);
-        match loc.store.head(&path).await {
-            Ok(_) => {
-                done.already_there += 1;
-                continue;
-            }
-            Err(object_store::Error::NotFound { .. }) => {}
-            Err(e) => return Err(e.into()),
+        let written = match loc.local_dir() {
+            Some(_) => write_local(&path, &rows)?,
+            None => match loc.store.head(&path).await {
+                Ok(_) => false,
+                Err(object_store::Error::NotFound { .. }) => {
+                    loc.store.put(&path, parquet(&rows)?.into()).await?;
+                    true
+                }
+                Err(e) => return Err(e.into()),
+            },
+        };
+        if written {
+            done.files += 1;
+            done.events += rows.len();
+        } else {
+            done.already_there += 1;
         }
-        let bytes = parquet(&rows)?;
-        loc.store.put(&path, bytes.into()).await?;
-        if loc.local_dir().is_some() {
-            // The rename made it visible; make it durable before the log lets it go (the
-            // local store is rooted at `/`).
-            let file = std::path::PathBuf::from(format!("/{path}"));
-            std::fs::File::open(&file)?.sync_all()?;
-            if let Some(parent) = file.parent() {
-                super::wal::sync_dir(parent)?;
-            }
-        }
-        done.files += 1;
-        done.events += rows.len();
     }
     Ok(done)
+}
+
+/// A local file: written as a hidden `.collect-….tmp` beside it (which runs never read, and a
+/// replay overwrites), fsync'd, renamed into place, and the rename fsync'd. False when the file
+/// is there already. The local store is rooted at `/`.
+fn write_local(path: &Path, rows: &[&Row]) -> Result<bool, super::Fail> {
+    let file = std::path::PathBuf::from(format!("/{path}"));
+    if file.exists() {
+        return Ok(false);
+    }
+    let (Some(dir), Some(name)) = (file.parent(), file.file_name()) else {
+        return Err(format!("{} is not a file path", file.display()).into());
+    };
+    let fresh_dir = !dir.exists();
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(".{}.tmp", name.to_string_lossy()));
+    {
+        use std::io::Write as _;
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&parquet(rows)?)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, &file)?;
+    super::wal::sync_dir(dir)?;
+    if fresh_dir && let Some(up) = dir.parent() {
+        super::wal::sync_dir(up)?;
+    }
+    Ok(true)
 }

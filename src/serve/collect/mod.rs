@@ -160,6 +160,11 @@ async fn cors(mut r: Response) -> Response {
         header::ACCESS_CONTROL_ALLOW_METHODS,
         HeaderValue::from_static("POST, OPTIONS"),
     );
+    // Chrome asks before a public page posts to a private address (Private Network Access).
+    h.insert(
+        "access-control-allow-private-network",
+        HeaderValue::from_static("true"),
+    );
     r
 }
 

@@ -314,7 +314,10 @@ async fn flush_segment(
 ) -> Result<lake::Flushed, Fail> {
     let p = path.to_path_buf();
     let rows = tokio::task::spawn_blocking(move || wal::read(&p)).await??;
-    let flushed = lake::flush(lake, partition_column, id, &rows).await?;
+    // Encoding Parquet and local writes block: keep them off the threads serving requests.
+    let flushed = tokio::task::block_in_place(|| {
+        tokio::runtime::Handle::current().block_on(lake::flush(lake, partition_column, id, &rows))
+    })?;
     std::fs::remove_file(path)?;
     if let Some(dir) = path.parent() {
         wal::sync_dir(dir)?;
