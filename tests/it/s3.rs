@@ -9,14 +9,14 @@ use std::time::{Duration, Instant};
 
 use crate::common::{cohort_bin, gen_end, python};
 
-struct Moto {
+pub(crate) struct Moto {
     child: Child,
-    endpoint: String,
+    pub(crate) endpoint: String,
     port: u16,
 }
 
 impl Moto {
-    fn start() -> Moto {
+    pub(crate) fn start() -> Moto {
         let exe = std::env::var("COHORT_MOTO_SERVER").expect(
             "COHORT_MOTO_SERVER is not set: run the tests with `bash .ci/test`, which installs moto",
         );
@@ -47,7 +47,7 @@ impl Moto {
     }
 
     /// A bare HTTP/1.1 request (moto accepts unsigned bucket creation); the status line.
-    fn request(&self, method: &str, path: &str) -> Option<String> {
+    pub(crate) fn request(&self, method: &str, path: &str) -> Option<String> {
         let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
         let req = format!(
             "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
