@@ -2,7 +2,7 @@
 //! limits, a `messageId` when the sender gave none, `receivedAt`, and the clock-skew
 //! correction of `timestamp` from `sentAt`. What comes out is a row of the `events` preset.
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Datelike, SecondsFormat, Utc};
 use serde_json::{Map, Value};
 
 /// Segment's limits: 32 KB a message, 500 KB a request.
@@ -210,9 +210,14 @@ pub fn normalize(
     // Segment: timestamp = receivedAt - (sentAt - originalTimestamp), when the sender says
     // when it sent; otherwise its own timestamp, else the arrival.
     let corrected = match (original, sent) {
-        (Some(o), Some(s)) => env.received_at - (s - o),
-        (Some(o), None) => o,
-        (None, _) => env.received_at,
+        (Some(o), Some(s)) => env.received_at.checked_sub_signed(s - o),
+        (Some(o), None) => Some(o),
+        (None, _) => Some(env.received_at),
+    };
+    let Some(corrected) = corrected.filter(|t| (1..=9999).contains(&t.year())) else {
+        return Err(refuse(
+            "`timestamp` corrected by `sentAt` falls outside years 1 to 9999".into(),
+        ));
     };
     Ok(Row {
         message_id,

@@ -133,6 +133,10 @@ fn bad_messages_are_refused_with_their_place_and_reason() {
             "not an ISO 8601 time",
         ),
         (json!("track"), "a message is a JSON object"),
+        (
+            json!({"type": "track", "event": "x", "userId": "u", "timestamp": "0001-01-01T00:00:00Z", "sentAt": "9999-12-31T00:00:00Z"}),
+            "falls outside years 1 to 9999",
+        ),
     ];
     for (v, want) in cases {
         let err = one(v.clone(), None, &e).unwrap_err().to_string();
