@@ -5,6 +5,7 @@ mod audiences;
 mod cli;
 mod collect;
 mod collect_browser;
+mod collect_kill;
 mod collect_s3;
 mod common;
 mod compile;
