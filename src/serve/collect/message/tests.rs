@@ -1,3 +1,6 @@
+//! Segment's rules on single messages: the clock-skew correction, the columns each field lands
+//! in, and the refusals with their place and reason.
+
 use super::*;
 use serde_json::json;
 
