@@ -17,21 +17,7 @@ use super::output::{Output, part_name};
 use super::sim::Sink;
 use super::text::{push_date, push_iso_ms};
 use crate::error::GenerateResult;
-
-/// The columns of the `events` preset, in order (all nullable Utf8).
-pub const EVENTS_COLUMNS: [&str; 11] = [
-    "message_id",
-    "type",
-    "event",
-    "user_id",
-    "anonymous_id",
-    "group_id",
-    "previous_id",
-    "timestamp",
-    "properties",
-    "traits",
-    "context",
-];
+pub use crate::spec::preset::EVENTS_COLUMNS;
 
 /// The schema of the `events` preset's table.
 pub fn events_schema() -> SchemaRef {

@@ -16,6 +16,22 @@ pub enum Preset {
     Rudderstack,
 }
 
+/// The columns of the `events` preset's table, in order (DESIGN.md §3): what the generator
+/// writes and the collector writes first.
+pub const EVENTS_COLUMNS: [&str; 11] = [
+    "message_id",
+    "type",
+    "event",
+    "user_id",
+    "anonymous_id",
+    "group_id",
+    "previous_id",
+    "timestamp",
+    "properties",
+    "traits",
+    "context",
+];
+
 impl Preset {
     pub const ALL: [Preset; 3] = [Preset::Events, Preset::Segment, Preset::Rudderstack];
 

@@ -17,21 +17,11 @@ use object_store::ObjectStoreExt;
 use object_store::path::Path;
 
 use super::message::Row;
+use crate::spec::preset::EVENTS_COLUMNS;
 use crate::store::objects::Location;
 
-/// The columns collected files have: the `events` preset's, then what Segment adds.
-pub const COLUMNS: [&str; 16] = [
-    "message_id",
-    "type",
-    "event",
-    "user_id",
-    "anonymous_id",
-    "group_id",
-    "previous_id",
-    "timestamp",
-    "properties",
-    "traits",
-    "context",
+/// What collected files have after the `events` preset's columns: what Segment adds.
+pub const SEGMENT_COLUMNS: [&str; 5] = [
     "integrations",
     "category",
     "received_at",
@@ -39,17 +29,21 @@ pub const COLUMNS: [&str; 16] = [
     "original_timestamp",
 ];
 
+/// Every column of a collected file, in order.
+fn columns() -> impl Iterator<Item = &'static str> {
+    EVENTS_COLUMNS.into_iter().chain(SEGMENT_COLUMNS)
+}
+
 fn schema() -> SchemaRef {
     Arc::new(Schema::new(
-        COLUMNS
-            .iter()
-            .map(|c| Field::new(*c, DataType::Utf8, true))
+        columns()
+            .map(|c| Field::new(c, DataType::Utf8, true))
             .collect::<Vec<_>>(),
     ))
 }
 
 fn batch(rows: &[&Row]) -> datafusion::error::Result<RecordBatch> {
-    let mut cols: Vec<StringBuilder> = COLUMNS.iter().map(|_| StringBuilder::new()).collect();
+    let mut cols: Vec<StringBuilder> = columns().map(|_| StringBuilder::new()).collect();
     for r in rows {
         let values: [Option<&str>; 16] = [
             Some(&r.message_id),
