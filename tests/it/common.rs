@@ -96,19 +96,7 @@ pub fn write_text_parquet(path: &Path, columns: &[&str], rows: &[Vec<Option<&str
 }
 
 /// The columns of the `events` preset.
-pub const EVENT_COLUMNS: [&str; 11] = [
-    "message_id",
-    "type",
-    "event",
-    "user_id",
-    "anonymous_id",
-    "group_id",
-    "previous_id",
-    "timestamp",
-    "properties",
-    "traits",
-    "context",
-];
+pub use cohort::spec::preset::EVENTS_COLUMNS as EVENT_COLUMNS;
 
 /// Runs `sql` on `ctx` and returns the result as a pretty-printed table.
 pub async fn query_text(ctx: &datafusion::prelude::SessionContext, sql: &str) -> String {
