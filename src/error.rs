@@ -115,3 +115,10 @@ pub enum GenerateError {
 pub type StoreResult<T> = Result<T, StoreError>;
 pub type EngineResult<T> = Result<T, Error>;
 pub type GenerateResult<T> = Result<T, GenerateError>;
+
+impl From<datafusion::arrow::error::ArrowError> for Error {
+    /// Arrow failures are query failures (a cast, a batch of the wrong shape).
+    fn from(e: datafusion::arrow::error::ArrowError) -> Error {
+        Error::DataFusion(DataFusionError::ArrowError(Box::new(e), None))
+    }
+}

@@ -21,6 +21,8 @@
 //!        ▼
 //!     read       query sessions over the last good run, explain, preview
 //!        ▼
+//!     live       traits and audiences kept up to date as the collector receives events
+//!        ▼
 //!     serve      Profile API, Postgres-wire SQL, CSV export, destinations; `schedule` says
 //!                when runs happen
 //! ```
@@ -36,7 +38,8 @@
 //!
 //! ```text
 //!  cli       ─▶ (anything)
-//!  serve     ─▶ read, store, spec, error
+//!  serve     ─▶ live, read, store, spec, error
+//!  live      ─▶ read, run, plan, functions, identity, analyze, store, spec, error
 //!  schedule  ─▶ spec, error
 //!  read      ─▶ run, plan, functions, identity, analyze, store, spec, error
 //!  run       ─▶ script, plan, functions, identity, analyze, store, spec, error
@@ -60,6 +63,7 @@ pub mod error;
 pub mod functions;
 pub mod generate;
 pub mod identity;
+pub mod live;
 pub mod plan;
 pub mod read;
 pub mod run;

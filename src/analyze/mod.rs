@@ -3,6 +3,7 @@
 //! its file needs, and every SQL trait is a read-only query with a known identifier column.
 
 pub mod audiences;
+pub mod live;
 pub mod sql_trait;
 
 use std::path::Path;

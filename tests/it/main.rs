@@ -23,6 +23,7 @@ mod incremental;
 mod interop;
 mod layers;
 mod leftovers;
+mod live;
 mod pg;
 mod presets;
 mod profile_api;

@@ -31,5 +31,10 @@ pub(in crate::cli) async fn compile_cmd(
     let text =
         render_space(&space, d, as_of.timestamp_micros()).map_err(|e| Error::Definition(e.0))?;
     print!("{text}");
+    // Which definitions `cohort serve` keeps live, as SQL comments after the plans.
+    let live = crate::analyze::live::render(&crate::analyze::live::liveness(&space));
+    for line in live.lines() {
+        println!("-- {line}");
+    }
     Ok(())
 }

@@ -38,6 +38,10 @@ pub(super) async fn validate(dir: &Path) -> Result<spec::Space> {
         space.sql_traits.len(),
         space.audiences.len()
     );
+    print!(
+        "{}",
+        analyze::live::render(&analyze::live::liveness(&space))
+    );
     Ok(space)
 }
 

@@ -171,7 +171,13 @@ pub(in crate::cli) async fn serve(args: ServeArgs, spaces: Vec<Space>) -> Result
     let collector = start_collector(&args, &served)?;
     let api_spaces: Vec<Arc<ApiSpace>> = served
         .iter()
-        .map(|s| Arc::new(ApiSpace::new(s.clone(), args.rate_limit)))
+        .map(|s| {
+            let mut a = ApiSpace::new(s.clone(), args.rate_limit);
+            if let Some(l) = collector.as_ref().and_then(|(c, _)| c.live(s.name())) {
+                a.set_live(l);
+            }
+            Arc::new(a)
+        })
         .collect();
     for a in &api_spaces {
         a.refresh()
@@ -329,7 +335,7 @@ fn start_collector(
         },
         log_dir: args.collect_log.clone(),
     };
-    let Some(c) = Collector::start(served, &cfg).map_err(|e| anyhow::anyhow!("{e}"))? else {
+    let Some(mut c) = Collector::start(served, &cfg).map_err(|e| anyhow::anyhow!("{e}"))? else {
         if let Some(a) = args.collect_addr {
             bail!(
                 "--collect-addr {a} was given, but no served source has `write_keys` in its \
@@ -338,6 +344,13 @@ fn start_collector(
         }
         return Ok(None);
     };
+    // Every collecting space keeps its traits and audiences live.
+    for s in served
+        .iter()
+        .filter(|s| s.space.sources.iter().any(|x| !x.write_keys.is_empty()))
+    {
+        c.set_live(s.name(), crate::live::LiveSpace::start(s.space.clone())?);
+    }
     let addr = args
         .collect_addr
         .unwrap_or_else(|| std::net::SocketAddr::from(([127, 0, 0, 1], 8089)));

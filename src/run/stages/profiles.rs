@@ -140,7 +140,7 @@ pub async fn trait_kinds(
 
 /// The custom traits of `call` calls with these keys and kinds: each key with the type of its
 /// kinds, unless its name is taken or dotted (then it goes into `skipped`).
-fn choose_traits(
+pub fn choose_traits(
     kinds: &BTreeMap<String, BTreeSet<String>>,
     call: &str,
     taken: &BTreeSet<String>,

@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use base64::Engine as _;
 
+mod live;
 mod params;
 mod profiles;
 mod runs;
@@ -49,6 +50,8 @@ pub struct ApiSpace {
     pub served: ServedSpace,
     index: RwLock<Option<Arc<SpaceIndex>>>,
     limiter: Mutex<Bucket>,
+    /// Live values over the index, when the space collects events.
+    live: Option<Arc<crate::live::LiveSpace>>,
 }
 
 impl ApiSpace {
@@ -57,7 +60,16 @@ impl ApiSpace {
             served,
             index: RwLock::new(None),
             limiter: Mutex::new(Bucket::new(rate_per_sec)),
+            live: None,
         }
+    }
+    /// Answers with live values from `live` over the published ones.
+    pub fn set_live(&mut self, live: Arc<crate::live::LiveSpace>) {
+        self.live = Some(live);
+    }
+    /// The live engine (none when the space does not collect).
+    pub fn live(&self) -> Option<Arc<crate::live::LiveSpace>> {
+        self.live.clone()
     }
     /// The index in use (none until a run has published).
     pub fn index(&self) -> Option<Arc<SpaceIndex>> {
@@ -77,6 +89,9 @@ impl ApiSpace {
         }
         if let Some(ix) = SpaceIndex::build(&self.served.space).await? {
             self.set_index(ix);
+            if let Some(l) = &self.live {
+                l.reload();
+            }
             return Ok(true);
         }
         Ok(false)
@@ -139,6 +154,7 @@ pub fn router(spaces: Vec<Arc<ApiSpace>>, trigger: Option<Arc<dyn RunTrigger>>) 
             get(profile),
         )
         .route("/v1/spaces/{space}/runs", get(list_runs).post(start_run))
+        .route("/v1/spaces/{space}/live", get(live::status))
         .fallback(not_found)
         .layer(axum::middleware::from_fn(super::api_errors::json_errors))
         .layer(axum::middleware::map_response(

@@ -48,16 +48,50 @@ pub(super) async fn profile(
         )));
     };
     let c = if accounts { &ix.accounts } else { &ix.users };
-    let Some(row) = c.find(&t, &v) else {
-        return Err(ApiError::not_found(format!("profile `{t}:{v}` not found")));
+    // Live values (users of a collecting space): an identifier seen live, or the indexed
+    // profile's live row.
+    let view = if accounts { None } else { s.live() };
+    let found = c.find(&t, &v);
+    let live = view.as_ref().and_then(|w| {
+        w.find(&t, &v)
+            .or_else(|| found.and_then(|r| w.profile(&c.ids[r as usize])))
+    });
+    // A profile that a live merge folded into another is read through the one it is part of.
+    let row = match &live {
+        Some(l) => c.row_of_id(&l.profile_id),
+        None => found,
     };
+    if row.is_none() && live.is_none() {
+        return Err(ApiError::not_found(format!("profile `{t}:{v}` not found")));
+    }
     let path = format!(
         "/v1/spaces/{space}/collections/{collection}/profiles/{}/{what}",
         percent_encoding::utf8_percent_encode(&id, PATH_SEGMENT)
     );
-    let body = match what.as_str() {
-        "traits" => traits(c, row, &p, limit, &ix, &path, raw.as_deref())?,
-        "external_ids" => {
+    let body = match (what.as_str(), row) {
+        ("traits", _) => {
+            let mut every: Vec<(String, TraitClass, Value)> = row
+                .map(|r| {
+                    c.traits_of(r)
+                        .into_iter()
+                        .map(|(k, cl, v)| (k.to_string(), cl, v))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let mut updated = ix.as_of;
+            if let Some(l) = &live {
+                super::live::overlay(&mut every, l);
+                updated = l.updated_at;
+            }
+            traits(every, &p, limit, updated, &path, raw.as_deref())?
+        }
+        (_, None) => {
+            let l = live
+                .as_ref()
+                .expect("a live profile when the index has none");
+            super::live::live_only(l, &what, &collection)
+        }
+        ("external_ids", Some(row)) => {
             let want = Params::list(&p.include);
             let all: Vec<&crate::serve::index::ExternalId> = c
                 .external_ids(row)
@@ -70,12 +104,12 @@ pub(super) async fn profile(
                 "cursor": cursor(&path, raw.as_deref(), next),
             })
         }
-        "events" => events(c, row, &p, limit, &collection, &path, raw.as_deref())?,
-        "metadata" => {
+        ("events", Some(row)) => events(c, row, &p, limit, &collection, &path, raw.as_deref())?,
+        ("metadata", Some(row)) => {
             let r = row as usize;
             json!({"metadata": {
                 "created_at": c.first_seen[r].map(rfc3339),
-                "updated_at": rfc3339(ix.as_of),
+                "updated_at": rfc3339(live.as_ref().map_or(ix.as_of, |l| l.updated_at)),
                 "expires_at": Value::Null,
                 "first_message_at": c.first_seen[r].map(rfc3339),
                 "last_message_at": c.last_seen[r].map(rfc3339),
@@ -84,17 +118,16 @@ pub(super) async fn profile(
                 "profile_id": c.ids[r],
             }})
         }
-        _ => links(&ix, accounts, row, &p, limit, &path, raw.as_deref())?,
+        (_, Some(row)) => links(&ix, accounts, row, &p, limit, &path, raw.as_deref())?,
     };
     Ok(axum::Json(body).into_response())
 }
 
 fn traits(
-    c: &Collection,
-    row: u32,
+    mut every: Vec<(String, TraitClass, Value)>,
     p: &Params,
     limit: usize,
-    ix: &SpaceIndex,
+    updated_at: chrono::DateTime<chrono::Utc>,
     path: &str,
     raw: Option<&str>,
 ) -> Result<Value, ApiError> {
@@ -108,31 +141,31 @@ fn traits(
     }
     let include = Params::list(&p.include);
     let after = p.next.clone().filter(|n| !n.is_empty());
-    let every = c.traits_of(row);
+    every.sort_by(|a, b| a.0.cmp(&b.0));
     // The cursor is the last key of the previous page: one of the profile's traits.
     if let Some(a) = &after
-        && !every.iter().any(|(k, _, _)| *k == a.as_str())
+        && !every.iter().any(|(k, _, _)| k == a)
     {
         return Err(ApiError::bad_cursor(a));
     }
-    let all: Vec<(&str, TraitClass, Value)> = every
+    let all: Vec<(String, TraitClass, Value)> = every
         .into_iter()
         .filter(|(k, class, _)| {
             include.as_ref().is_none_or(|w| w.iter().any(|x| x == k))
                 && p.class.as_ref().is_none_or(|f| class.matches(f))
-                && after.as_ref().is_none_or(|a| *k > a.as_str())
+                && after.as_ref().is_none_or(|a| k.as_str() > a.as_str())
         })
         .collect();
     let mut out = Map::new();
     for (k, class, v) in all.iter().take(limit) {
         let v = if p.verbose() {
-            json!({"value": v, "class": class.as_str(), "updated_at": rfc3339(ix.as_of)})
+            json!({"value": v, "class": class.as_str(), "updated_at": rfc3339(updated_at)})
         } else {
             v.clone()
         };
         out.insert(k.to_string(), v);
     }
-    let next = (all.len() > limit).then(|| all[limit - 1].0.to_string());
+    let next = (all.len() > limit).then(|| all[limit - 1].0.clone());
     Ok(json!({"traits": out, "cursor": cursor(path, raw, next)}))
 }
 

@@ -42,7 +42,7 @@ fn schema() -> SchemaRef {
     ))
 }
 
-fn batch(rows: &[&Row]) -> datafusion::error::Result<RecordBatch> {
+pub(super) fn batch(rows: &[&Row]) -> datafusion::error::Result<RecordBatch> {
     let mut cols: Vec<StringBuilder> = columns().map(|_| StringBuilder::new()).collect();
     for r in rows {
         let values: [Option<&str>; 16] = [

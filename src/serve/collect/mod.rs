@@ -26,7 +26,7 @@ use serde_json::{Value, json};
 
 use super::ServedSpace;
 use super::api_errors::{ApiError, add_request_id, json_errors};
-use message::{At, Envelope, MAX_REQUEST_BYTES, Refused};
+use message::{At, Envelope, MAX_REQUEST_BYTES, Refused, Row};
 use writer::{SourceLog, Thresholds};
 
 /// An error of the collector's own machinery (its log folder, its lake).
@@ -45,6 +45,8 @@ pub struct CollectConfig {
 pub struct Collector {
     by_key: HashMap<String, Arc<SourceLog>>,
     logs: Vec<Arc<SourceLog>>,
+    /// Each space's live engine, fed every durable batch.
+    live: HashMap<String, Arc<crate::live::LiveSpace>>,
 }
 
 impl Collector {
@@ -88,7 +90,21 @@ impl Collector {
                 logs.push(log);
             }
         }
-        Ok((!logs.is_empty()).then_some(Collector { by_key, logs }))
+        Ok((!logs.is_empty()).then_some(Collector {
+            by_key,
+            logs,
+            live: HashMap::new(),
+        }))
+    }
+
+    /// Feeds `live` every batch of `space` once it is durable.
+    pub fn set_live(&mut self, space: &str, live: Arc<crate::live::LiveSpace>) {
+        self.live.insert(space.to_string(), live);
+    }
+
+    /// The live engine of `space`, when it collects.
+    pub fn live(&self, space: &str) -> Option<Arc<crate::live::LiveSpace>> {
+        self.live.get(space).cloned()
     }
 
     /// The collecting sources, as `space/source`.
@@ -99,8 +115,10 @@ impl Collector {
             .collect()
     }
 
-    /// Seals every log and waits until what was acknowledged is in the lake.
+    /// Seals every log and waits until what was acknowledged is in the lake (live engines
+    /// stop first).
     pub async fn flush_all(&self) {
+        self.live.values().for_each(|l| l.stop());
         futures::future::join_all(self.logs.iter().map(|l| l.flush())).await;
     }
 }
@@ -280,7 +298,16 @@ async fn collect(
     }
     let n = rows.len() as u64;
     match log.append(wal::encode(&rows), n).await {
-        Ok(()) => axum::Json(json!({"success": true})).into_response(),
+        Ok(()) => {
+            if let Some(live) = c.live.get(&log.space) {
+                let refs: Vec<&Row> = rows.iter().collect();
+                match lake::batch(&refs) {
+                    Ok(b) => live.send(&log.source, b),
+                    Err(e) => tracing::warn!("live: {e}"),
+                }
+            }
+            axum::Json(json!({"success": true})).into_response()
+        }
         Err(e) => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "unavailable",

@@ -1,0 +1,606 @@
+//! Live definitions: traits and audiences that `cohort serve` updates as its collector receives
+//! events, between batch runs.
+//!
+//! A space's live state starts from its latest published run (see [`load`]) plus the events
+//! received since. Each tick takes the events that arrived, normalizes them and finds their
+//! identifiers with the batch run's own plans, applies them to the identity graph by Segment's
+//! sequential rule ([`identity`]), appends them to the touched profiles' histories
+//! ([`history`]) and evaluates those profiles with the batch run's plan builders ([`eval`]).
+//! What changes lands in a [`View`] that the Profile API reads; audience entries and exits are
+//! kept as [`LiveChange`]s. When a batch run publishes, the state is rebuilt from it and the
+//! events received since that the run did not read are applied again, so the batch run is the
+//! reference and live values never drift from it. Which definitions are live:
+//! [`crate::analyze::live`].
+
+pub mod eval;
+pub mod history;
+pub mod identity;
+pub mod load;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use datafusion::arrow::array::{Array, AsArray, RecordBatch};
+use datafusion::arrow::datatypes::{DataType, TimeUnit, TimestampMicrosecondType};
+use datafusion::catalog::MemTable;
+use datafusion::datasource::provider_as_source;
+use datafusion::logical_expr::LogicalPlanBuilder;
+use datafusion::prelude::SessionContext;
+use tokio::sync::mpsc;
+
+use crate::error::EngineResult;
+use crate::plan::identity::ResolvedRules;
+use crate::spec::{EntityType, Space};
+use history::text;
+use identity::Occ;
+use load::Published;
+
+/// What a live value is, for the Profile API's `class`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LiveClass {
+    Custom,
+    Computed,
+    Sql,
+}
+
+/// One profile's live values.
+pub struct LiveProfile {
+    pub profile_id: String,
+    /// One row: the `profiles` columns.
+    pub row: RecordBatch,
+    /// The trait columns of `row` and what they are.
+    pub traits: Arc<Vec<(String, LiveClass)>>,
+    /// Users audiences it is a member of (true), or left live (false); the others as
+    /// published.
+    pub audiences: BTreeMap<String, bool>,
+    /// (identifier column, value).
+    pub identifiers: Vec<(String, String)>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// An audience entry or exit found live.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct LiveChange {
+    pub audience: String,
+    pub profile_id: String,
+    pub entered: bool,
+    pub at: DateTime<Utc>,
+    /// Identifier type -> values, as `audience_changes.identifiers` has them.
+    pub identifiers: BTreeMap<String, Vec<String>>,
+}
+
+/// What readers see: the profiles changed since the published run.
+#[derive(Default)]
+pub struct View {
+    /// The published run the live state starts from.
+    pub run_id: Option<String>,
+    pub profiles: HashMap<String, Arc<LiveProfile>>,
+    /// (identifier column, value) -> profile id, for identifiers seen live.
+    pub lookup: HashMap<(String, String), String>,
+    /// A profile id merged away live -> the profile it is part of.
+    pub moved: HashMap<String, String>,
+    /// Entries and exits since the published run, oldest first.
+    pub changes: Vec<LiveChange>,
+    /// Events applied since the published run.
+    pub events: u64,
+    /// Changes dropped from the front of `changes` (it keeps the last [`MAX_CHANGES`]).
+    pub dropped: u64,
+    /// The last failure of a tick, if any (the tick's events wait for the next batch run).
+    pub error: Option<String>,
+}
+
+enum Msg {
+    Rows(String, RecordBatch),
+    Reload,
+}
+
+/// One space's live engine.
+pub struct LiveSpace {
+    space: Space,
+    tx: mpsc::UnboundedSender<Msg>,
+    view: RwLock<View>,
+    /// Set when the server stops: a load cut short then is not a failure to report.
+    stopping: std::sync::atomic::AtomicBool,
+}
+
+/// What `GET /v1/spaces/{space}/live` shows.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct LiveStatus {
+    /// The published run live values start from (None until it is loaded).
+    pub run_id: Option<String>,
+    /// Events applied since that run.
+    pub events: u64,
+    /// Profiles with live values.
+    pub profiles: usize,
+    /// Entries and exits found live since that run (counting those no longer kept).
+    pub changes: u64,
+    /// The last failure, if any: its events wait for the next batch run.
+    pub error: Option<String>,
+}
+
+/// The state only the engine's task touches.
+struct Inner {
+    ctx: SessionContext,
+    published: Option<Published>,
+    /// Every batch of events received since this process started, to apply again over a new
+    /// published run (those the run read are skipped by message id).
+    received: Vec<(String, RecordBatch)>,
+    /// The published run loaded.
+    run_id: Option<String>,
+    /// Live flags of the profiles evaluated since the published run.
+    flags: HashMap<String, BTreeMap<String, bool>>,
+    /// (audience, profile) pairs that entered or exited live.
+    ever: HashSet<(String, String)>,
+    /// What the current tick found, for the readers' view.
+    stage: View,
+}
+
+impl LiveSpace {
+    /// Starts the engine of `space` (it loads the latest published run first).
+    pub fn start(space: Space) -> EngineResult<Arc<LiveSpace>> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let live = Arc::new(LiveSpace {
+            space,
+            tx,
+            view: RwLock::new(View::default()),
+            stopping: Default::default(),
+        });
+        let ctx = crate::run::session::new_session(&Default::default())?;
+        tokio::spawn(run(Arc::downgrade(&live), ctx, rx));
+        Ok(live)
+    }
+
+    /// Events the collector made durable: rows of `source` in the events preset's columns.
+    pub fn send(&self, source: &str, rows: RecordBatch) {
+        let _ = self.tx.send(Msg::Rows(source.to_string(), rows));
+    }
+
+    /// The server is stopping.
+    pub fn stop(&self) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Where the engine is.
+    pub fn status(&self) -> LiveStatus {
+        let v = self.view.read().unwrap();
+        LiveStatus {
+            run_id: v.run_id.clone(),
+            events: v.events,
+            profiles: v.profiles.len(),
+            changes: v.dropped + v.changes.len() as u64,
+            error: v.error.clone(),
+        }
+    }
+
+    /// The last `n` entries and exits found live, newest last.
+    pub fn last_changes(&self, n: usize) -> Vec<LiveChange> {
+        let v = self.view.read().unwrap();
+        v.changes[v.changes.len().saturating_sub(n)..].to_vec()
+    }
+
+    /// A batch run published: start again from it.
+    pub fn reload(&self) {
+        let _ = self.tx.send(Msg::Reload);
+    }
+
+    /// The live profile of a profile id (following live merges).
+    pub fn profile(&self, id: &str) -> Option<Arc<LiveProfile>> {
+        self.view.read().unwrap().profile(id)
+    }
+    /// The live profile an identifier belongs to, when it has been seen live.
+    pub fn find(&self, column: &str, value: &str) -> Option<Arc<LiveProfile>> {
+        self.view.read().unwrap().find(column, value)
+    }
+}
+
+impl View {
+    /// The live profile of a profile id (following live merges).
+    pub fn profile(&self, id: &str) -> Option<Arc<LiveProfile>> {
+        let mut id = id;
+        while let Some(n) = self.moved.get(id) {
+            id = n;
+        }
+        self.profiles.get(id).cloned()
+    }
+    /// The live profile an identifier belongs to, when it has been seen live.
+    pub fn find(&self, column: &str, value: &str) -> Option<Arc<LiveProfile>> {
+        let id = self.lookup.get(&(column.to_string(), value.to_string()))?;
+        self.profile(id)
+    }
+}
+
+async fn run(
+    live: std::sync::Weak<LiveSpace>,
+    ctx: SessionContext,
+    mut rx: mpsc::UnboundedReceiver<Msg>,
+) {
+    let space = match live.upgrade() {
+        Some(l) => l.space.clone(),
+        None => return,
+    };
+    let mut inner = Inner {
+        ctx,
+        published: None,
+        run_id: None,
+        received: Vec::new(),
+        flags: HashMap::new(),
+        ever: HashSet::new(),
+        stage: View::default(),
+    };
+    let mut reload = true;
+    loop {
+        if reload {
+            reload = false;
+            let mut fresh = match inner.reload(&space).await {
+                Ok(true) => Some(View {
+                    run_id: inner.run_id.clone(),
+                    ..Default::default()
+                }),
+                Ok(false) => None,
+                Err(_) if stopping(&live) => return,
+                Err(e) => {
+                    tracing::warn!(space = %space.name, "live: cannot load the published run: {e}");
+                    inner.stage.error = Some(e.to_string());
+                    None
+                }
+            };
+            // Events received since that the new run did not read, applied over it.
+            let pending = inner.received.clone();
+            if let Err(e) = inner.tick(&space, &pending).await {
+                inner.stage.error = Some(e.to_string());
+            }
+            let Some(l) = live.upgrade() else { return };
+            match fresh.as_mut() {
+                Some(f) => {
+                    f.merge(std::mem::take(&mut inner.stage));
+                    *l.view.write().unwrap() = std::mem::take(f);
+                }
+                None => l
+                    .view
+                    .write()
+                    .unwrap()
+                    .merge(std::mem::take(&mut inner.stage)),
+            }
+        }
+        let Some(first) = rx.recv().await else {
+            return;
+        };
+        // Everything that arrived, in one tick.
+        let mut batch = Vec::new();
+        let mut take = |m: Msg, batch: &mut Vec<(String, RecordBatch)>| match m {
+            Msg::Rows(s, b) => batch.push((s, b)),
+            Msg::Reload => reload = true,
+        };
+        take(first, &mut batch);
+        while let Ok(m) = rx.try_recv() {
+            take(m, &mut batch);
+        }
+        inner.received.extend(batch.iter().cloned());
+        if reload {
+            continue;
+        }
+        let started = Instant::now();
+        if let Err(e) = inner.tick(&space, &batch).await {
+            if stopping(&live) {
+                return;
+            }
+            tracing::warn!(space = %space.name, "live: {e}");
+            inner.stage.error = Some(e.to_string());
+        }
+        tracing::debug!(space = %space.name, ms = started.elapsed().as_millis() as u64, "live tick");
+        let Some(l) = live.upgrade() else { return };
+        l.view
+            .write()
+            .unwrap()
+            .merge(std::mem::take(&mut inner.stage));
+    }
+}
+
+fn stopping(live: &std::sync::Weak<LiveSpace>) -> bool {
+    live.upgrade()
+        .is_none_or(|l| l.stopping.load(std::sync::atomic::Ordering::SeqCst))
+}
+
+impl View {
+    /// Adds what a tick found.
+    fn merge(&mut self, t: View) {
+        for (m, p) in &t.moved {
+            self.profiles.remove(m);
+            self.moved.insert(m.clone(), p.clone());
+        }
+        self.profiles.extend(t.profiles);
+        self.lookup.extend(t.lookup);
+        self.changes.extend(t.changes);
+        let n = self.changes.len();
+        if n > MAX_CHANGES {
+            self.changes.drain(..n - MAX_CHANGES);
+            self.dropped += (n - MAX_CHANGES) as u64;
+        }
+        self.events += t.events;
+        if t.error.is_some() {
+            self.error = t.error;
+        }
+    }
+}
+
+/// Live changes kept for readers.
+const MAX_CHANGES: usize = 100_000;
+
+impl Inner {
+    /// Loads the latest published run when it is not the one loaded; true when it loaded one.
+    async fn reload(&mut self, space: &Space) -> EngineResult<bool> {
+        let out = crate::read::output_location(space)?;
+        let current = crate::store::manifest::read(&out).await?.map(|m| m.run_id);
+        if self.published.is_some() && current == self.run_id {
+            return Ok(false);
+        }
+        self.published = load::published(&self.ctx, space).await?;
+        self.run_id = self.published.as_ref().map(|p| p.run_id.clone());
+        self.flags.clear();
+        self.ever.clear();
+        self.stage = View::default();
+        // Batches the run read whole are not needed again.
+        if let Some(p) = &self.published {
+            self.received.retain(|(_, b)| {
+                let Ok(i) = b.schema().index_of("message_id") else {
+                    return false;
+                };
+                history::values(b.column(i))
+                    .map(|v| v.iter().flatten().any(|m| !p.history.has(m)))
+                    .unwrap_or(false)
+            });
+        }
+        Ok(true)
+    }
+
+    /// Applies events of `batches` not yet in the history, then evaluates what they touched.
+    async fn tick(&mut self, space: &Space, batches: &[(String, RecordBatch)]) -> EngineResult<()> {
+        let Some(state) = self.published.as_mut() else {
+            return Ok(());
+        };
+        if batches.is_empty() {
+            return Ok(());
+        }
+        let now = Utc::now();
+        let rules = ResolvedRules::from_spec(&space.identity);
+        let mut touched: BTreeSet<String> = BTreeSet::new();
+        let mut merged_away: Vec<String> = Vec::new();
+        let mut applied_rows: Vec<RecordBatch> = Vec::new();
+        for (source, raw) in batches {
+            let Some(src) = space.sources.iter().find(|s| &s.name == source) else {
+                continue;
+            };
+            let (events, occs) = normalize(&self.ctx, src, raw, &rules, now).await?;
+            for (row, mid, ts) in events_in_order(&events)? {
+                if state.history.has(&mid) {
+                    continue;
+                }
+                let ids = occs.get(&mid).cloned().unwrap_or_default();
+                let applied = state.graph.apply(&ids, ts);
+                let Some(p) = applied.profile else {
+                    continue;
+                };
+                let one = events.slice(row, 1);
+                state.history.add(&mid, &p, &one)?;
+                applied_rows.push(one);
+                self.stage.events += 1;
+                for m in applied.merged {
+                    touched.remove(&m);
+                    self.stage.moved.insert(m.clone(), p.clone());
+                    merged_away.push(m);
+                }
+                touched.insert(p);
+            }
+        }
+        for m in &merged_away {
+            self.flags.remove(m);
+            self.stage.profiles.remove(m);
+        }
+        if touched.is_empty() {
+            return Ok(());
+        }
+        // Custom trait keys and kinds of the identify calls applied.
+        if !applied_rows.is_empty() {
+            let schema = applied_rows[0].schema();
+            let t = MemTable::try_new(schema, vec![applied_rows])?;
+            self.ctx.deregister_table("live_applied")?;
+            self.ctx.register_table("live_applied", Arc::new(t))?;
+            let kinds =
+                crate::run::stages::profiles::trait_kinds(&self.ctx, "live_applied", "identify")
+                    .await?;
+            self.ctx.deregister_table("live_applied")?;
+            for (k, ks) in kinds {
+                state.kinds.entry(k).or_default().extend(ks);
+            }
+            state.custom = load::custom_traits(&state.kinds, &state.taken);
+        }
+        let list: Vec<String> = touched.into_iter().collect();
+        let ev = eval::evaluate(&self.ctx, space, state, &list, now.timestamp_micros()).await?;
+        // Entries and exits, against the last live flags or else the published members.
+        let was = |flags: &HashMap<String, BTreeMap<String, bool>>, p: &str, a: &str| {
+            flags
+                .get(p)
+                .and_then(|f| f.get(a).copied())
+                .unwrap_or_else(|| state.members.get(a).is_some_and(|m| m.contains(p)))
+        };
+        let ids_of = |p: &str| -> BTreeMap<String, Vec<String>> {
+            let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            if let Some(m) = state.graph.profiles.get(p) {
+                for (t, v) in m.ids.keys() {
+                    out.entry(t.clone()).or_default().push(v.clone());
+                }
+            }
+            out.values_mut().for_each(|v| v.sort());
+            out
+        };
+        // A profile merged away this tick: its membership counts as its survivor's (a batch
+        // run replaces merged-away ids by their survivors in the previous membership).
+        let mut absorbed: HashMap<String, Vec<String>> = HashMap::new();
+        for m in &merged_away {
+            absorbed
+                .entry(state.graph.current(m))
+                .or_default()
+                .push(m.clone());
+        }
+        let classes = Arc::new(classes(space, state, &ev.rows));
+        for (r, p) in list.iter().enumerate() {
+            let mut flags = BTreeMap::new();
+            for (a, f) in &ev.audiences {
+                let before = was(&self.flags, p, a)
+                    || absorbed
+                        .get(p)
+                        .is_some_and(|ms| ms.iter().any(|m| was(&self.flags, m, a)));
+                let changed = before != f[r];
+                if changed {
+                    self.ever.insert((a.clone(), p.clone()));
+                    self.stage.changes.push(LiveChange {
+                        audience: a.clone(),
+                        profile_id: p.clone(),
+                        entered: f[r],
+                        at: now,
+                        identifiers: ids_of(p),
+                    });
+                }
+                flags.insert(a.clone(), f[r]);
+            }
+            self.flags.insert(p.clone(), flags.clone());
+            // What the API shows: members, and those that left live (published entries stay).
+            let shown: BTreeMap<String, bool> = flags
+                .iter()
+                .filter(|(a, m)| **m || self.ever.contains(&((*a).clone(), p.clone())))
+                .map(|(a, m)| (a.clone(), *m))
+                .collect();
+            let identifiers: Vec<(String, String)> = state
+                .graph
+                .profiles
+                .get(p)
+                .map(|m| {
+                    m.ids
+                        .keys()
+                        .map(|(t, v)| (crate::plan::profiles::column_name(t), v.clone()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            for k in &identifiers {
+                self.stage.lookup.insert(k.clone(), p.clone());
+            }
+            self.stage.profiles.insert(
+                p.clone(),
+                Arc::new(LiveProfile {
+                    profile_id: p.clone(),
+                    row: ev.rows.slice(r, 1),
+                    traits: classes.clone(),
+                    audiences: shown,
+                    identifiers,
+                    updated_at: now,
+                }),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The trait columns of live rows and what each is.
+fn classes(space: &Space, state: &Published, rows: &RecordBatch) -> Vec<(String, LiveClass)> {
+    let computed: BTreeSet<&str> = space
+        .traits
+        .iter()
+        .filter(|t| t.entity == EntityType::Users)
+        .map(|t| t.key.as_str())
+        .collect();
+    let mut out = Vec::new();
+    for f in rows.schema().fields() {
+        let n = f.name();
+        let class = if computed.contains(n.as_str()) {
+            LiveClass::Computed
+        } else if state.custom.iter().any(|c| &c.column == n) {
+            LiveClass::Custom
+        } else if state.sql_columns.contains(n) {
+            LiveClass::Sql
+        } else {
+            continue;
+        };
+        out.push((n.clone(), class));
+    }
+    out
+}
+
+/// The normalized events of `raw` (a batch of the events preset's columns) and each event's
+/// usable identifiers, by message id, as a batch run finds them.
+async fn normalize(
+    ctx: &SessionContext,
+    src: &crate::spec::SourceDef,
+    raw: &RecordBatch,
+    rules: &ResolvedRules,
+    now: DateTime<Utc>,
+) -> EngineResult<(RecordBatch, HashMap<String, Vec<Occ>>)> {
+    use crate::plan::events as ev;
+    let t = MemTable::try_new(raw.schema(), vec![vec![raw.clone()]])?;
+    let scan = LogicalPlanBuilder::scan(src.name.as_str(), provider_as_source(Arc::new(t)), None)?
+        .build()?;
+    let table = ev::SourceTable {
+        source: src.name.clone(),
+        preset: src.preset,
+        table: src.name.clone(),
+        kind: ev::TableKind::Events,
+        partition_column: src.partition_column.clone(),
+        scan,
+    };
+    let Some(normalized) = ev::union_tables(&[table])? else {
+        return Ok((RecordBatch::new_empty(raw.schema()), HashMap::new()));
+    };
+    let events =
+        crate::plan::history::valid_events(ev::classify(normalized)?, now.timestamp_micros())?;
+    let df = ctx.execute_logical_plan(events.clone()).await?;
+    let schema = Arc::new(df.schema().as_arrow().clone());
+    let events_batch = datafusion::arrow::compute::concat_batches(&schema, &df.collect().await?)?;
+    let mut occs: HashMap<String, Vec<Occ>> = HashMap::new();
+    if let Some(plan) = crate::plan::identity::occurrences(ctx, events, rules)? {
+        for b in ctx.execute_logical_plan(plan).await?.collect().await? {
+            let s = b.schema();
+            let col = |n: &str| -> EngineResult<_> { Ok(text(b.column(s.index_of(n)?))?) };
+            let (mid, ty, val) = (col("message_id")?, col("id_type")?, col("id_value")?);
+            let violation = b.column(s.index_of("violation")?);
+            let rank =
+                datafusion::arrow::compute::cast(b.column(s.index_of("rank")?), &DataType::Int64)?;
+            let rank = rank.as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+            let node =
+                datafusion::arrow::compute::cast(b.column(s.index_of("node")?), &DataType::Int64)?;
+            let node = node.as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+            for i in 0..b.num_rows() {
+                if violation.is_valid(i) {
+                    continue;
+                }
+                occs.entry(mid.value(i).to_string()).or_default().push(Occ {
+                    rank: rank.value(i) as usize,
+                    id_type: ty.value(i).to_string(),
+                    id_value: val.value(i).to_string(),
+                    node: node.value(i),
+                });
+            }
+        }
+    }
+    for v in occs.values_mut() {
+        v.sort_by(|a, b| (a.rank, &a.id_value).cmp(&(b.rank, &b.id_value)));
+    }
+    Ok((events_batch, occs))
+}
+
+/// (row, message id, timestamp micros) of every event, in the order the batch replays them.
+fn events_in_order(b: &RecordBatch) -> EngineResult<Vec<(usize, String, i64)>> {
+    let s = b.schema();
+    let mid = text(b.column(s.index_of("message_id")?))?;
+    let ts = datafusion::arrow::compute::cast(
+        b.column(s.index_of("timestamp")?),
+        &DataType::Timestamp(TimeUnit::Microsecond, None),
+    )?;
+    let ts = ts.as_primitive::<TimestampMicrosecondType>();
+    let mut out: Vec<(usize, String, i64)> = (0..b.num_rows())
+        .map(|i| (i, mid.value(i).to_string(), ts.value(i)))
+        .collect();
+    out.sort_by(|a, b| (a.2, &a.1).cmp(&(b.2, &b.1)));
+    Ok(out)
+}
