@@ -181,6 +181,31 @@ impl LiveSpace {
         v.changes[v.changes.len().saturating_sub(n)..].to_vec()
     }
 
+    /// The entries and exits found live after the first `seen` of those since the published
+    /// run `run_id` (from the first when the engine has moved to another run); also the run it
+    /// is on and how many it has found since.
+    pub fn changes_since(
+        &self,
+        run_id: Option<&str>,
+        seen: u64,
+    ) -> (Option<String>, Vec<LiveChange>, u64) {
+        let v = self.view.read().unwrap();
+        let total = v.dropped + v.changes.len() as u64;
+        let seen = if v.run_id.as_deref() == run_id {
+            seen
+        } else {
+            0
+        };
+        let from = seen.saturating_sub(v.dropped) as usize;
+        let new = v.changes[from.min(v.changes.len())..].to_vec();
+        (v.run_id.clone(), new, total)
+    }
+
+    /// The space.
+    pub fn space(&self) -> &Space {
+        &self.space
+    }
+
     /// A batch run published: start again from it.
     pub fn reload(&self) {
         let _ = self.tx.send(Msg::Reload);

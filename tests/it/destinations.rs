@@ -33,16 +33,16 @@ enum Behave {
 
 /// One request as the receiver saw it.
 #[derive(Clone, Debug)]
-struct Req {
+pub(crate) struct Req {
     at: Instant,
     /// The status answered; 0 for a stalled or hung request.
     status: u16,
     auth: Option<String>,
-    batch: Vec<Value>,
+    pub(crate) batch: Vec<Value>,
 }
 
 #[derive(Default)]
-struct Recv {
+pub(crate) struct Recv {
     script: VecDeque<Behave>,
     /// Messages whose userId is here get a 400 (and so does any batch holding one).
     poison: HashSet<String>,
@@ -53,7 +53,7 @@ struct Recv {
     requests: Vec<Req>,
 }
 
-type Shared = Arc<Mutex<Recv>>;
+pub(crate) type Shared = Arc<Mutex<Recv>>;
 
 async fn hook(State(s): State<Shared>, headers: HeaderMap, body: String) -> Response {
     let v: Value = serde_json::from_str(&body).expect("a JSON body");
@@ -107,7 +107,7 @@ async fn hook(State(s): State<Shared>, headers: HeaderMap, body: String) -> Resp
 }
 
 /// Starts a receiver on 127.0.0.1:0; returns its URL and its state.
-async fn receiver() -> (String, Shared) {
+pub(crate) async fn receiver() -> (String, Shared) {
     let state: Shared = Arc::default();
     let app = Router::new()
         .route("/batch", post(hook))
@@ -118,7 +118,7 @@ async fn receiver() -> (String, Shared) {
     (url, state)
 }
 
-fn requests(s: &Shared) -> Vec<Req> {
+pub(crate) fn requests(s: &Shared) -> Vec<Req> {
     s.lock().unwrap().requests.clone()
 }
 

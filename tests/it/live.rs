@@ -37,6 +37,7 @@ fn start(dir: &Path, api: u16, collect: u16) -> Server {
     Server(
         Command::new(cohort_bin())
             .current_dir(dir)
+            .env("CRM_WEBHOOK_TOKEN", "t-crm")
             .args(["serve", "myspace", "--no-schedule", "--token", "store=tok"])
             .args(["--api-addr", &format!("127.0.0.1:{api}")])
             .args(["--sql-addr", &format!("127.0.0.1:{}", free_port())])
@@ -179,6 +180,11 @@ async fn live_values_equal_a_batch_run_over_the_same_events() {
         )
         .unwrap();
     }
+    // The starter space's webhook, pointed at a receiver here.
+    let (hook, received) = crate::destinations::receiver().await;
+    let dest = root.join("myspace/destinations/crm_webhook.yaml");
+    let yaml = std::fs::read_to_string(&dest).unwrap();
+    std::fs::write(&dest, yaml.replace("http://127.0.0.1:8787/v1/batch", &hook)).unwrap();
     let validated = cohort(root, &["validate", "myspace"]);
     assert!(
         validated.contains("live   computed trait  average_order_90d")
@@ -285,6 +291,30 @@ async fn live_values_equal_a_batch_run_over_the_same_events() {
     assert!(
         entered.contains(&("cart_abandoners", "live-new-1")),
         "live changes: {status}"
+    );
+    // The customer entered `big_spenders` live, and its destination heard it within seconds.
+    assert!(
+        entered.contains(&("big_spenders", user.as_str())),
+        "{status}"
+    );
+    let heard = |what: &str| {
+        crate::destinations::requests(&received)
+            .iter()
+            .flat_map(|r| r.batch.clone())
+            .filter(|m| m["userId"] == user.as_str() && m["event"] == what)
+            .count()
+    };
+    let waiting = Instant::now();
+    while heard("Audience Entered") == 0 {
+        assert!(
+            waiting.elapsed() < Duration::from_secs(30),
+            "the webhook never heard the live entry"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!(
+        "webhook heard the entry {:?} after the answer",
+        sent.elapsed()
     );
     let as_of = live_user["total_revenue"]["updated_at"]
         .as_str()

@@ -262,6 +262,12 @@ pub(in crate::cli) async fn serve(args: ServeArgs, spaces: Vec<Space>) -> Result
     let collecting = match collector {
         Some((c, listener)) => {
             let listener = tokio::net::TcpListener::from_std(listener)?;
+            // Live entries and exits go to destinations as they are found.
+            for s in &served {
+                if let Some(l) = c.live(s.name()) {
+                    tokio::spawn(crate::serve::destinations::live::run(l));
+                }
+            }
             let app = collect::router(c.clone());
             let server = axum::serve(api::JsonErrorListener(listener), app)
                 .with_graceful_shutdown(stopped(stop_rx.clone()));

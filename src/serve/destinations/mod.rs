@@ -14,6 +14,7 @@
 
 mod dead_letter;
 mod deliver;
+pub mod live;
 mod outbox;
 mod plan;
 
@@ -177,8 +178,20 @@ async fn sync_destination(
             {
                 let msgs =
                     plan::plan(&space.name, published, dest, audience, through.as_deref()).await?;
+                // Changes live delivery already sent are not sent again.
+                let _guard = live::STATE.lock().await;
+                let mut sent = pair.live_sent().await?;
+                let changed: std::collections::BTreeSet<String> =
+                    msgs.iter().map(|m| m.profile_id.clone()).collect();
+                let msgs: Vec<_> = msgs
+                    .into_iter()
+                    .filter(|m| sent.get(&m.profile_id) != Some(&m.change))
+                    .collect();
+                // A run's change settles what live delivery sent for that profile.
+                sent.retain(|p, _| !changed.contains(p));
                 rep.planned += msgs.len() as u64;
                 pair.write_outbox(&published.run_id, &msgs).await?;
+                pair.set_live_sent(&sent).await?;
             }
             for run in pair.outboxes().await? {
                 deliver_outbox(out, &pair, &run, dest, &audience.key, &mut sender, rep).await?;

@@ -7,7 +7,10 @@
 //! - `outbox/<run_id>.cursor`: how many of them are settled (delivered or dead-lettered),
 //!   rewritten after every batch;
 //! - `state.json`: `{"planned_through": run_id}`, the last run whose outbox is settled and
-//!   gone.
+//!   gone;
+//! - `live.json`: profile id -> `entered` / `exited`, what `cohort serve` delivered live since
+//!   the runs planned so far; the next plan leaves out a change the destination has already
+//!   had and forgets the entry.
 //!
 //! A run is planned once: the newest of `planned_through` and the outboxes' runs is where the
 //! next plan starts. A process killed mid-delivery leaves the outbox and its cursor; the next
@@ -90,6 +93,30 @@ impl Pair {
                 reason: e.to_string(),
             }),
             None => Ok(PairState::default()),
+        }
+    }
+
+    /// What live delivery sent since the last plan: profile id -> `entered` / `exited`.
+    pub async fn live_sent(&self) -> Result<std::collections::BTreeMap<String, String>, SyncError> {
+        match self.get("live.json").await? {
+            Some(b) => serde_json::from_slice(&b).map_err(|e| SyncError::Corrupt {
+                what: self.url("live.json"),
+                reason: e.to_string(),
+            }),
+            None => Ok(Default::default()),
+        }
+    }
+
+    pub async fn set_live_sent(
+        &self,
+        sent: &std::collections::BTreeMap<String, String>,
+    ) -> Result<(), SyncError> {
+        match sent.is_empty() {
+            true => self.delete("live.json").await,
+            false => {
+                let body = serde_json::to_vec(sent).map_err(|e| SyncError::State(e.to_string()))?;
+                self.put("live.json", body).await
+            }
         }
     }
 

@@ -348,6 +348,34 @@ fn messages(
     out
 }
 
+/// The messages of one live entry or exit of `profile_id` (found `at`, the `seq`-th since the
+/// published run `run_id`), as a run's change would give them.
+#[allow(clippy::too_many_arguments)]
+pub fn live_messages(
+    space: &str,
+    dest: &DestinationDef,
+    audience: &AudienceDef,
+    run_id: &str,
+    seq: u64,
+    profile_id: &str,
+    entered: bool,
+    at: &str,
+    ids: BTreeMap<String, Vec<String>>,
+) -> Vec<OutMessage> {
+    messages(
+        space,
+        dest,
+        audience,
+        vec![Change {
+            run_id: format!("live:{run_id}:{seq}"),
+            timestamp: at.to_string(),
+            profile_id: profile_id.to_string(),
+            entered,
+            ids,
+        }],
+    )
+}
+
 /// The messages due for (`dest`, `audience`): every member when nothing was planned before
 /// (`after` is None), else the changes of the runs after `after`.
 pub async fn plan(
