@@ -319,9 +319,13 @@ fn main() {
         percentile(&s, 1.0)
     );
     println!(
-        "live_p99_vs_goal_1s={:.2}x live_events_applied={} live_error={}",
+        "live_p99_vs_goal_1s={:.2}x live_events_applied={} live_ticks={} last_tick_events={} \
+         last_tick_ms={} live_error={}",
         percentile(&s, 0.99) / 1000.0,
         status["live"]["events"],
+        status["live"]["ticks"],
+        status["live"]["last_tick_events"],
+        status["live"]["last_tick_ms"],
         status["live"]["error"]
     );
 }

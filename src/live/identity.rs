@@ -230,6 +230,69 @@ mod tests {
         }
     }
 
+    /// The live graph, fed one event at a time, ends where `identity::replay` (the batch's
+    /// sequential reference) ends for the same events: the same identifiers, each in the
+    /// profile named after the same identifier. Random events over a few identifiers of three
+    /// types with small limits, so that merges and limit drops are common.
+    #[test]
+    fn event_by_event_equals_the_sequential_replay() {
+        let types = [("user_id", 1u64), ("email", 2), ("anonymous_id", 3)];
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        for case in 0..300 {
+            let mut g = Graph::new(
+                &types
+                    .iter()
+                    .map(|(t, l)| (t.to_string(), *l))
+                    .collect::<Vec<_>>(),
+            );
+            let mut events: Vec<Vec<crate::identity::replay::Occurrence>> = Vec::new();
+            for e in 0..(5 + next(25)) {
+                let mut ids: Vec<Occ> = Vec::new();
+                for _ in 0..(1 + next(3)) {
+                    let r = next(3) as usize;
+                    let v = format!("v{}", next(6));
+                    if !ids.iter().any(|o| o.rank == r && o.id_value == v) {
+                        ids.push(occ(r, types[r].0, &v));
+                    }
+                }
+                ids.sort_by(|a, b| (a.rank, &a.id_value).cmp(&(b.rank, &b.id_value)));
+                events.push(
+                    ids.iter()
+                        .map(|o| crate::identity::replay::Occurrence {
+                            node: o.node,
+                            type_idx: o.rank,
+                        })
+                        .collect(),
+                );
+                g.apply(&ids, 1_000 + e as i64);
+            }
+            let r = crate::identity::replay::replay(
+                &events,
+                &types.iter().map(|t| t.1).collect::<Vec<_>>(),
+            );
+            let mut owned = 0;
+            for (profile, m) in &g.profiles {
+                for (t, v) in m.ids.keys() {
+                    let node = crate::functions::node_code(t, v);
+                    let key = r.node_profile.get(&node).copied();
+                    assert_eq!(
+                        key.map(crate::identity::new_profile_id).as_deref(),
+                        Some(profile.as_str()),
+                        "case {case}: {t}:{v}"
+                    );
+                    owned += 1;
+                }
+            }
+            assert_eq!(owned, r.node_profile.len(), "case {case}");
+        }
+    }
+
     #[test]
     fn merges_within_limits_and_drops_past_them() {
         let mut g = Graph::new(&[("user_id".into(), 1), ("anonymous_id".into(), 5)]);

@@ -87,6 +87,9 @@ pub struct View {
     pub events: u64,
     /// Changes dropped from the front of `changes` (it keeps the last [`MAX_CHANGES`]).
     pub dropped: u64,
+    pub ticks: u64,
+    pub last_tick_events: u64,
+    pub last_tick_ms: u64,
     /// The last failure of a tick, if any (the tick's events wait for the next batch run).
     pub error: Option<String>,
 }
@@ -118,6 +121,10 @@ pub struct LiveStatus {
     pub changes: u64,
     /// The last failure, if any: its events wait for the next batch run.
     pub error: Option<String>,
+    /// Ticks since that run, and the events and milliseconds of the last one.
+    pub ticks: u64,
+    pub last_tick_events: u64,
+    pub last_tick_ms: u64,
 }
 
 /// The state only the engine's task touches.
@@ -172,6 +179,9 @@ impl LiveSpace {
             profiles: v.profiles.len(),
             changes: v.dropped + v.changes.len() as u64,
             error: v.error.clone(),
+            ticks: v.ticks,
+            last_tick_events: v.last_tick_events,
+            last_tick_ms: v.last_tick_ms,
         }
     }
 
@@ -315,7 +325,9 @@ async fn run(
             tracing::warn!(space = %space.name, "live: {e}");
             inner.stage.error = Some(e.to_string());
         }
-        tracing::debug!(space = %space.name, ms = started.elapsed().as_millis() as u64, "live tick");
+        inner.stage.ticks = 1;
+        inner.stage.last_tick_events = batch.iter().map(|(_, b)| b.num_rows() as u64).sum();
+        inner.stage.last_tick_ms = started.elapsed().as_millis() as u64;
         let Some(l) = live.upgrade() else { return };
         l.view
             .write()
@@ -345,6 +357,11 @@ impl View {
             self.dropped += (n - MAX_CHANGES) as u64;
         }
         self.events += t.events;
+        self.ticks += t.ticks;
+        if t.ticks > 0 {
+            self.last_tick_events = t.last_tick_events;
+            self.last_tick_ms = t.last_tick_ms;
+        }
         if t.error.is_some() {
             self.error = t.error;
         }
@@ -394,11 +411,18 @@ impl Inner {
         let mut touched: BTreeSet<String> = BTreeSet::new();
         let mut merged_away: Vec<String> = Vec::new();
         let mut applied_rows: Vec<RecordBatch> = Vec::new();
+        // One normalization per source for the whole tick (its plans cost the same for one
+        // event as for thousands).
+        let mut by_source: BTreeMap<&str, Vec<RecordBatch>> = BTreeMap::new();
         for (source, raw) in batches {
-            let Some(src) = space.sources.iter().find(|s| &s.name == source) else {
+            by_source.entry(source).or_default().push(raw.clone());
+        }
+        for (source, raws) in by_source {
+            let Some(src) = space.sources.iter().find(|s| s.name == source) else {
                 continue;
             };
-            let (events, occs) = normalize(&self.ctx, src, raw, &rules, now).await?;
+            let raw = datafusion::arrow::compute::concat_batches(&raws[0].schema(), &raws)?;
+            let (events, occs) = normalize(&self.ctx, src, &raw, &rules, now).await?;
             for (row, mid, ts) in events_in_order(&events)? {
                 if state.history.has(&mid) {
                     continue;
