@@ -62,9 +62,11 @@ pub async fn evaluate(
             .get(p)
             .map(|m| m.absorbed.clone())
             .unwrap_or_default();
-        batches.extend(state.history.of(p, &absorbed)?);
+        batches.push(state.history.batch_of(p, &absorbed)?);
     }
-    let pe = mem("profile_events", state.history.schema(), batches)?;
+    // Few large batches: DataFusion's cost is per batch as much as per row.
+    let all = concat_batches(&state.history.schema(), &batches)?;
+    let pe = mem("profile_events", state.history.schema(), vec![all])?;
     // Their identifiers.
     let id_schema = Arc::new(Schema::new(vec![
         Field::new("profile_id", DataType::Utf8, false),

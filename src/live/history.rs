@@ -68,11 +68,20 @@ impl History {
     pub fn add(&mut self, message_id: &str, profile: &str, row: &RecordBatch) -> Result<()> {
         self.seen.insert(message_id.to_string());
         let batch = self.conform(row, profile)?;
-        self.added
-            .entry(profile.to_string())
-            .or_default()
-            .push(batch);
+        let added = self.added.entry(profile.to_string()).or_default();
+        added.push(batch);
+        // One-row batches cost more than their rows: keep few per profile.
+        if added.len() >= 16 {
+            let one = concat_batches(&self.schema, added.iter())?;
+            *added = vec![one];
+        }
         Ok(())
+    }
+
+    /// Every event of `profile` and of the profiles merged into it, labelled `profile`, as one
+    /// batch.
+    pub fn batch_of(&self, profile: &str, absorbed: &BTreeSet<String>) -> Result<RecordBatch> {
+        Ok(concat_batches(&self.schema, &self.of(profile, absorbed)?)?)
     }
 
     /// Every event of `profile` and of the profiles merged into it, labelled `profile`.
