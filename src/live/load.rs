@@ -133,8 +133,15 @@ pub async fn published(ctx: &SessionContext, space: &Space) -> EngineResult<Opti
     for b in collect(ctx, mids).await? {
         seen.extend(values(b.column(0))?.into_iter().flatten());
     }
-    let mut cols: Vec<_> = EVENT_COLUMNS.into_iter().map(col).collect();
-    cols.push(col("profile_id"));
+    // Plain strings: a slice of a string view keeps the whole batch's buffers, so the
+    // per-profile slices the live engine concatenates would copy them again and again.
+    let plain = |c: &str| match c {
+        "timestamp" => col(c),
+        _ => datafusion::logical_expr::cast(col(c), datafusion::arrow::datatypes::DataType::Utf8)
+            .alias(c),
+    };
+    let mut cols: Vec<_> = EVENT_COLUMNS.into_iter().map(plain).collect();
+    cols.push(plain("profile_id"));
     let with_profile = LogicalPlanBuilder::from(events)
         .filter(col("profile_id").is_not_null())?
         .project(cols)?

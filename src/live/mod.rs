@@ -450,7 +450,8 @@ impl Inner {
         // Custom trait keys and kinds of the identify calls applied.
         if !applied_rows.is_empty() {
             let schema = applied_rows[0].schema();
-            let t = MemTable::try_new(schema, vec![applied_rows])?;
+            let one = datafusion::arrow::compute::concat_batches(&schema, &applied_rows)?;
+            let t = MemTable::try_new(schema, vec![vec![one]])?;
             self.ctx.deregister_table("live_applied")?;
             self.ctx.register_table("live_applied", Arc::new(t))?;
             let kinds =
