@@ -288,6 +288,10 @@ fn main() {
                     break;
                 }
                 if answered.elapsed() > Duration::from_secs(30) {
+                    eprintln!(
+                        "sample {currency} of {user} not seen in 30 s: {:?}",
+                        get_json(&client, &traits).await
+                    );
                     samples.push(answered.elapsed());
                     break;
                 }

@@ -28,10 +28,11 @@ use crate::plan::profiles::{
 use crate::plan::traits::{TraitQuery, computed_traits_plan, empty_value};
 use crate::spec::{EntityType, Space};
 
-/// Live values of some profiles: their rows (the `profiles` columns) and each users audience's
-/// membership, in the same row order.
+/// Live values of some profiles: their rows (the `profiles` columns, in no particular order),
+/// each profile's row, and each users audience's membership by row.
 pub struct Evaluated {
     pub rows: RecordBatch,
+    pub row_of: std::collections::HashMap<String, usize>,
     pub audiences: Vec<(String, Vec<bool>)>,
 }
 
@@ -236,7 +237,11 @@ pub async fn evaluate(
         }
         audiences = flags.into_iter().collect();
     }
-    Ok(Evaluated { rows, audiences })
+    Ok(Evaluated {
+        rows,
+        row_of: order,
+        audiences,
+    })
 }
 
 /// Profile id -> row.

@@ -492,7 +492,11 @@ impl Inner {
                 .push(m.clone());
         }
         let classes = Arc::new(classes(space, state, &ev.rows));
-        for (r, p) in list.iter().enumerate() {
+        // A plan's rows come in no particular order: each profile's row by its id.
+        for p in &list {
+            let Some(&r) = ev.row_of.get(p) else {
+                continue;
+            };
             let mut flags = BTreeMap::new();
             for (a, f) in &ev.audiences {
                 let before = was(&self.flags, p, a)
