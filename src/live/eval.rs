@@ -106,14 +106,7 @@ pub async fn evaluate(
     ];
     let ids_batch = RecordBatch::try_new(id_schema.clone(), cols)?;
     let identities = mem("identities", id_schema, vec![ids_batch])?;
-    let id_cols: Vec<IdColumn> = rules
-        .types
-        .iter()
-        .map(|t| IdColumn {
-            id_type: t.id_type.clone(),
-            single: t.limit == 1,
-        })
-        .collect();
+    let id_cols = IdColumn::of_rules(&rules);
     let base = profile_base_plan(identities, &id_cols)?;
     let mut tables = Vec::new();
     if !state.custom.is_empty() {

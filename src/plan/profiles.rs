@@ -106,6 +106,21 @@ pub struct IdColumn {
     pub single: bool,
 }
 
+impl IdColumn {
+    /// The identifier columns of a profile, in the rules' priority order (a type with limit 1
+    /// is one value, any other a list).
+    pub fn of_rules(rules: &crate::plan::identity::ResolvedRules) -> Vec<IdColumn> {
+        rules
+            .types
+            .iter()
+            .map(|t| IdColumn {
+                id_type: t.id_type.clone(),
+                single: t.limit == 1,
+            })
+            .collect()
+    }
+}
+
 /// One row per profile of `identities` (`profile_id, id_type, id_value, first_seen,
 /// last_seen`): first and last seen, and a column per identifier type (its value when the
 /// type's limit is 1, else the sorted list of values).

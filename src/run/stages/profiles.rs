@@ -266,14 +266,7 @@ pub async fn run(rc: &mut RunCtx<'_>, sql_traits: &[SqlTraitResult]) -> EngineRe
         .into_unoptimized_plan();
 
     // Names already taken: fixed columns, identifier columns, computed and SQL traits.
-    let ids: Vec<IdColumn> = rules
-        .types
-        .iter()
-        .map(|t| IdColumn {
-            id_type: t.id_type.clone(),
-            single: t.limit == 1,
-        })
-        .collect();
+    let ids = IdColumn::of_rules(rules);
     let mut taken: BTreeSet<String> = PROFILE_COLUMNS.iter().map(|s| s.to_string()).collect();
     taken.extend(ids.iter().map(|i| column_name(&i.id_type)));
     taken.extend(
