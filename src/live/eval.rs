@@ -25,7 +25,7 @@ use crate::plan::identity::ResolvedRules;
 use crate::plan::profiles::{
     IdColumn, TraitTable, custom_traits_plan, join_traits, profile_base_plan,
 };
-use crate::plan::traits::{TraitQuery, computed_traits_plan, empty_value};
+use crate::plan::traits::empty_value;
 use crate::spec::{EntityType, Space};
 
 /// Live values of some profiles: their rows (the `profiles` columns, in no particular order),
@@ -123,17 +123,14 @@ pub async fn evaluate(
                 .collect(),
         });
     }
-    let parsed = crate::run::stages::profiles::parsed_traits(space, EntityType::Users)?;
-    if !parsed.is_empty() {
-        let queries: Vec<TraitQuery<'_>> = parsed
-            .iter()
-            .map(|(d, q)| TraitQuery {
-                key: &d.key,
-                query: q,
-            })
-            .collect();
-        let (plan, cols) = computed_traits_plan(pe.clone(), "profile_id", &queries, as_of_micros)
-            .map_err(|e| EngineError::Definition(e.message))?;
+    if let Some((plan, cols)) = crate::run::stages::profiles::traits_table(
+        space,
+        EntityType::Users,
+        pe.clone(),
+        "profile_id",
+        as_of_micros,
+        &|_| true,
+    )? {
         tables.push(TraitTable {
             plan,
             key: "profile_id".into(),

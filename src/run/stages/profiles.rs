@@ -79,7 +79,7 @@ fn diagnostic_error(space: &Space, d: &Diagnostic) -> EngineError {
 }
 
 /// Compiles the computed traits of `entity` over `events` grouped by `key`.
-fn traits_table(
+pub fn traits_table(
     space: &Space,
     entity: EntityType,
     events: LogicalPlan,
