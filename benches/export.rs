@@ -233,6 +233,7 @@ async fn publish(space: &cohort::spec::Space, profiles: u64, members: u64) -> u6
         custom_trait_kinds: None,
         kept: None,
         sql_traits: None,
+        first_seen: None,
     };
     manifest::write(&out, &m).await.expect("manifest");
     println!(

@@ -250,6 +250,7 @@ async fn write_published(root: &Path, n: usize) {
             custom_trait_kinds: None,
             kept: None,
             sql_traits: None,
+            first_seen: None,
         },
     )
     .await

@@ -24,6 +24,9 @@ use crate::store::manifest;
 /// A published run in memory.
 pub struct Published {
     pub run_id: String,
+    /// The space with each computed trait's and audience's first appearance as the run's
+    /// manifest records it (what `backfill: false` counts from; see [`crate::run::backfill`]).
+    pub space: Space,
     pub graph: Graph,
     pub history: History,
     /// Every published profile row, and each profile's row in it.
@@ -203,8 +206,12 @@ pub async fn published(ctx: &SessionContext, space: &Space) -> EngineResult<Opti
     taken.extend(computed);
     taken.extend(sql_columns.iter().cloned());
     let custom = custom_traits(&kinds, &taken);
+    let as_of = chrono::DateTime::parse_from_rfc3339(&m.as_of)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .unwrap_or_else(|_| chrono::Utc::now());
     Ok(Some(Published {
         run_id: m.run_id.clone(),
+        space: crate::run::backfill::resolve(space, Some(&m), as_of),
         graph,
         history,
         profiles,

@@ -464,7 +464,14 @@ impl Inner {
             state.custom = load::custom_traits(&state.kinds, &state.taken);
         }
         let list: Vec<String> = touched.into_iter().collect();
-        let ev = eval::evaluate(&self.ctx, space, state, &list, now.timestamp_micros()).await?;
+        let ev = eval::evaluate(
+            &self.ctx,
+            &state.space,
+            state,
+            &list,
+            now.timestamp_micros(),
+        )
+        .await?;
         // Entries and exits, against the last live flags or else the published members.
         let was = |flags: &HashMap<String, BTreeMap<String, bool>>, p: &str, a: &str| {
             flags

@@ -258,7 +258,7 @@ impl Reads {
                         self.windows.insert(d.seconds());
                     }
                 }
-                Filter::Within { .. } => {}
+                Filter::Within { .. } | Filter::Since { .. } => {}
             }
         }
         if let Some(arg) = chain.reducer.as_ref().and_then(|r| r.arg.as_ref()) {

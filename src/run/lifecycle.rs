@@ -140,6 +140,8 @@ async fn stages_then_publish(
     scratch: &scratch::Scratch,
 ) -> EngineResult<manifest::Manifest> {
     let sink = StageSink::Materialize;
+    let previous = manifest::read(out).await?;
+    let space = &super::backfill::resolve(space, previous.as_ref(), rec.as_of);
     let mut rc = RunCtx::new(
         space,
         opts,

@@ -18,6 +18,7 @@
 //! 5. `publish` (a run) or the published tables' record (a script).
 
 pub mod abandoned;
+pub mod backfill;
 pub mod ctx;
 pub mod due;
 pub mod edited;
@@ -114,6 +115,8 @@ pub async fn evaluate(
 ) -> EngineResult<Evaluation> {
     let scratch = ctx::new_scratch(opts)?;
     let sink = sink::StageSink::Materialize;
+    let previous = crate::store::manifest::read(out).await?;
+    let space = &backfill::resolve(space, previous.as_ref(), rec.as_of);
     let mut rc = RunCtx::new(space, opts, progress, out.clone(), rec, scratch, sink)?;
     evaluate_stages(&mut rc).await?;
     Ok(Evaluation {

@@ -95,6 +95,7 @@ pub(super) async fn publish(
         custom_trait_kinds: rec.profiles.as_ref().map(|p| p.custom_kinds.clone()),
         kept: Some(rc.kept.clone()).filter(|k| !k.is_empty()),
         sql_traits: rec.profiles.as_ref().map(|p| p.sql_states.clone()),
+        first_seen: Some(super::backfill::first_seen(rc.space)),
     };
     manifest::write(out, &m).await?;
     rc.progress.stage_finished("publish", t.elapsed());

@@ -123,6 +123,7 @@ pub(super) async fn record_failure(
         custom_trait_kinds: None,
         kept: None,
         sql_traits: None,
+        first_seen: None,
     });
     m.tables.insert(published::RUNS.into(), v);
     manifest::write(out, &m).await?;

@@ -18,7 +18,8 @@ use crate::spec::{Preset, Space};
 pub async fn steps(space: &Space, as_of: DateTime<Utc>) -> EngineResult<Vec<Step>> {
     // A first run: the previous run's tables must not be seen, so the output is a fresh folder.
     let out_dir = tempfile::tempdir().map_err(crate::error::StoreError::from)?;
-    let mut space = space.clone();
+    // Every definition first appears in this first run.
+    let mut space = super::backfill::resolve(space, None, as_of);
     space.output = out_dir.path().display().to_string();
     let opts = RunOptions {
         as_of: Some(as_of),

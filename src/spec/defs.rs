@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use chrono::{DateTime, Utc};
+
 use super::{DestinationDef, Diagnostic, Loc, Preset};
 
 /// A whole space folder, checked for syntax and shape.
@@ -164,6 +166,11 @@ pub struct ComputedTraitDef {
     pub entity: EntityType,
     pub schedule: Option<String>,
     pub description: Option<String>,
+    /// `backfill:` (default true). When false, only events after [`Self::first_seen`] count.
+    pub backfill: bool,
+    /// When the definition first appeared in the space's run history (the as-of of the first
+    /// run that had it); set by a run or the live engine from the manifest, None elsewhere.
+    pub first_seen: Option<DateTime<Utc>>,
 }
 
 /// queries/<key>.sql with its optional queries/<key>.yaml sidecar.
@@ -199,6 +206,10 @@ pub struct AudienceDef {
     pub destinations: Vec<String>,
     pub schedule: Option<String>,
     pub description: Option<String>,
+    /// As [`ComputedTraitDef::backfill`].
+    pub backfill: bool,
+    /// As [`ComputedTraitDef::first_seen`].
+    pub first_seen: Option<DateTime<Utc>>,
 }
 
 /// The result of loading a space: the space when it has no errors, and every problem found.

@@ -10,9 +10,9 @@ use super::values::{duration, entity, is_snake_case, schedule, to_snake_case};
 use super::yaml::{Map, Node, Reader};
 use super::{AudienceDef, ComputedTraitDef, Diagnostic, Loc, SqlTraitDef, suggest};
 
-const TRAIT_KEYS: [&str; 4] = ["query", "type", "schedule", "description"];
+const TRAIT_KEYS: [&str; 5] = ["query", "type", "schedule", "description", "backfill"];
 const SIDECAR_KEYS: [&str; 4] = ["description", "schedule", "id_column", "timeout"];
-const AUDIENCE_KEYS: [&str; 7] = [
+const AUDIENCE_KEYS: [&str; 8] = [
     "name",
     "query",
     "type",
@@ -20,6 +20,7 @@ const AUDIENCE_KEYS: [&str; 7] = [
     "destinations",
     "schedule",
     "description",
+    "backfill",
 ];
 
 /// Everything read from the definition folders.
@@ -381,6 +382,7 @@ fn read_trait(r: &mut Reader<'_>, key: Option<String>) -> Option<ComputedTraitDe
     let entity = entity(r, &map);
     let schedule = schedule(r, &map);
     let description = r.opt_string(&map, "description");
+    let backfill = backfill(r, &map);
     let (query, query_loc) = query?;
     Some(ComputedTraitDef {
         key: key?,
@@ -390,6 +392,8 @@ fn read_trait(r: &mut Reader<'_>, key: Option<String>) -> Option<ComputedTraitDe
         entity,
         schedule,
         description,
+        backfill,
+        first_seen: None,
     })
 }
 
@@ -429,6 +433,7 @@ fn read_audience(
     });
     let schedule = schedule(r, &map);
     let description = r.opt_string(&map, "description");
+    let backfill = backfill(r, &map);
     let (query, query_loc) = query?;
     let key = key?;
     Some(AudienceDef {
@@ -442,7 +447,17 @@ fn read_audience(
         destinations,
         schedule,
         description,
+        backfill,
+        first_seen: None,
     })
+}
+
+/// `backfill:` (default true): whether events from before the definition first appeared
+/// count.
+fn backfill(r: &mut Reader<'_>, map: &Map<'_, '_>) -> bool {
+    map.get("backfill")
+        .and_then(|n| r.bool("backfill", n))
+        .unwrap_or(true)
 }
 
 /// Reads one audience file that may live outside the space (for `cohort preview`): `rel` is

@@ -57,6 +57,10 @@ pub struct Manifest {
     /// trait's values needs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sql_traits: Option<BTreeMap<String, SqlTraitState>>,
+    /// When each computed trait and audience first appeared in the run history (`trait:<key>`
+    /// / `audience:<key>` -> RFC 3339): what `backfill: false` counts events from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_seen: Option<BTreeMap<String, String>>,
 }
 
 /// Definitions a run kept without evaluating them, by kind.

@@ -2,6 +2,7 @@
 
 mod api_errors;
 mod audiences;
+mod backfill;
 mod cli;
 mod collect;
 mod collect_browser;

@@ -61,6 +61,7 @@ pub(crate) fn chain_filter(
                     Some(as_of - from.seconds() * 1_000_000),
                 );
             }
+            Filter::Since { micros, .. } => window = narrow(window, Some(*micros), None),
         }
     }
     if let Some(l) = window.lower {

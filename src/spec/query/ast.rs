@@ -144,6 +144,10 @@ pub enum Filter {
         to: Duration,
         span: Span,
     },
+    /// Never written in a query: a definition with `backfill: false` has it on every event
+    /// chain, so that only events after `micros` (UTC microseconds, when the definition first
+    /// appeared in the run history) count.
+    Since { micros: i64, span: Span },
 }
 
 impl Filter {
@@ -151,7 +155,8 @@ impl Filter {
         match self {
             Filter::Where { span, .. }
             | Filter::Within { span, .. }
-            | Filter::Between { span, .. } => *span,
+            | Filter::Between { span, .. }
+            | Filter::Since { span, .. } => *span,
         }
     }
 }

@@ -333,13 +333,56 @@ pub fn query_diagnostic(query_loc: &Loc, text: &str, e: &QueryError) -> Diagnost
     }
 }
 
-/// A computed trait's query, parsed and checked to be an event with a reducer.
+/// A computed trait's query, parsed and checked to be an event with a reducer; with
+/// `backfill: false` and a known first appearance, every event chain counts only the events
+/// after it (see [`since`]).
 pub fn parsed_trait(def: &ComputedTraitDef) -> Result<Expr, Diagnostic> {
-    parse_trait_query(&def.query).map_err(|e| query_diagnostic(&def.query_loc, &def.query, &e))
+    let mut q = parse_trait_query(&def.query)
+        .map_err(|e| query_diagnostic(&def.query_loc, &def.query, &e))?;
+    if let Some(at) = def.first_seen.filter(|_| !def.backfill) {
+        since(&mut q, at.timestamp_micros());
+    }
+    Ok(q)
 }
 
-/// An audience's query, parsed and checked to be a condition.
+/// An audience's query, parsed and checked to be a condition (with `backfill: false`, as
+/// [`parsed_trait`]).
 pub fn parsed_audience(def: &AudienceDef) -> Result<Expr, Diagnostic> {
-    parse_audience_query(&def.query, def.entity)
-        .map_err(|e| query_diagnostic(&def.query_loc, &def.query, &e))
+    let mut q = parse_audience_query(&def.query, def.entity)
+        .map_err(|e| query_diagnostic(&def.query_loc, &def.query, &e))?;
+    if let Some(at) = def.first_seen.filter(|_| !def.backfill) {
+        since(&mut q, at.timestamp_micros());
+    }
+    Ok(q)
+}
+
+/// Adds [`Filter::Since`] to every event chain of `e`, those inside `where(...)` included: only
+/// events after `micros` count.
+pub fn since(e: &mut Expr, micros: i64) {
+    fn operand(o: &mut Operand, micros: i64) {
+        if let Operand::Event(chain) = o {
+            for f in &mut chain.filters {
+                if let Filter::Where { condition, .. } = f {
+                    since(condition, micros);
+                }
+            }
+            chain.filters.push(Filter::Since {
+                micros,
+                span: chain.span,
+            });
+        }
+    }
+    match e {
+        Expr::Or { items, .. } | Expr::And { items, .. } => {
+            items.iter_mut().for_each(|i| since(i, micros))
+        }
+        Expr::Not { expr, .. } | Expr::Quantified { expr, .. } => since(expr, micros),
+        Expr::Compare { left, right, .. } => {
+            operand(left, micros);
+            if let Some(r) = right {
+                operand(r, micros);
+            }
+        }
+        Expr::Value { value, .. } => operand(value, micros),
+    }
 }

@@ -716,6 +716,7 @@ fn windows_units_and_filter_order() {
             Filter::Where { .. } => "where",
             Filter::Within { .. } => "within",
             Filter::Between { .. } => "between",
+            Filter::Since { .. } => "since",
         })
         .collect();
     assert_eq!(kinds, ["within", "where", "between"]);
@@ -1144,6 +1145,8 @@ fn parsed_definitions_report_at_their_file() {
         entity: EntityType::Users,
         schedule: None,
         description: None,
+        backfill: true,
+        first_seen: None,
     };
     let d = parsed_trait(&def).unwrap_err();
     assert_eq!(
@@ -1166,6 +1169,8 @@ fn parsed_definitions_report_at_their_file() {
         destinations: vec![],
         schedule: None,
         description: None,
+        backfill: true,
+        first_seen: None,
     };
     assert!(parsed_audience(&aud).is_ok());
     let bad = AudienceDef {
