@@ -6,7 +6,8 @@
 //! from nothing, a repeated message id), every trait and audience the API answers live equals
 //! what it answers from the batch run. The space has a trait of every reducer (count, sum, avg,
 //! min, max, first, last, mode, unique, unique count with `where` and `within`) and audiences
-//! of every users kind (traits, `between`, funnels, dynamic references, nested).
+//! of every users kind (traits, `between`, funnels, dynamic references, nested), and a trait
+//! and an audience with `backfill: false`.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -180,6 +181,17 @@ async fn live_values_equal_a_batch_run_over_the_same_events() {
         )
         .unwrap();
     }
+    // Without backfill: only the events after the first run count.
+    std::fs::write(
+        root.join("myspace/traits/orders_since_added.yaml"),
+        "query: \"event('Order Completed').count()\"\nbackfill: false\n",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("myspace/audiences/ordered_since_added.yaml"),
+        "query: \"event('Order Completed').count() >= 1\"\nbackfill: false\n",
+    )
+    .unwrap();
     // The starter space's webhook, pointed at a receiver here.
     let (hook, received) = crate::destinations::receiver().await;
     let dest = root.join("myspace/destinations/crm_webhook.yaml");
@@ -266,6 +278,14 @@ async fn live_values_equal_a_batch_run_over_the_same_events() {
         "the anonymous profile is part of the customer now"
     );
     assert_eq!(live[0]["plan"]["value"], json!("enterprise"));
+    // Without backfill, the customer's earlier orders do not count; the live one does.
+    assert_eq!(before["orders_since_added"]["value"], json!(0));
+    assert_ne!(
+        before.get("ordered_since_added").map(|v| &v["value"]),
+        Some(&json!(true))
+    );
+    assert_eq!(live[0]["orders_since_added"]["value"], json!(1));
+    assert_eq!(live[0]["ordered_since_added"]["value"], json!(true));
     assert_eq!(live[2]["cart_abandoners"]["value"], json!(true));
     assert_eq!(live[2]["browsed_not_added"]["value"], json!(true));
     // The entries found live, with the identifiers destinations get.
