@@ -140,15 +140,18 @@ pub async fn evaluate(
                 .collect(),
         });
     }
-    if !state.sql_columns.is_empty() {
+    // SQL traits (batch) and computed traits edited since the run: as published.
+    let as_published: Vec<String> = state
+        .sql_columns
+        .iter()
+        .chain(&state.kept_traits)
+        .cloned()
+        .collect();
+    if !as_published.is_empty() {
         tables.push(TraitTable {
-            plan: published_columns(state, profiles, &state.sql_columns)?,
+            plan: published_columns(state, profiles, &as_published)?,
             key: "profile_id".into(),
-            columns: state
-                .sql_columns
-                .iter()
-                .map(|c| (c.clone(), None))
-                .collect(),
+            columns: as_published.iter().map(|c| (c.clone(), None)).collect(),
         });
     }
     let rows_plan = join_traits(base, "profile_id", tables)?;

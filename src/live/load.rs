@@ -24,9 +24,17 @@ use crate::store::manifest;
 /// A published run in memory.
 pub struct Published {
     pub run_id: String,
-    /// The space with each computed trait's and audience's first appearance as the run's
-    /// manifest records it (what `backfill: false` counts from; see [`crate::run::backfill`]).
+    /// The definitions evaluated live (see [`super::defs`]), each computed trait and audience
+    /// with its first appearance as the run's manifest records it (what `backfill: false`
+    /// counts from; see [`crate::run::backfill`]).
     pub space: Space,
+    /// Computed trait columns and audiences that keep their published values, and why nothing
+    /// is evaluated live, if so (see [`super::defs`]).
+    pub kept_traits: Vec<String>,
+    pub kept_audiences: BTreeSet<String>,
+    pub paused: Option<String>,
+    /// Definitions that wait for the next run, as [`super::defs::LiveDefs::waiting`].
+    pub waiting: Vec<String>,
     pub graph: Graph,
     pub history: History,
     /// Every published profile row, and each profile's row in it.
@@ -209,9 +217,19 @@ pub async fn published(ctx: &SessionContext, space: &Space) -> EngineResult<Opti
     let as_of = chrono::DateTime::parse_from_rfc3339(&m.as_of)
         .map(|t| t.with_timezone(&chrono::Utc))
         .unwrap_or_else(|_| chrono::Utc::now());
+    let defs = super::defs::live_defs(space, &m);
+    let kept_traits = defs
+        .kept_traits
+        .into_iter()
+        .filter(|k| profiles.schema().index_of(k).is_ok())
+        .collect();
     Ok(Some(Published {
         run_id: m.run_id.clone(),
-        space: crate::run::backfill::resolve(space, Some(&m), as_of),
+        space: crate::run::backfill::resolve(&defs.space, Some(&m), as_of),
+        kept_traits,
+        kept_audiences: defs.kept_audiences,
+        paused: defs.paused,
+        waiting: defs.waiting,
         graph,
         history,
         profiles,

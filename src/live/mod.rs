@@ -12,17 +12,19 @@
 //! reference and live values never drift from it. Which definitions are live:
 //! [`crate::analyze::live`].
 
+pub mod defs;
 pub mod eval;
 pub mod history;
 pub mod identity;
 mod ingest;
 pub mod load;
+mod view;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::catalog::MemTable;
 use datafusion::prelude::SessionContext;
@@ -32,6 +34,7 @@ use crate::error::EngineResult;
 use crate::plan::identity::ResolvedRules;
 use crate::spec::{EntityType, Space};
 use load::Published;
+pub use view::{LiveChange, LiveProfile, View};
 
 /// What a live value is, for the Profile API's `class`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,55 +42,6 @@ pub enum LiveClass {
     Custom,
     Computed,
     Sql,
-}
-
-/// One profile's live values.
-pub struct LiveProfile {
-    pub profile_id: String,
-    /// One row: the `profiles` columns.
-    pub row: RecordBatch,
-    /// The trait columns of `row` and what they are.
-    pub traits: Arc<Vec<(String, LiveClass)>>,
-    /// Users audiences it is a member of (true), or left live (false); the others as
-    /// published.
-    pub audiences: BTreeMap<String, bool>,
-    /// (identifier column, value).
-    pub identifiers: Vec<(String, String)>,
-    pub updated_at: DateTime<Utc>,
-}
-
-/// An audience entry or exit found live.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct LiveChange {
-    pub audience: String,
-    pub profile_id: String,
-    pub entered: bool,
-    pub at: DateTime<Utc>,
-    /// Identifier type -> values, as `audience_changes.identifiers` has them.
-    pub identifiers: BTreeMap<String, Vec<String>>,
-}
-
-/// What readers see: the profiles changed since the published run.
-#[derive(Default)]
-pub struct View {
-    /// The published run the live state starts from.
-    pub run_id: Option<String>,
-    pub profiles: HashMap<String, Arc<LiveProfile>>,
-    /// (identifier column, value) -> profile id, for identifiers seen live.
-    pub lookup: HashMap<(String, String), String>,
-    /// A profile id merged away live -> the profile it is part of.
-    pub moved: HashMap<String, String>,
-    /// Entries and exits since the published run, oldest first.
-    pub changes: Vec<LiveChange>,
-    /// Events applied since the published run.
-    pub events: u64,
-    /// Changes dropped from the front of `changes` (it keeps the last [`MAX_CHANGES`]).
-    pub dropped: u64,
-    pub ticks: u64,
-    pub last_tick_events: u64,
-    pub last_tick_ms: u64,
-    /// The last failure of a tick, if any (the tick's events wait for the next batch run).
-    pub error: Option<String>,
 }
 
 enum Msg {
@@ -117,6 +71,13 @@ pub struct LiveStatus {
     pub changes: u64,
     /// The last failure, if any: its events wait for the next batch run.
     pub error: Option<String>,
+    /// Why nothing is evaluated live until the next run, if so (space.yaml or identity.yaml
+    /// changed since the published run, or the space's files have errors).
+    pub paused: Option<String>,
+    /// Definitions edited, added or removed since the published run (`trait:<key>`,
+    /// `audience:<key>`): the Profile API serves their published values until a run
+    /// recomputes them; the others stay live.
+    pub waiting: Vec<String>,
     /// Ticks since that run, and the events and milliseconds of the last one.
     pub ticks: u64,
     pub last_tick_events: u64,
@@ -175,6 +136,8 @@ impl LiveSpace {
             profiles: v.profiles.len(),
             changes: v.dropped + v.changes.len() as u64,
             error: v.error.clone(),
+            paused: v.paused.clone(),
+            waiting: v.waiting.clone(),
             ticks: v.ticks,
             last_tick_events: v.last_tick_events,
             last_tick_ms: v.last_tick_ms,
@@ -227,22 +190,6 @@ impl LiveSpace {
     }
 }
 
-impl View {
-    /// The live profile of a profile id (following live merges).
-    pub fn profile(&self, id: &str) -> Option<Arc<LiveProfile>> {
-        let mut id = id;
-        while let Some(n) = self.moved.get(id) {
-            id = n;
-        }
-        self.profiles.get(id).cloned()
-    }
-    /// The live profile an identifier belongs to, when it has been seen live.
-    pub fn find(&self, column: &str, value: &str) -> Option<Arc<LiveProfile>> {
-        let id = self.lookup.get(&(column.to_string(), value.to_string()))?;
-        self.profile(id)
-    }
-}
-
 async fn run(
     live: std::sync::Weak<LiveSpace>,
     ctx: SessionContext,
@@ -268,6 +215,12 @@ async fn run(
             let mut fresh = match inner.reload(&space).await {
                 Ok(true) => Some(View {
                     run_id: inner.run_id.clone(),
+                    paused: inner.published.as_ref().and_then(|p| p.paused.clone()),
+                    waiting: inner
+                        .published
+                        .as_ref()
+                        .map(|p| p.waiting.clone())
+                        .unwrap_or_default(),
                     ..Default::default()
                 }),
                 Ok(false) => None,
@@ -337,36 +290,6 @@ fn stopping(live: &std::sync::Weak<LiveSpace>) -> bool {
         .is_none_or(|l| l.stopping.load(std::sync::atomic::Ordering::SeqCst))
 }
 
-impl View {
-    /// Adds what a tick found.
-    fn merge(&mut self, t: View) {
-        for (m, p) in &t.moved {
-            self.profiles.remove(m);
-            self.moved.insert(m.clone(), p.clone());
-        }
-        self.profiles.extend(t.profiles);
-        self.lookup.extend(t.lookup);
-        self.changes.extend(t.changes);
-        let n = self.changes.len();
-        if n > MAX_CHANGES {
-            self.changes.drain(..n - MAX_CHANGES);
-            self.dropped += (n - MAX_CHANGES) as u64;
-        }
-        self.events += t.events;
-        self.ticks += t.ticks;
-        if t.ticks > 0 {
-            self.last_tick_events = t.last_tick_events;
-            self.last_tick_ms = t.last_tick_ms;
-        }
-        if t.error.is_some() {
-            self.error = t.error;
-        }
-    }
-}
-
-/// Live changes kept for readers.
-const MAX_CHANGES: usize = 100_000;
-
 impl Inner {
     /// Loads the latest published run when it is not the one loaded; true when it loaded one.
     async fn reload(&mut self, space: &Space) -> EngineResult<bool> {
@@ -399,7 +322,8 @@ impl Inner {
         let Some(state) = self.published.as_mut() else {
             return Ok(());
         };
-        if batches.is_empty() {
+        // Paused: the events wait in `received` for the next published run.
+        if batches.is_empty() || state.paused.is_some() {
             return Ok(());
         }
         let now = Utc::now();
@@ -498,7 +422,7 @@ impl Inner {
                 .or_default()
                 .push(m.clone());
         }
-        let classes = Arc::new(classes(space, state, &ev.rows));
+        let classes = Arc::new(classes(&state.space, state, &ev.rows));
         // A plan's rows come in no particular order: each profile's row by its id.
         for p in &list {
             let Some(&r) = ev.row_of.get(p) else {
@@ -567,6 +491,7 @@ fn classes(space: &Space, state: &Published, rows: &RecordBatch) -> Vec<(String,
         .iter()
         .filter(|t| t.entity == EntityType::Users)
         .map(|t| t.key.as_str())
+        .chain(state.kept_traits.iter().map(String::as_str))
         .collect();
     let mut out = Vec::new();
     for f in rows.schema().fields() {
