@@ -19,7 +19,7 @@ use serde_json::{Map, Value, json};
 use crate::common::cohort_bin;
 use crate::serve::{Server, free_port};
 
-fn cohort(dir: &Path, args: &[&str]) -> String {
+pub(crate) fn cohort(dir: &Path, args: &[&str]) -> String {
     let out = Command::new(cohort_bin())
         .current_dir(dir)
         .args(args)
@@ -35,11 +35,19 @@ fn cohort(dir: &Path, args: &[&str]) -> String {
 }
 
 fn start(dir: &Path, api: u16, collect: u16) -> Server {
+    start_with(dir, api, collect, false)
+}
+
+/// `cohort serve myspace` from `dir`, with its scheduler when `schedule`.
+pub(crate) fn start_with(dir: &Path, api: u16, collect: u16, schedule: bool) -> Server {
+    let no_schedule: &[&str] = if schedule { &[] } else { &["--no-schedule"] };
     Server(
         Command::new(cohort_bin())
             .current_dir(dir)
             .env("CRM_WEBHOOK_TOKEN", "t-crm")
-            .args(["serve", "myspace", "--no-schedule", "--token", "store=tok"])
+            .args(["serve", "myspace"])
+            .args(no_schedule)
+            .args(["--token", "store=tok"])
             .args(["--api-addr", &format!("127.0.0.1:{api}")])
             .args(["--sql-addr", &format!("127.0.0.1:{}", free_port())])
             .args(["--collect-addr", &format!("127.0.0.1:{collect}")])
@@ -50,7 +58,11 @@ fn start(dir: &Path, api: u16, collect: u16) -> Server {
     )
 }
 
-async fn traits(client: &reqwest::Client, api: u16, id: &str) -> Option<Map<String, Value>> {
+pub(crate) async fn traits(
+    client: &reqwest::Client,
+    api: u16,
+    id: &str,
+) -> Option<Map<String, Value>> {
     let r = client
         .get(format!(
             "http://127.0.0.1:{api}/v1/spaces/store/collections/users/profiles/{id}/traits?limit=200&verbose=true"
@@ -75,7 +87,7 @@ fn values(t: &Map<String, Value>) -> Map<String, Value> {
         .collect()
 }
 
-async fn wait_until(
+pub(crate) async fn wait_until(
     client: &reqwest::Client,
     api: u16,
     id: &str,
@@ -97,7 +109,7 @@ async fn wait_until(
 }
 
 /// `GET /v1/spaces/store/live` once the engine has loaded a published run.
-async fn live_status(client: &reqwest::Client, api: u16) -> Value {
+pub(crate) async fn live_status(client: &reqwest::Client, api: u16) -> Value {
     let start = Instant::now();
     loop {
         if let Ok(r) = client

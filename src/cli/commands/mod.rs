@@ -11,6 +11,7 @@ pub(super) mod preview;
 pub(super) mod run;
 pub(super) mod runs;
 pub(super) mod serve;
+mod serve_defs;
 pub(super) mod sync;
 pub(super) mod vacuum;
 

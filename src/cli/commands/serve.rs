@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 
 use super::super::args::ServeArgs;
+use super::serve_defs::{self, SpaceDefs};
 use crate::error::Error;
 use crate::read;
 use crate::run::{self, RunOptions};
@@ -46,7 +47,8 @@ fn token_for(space: &str, flags: &[String]) -> Result<(String, bool)> {
 
 /// Runs a space through the engine for the scheduler, then refreshes what serves it.
 struct EngineRunner {
-    space: Space,
+    /// The definitions as the space's files are now (read again before every run).
+    defs: Arc<SpaceDefs>,
     api: Arc<ApiSpace>,
     skip_bad_files: bool,
 }
@@ -54,10 +56,11 @@ struct EngineRunner {
 impl Runner for EngineRunner {
     fn last_started(&self) -> Pin<Box<dyn Future<Output = Option<DateTime<Utc>>> + Send + '_>> {
         Box::pin(async move {
-            match read::history::runs(&self.space).await {
+            let space = self.defs.current();
+            match read::history::runs(&space).await {
                 Ok(runs) => runs.first().map(|r| r.started_at),
                 Err(e) => {
-                    tracing::warn!("space `{}`: cannot read its runs: {e}", self.space.name);
+                    tracing::warn!("space `{}`: cannot read its runs: {e}", space.name);
                     None
                 }
             }
@@ -80,6 +83,8 @@ impl Runner for EngineRunner {
             Trigger::Manual(_) => None,
         };
         Box::pin(async move {
+            self.defs.refresh().await;
+            let space = self.defs.current();
             let mut opts = RunOptions {
                 trigger: Some(describe.clone()),
                 lease_wait: Duration::from_secs(600),
@@ -87,24 +92,24 @@ impl Runner for EngineRunner {
                 ..Default::default()
             };
             opts.select = select;
-            if let Some(m) = &self.space.memory_limit {
+            if let Some(m) = &space.memory_limit {
                 opts.session.memory_limit = crate::spec::parse_memory_limit(m).map(|b| b as usize);
             }
             let started = std::time::Instant::now();
-            let report = run::run(&self.space, &opts, &run::Quiet).await?;
+            let report = run::run(&space, &opts, &run::Quiet).await?;
             eprintln!(
                 "[{}] run {} of `{}` ({describe}) succeeded in {:.1}s: {} events",
                 Utc::now().format("%Y-%m-%d %H:%M:%S"),
                 report.record.run_id,
-                self.space.name,
+                space.name,
                 started.elapsed().as_secs_f64(),
                 report.record.events
             );
             if let Err(e) = self.api.refresh().await {
-                tracing::warn!("space `{}`: cannot index the new run: {e}", self.space.name);
+                tracing::warn!("space `{}`: cannot index the new run: {e}", space.name);
             }
             // Delivery runs beside the schedule: a slow webhook never delays the next run.
-            tokio::spawn(after_publish(self.space.clone()));
+            tokio::spawn(after_publish(space.clone()));
             Ok(())
         })
     }
@@ -192,9 +197,14 @@ pub(in crate::cli) async fn serve(args: ServeArgs, spaces: Vec<Space>) -> Result
         for a in &api_spaces {
             let schedules = Schedules::for_space(&a.served.space)?;
             let (tx, rx) = mpsc::channel(16);
-            senders.insert(a.served.name().to_string(), tx);
+            senders.insert(a.served.name().to_string(), tx.clone());
+            let defs = Arc::new(SpaceDefs::new(a.served.space.clone()));
+            tasks.push(tokio::spawn(serve_defs::watch(
+                defs.clone(),
+                Some(tx.clone()),
+            )));
             let runner = EngineRunner {
-                space: a.served.space.clone(),
+                defs,
                 api: a.clone(),
                 skip_bad_files: args.skip_bad_files,
             };
@@ -209,6 +219,11 @@ pub(in crate::cli) async fn serve(args: ServeArgs, spaces: Vec<Space>) -> Result
                 )
                 .await;
             }));
+        }
+    } else {
+        for a in &api_spaces {
+            let defs = Arc::new(SpaceDefs::new(a.served.space.clone()));
+            tasks.push(tokio::spawn(serve_defs::watch(defs, None)));
         }
     }
     // Runs published by other processes.
