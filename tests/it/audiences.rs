@@ -4,10 +4,9 @@
 
 use std::path::Path;
 
-use datafusion::arrow::array::{Array, AsArray};
 use datafusion::prelude::SessionContext;
 
-use crate::common::{EVENT_COLUMNS, load, write_space, write_text_parquet};
+use crate::common::{EVENT_COLUMNS, load, text_rows, write_space, write_text_parquet};
 
 /// `(message_id, type, event, user_id, anonymous_id, timestamp)` rows as one Parquet file.
 fn some(s: &str) -> Option<&str> {
@@ -69,37 +68,6 @@ async fn run_error(dir: &Path, as_of: &str) -> String {
         .to_string()
 }
 
-/// Rows of a query as `|`-joined text cells.
-async fn rows(ctx: &SessionContext, sql: &str) -> Vec<String> {
-    let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
-    let mut out = Vec::new();
-    for b in &batches {
-        let cols: Vec<_> = b
-            .columns()
-            .iter()
-            .map(|c| {
-                datafusion::arrow::compute::cast(c, &datafusion::arrow::datatypes::DataType::Utf8)
-                    .unwrap()
-            })
-            .collect();
-        for i in 0..b.num_rows() {
-            out.push(
-                cols.iter()
-                    .map(|c| {
-                        if c.is_null(i) {
-                            "NULL".to_string()
-                        } else {
-                            c.as_string::<i32>().value(i).to_string()
-                        }
-                    })
-                    .collect::<Vec<_>>()
-                    .join("|"),
-            );
-        }
-    }
-    out
-}
-
 /// Who: the user id, else the anonymous ids.
 const WHO: &str = "coalesce(p.user_id, array_to_string(p.anonymous_id, ','))";
 
@@ -153,7 +121,7 @@ async fn entered_and_exited_across_three_runs() {
          JOIN profiles p USING (profile_id) ORDER BY 1, 2"
     );
     assert_eq!(
-        rows(&ctx, &sql).await,
+        text_rows(&ctx, &sql).await,
         [
             "buyers_7d|u1|2026-10-10T00:00:00Z",
             "never_bought|u2|2026-10-10T00:00:00Z"
@@ -165,7 +133,7 @@ async fn entered_and_exited_across_three_runs() {
          ORDER BY 1, 2"
     );
     assert_eq!(
-        rows(&ctx, &changes).await,
+        text_rows(&ctx, &changes).await,
         [
             r#"buyers_7d|u1|entered|{"user_id":"u1"}"#,
             r#"never_bought|u2|entered|{"user_id":"u2"}"#
@@ -198,7 +166,7 @@ async fn entered_and_exited_across_three_runs() {
     );
     let ctx = run(dir, "2026-10-15T00:00:00Z").await;
     assert_eq!(
-        rows(&ctx, &sql).await,
+        text_rows(&ctx, &sql).await,
         [
             "buyers_7d|a3|2026-10-15T00:00:00Z",
             "buyers_7d|u1|2026-10-10T00:00:00Z",
@@ -206,7 +174,7 @@ async fn entered_and_exited_across_three_runs() {
         ]
     );
     assert_eq!(
-        rows(&ctx, &changes).await,
+        text_rows(&ctx, &changes).await,
         [
             r#"buyers_7d|a3|entered|{"anonymous_id":["a3"]}"#,
             r#"buyers_7d|u2|entered|{"user_id":"u2"}"#,
@@ -224,16 +192,16 @@ async fn entered_and_exited_across_three_runs() {
     );
     let ctx = run(dir, "2026-10-19T00:00:00Z").await;
     assert_eq!(
-        rows(&ctx, &sql).await,
+        text_rows(&ctx, &sql).await,
         ["buyers_7d|u2|2026-10-15T00:00:00Z"]
     );
     assert_eq!(
-        rows(&ctx, &changes).await,
+        text_rows(&ctx, &changes).await,
         [r#"buyers_7d|u1|exited|{"user_id":"u1"}"#]
     );
     // The whole history: three runs, every change once.
     assert_eq!(
-        rows(
+        text_rows(
             &ctx,
             "SELECT count(DISTINCT run_id), count(*) FROM audience_changes"
         )
@@ -241,7 +209,7 @@ async fn entered_and_exited_across_three_runs() {
         ["3|6"]
     );
     // The run record counts them per audience.
-    let runs = rows(
+    let runs = text_rows(
         &ctx,
         "SELECT audiences FROM runs ORDER BY started_at DESC LIMIT 1",
     )
@@ -382,7 +350,7 @@ async fn a_deleted_audience_key_cannot_be_reused() {
     );
     let ctx = run(dir, "2026-10-10T00:00:00Z").await;
     assert_eq!(
-        rows(
+        text_rows(
             &ctx,
             "SELECT audience_key, entity_type, count(*) FROM audience_membership GROUP BY 1, 2"
         )

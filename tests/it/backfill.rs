@@ -8,7 +8,7 @@ use std::path::Path;
 
 use chrono::{DateTime, TimeZone, Utc};
 
-use crate::common::load;
+use crate::common::{load, text_rows};
 use crate::incremental::{assert_same_tables, cohort, iso, store_space};
 
 const TRAIT: &str = "traits/orders_since_added.yaml";
@@ -30,7 +30,7 @@ fn run_both(root: &Path, as_of: DateTime<Utc>) {
     cohort(root, &["run", "full", "--as-of", &t, "--full"]);
 }
 
-/// Sorted `profile_id=value` lines of one query over the published tables of `inc`.
+/// Sorted `profile_id|value` lines of one query over the published tables of `inc`.
 async fn lines(root: &Path, sql: &str) -> Vec<String> {
     let space = load(&root.join("inc")).await;
     let ctx = cohort::read::query_session(&space, Utc::now())
@@ -42,23 +42,7 @@ async fn lines(root: &Path, sql: &str) -> Vec<String> {
         .unwrap()
         .unwrap();
     ctx.register_table("resolved", t).unwrap();
-    let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
-    let mut out = Vec::new();
-    for b in &batches {
-        let cols: Vec<_> = b
-            .columns()
-            .iter()
-            .map(|c| {
-                datafusion::arrow::compute::cast(c, &datafusion::arrow::datatypes::DataType::Utf8)
-                    .unwrap()
-            })
-            .collect();
-        for r in 0..b.num_rows() {
-            use datafusion::arrow::array::AsArray;
-            let row: Vec<&str> = cols.iter().map(|c| c.as_string::<i32>().value(r)).collect();
-            out.push(row.join("="));
-        }
-    }
+    let mut out = text_rows(&ctx, sql).await;
     out.sort();
     out
 }
@@ -150,7 +134,7 @@ async fn backfill_off_counts_only_events_after_the_definition_first_appeared() {
     assert_eq!(counted(root).await, want);
     let ids: Vec<String> = want
         .iter()
-        .map(|l| l.split('=').next().unwrap().to_string())
+        .map(|l| l.split('|').next().unwrap().to_string())
         .collect();
     assert_eq!(members(root).await, ids);
     assert_same_tables(

@@ -34,6 +34,18 @@ pub(crate) fn cohort(dir: &Path, args: &[&str]) -> String {
     text
 }
 
+/// `cohort init myspace` in `dir`, its source given the write key `key`.
+pub(crate) fn init_collecting(dir: &Path, key: &str) {
+    cohort(dir, &["init", "myspace"]);
+    let yaml = std::fs::read_to_string(dir.join("myspace/space.yaml")).unwrap();
+    let yaml = yaml.replacen(
+        "url: ./data/events",
+        &format!("url: ./data/events\n    write_keys: [{key}]"),
+        1,
+    );
+    std::fs::write(dir.join("myspace/space.yaml"), yaml).unwrap();
+}
+
 fn start(dir: &Path, api: u16, collect: u16) -> Server {
     start_with(dir, api, collect, false)
 }
@@ -178,14 +190,7 @@ const EXTRA_TRAITS: [(&str, &str); 5] = [
 async fn live_values_equal_a_batch_run_over_the_same_events() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
-    cohort(root, &["init", "myspace"]);
-    let yaml = std::fs::read_to_string(root.join("myspace/space.yaml")).unwrap();
-    let yaml = yaml.replacen(
-        "url: ./data/events",
-        "url: ./data/events\n    write_keys: [wk_live]",
-        1,
-    );
-    std::fs::write(root.join("myspace/space.yaml"), yaml).unwrap();
+    init_collecting(root, "wk_live");
     for (k, q) in EXTRA_TRAITS {
         std::fs::write(
             root.join(format!("myspace/traits/{k}.yaml")),

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::collect::{stop, wait_up};
-use crate::live::{cohort, live_status, start_with, wait_until};
+use crate::live::{cohort, init_collecting, live_status, start_with, wait_until};
 use crate::serve::free_port;
 
 const AUDIENCE: &str = "myspace/audiences/repeat_buyers.yaml";
@@ -63,14 +63,7 @@ fn set_threshold(root: &Path, n: u32) {
 async fn an_edited_definition_keeps_its_values_until_a_run_recomputes_it() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
-    cohort(root, &["init", "myspace"]);
-    let yaml = std::fs::read_to_string(root.join("myspace/space.yaml")).unwrap();
-    let yaml = yaml.replacen(
-        "url: ./data/events",
-        "url: ./data/events\n    write_keys: [wk_edit]",
-        1,
-    );
-    std::fs::write(root.join("myspace/space.yaml"), yaml).unwrap();
+    init_collecting(root, "wk_edit");
     set_threshold(root, 1000);
     cohort(root, &["run", "myspace"]);
     let client = reqwest::Client::new();
