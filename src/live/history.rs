@@ -24,6 +24,14 @@ pub struct History {
     seen: HashSet<String>,
     /// Index of `profile_id` in `schema`.
     profile_col: usize,
+    /// Every event's (timestamp in UTC micros, profile label in `labels`), sorted: which
+    /// profiles have events in a time range (see [`super::clock`]).
+    times: Vec<(i64, u32)>,
+    /// The same for the events added since (kept apart: inserting into `times` would move
+    /// the whole published history for every event).
+    recent: Vec<(i64, u32)>,
+    labels: Vec<String>,
+    label_of: HashMap<String, u32>,
 }
 
 impl History {
@@ -44,14 +52,80 @@ impl History {
             rows.insert(id.to_string(), (i, j - i));
             i = j;
         }
-        Ok(History {
+        let mut h = History {
             schema,
             base,
             rows,
             added: HashMap::new(),
             seen,
             profile_col,
-        })
+            times: Vec::new(),
+            recent: Vec::new(),
+            labels: Vec::new(),
+            label_of: HashMap::new(),
+        };
+        let ts = h.micros(&h.base.clone())?;
+        let mut times = Vec::with_capacity(ts.len());
+        for (i, t) in ts.into_iter().enumerate() {
+            if let Some(t) = t {
+                let l = h.label_index(ids.value(i));
+                times.push((t, l));
+            }
+        }
+        times.sort_unstable();
+        h.times = times;
+        Ok(h)
+    }
+
+    fn label_index(&mut self, profile: &str) -> u32 {
+        if let Some(&i) = self.label_of.get(profile) {
+            return i;
+        }
+        let i = self.labels.len() as u32;
+        self.labels.push(profile.to_string());
+        self.label_of.insert(profile.to_string(), i);
+        i
+    }
+
+    /// The `timestamp` column of `b` as UTC micros.
+    fn micros(&self, b: &RecordBatch) -> Result<Vec<Option<i64>>> {
+        use datafusion::arrow::datatypes::{DataType, TimeUnit, TimestampMicrosecondType};
+        let i = self.schema.index_of("timestamp")?;
+        let c = cast(
+            b.column(i),
+            &DataType::Timestamp(TimeUnit::Microsecond, None),
+        )?;
+        let c = c.as_primitive::<TimestampMicrosecondType>();
+        Ok((0..c.len())
+            .map(|r| (!c.is_null(r)).then(|| c.value(r)))
+            .collect())
+    }
+
+    /// The profiles (as labelled when their events were stored; follow merges from there)
+    /// with an event timestamped in `(after, until]`.
+    pub fn profiles_between(&self, after: i64, until: i64) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        for times in [&self.times, &self.recent] {
+            let from = times.partition_point(|(t, _)| *t <= after);
+            out.extend(
+                times[from..]
+                    .iter()
+                    .take_while(|(t, _)| *t <= until)
+                    .map(|(_, l)| self.labels[*l as usize].clone()),
+            );
+        }
+        out
+    }
+
+    /// The earliest event timestamp after `after`, if any.
+    pub fn next_after(&self, after: i64) -> Option<i64> {
+        [&self.times, &self.recent]
+            .into_iter()
+            .filter_map(|times| {
+                let from = times.partition_point(|(t, _)| *t <= after);
+                times.get(from).map(|(t, _)| *t)
+            })
+            .min()
     }
 
     pub fn schema(&self) -> SchemaRef {
@@ -68,6 +142,11 @@ impl History {
     pub fn add(&mut self, message_id: &str, profile: &str, row: &RecordBatch) -> Result<()> {
         self.seen.insert(message_id.to_string());
         let batch = self.conform(row, profile)?;
+        let l = self.label_index(profile);
+        for t in self.micros(&batch)?.into_iter().flatten() {
+            let at = self.recent.partition_point(|x| *x <= (t, l));
+            self.recent.insert(at, (t, l));
+        }
         let added = self.added.entry(profile.to_string()).or_default();
         added.push(batch);
         // One-row batches cost more than their rows: keep few per profile.

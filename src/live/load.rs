@@ -35,6 +35,8 @@ pub struct Published {
     pub paused: Option<String>,
     /// Definitions that wait for the next run, as [`super::defs::LiveDefs::waiting`].
     pub waiting: Vec<String>,
+    /// The window edges of the live definitions, swept from the run's as-of on.
+    pub clock: super::clock::Clock,
     pub graph: Graph,
     pub history: History,
     /// Every published profile row, and each profile's row in it.
@@ -223,9 +225,11 @@ pub async fn published(ctx: &SessionContext, space: &Space) -> EngineResult<Opti
         .into_iter()
         .filter(|k| profiles.schema().index_of(k).is_ok())
         .collect();
+    let live_space = crate::run::backfill::resolve(&defs.space, Some(&m), as_of);
     Ok(Some(Published {
         run_id: m.run_id.clone(),
-        space: crate::run::backfill::resolve(&defs.space, Some(&m), as_of),
+        clock: super::clock::Clock::new(&live_space, as_of.timestamp_micros()),
+        space: live_space,
         kept_traits,
         kept_audiences: defs.kept_audiences,
         paused: defs.paused,

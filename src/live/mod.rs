@@ -12,6 +12,7 @@
 //! reference and live values never drift from it. Which definitions are live:
 //! [`crate::analyze::live`].
 
+pub mod clock;
 pub mod defs;
 pub mod eval;
 pub mod history;
@@ -24,7 +25,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use datafusion::arrow::array::RecordBatch;
 use datafusion::catalog::MemTable;
 use datafusion::prelude::SessionContext;
@@ -249,7 +250,31 @@ async fn run(
                     .merge(std::mem::take(&mut inner.stage)),
             }
         }
-        let Some(first) = rx.recv().await else {
+        // Events, or the next window edge (checked at most once a second).
+        let wake = inner.next_edge().map(|edge| {
+            let wait = (edge - Utc::now().timestamp_micros()).clamp(1_000_000, 60_000_000);
+            tokio::time::Instant::now() + std::time::Duration::from_micros(wait as u64)
+        });
+        let received = tokio::select! {
+            biased;
+            m = rx.recv() => m,
+            () = async { tokio::time::sleep_until(wake.expect("guarded")).await }, if wake.is_some() => {
+                if let Err(e) = inner.sweep().await {
+                    if stopping(&live) {
+                        return;
+                    }
+                    tracing::warn!(space = %space.name, "live: {e}");
+                    inner.stage.error = Some(e.to_string());
+                }
+                let Some(l) = live.upgrade() else { return };
+                l.view
+                    .write()
+                    .unwrap()
+                    .merge(std::mem::take(&mut inner.stage));
+                continue;
+            }
+        };
+        let Some(first) = received else {
             return;
         };
         // Everything that arrived, in one tick.
@@ -388,6 +413,47 @@ impl Inner {
             state.custom = load::custom_traits(&state.kinds, &state.taken);
         }
         let list: Vec<String> = touched.into_iter().collect();
+        self.evaluate(list, &merged_away, now).await
+    }
+
+    /// When the next live value can change with no new event (UTC micros).
+    fn next_edge(&self) -> Option<i64> {
+        let state = self.published.as_ref()?;
+        if state.paused.is_some() {
+            return None;
+        }
+        state.clock.next_edge(&state.history)
+    }
+
+    /// Evaluates again the profiles whose events crossed a window edge since the last sweep.
+    async fn sweep(&mut self) -> EngineResult<()> {
+        let Some(state) = self.published.as_mut() else {
+            return Ok(());
+        };
+        let now = Utc::now();
+        let due = state.clock.due(&state.history, now.timestamp_micros());
+        let list: BTreeSet<String> = due
+            .iter()
+            .map(|l| state.graph.current(l))
+            .filter(|p| state.graph.profiles.contains_key(p))
+            .collect();
+        if list.is_empty() {
+            return Ok(());
+        }
+        self.evaluate(list.into_iter().collect(), &[], now).await
+    }
+
+    /// Evaluates `list` (current profile ids) at `now` and records what changed; `merged_away`
+    /// are the profiles this tick merged into others.
+    async fn evaluate(
+        &mut self,
+        list: Vec<String>,
+        merged_away: &[String],
+        now: DateTime<Utc>,
+    ) -> EngineResult<()> {
+        let Some(state) = self.published.as_mut() else {
+            return Ok(());
+        };
         let ev = eval::evaluate(
             &self.ctx,
             &state.space,
@@ -416,7 +482,7 @@ impl Inner {
         // A profile merged away this tick: its membership counts as its survivor's (a batch
         // run replaces merged-away ids by their survivors in the previous membership).
         let mut absorbed: HashMap<String, Vec<String>> = HashMap::new();
-        for m in &merged_away {
+        for m in merged_away {
             absorbed
                 .entry(state.graph.current(m))
                 .or_default()

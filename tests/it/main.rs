@@ -25,6 +25,7 @@ mod interop;
 mod layers;
 mod leftovers;
 mod live;
+mod live_clock;
 mod live_edits;
 mod pg;
 mod presets;
