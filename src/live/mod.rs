@@ -7,10 +7,12 @@
 //! sequential rule ([`identity`]), appends them to the touched profiles' histories
 //! ([`history`]) and evaluates those profiles with the batch run's plan builders ([`eval`]).
 //! What changes lands in a [`View`] that the Profile API reads; audience entries and exits are
-//! kept as [`LiveChange`]s. When a batch run publishes, the state is rebuilt from it and the
-//! events received since that the run did not read are applied again, so the batch run is the
-//! reference and live values never drift from it. Which definitions are live:
-//! [`crate::analyze::live`].
+//! kept as [`LiveChange`]s. Between events, the engine wakes when a window edge passes and
+//! evaluates the profiles whose events crossed it ([`clock`]). Only definitions whose files
+//! are as the published run read them are evaluated ([`defs`]). When a batch run publishes,
+//! the state is rebuilt from it and the events received since that the run did not read are
+//! applied again, so the batch run is the reference and live values never drift from it.
+//! Which definitions are live: [`crate::analyze::live`].
 
 pub mod clock;
 pub mod defs;
