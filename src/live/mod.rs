@@ -212,6 +212,7 @@ async fn run(
         stage: View::default(),
     };
     let mut reload = true;
+    let mut swept_at = tokio::time::Instant::now();
     loop {
         if reload {
             reload = false;
@@ -252,32 +253,41 @@ async fn run(
                     .merge(std::mem::take(&mut inner.stage)),
             }
         }
-        // Events, or the next window edge (checked at most once a second).
+        // Events, or the next window edge, swept at most once a second; under a steady
+        // flow of events a due sweep goes first, so it is never starved.
         let wake = inner.next_edge().map(|edge| {
-            let wait = (edge - Utc::now().timestamp_micros()).clamp(1_000_000, 60_000_000);
-            tokio::time::Instant::now() + std::time::Duration::from_micros(wait as u64)
+            let wait = (edge - Utc::now().timestamp_micros()).clamp(0, 60_000_000);
+            let at = tokio::time::Instant::now() + std::time::Duration::from_micros(wait as u64);
+            at.max(swept_at + std::time::Duration::from_secs(1))
         });
-        let received = tokio::select! {
-            biased;
-            m = rx.recv() => m,
-            () = async { tokio::time::sleep_until(wake.expect("guarded")).await }, if wake.is_some() => {
-                if let Err(e) = inner.sweep().await {
-                    if stopping(&live) {
-                        return;
-                    }
-                    tracing::warn!(space = %space.name, "live: {e}");
-                    inner.stage.error = Some(e.to_string());
-                }
-                let Some(l) = live.upgrade() else { return };
-                l.view
-                    .write()
-                    .unwrap()
-                    .merge(std::mem::take(&mut inner.stage));
-                continue;
+        let due = wake.is_some_and(|w| w <= tokio::time::Instant::now());
+        let received = if due {
+            None
+        } else {
+            tokio::select! {
+                biased;
+                m = rx.recv() => match m {
+                    Some(m) => Some(m),
+                    None => return,
+                },
+                () = async { tokio::time::sleep_until(wake.expect("guarded")).await }, if wake.is_some() => None,
             }
         };
         let Some(first) = received else {
-            return;
+            swept_at = tokio::time::Instant::now();
+            if let Err(e) = inner.sweep().await {
+                if stopping(&live) {
+                    return;
+                }
+                tracing::warn!(space = %space.name, "live: {e}");
+                inner.stage.error = Some(e.to_string());
+            }
+            let Some(l) = live.upgrade() else { return };
+            l.view
+                .write()
+                .unwrap()
+                .merge(std::mem::take(&mut inner.stage));
+            continue;
         };
         // Everything that arrived, in one tick.
         let mut batch = Vec::new();
