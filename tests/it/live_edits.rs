@@ -2,8 +2,9 @@
 //! the space folder. Until a run recomputes it, the edited audience keeps its previous values
 //! while every other definition stays live; the server says how it will be recomputed; a
 //! server started over edited files waits for them (`waiting` in the live status) and queues
-//! the run that recomputes them; once that run publishes, the new definition is live; an edit
-//! while a scheduler runs is recomputed in the background by a run it queues.
+//! the run that recomputes them; once that run publishes, the new definition is live; a broken
+//! edit is reported at its file:line:col and changes nothing; an edit while a scheduler runs is
+//! recomputed in the background by a run it queues.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -119,6 +120,14 @@ async fn an_edited_definition_keeps_its_values_until_a_run_recomputes_it() {
     order(&client, port, "edit-w").await;
     assert!(member(&ordered(&client, api, "edit-w").await));
 
+    // A broken edit is reported where it is, and changes nothing.
+    std::fs::write(
+        root.join(AUDIENCE),
+        "query: \"event('Order Completed').count() >=\"\n",
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    wait_member(&client, api, "edit-x", true).await;
     // Edited while it runs: a run it queues recomputes it in the background.
     let edited = Instant::now();
     set_threshold(root, 2);
@@ -126,6 +135,8 @@ async fn an_edited_definition_keeps_its_values_until_a_run_recomputes_it() {
     println!("recomputed {:?} after the edit", edited.elapsed());
     let said = stop(server);
     for line in [
+        "the changed definitions have errors; runs keep the last valid ones",
+        "audiences/repeat_buyers.yaml:1:",
         "definitions changed (audiences/repeat_buyers.yaml); a run recomputes them",
         "(manual: definitions changed: audiences/repeat_buyers.yaml) succeeded",
     ] {
