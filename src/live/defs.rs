@@ -10,8 +10,10 @@
 //! rules) pauses live evaluation until a run publishes with it; SQL traits are batch, so their
 //! files do not matter here.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
+use crate::run::edited::{add_readers, audience_reads, relative, stem};
+use crate::run::record::{changed_files, definitions_fingerprint};
 use crate::spec::{EntityType, Space};
 use crate::store::manifest::Manifest;
 
@@ -33,43 +35,39 @@ pub struct LiveDefs {
     pub waiting: Vec<String>,
 }
 
-/// What to evaluate live over the run of manifest `m`, given the space as `cohort serve`
-/// loaded it (`started`) and its files now.
-pub fn live_defs(started: &Space, m: &Manifest) -> LiveDefs {
-    let Some(published) = &m.definitions else {
-        // A run from before definitions were recorded: the files as loaded.
-        return LiveDefs {
+impl LiveDefs {
+    /// Every definition as `cohort serve` loaded it, and why nothing is evaluated, if so.
+    fn as_loaded(started: &Space, paused: Option<String>) -> LiveDefs {
+        LiveDefs {
             space: started.clone(),
             kept_traits: Vec::new(),
             kept_audiences: BTreeSet::new(),
-            paused: None,
+            paused,
             waiting: Vec::new(),
-        };
+        }
+    }
+}
+
+/// What to evaluate live over the run of manifest `m`, given the space as `cohort serve`
+/// loaded it (`started`) and its files now.
+pub fn live_defs(started: &Space, m: &Manifest) -> LiveDefs {
+    // A run from before definitions were recorded: the files as loaded.
+    let Some(published) = &m.definitions else {
+        return LiveDefs::as_loaded(started, None);
     };
-    let (_, now) = crate::run::record::definitions_fingerprint(&started.root);
-    let changed: BTreeSet<&str> = now
-        .keys()
-        .chain(published.keys())
-        .filter(|k| now.get(*k) != published.get(*k))
-        .map(String::as_str)
-        .collect();
-    let paused = |why: String| LiveDefs {
-        space: started.clone(),
-        kept_traits: Vec::new(),
-        kept_audiences: BTreeSet::new(),
-        paused: Some(why),
-        waiting: Vec::new(),
-    };
+    let (_, now) = definitions_fingerprint(&started.root);
+    let changed = changed_files(&now, published);
     let settings: Vec<&str> = changed
         .iter()
-        .copied()
+        .map(String::as_str)
         .filter(|p| *p == "space.yaml" || *p == "identity.yaml")
         .collect();
     if !settings.is_empty() {
-        return paused(format!(
+        let why = format!(
             "{} changed since the published run: live values wait for the next run",
             settings.join(" and ")
-        ));
+        );
+        return LiveDefs::as_loaded(started, Some(why));
     }
     let load = crate::spec::load_space(&started.root);
     let Some(mut space) = load.space else {
@@ -79,50 +77,24 @@ pub fn live_defs(started: &Space, m: &Manifest) -> LiveDefs {
             .find(|d| d.is_error())
             .map(|d| d.to_string())
             .unwrap_or_default();
-        return paused(format!(
-            "the space's files have errors ({first}): live values wait for a run"
-        ));
+        let why = format!("the space's files have errors ({first}): live values wait for a run");
+        return LiveDefs::as_loaded(started, Some(why));
     };
     space.root = started.root.clone();
-    let path = |file: &std::path::Path| file.to_string_lossy().replace('\\', "/");
-    let stem = |p: &str| -> String {
-        let name = p.rsplit('/').next().unwrap_or(p);
-        name.rsplit_once('.').map_or(name, |(s, _)| s).to_string()
-    };
-    // Edited, added or removed since the run.
-    let kept_traits: Vec<String> = changed
-        .iter()
-        .filter(|p| p.starts_with("traits/"))
-        .map(|p| stem(p))
-        .collect();
-    let mut kept_audiences: BTreeSet<String> = changed
-        .iter()
-        .filter(|p| p.starts_with("audiences/"))
-        .map(|p| stem(p))
-        .collect();
-    // Audiences reading one of them, to a fixed point.
-    let reads: BTreeMap<String, BTreeSet<String>> = crate::run::edited::audience_reads(&space)
-        .into_iter()
-        .map(|(k, r)| (k.to_string(), r))
-        .collect();
-    loop {
-        let more: Vec<String> = reads
+    // Edited, added or removed since the run, and the audiences reading one of them.
+    let keys = |dir: &str| -> BTreeSet<String> {
+        changed
             .iter()
-            .filter(|(k, _)| !kept_audiences.contains(*k))
-            .filter(|(_, r)| {
-                r.iter()
-                    .any(|x| kept_traits.contains(x) || kept_audiences.contains(x))
-            })
-            .map(|(k, _)| k.clone())
-            .collect();
-        if more.is_empty() {
-            break;
-        }
-        kept_audiences.extend(more);
-    }
+            .filter(|p| p.starts_with(dir))
+            .map(|p| stem(p).to_string())
+            .collect()
+    };
+    let kept_traits = keys("traits/");
+    let mut kept_audiences = keys("audiences/");
+    add_readers(&audience_reads(&space), &kept_traits, &mut kept_audiences);
     space
         .traits
-        .retain(|t| !changed.contains(path(&t.file).as_str()));
+        .retain(|t| !changed.contains(&relative(&space.root, &t.file)));
     space.audiences.retain(|a| !kept_audiences.contains(&a.key));
     let waiting = kept_traits
         .iter()

@@ -35,7 +35,7 @@ use tokio::sync::mpsc;
 
 use crate::error::EngineResult;
 use crate::plan::identity::ResolvedRules;
-use crate::spec::{EntityType, Space};
+use crate::spec::Space;
 use load::Published;
 pub use view::{LiveChange, LiveProfile, View};
 
@@ -275,18 +275,10 @@ async fn run(
         };
         let Some(first) = received else {
             swept_at = tokio::time::Instant::now();
-            if let Err(e) = inner.sweep().await {
-                if stopping(&live) {
-                    return;
-                }
-                tracing::warn!(space = %space.name, "live: {e}");
-                inner.stage.error = Some(e.to_string());
+            let swept = inner.sweep().await;
+            if !inner.carry_on(swept, &live, &space.name) || !publish(&live, &mut inner) {
+                return;
             }
-            let Some(l) = live.upgrade() else { return };
-            l.view
-                .write()
-                .unwrap()
-                .merge(std::mem::take(&mut inner.stage));
             continue;
         };
         // Everything that arrived, in one tick.
@@ -304,22 +296,29 @@ async fn run(
             continue;
         }
         let started = Instant::now();
-        if let Err(e) = inner.tick(&space, &batch).await {
-            if stopping(&live) {
-                return;
-            }
-            tracing::warn!(space = %space.name, "live: {e}");
-            inner.stage.error = Some(e.to_string());
+        let ticked = inner.tick(&space, &batch).await;
+        if !inner.carry_on(ticked, &live, &space.name) {
+            return;
         }
         inner.stage.ticks = 1;
         inner.stage.last_tick_events = batch.iter().map(|(_, b)| b.num_rows() as u64).sum();
         inner.stage.last_tick_ms = started.elapsed().as_millis() as u64;
-        let Some(l) = live.upgrade() else { return };
-        l.view
-            .write()
-            .unwrap()
-            .merge(std::mem::take(&mut inner.stage));
+        if !publish(&live, &mut inner) {
+            return;
+        }
     }
+}
+
+/// Hands what a tick or sweep found to the readers; false when the engine is gone.
+fn publish(live: &std::sync::Weak<LiveSpace>, inner: &mut Inner) -> bool {
+    let Some(l) = live.upgrade() else {
+        return false;
+    };
+    l.view
+        .write()
+        .unwrap()
+        .merge(std::mem::take(&mut inner.stage));
+    true
 }
 
 fn stopping(live: &std::sync::Weak<LiveSpace>) -> bool {
@@ -328,6 +327,24 @@ fn stopping(live: &std::sync::Weak<LiveSpace>) -> bool {
 }
 
 impl Inner {
+    /// Records how a tick or sweep ended (a failure is shown in the status); whether to carry
+    /// on: not when the server is stopping (then a failure is only the stop cutting it short).
+    fn carry_on(
+        &mut self,
+        r: EngineResult<()>,
+        live: &std::sync::Weak<LiveSpace>,
+        space: &str,
+    ) -> bool {
+        if let Err(e) = r {
+            if stopping(live) {
+                return false;
+            }
+            tracing::warn!(space = %space, "live: {e}");
+            self.stage.error = Some(e.to_string());
+        }
+        true
+    }
+
     /// Loads the latest published run when it is not the one loaded; true when it loaded one.
     async fn reload(&mut self, space: &Space) -> EngineResult<bool> {
         let out = crate::read::output_location(space)?;
@@ -500,7 +517,7 @@ impl Inner {
                 .or_default()
                 .push(m.clone());
         }
-        let classes = Arc::new(classes(&state.space, state, &ev.rows));
+        let classes = Arc::new(view::classes(&state.space, state, &ev.rows));
         // A plan's rows come in no particular order: each profile's row by its id.
         for p in &list {
             let Some(&r) = ev.row_of.get(p) else {
@@ -560,30 +577,4 @@ impl Inner {
         }
         Ok(())
     }
-}
-
-/// The trait columns of live rows and what each is.
-fn classes(space: &Space, state: &Published, rows: &RecordBatch) -> Vec<(String, LiveClass)> {
-    let computed: BTreeSet<&str> = space
-        .traits
-        .iter()
-        .filter(|t| t.entity == EntityType::Users)
-        .map(|t| t.key.as_str())
-        .chain(state.kept_traits.iter().map(String::as_str))
-        .collect();
-    let mut out = Vec::new();
-    for f in rows.schema().fields() {
-        let n = f.name();
-        let class = if computed.contains(n.as_str()) {
-            LiveClass::Computed
-        } else if state.custom.iter().any(|c| &c.column == n) {
-            LiveClass::Custom
-        } else if state.sql_columns.contains(n) {
-            LiveClass::Sql
-        } else {
-            continue;
-        };
-        out.push((n.clone(), class));
-    }
-    out
 }

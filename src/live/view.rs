@@ -2,13 +2,15 @@
 //! identifiers seen live, the profiles merged away live and the entries and exits found, kept
 //! behind one lock and replaced or extended once per tick.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use datafusion::arrow::array::RecordBatch;
 
 use super::LiveClass;
+use super::load::Published;
+use crate::spec::{EntityType, Space};
 
 /// One profile's live values.
 pub struct LiveProfile {
@@ -109,3 +111,33 @@ impl View {
 
 /// Live changes kept for readers.
 const MAX_CHANGES: usize = 100_000;
+
+/// The trait columns of live rows and what each is.
+pub(super) fn classes(
+    space: &Space,
+    state: &Published,
+    rows: &RecordBatch,
+) -> Vec<(String, LiveClass)> {
+    let computed: BTreeSet<&str> = space
+        .traits
+        .iter()
+        .filter(|t| t.entity == EntityType::Users)
+        .map(|t| t.key.as_str())
+        .chain(state.kept_traits.iter().map(String::as_str))
+        .collect();
+    let mut out = Vec::new();
+    for f in rows.schema().fields() {
+        let n = f.name();
+        let class = if computed.contains(n.as_str()) {
+            LiveClass::Computed
+        } else if state.custom.iter().any(|c| &c.column == n) {
+            LiveClass::Custom
+        } else if state.sql_columns.contains(n) {
+            LiveClass::Sql
+        } else {
+            continue;
+        };
+        out.push((n.clone(), class));
+    }
+    out
+}

@@ -67,8 +67,7 @@ pub struct RunCtx<'a> {
     pub as_of: DateTime<Utc>,
     /// `<output>/<space>`.
     pub out: objects::Location,
-    /// The last good run's manifest (read by the events stage; None before it, and for a
-    /// first run).
+    /// The last good run's manifest (None for a first run), read once when the run starts.
     pub previous: Option<manifest::Manifest>,
     /// Set by the events stage when what the previous run read no longer holds (a source file
     /// changed or is gone, the sources changed, as-of moved back): why the identity stage
@@ -93,9 +92,12 @@ pub struct RunCtx<'a> {
 }
 
 impl<'a> RunCtx<'a> {
-    /// A context with a new session that spills into `scratch`.
+    /// A context with a new session that spills into `scratch`; `previous` is the last good
+    /// run's manifest.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         space: &'a Space,
+        previous: Option<manifest::Manifest>,
         opts: &'a RunOptions,
         progress: &'a dyn Progress,
         out: objects::Location,
@@ -113,7 +115,7 @@ impl<'a> RunCtx<'a> {
             opts,
             as_of: rec.as_of,
             out,
-            previous: None,
+            previous,
             history_break: None,
             rec,
             progress,

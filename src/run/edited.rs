@@ -38,14 +38,16 @@ impl Edited {
     }
 }
 
-pub(super) fn relative(root: &Path, file: &Path) -> String {
+/// `file` relative to `root`, with `/`: how definition files are named in fingerprints.
+pub fn relative(root: &Path, file: &Path) -> String {
     file.strip_prefix(root)
         .unwrap_or(file)
         .to_string_lossy()
         .replace('\\', "/")
 }
 
-fn stem(path: &str) -> &str {
+/// A definition file's key: the stem of `traits/<key>.yaml`.
+pub fn stem(path: &str) -> &str {
     let name = path.rsplit('/').next().unwrap_or(path);
     name.rsplit_once('.').map_or(name, |(s, _)| s)
 }
@@ -61,12 +63,8 @@ pub fn edited(
     custom_keys: &BTreeSet<String>,
     stale: &Kept,
 ) -> Result<Edited, String> {
-    let changed: BTreeSet<&str> = now
-        .keys()
-        .chain(before.keys())
-        .filter(|k| now.get(*k) != before.get(*k))
-        .map(String::as_str)
-        .collect();
+    let changed = super::record::changed_files(now, before);
+    let changed: BTreeSet<&str> = changed.iter().map(String::as_str).collect();
     let other: Vec<&str> = changed
         .iter()
         .copied()
@@ -130,23 +128,32 @@ pub fn edited(
         }
         reads.insert(a.key.as_str(), r.traits);
     }
-    // Audiences that read an edited trait or audience, to a fixed point.
+    add_readers(&reads, &out.traits, &mut out.audiences);
+    Ok(out)
+}
+
+/// Adds to `audiences` every audience of `reads` (audience -> names it reads) that reads one
+/// of `traits` or `audiences`, to a fixed point.
+pub fn add_readers(
+    reads: &BTreeMap<&str, BTreeSet<String>>,
+    traits: &BTreeSet<String>,
+    audiences: &mut BTreeSet<String>,
+) {
     loop {
         let more: Vec<String> = reads
             .iter()
-            .filter(|(k, _)| !out.audiences.contains(**k))
+            .filter(|(k, _)| !audiences.contains(**k))
             .filter(|(_, r)| {
                 r.iter()
-                    .any(|x| out.traits.contains(x) || out.audiences.contains(x))
+                    .any(|x| traits.contains(x) || audiences.contains(x))
             })
             .map(|(k, _)| k.to_string())
             .collect();
         if more.is_empty() {
             break;
         }
-        out.audiences.extend(more);
+        audiences.extend(more);
     }
-    Ok(out)
 }
 
 /// The lengths (seconds) of every window of a computed trait of users or an audience that

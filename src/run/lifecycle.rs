@@ -144,6 +144,7 @@ async fn stages_then_publish(
     let space = &super::backfill::resolve(space, previous.as_ref(), rec.as_of);
     let mut rc = RunCtx::new(
         space,
+        previous,
         opts,
         progress,
         out.clone(),

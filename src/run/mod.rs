@@ -117,7 +117,16 @@ pub async fn evaluate(
     let sink = sink::StageSink::Materialize;
     let previous = crate::store::manifest::read(out).await?;
     let space = &backfill::resolve(space, previous.as_ref(), rec.as_of);
-    let mut rc = RunCtx::new(space, opts, progress, out.clone(), rec, scratch, sink)?;
+    let mut rc = RunCtx::new(
+        space,
+        previous,
+        opts,
+        progress,
+        out.clone(),
+        rec,
+        scratch,
+        sink,
+    )?;
     evaluate_stages(&mut rc).await?;
     Ok(Evaluation {
         ctx: rc.session,

@@ -233,6 +233,19 @@ pub fn fingerprint(bytes: &[u8]) -> String {
 }
 
 /// Fingerprints of every definition file of a space, and of all of them together.
+/// The definition files (paths) whose fingerprints differ between `a` and `b`, added and
+/// removed ones included.
+pub fn changed_files(
+    a: &BTreeMap<String, String>,
+    b: &BTreeMap<String, String>,
+) -> std::collections::BTreeSet<String> {
+    a.keys()
+        .chain(b.keys())
+        .filter(|k| a.get(*k) != b.get(*k))
+        .cloned()
+        .collect()
+}
+
 pub fn definitions_fingerprint(root: &std::path::Path) -> (String, BTreeMap<String, String>) {
     let mut files = BTreeMap::new();
     let mut visit = |rel: &str| {

@@ -30,7 +30,7 @@ pub async fn steps(space: &Space, as_of: DateTime<Utc>) -> EngineResult<Vec<Step
     let mut rec = new_record(&space, &opts, "script", Utc::now());
     let scratch = new_scratch(&opts)?;
     let sink = StageSink::Record(Vec::new());
-    let mut rc = RunCtx::new(&space, &opts, &Quiet, out, &mut rec, scratch, sink)?;
+    let mut rc = RunCtx::new(&space, None, &opts, &Quiet, out, &mut rec, scratch, sink)?;
     let (events, _identity) = super::compute(&mut rc).await?;
     super::publish::record(&mut rc, events).await?;
     Ok(std::mem::replace(&mut rc.sink, StageSink::Materialize).into_steps())

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use crate::run::record::definitions_fingerprint;
+use crate::run::record::{changed_files, definitions_fingerprint};
 use crate::schedule::Trigger;
 use crate::spec::Space;
 
@@ -62,14 +62,7 @@ impl SpaceDefs {
             st.files.clone()
         };
         let name = &self.started.name;
-        let changed: Vec<String> = files
-            .keys()
-            .chain(before.keys())
-            .filter(|k| files.get(*k) != before.get(*k))
-            .cloned()
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .collect();
+        let changed: Vec<String> = changed_files(&files, &before).into_iter().collect();
         if changed.iter().any(|p| p == "space.yaml") {
             eprintln!(
                 "space `{name}`: space.yaml changed; restart `cohort serve` to use it (runs keep \
@@ -107,11 +100,7 @@ async fn since_published(space: &Space) -> Vec<String> {
         return Vec::new();
     };
     let (_, now) = definitions_fingerprint(&space.root);
-    let keys: std::collections::BTreeSet<&String> = now.keys().chain(published.keys()).collect();
-    keys.into_iter()
-        .filter(|k| now.get(*k) != published.get(*k))
-        .cloned()
-        .collect()
+    changed_files(&now, &published).into_iter().collect()
 }
 
 /// Looks at `defs` every [`EVERY`]; when they changed (or, at the start, when they are not the

@@ -25,7 +25,6 @@ use crate::run::tables::stage;
 use crate::run::{events_table, history};
 use crate::run::{files, sources};
 use crate::spec::Space;
-use crate::store::manifest;
 
 /// What the events stage hands on (besides the `events` view and the source views).
 pub struct EventsOut {
@@ -43,12 +42,10 @@ pub struct EventsOut {
     pub extended: Option<events_table::NewRows>,
 }
 
-/// Stage 1: reads the last good run's manifest into `ctx.previous`, then the sources into the
-/// `events` view: for a run, only the files the previous run's ingestion log does not hold,
+/// Stage 1: reads the sources into the `events` view: for a run, only the files the previous run's ingestion log does not hold,
 /// added to its history (or every file, when the history cannot be extended: the record says
 /// why). Files it cannot read fail the run or, with `--skip-bad-files`, go into the record.
 pub async fn run(ctx: &mut RunCtx<'_>) -> EngineResult<EventsOut> {
-    ctx.previous = manifest::read(&ctx.out).await?;
     let bad = if ctx.opts.skip_bad_files {
         sources::BadFiles::Skip
     } else {
