@@ -4,6 +4,7 @@
 //! version when nothing did. A full run rewrites the table.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 
 use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::datatypes::{DataType, Int64Type};
@@ -14,6 +15,7 @@ use datafusion::functions_aggregate::expr_fn::{bit_xor, count};
 use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder, cast};
 use datafusion::prelude::{Expr, SessionContext, col, lit};
 
+use super::bucketed;
 use super::tables::{published, stage};
 use crate::error::EngineResult;
 use crate::functions::id_node;
@@ -33,13 +35,9 @@ pub async fn write(
     out: &objects::Location,
     previous: Option<&manifest::Manifest>,
     extended: Option<NewRows>,
+    (memory_limit, scratch): (Option<usize>, &Path),
 ) -> EngineResult<u64> {
-    let history = ctx.table(stage::HISTORY).await?.into_unoptimized_plan();
-    let profiles = ctx
-        .table(stage::EVENT_PROFILES)
-        .await?
-        .into_unoptimized_plan();
-    let plan = hp::published_events(history, profiles)?;
+    let plan = published_plan(ctx, memory_limit, scratch).await?;
     let loc = out.child(published::EVENTS);
     let prev_version = previous
         .and_then(|m| m.tables.get(published::EVENTS))
@@ -65,6 +63,37 @@ pub async fn write(
         .filter(only.clone())?
         .build()?;
     Ok(delta::replace_where(&loc, plan, &ctx.state(), only).await?)
+}
+
+/// The rows of `events` as this run publishes it: the history with each event's profile. Under
+/// a memory limit the join is written to `scratch` a bucket of message ids at a time first
+/// (see [`bucketed`]).
+async fn published_plan(
+    ctx: &SessionContext,
+    memory_limit: Option<usize>,
+    scratch: &Path,
+) -> EngineResult<LogicalPlan> {
+    let history = ctx.table(stage::HISTORY).await?.into_unoptimized_plan();
+    let profiles = ctx.table(stage::EVENT_PROFILES).await?;
+    let k = match memory_limit {
+        Some(_) => bucketed::buckets(memory_limit, profiles.clone().count().await? as u64),
+        None => 1,
+    };
+    let profiles = profiles.into_unoptimized_plan();
+    if k == 1 {
+        return Ok(hp::published_events(history, profiles)?);
+    }
+    let dir = scratch.join(published::EVENTS);
+    let join = |ep, h| hp::published_events(h, ep);
+    bucketed::materialize_join(
+        ctx,
+        (profiles, "message_id"),
+        (history, "message_id"),
+        join,
+        k,
+        &dir,
+    )
+    .await
 }
 
 /// Each day's rows of an `events` table as (rows, XOR of a 64-bit code of each row's message

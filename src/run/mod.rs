@@ -19,6 +19,7 @@
 
 pub mod abandoned;
 pub mod backfill;
+pub mod bucketed;
 pub mod ctx;
 pub mod due;
 pub mod edited;
@@ -71,7 +72,14 @@ async fn evaluate_stages(rc: &mut RunCtx<'_>) -> EngineResult<(EventsOut, Identi
     rc.stage_done("events", t);
 
     let t = rc.stage_started("identity");
-    let identity = stages::identity::run(rc, &events).await?;
+    // The identity stage's joins have two large sides: under a memory limit they are too
+    // big for, they sort and merge (which spills) instead of hashing.
+    let limit = rc.opts.session.memory_limit;
+    let big = bucketed::buckets(limit, rc.rec.events.max(0) as u64) > 1;
+    session::spilling_joins(&rc.session, big);
+    let identity = stages::identity::run(rc, &events).await;
+    session::spilling_joins(&rc.session, false);
+    let identity = identity?;
     rc.stage_done("identity", t);
 
     let t = rc.stage_started("traits");

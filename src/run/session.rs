@@ -46,6 +46,13 @@ pub fn new_session(opts: &SessionOptions) -> EngineResult<SessionContext> {
         // Warehouse layouts have thousands of small files (a folder per table and day);
         // reading every footer for statistics at each plan costs more than it saves.
         options.execution.collect_statistics = false;
+        // Each sort sets aside this much to merge its spill files; DataFusion's 10 MB is too
+        // much for every sort of a plan under a small limit ("Not enough memory to continue
+        // external sort").
+        if let Some(limit) = opts.memory_limit {
+            let share = (limit / 64).clamp(256 << 10, 10 << 20);
+            options.execution.sort_spill_reservation_bytes = share;
+        }
     }
     for f in functions::all() {
         ctx.register_udf(f.as_ref().clone());
@@ -54,6 +61,17 @@ pub fn new_session(opts: &SessionOptions) -> EngineResult<SessionContext> {
         ctx.register_udaf(f.as_ref().clone());
     }
     Ok(ctx)
+}
+
+/// Whether joins planned from now on in `ctx` may spill. DataFusion's hash join holds its
+/// whole build side in memory and fails when the pool runs out ("Resources exhausted"); a
+/// sort-merge join sorts both sides instead, and sorts spill. Sorting is slower, and a sort
+/// of wide rows needs wide merge buffers, so a run turns this on only under a memory limit its
+/// data is too big for, and only for the stage whose joins have two large sides (identity).
+pub fn spilling_joins(ctx: &SessionContext, on: bool) {
+    let state = ctx.state_ref();
+    let mut state = state.write();
+    state.config_mut().options_mut().optimizer.prefer_hash_join = !on;
 }
 
 /// Makes `loc`'s object store reachable from plans that read its URLs.

@@ -104,6 +104,17 @@ pub async fn materialize(
     plan: LogicalPlan,
     dir: &Path,
 ) -> EngineResult<LogicalPlan> {
+    let schema = Arc::clone(plan.schema());
+    let rows = write_parquet(ctx, plan, dir).await?;
+    read_back(ctx, dir, rows, schema).await
+}
+
+/// Appends `plan`'s rows to Parquet files in `dir` (created if missing); returns how many.
+pub async fn write_parquet(
+    ctx: &SessionContext,
+    plan: LogicalPlan,
+    dir: &Path,
+) -> EngineResult<u64> {
     std::fs::create_dir_all(dir).map_err(crate::error::StoreError::from)?;
     let path = format!("{}/", dir.display());
     let mut options = datafusion::config::TableParquetOptions::default();
@@ -112,7 +123,6 @@ pub async fn materialize(
     // under a tight memory limit spends its budget on sorts and aggregates, which can spill.
     options.global.allow_single_file_parallelism = false;
     options.global.max_row_group_size = 4096;
-    let schema = Arc::clone(plan.schema());
     let written = ctx
         .execute_logical_plan(plan)
         .await?
@@ -131,6 +141,17 @@ pub async fn materialize(
         })
         .flat_map(|c| c.iter().flatten())
         .sum();
+    Ok(rows)
+}
+
+/// A scan of the Parquet files [`write_parquet`] wrote to `dir` (`rows` rows of `schema`).
+pub async fn read_back(
+    ctx: &SessionContext,
+    dir: &Path,
+    rows: u64,
+    schema: datafusion::common::DFSchemaRef,
+) -> EngineResult<LogicalPlan> {
+    let path = format!("{}/", dir.display());
     if rows == 0 {
         // No rows, no files: there is nothing to read back (nor a schema to infer from).
         return Ok(LogicalPlan::EmptyRelation(

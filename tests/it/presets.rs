@@ -171,11 +171,13 @@ async fn window_prunes_old_partitions() {
 }
 
 /// The memory limit reaches DataFusion: far too little fails with "Resources exhausted",
-/// a small limit (well under the data's size) gives the same counts as no limit.
+/// a small limit (well under the data's size) publishes the same tables as no limit. Under
+/// it the identity stage's joins are sort-merge joins, and the event-to-profile joins run in
+/// buckets (300,000 events need two under 160 MB; see `run::bucketed`).
 #[tokio::test]
 async fn memory_limit_spills_and_is_enforced() {
     let tmp = tempfile::tempdir().unwrap();
-    generate(Preset::Events, 150_000, 8, &tmp.path().join("data")).await;
+    generate(Preset::Events, 300_000, 8, &tmp.path().join("data")).await;
     write_space(tmp.path(), "mem", &[("web", "events", "./data")], "./out");
     let space = load(tmp.path()).await;
     let with_limit = |limit: Option<usize>| RunOptions {
@@ -188,11 +190,28 @@ async fn memory_limit_spills_and_is_enforced() {
         },
         ..Default::default()
     };
+    let published = || async {
+        let ctx = datafusion::prelude::SessionContext::new();
+        run::register_published(&ctx, &space).await.unwrap();
+        let mut all = Vec::new();
+        for (table, cols) in [
+            ("identities", "profile_id, id_type, id_value"),
+            ("profiles", "*"),
+            ("events", "profile_id, message_id, dt"),
+        ] {
+            let sql = format!("SELECT {cols} FROM {table} ORDER BY 1, 2, 3");
+            let rows = crate::common::text_rows(&ctx, &sql).await;
+            assert!(!rows.is_empty(), "{table} has rows");
+            all.push((table, rows));
+        }
+        all
+    };
     let free = run::run(&space, &with_limit(None), &Quiet)
         .await
         .unwrap()
         .record;
-    let tight = run::run(&space, &with_limit(Some(64 << 20)), &Quiet)
+    let free_tables = published().await;
+    let tight = run::run(&space, &with_limit(Some(160 << 20)), &Quiet)
         .await
         .unwrap()
         .record;
@@ -200,6 +219,9 @@ async fn memory_limit_spills_and_is_enforced() {
         (free.events, free.duplicates, free.bad_events),
         (tight.events, tight.duplicates, tight.bad_events)
     );
+    for ((table, want), (_, got)) in free_tables.iter().zip(published().await) {
+        assert!(got == *want, "{table} differs under the limit");
+    }
     let err = run::run(&space, &with_limit(Some(4 << 10)), &Quiet)
         .await
         .unwrap_err()

@@ -21,6 +21,7 @@ use crate::plan::profiles::{
     join_traits, profile_base_plan,
 };
 use crate::plan::traits::{TraitColumn, TraitQuery, computed_traits_plan, empty_value};
+use crate::run::bucketed::{self, materialize_join};
 use crate::run::ctx::RunCtx;
 use crate::run::sink::keep;
 use crate::run::tables::{EVENT_COLUMNS, stage};
@@ -180,6 +181,26 @@ fn type_names(cols: impl IntoIterator<Item = (String, DataType)>) -> BTreeMap<St
     cols.into_iter().map(|(k, t)| (k, t.to_string())).collect()
 }
 
+/// Each event of `events` (its message id as `ev_message_id`) with its profile from
+/// `event_profiles`: the small (message_id, profile_id) side is the join's build side, the
+/// events stream past it.
+fn with_profiles(
+    event_profiles: LogicalPlan,
+    events: LogicalPlan,
+) -> datafusion::common::Result<LogicalPlan> {
+    let mut out: Vec<datafusion::prelude::Expr> = EVENT_COLUMNS.into_iter().map(col).collect();
+    out.push(col("profile_id"));
+    LogicalPlanBuilder::from(event_profiles)
+        .join(
+            events,
+            JoinType::Inner,
+            (vec!["message_id"], vec!["ev_message_id"]),
+            None,
+        )?
+        .project(out)?
+        .build()
+}
+
 /// Runs stages 3 and 4: registers `profile_events`, `cohort_profiles`, `account_links` and
 /// `cohort_accounts`. `sql_traits` have run already: their tables `(profile_id, trait
 /// columns...)` are merged through the identity graph, and the profiles they started join
@@ -190,6 +211,7 @@ pub async fn run(rc: &mut RunCtx<'_>, sql_traits: &[SqlTraitResult]) -> EngineRe
     let scratch = rc.scratch.clone();
     let scratch = Some(scratch.path());
     let (ctx, sink, space) = (&rc.session, &mut rc.sink, rc.space);
+    let limit = rc.opts.session.memory_limit;
     let reuse = rc.reuse.as_ref();
     let mut stats = ProfileStats {
         recompute: rc.recompute.clone(),
@@ -219,24 +241,8 @@ pub async fn run(rc: &mut RunCtx<'_>, sql_traits: &[SqlTraitResult]) -> EngineRe
     // Every event with its profile, not kept: what edited definitions and `recent_events`
     // read when `profile_events` holds the touched profiles' only (their own filters narrow
     // it before the join).
-    let with_events = |ep: DataFrame| -> EngineResult<LogicalPlan> {
-        Ok(ep
-            .join(
-                events.clone(),
-                JoinType::Inner,
-                &["message_id"],
-                &["ev_message_id"],
-                None,
-            )?
-            .select(
-                EVENT_COLUMNS
-                    .into_iter()
-                    .chain(std::iter::once("profile_id"))
-                    .map(col)
-                    .collect::<Vec<_>>(),
-            )?
-            .into_unoptimized_plan())
-    };
+    let events = events.into_unoptimized_plan();
+    let with_events = |ep: DataFrame| with_profiles(ep.into_unoptimized_plan(), events.clone());
     let all_events = with_events(event_profiles.clone())?;
     if reuse.is_some() {
         ctx.deregister_table(stage::ALL_EVENTS)?;
@@ -256,8 +262,23 @@ pub async fn run(rc: &mut RunCtx<'_>, sql_traits: &[SqlTraitResult]) -> EngineRe
         ),
         None => event_profiles,
     };
-    let pe = with_events(event_profiles)?;
-    sink.keep(ctx, pe, stage::PROFILE_EVENTS, scratch).await?;
+    let pe = with_events(event_profiles.clone())?;
+    let k = match (sink.recording(), scratch) {
+        (false, Some(_)) if limit.is_some() => {
+            bucketed::buckets(limit, event_profiles.clone().count().await? as u64)
+        }
+        _ => 1,
+    };
+    match scratch.filter(|_| k > 1) {
+        Some(dir) => {
+            let dir = dir.join(stage::PROFILE_EVENTS);
+            let ep = (event_profiles.into_unoptimized_plan(), "message_id");
+            let plan = materialize_join(ctx, ep, (events, "ev_message_id"), with_profiles, k, &dir);
+            let df = ctx.execute_logical_plan(plan.await?).await?;
+            ctx.register_table(stage::PROFILE_EVENTS, df.into_view())?;
+        }
+        None => sink.keep(ctx, pe, stage::PROFILE_EVENTS, scratch).await?,
+    }
     tracing::debug!("profile events written");
     // Later passes read it by name (a script, too, makes `profile_events` once).
     let pe = ctx
