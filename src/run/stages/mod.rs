@@ -6,6 +6,7 @@ pub mod events;
 pub mod identity;
 pub mod identity_affected;
 mod memberships;
+mod profile_events;
 pub mod profiles;
 pub mod sql_traits;
 mod started;

@@ -11,6 +11,7 @@ use datafusion::common::JoinType;
 use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder, col, lit};
 use datafusion::prelude::{DataFrame, SessionContext};
 
+use super::profile_events::{self, with_profiles};
 use super::sql_traits::SqlTraitResult;
 use super::started::{started_plan, started_profiles};
 use crate::error::{EngineError, EngineResult};
@@ -21,10 +22,9 @@ use crate::plan::profiles::{
     join_traits, profile_base_plan,
 };
 use crate::plan::traits::{TraitColumn, TraitQuery, computed_traits_plan, empty_value};
-use crate::run::bucketed::{self, materialize_join};
 use crate::run::ctx::RunCtx;
 use crate::run::sink::keep;
-use crate::run::tables::{EVENT_COLUMNS, stage};
+use crate::run::tables::stage;
 use crate::spec::{ComputedTraitDef, Diagnostic, EntityType, Space, query};
 
 const TRAIT_KEYS: &str = include_str!("../../../queries/profiles/trait_keys.sql");
@@ -181,26 +181,6 @@ fn type_names(cols: impl IntoIterator<Item = (String, DataType)>) -> BTreeMap<St
     cols.into_iter().map(|(k, t)| (k, t.to_string())).collect()
 }
 
-/// Each event of `events` (its message id as `ev_message_id`) with its profile from
-/// `event_profiles`: the small (message_id, profile_id) side is the join's build side, the
-/// events stream past it.
-fn with_profiles(
-    event_profiles: LogicalPlan,
-    events: LogicalPlan,
-) -> datafusion::common::Result<LogicalPlan> {
-    let mut out: Vec<datafusion::prelude::Expr> = EVENT_COLUMNS.into_iter().map(col).collect();
-    out.push(col("profile_id"));
-    LogicalPlanBuilder::from(event_profiles)
-        .join(
-            events,
-            JoinType::Inner,
-            (vec!["message_id"], vec!["ev_message_id"]),
-            None,
-        )?
-        .project(out)?
-        .build()
-}
-
 /// Runs stages 3 and 4: registers `profile_events`, `cohort_profiles`, `account_links` and
 /// `cohort_accounts`. `sql_traits` have run already: their tables `(profile_id, trait
 /// columns...)` are merged through the identity graph, and the profiles they started join
@@ -221,9 +201,8 @@ pub async fn run(rc: &mut RunCtx<'_>, sql_traits: &[SqlTraitResult]) -> EngineRe
         Some(_) => Some(ctx.table(stage::TOUCHED).await?.into_unoptimized_plan()),
         None => None,
     };
-    // With the untouched profiles keeping their values, only the touched ones' events.
-    // Every event with its profile, read once and kept for every later pass. The small
-    // (message_id, profile_id) side is the join's build side; the events stream past it.
+    // With the untouched profiles keeping their values, only the touched ones' events, each
+    // with its profile, kept for every later pass (`profile_events`).
     let events = ctx.table(stage::EVENTS).await?.select(vec![
         col("message_id").alias("ev_message_id"),
         col("type"),
@@ -242,8 +221,10 @@ pub async fn run(rc: &mut RunCtx<'_>, sql_traits: &[SqlTraitResult]) -> EngineRe
     // read when `profile_events` holds the touched profiles' only (their own filters narrow
     // it before the join).
     let events = events.into_unoptimized_plan();
-    let with_events = |ep: DataFrame| with_profiles(ep.into_unoptimized_plan(), events.clone());
-    let all_events = with_events(event_profiles.clone())?;
+    let all_events = with_profiles(
+        event_profiles.clone().into_unoptimized_plan(),
+        events.clone(),
+    )?;
     if reuse.is_some() {
         ctx.deregister_table(stage::ALL_EVENTS)?;
         ctx.register_table(
@@ -262,23 +243,7 @@ pub async fn run(rc: &mut RunCtx<'_>, sql_traits: &[SqlTraitResult]) -> EngineRe
         ),
         None => event_profiles,
     };
-    let pe = with_events(event_profiles.clone())?;
-    let k = match (sink.recording(), scratch) {
-        (false, Some(_)) if limit.is_some() => {
-            bucketed::buckets(limit, event_profiles.clone().count().await? as u64)
-        }
-        _ => 1,
-    };
-    match scratch.filter(|_| k > 1) {
-        Some(dir) => {
-            let dir = dir.join(stage::PROFILE_EVENTS);
-            let ep = (event_profiles.into_unoptimized_plan(), "message_id");
-            let plan = materialize_join(ctx, ep, (events, "ev_message_id"), with_profiles, k, &dir);
-            let df = ctx.execute_logical_plan(plan.await?).await?;
-            ctx.register_table(stage::PROFILE_EVENTS, df.into_view())?;
-        }
-        None => sink.keep(ctx, pe, stage::PROFILE_EVENTS, scratch).await?,
-    }
+    profile_events::keep(ctx, sink, event_profiles, events, (limit, scratch)).await?;
     tracing::debug!("profile events written");
     // Later passes read it by name (a script, too, makes `profile_events` once).
     let pe = ctx
