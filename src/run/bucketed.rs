@@ -5,9 +5,10 @@
 //! side is every (message id, profile id) pair, some 5 GB at 100 M events. Under a memory
 //! limit such a join is split by a hash of its key into `k` buckets; bucket `b` joins only the
 //! rows of both sides whose key hashes to `b`, and is written to the scratch folder before the
-//! next bucket starts, so only one bucket's build side is in memory at a time. The scans of
-//! both sides read with Parquet filter pushdown, so each bucket decodes the key column and
-//! only its own rows of the other (wide) columns.
+//! next bucket starts, so only one bucket's build side is in memory at a time. Parquet filter
+//! pushdown is on while the buckets run, so that a scan the bucket filter reaches decodes the
+//! key column and only its own rows of the other (wide) columns; how many scans it reaches
+//! was not measured.
 //!
 //! Without a memory limit, or when the build side fits, `k` is 1 and the join runs as is.
 

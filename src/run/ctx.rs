@@ -89,6 +89,21 @@ pub struct RunCtx<'a> {
     pub recompute: super::touched::Recompute,
     /// Definitions this run keeps without evaluating them (see [`super::due`]).
     pub kept: crate::store::manifest::Kept,
+    /// In how many buckets the joins of every event with its profile run (1: whole), set
+    /// after the events stage from its count and the memory limit (see [`super::bucketed`]).
+    pub join_buckets: u32,
+}
+
+/// What a run over published state starts from: the last good run's manifest at `out`, and
+/// `space` with when each of its definitions first appeared in the runs (`backfill: false`).
+pub async fn starting_point(
+    space: &Space,
+    out: &objects::Location,
+    as_of: DateTime<Utc>,
+) -> EngineResult<(Option<manifest::Manifest>, Space)> {
+    let previous = manifest::read(out).await?;
+    let space = super::backfill::resolve(space, previous.as_ref(), as_of);
+    Ok((previous, space))
 }
 
 impl<'a> RunCtx<'a> {
@@ -125,6 +140,7 @@ impl<'a> RunCtx<'a> {
             reuse: None,
             recompute: Default::default(),
             kept: Default::default(),
+            join_buckets: 1,
         })
     }
 

@@ -35,9 +35,9 @@ pub async fn write(
     out: &objects::Location,
     previous: Option<&manifest::Manifest>,
     extended: Option<NewRows>,
-    (memory_limit, scratch): (Option<usize>, &Path),
+    buckets: (u32, &Path),
 ) -> EngineResult<u64> {
-    let plan = published_plan(ctx, memory_limit, scratch).await?;
+    let plan = published_plan(ctx, buckets).await?;
     let loc = out.child(published::EVENTS);
     let prev_version = previous
         .and_then(|m| m.tables.get(published::EVENTS))
@@ -65,22 +65,19 @@ pub async fn write(
     Ok(delta::replace_where(&loc, plan, &ctx.state(), only).await?)
 }
 
-/// The rows of `events` as this run publishes it: the history with each event's profile. Under
-/// a memory limit the join is written to `scratch` a bucket of message ids at a time first
+/// The rows of `events` as this run publishes it: the history with each event's profile. In
+/// `k` > 1 buckets, the join is written to `scratch` a bucket of message ids at a time first
 /// (see [`bucketed`]).
 async fn published_plan(
     ctx: &SessionContext,
-    memory_limit: Option<usize>,
-    scratch: &Path,
+    (k, scratch): (u32, &Path),
 ) -> EngineResult<LogicalPlan> {
     let history = ctx.table(stage::HISTORY).await?.into_unoptimized_plan();
-    let profiles = ctx.table(stage::EVENT_PROFILES).await?;
-    let k = match memory_limit {
-        Some(_) => bucketed::buckets(memory_limit, profiles.clone().count().await? as u64),
-        None => 1,
-    };
-    let profiles = profiles.into_unoptimized_plan();
-    if k == 1 {
+    let profiles = ctx
+        .table(stage::EVENT_PROFILES)
+        .await?
+        .into_unoptimized_plan();
+    if k <= 1 {
         return Ok(hp::published_events(history, profiles)?);
     }
     let dir = scratch.join(published::EVENTS);

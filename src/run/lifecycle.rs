@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::ctx::{Progress, RunCtx, RunOptions, new_scratch};
+use super::ctx::{Progress, RunCtx, RunOptions, new_scratch, starting_point};
 use super::output::output_location;
 use super::record::{self, RunRecord, RunStatus};
 use super::runs_table::record_failure;
@@ -140,10 +140,9 @@ async fn stages_then_publish(
     scratch: &scratch::Scratch,
 ) -> EngineResult<manifest::Manifest> {
     let sink = StageSink::Materialize;
-    let previous = manifest::read(out).await?;
-    let space = &super::backfill::resolve(space, previous.as_ref(), rec.as_of);
+    let (previous, space) = starting_point(space, out, rec.as_of).await?;
     let mut rc = RunCtx::new(
-        space,
+        &space,
         previous,
         opts,
         progress,

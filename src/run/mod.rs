@@ -71,12 +71,14 @@ async fn evaluate_stages(rc: &mut RunCtx<'_>) -> EngineResult<(EventsOut, Identi
     let events = stages::events::run(rc).await?;
     rc.stage_done("events", t);
 
+    // The run's events bound every build side that has a row per event.
+    let events_seen = rc.rec.events.max(0) as u64;
+    rc.join_buckets = bucketed::buckets(rc.opts.session.memory_limit, events_seen);
+
     let t = rc.stage_started("identity");
     // The identity stage's joins have two large sides: under a memory limit they are too
     // big for, they sort and merge (which spills) instead of hashing.
-    let limit = rc.opts.session.memory_limit;
-    let big = bucketed::buckets(limit, rc.rec.events.max(0) as u64) > 1;
-    session::spilling_joins(&rc.session, big);
+    session::spilling_joins(&rc.session, rc.join_buckets > 1);
     let identity = stages::identity::run(rc, &events).await;
     session::spilling_joins(&rc.session, false);
     let identity = identity?;
@@ -123,10 +125,9 @@ pub async fn evaluate(
 ) -> EngineResult<Evaluation> {
     let scratch = ctx::new_scratch(opts)?;
     let sink = sink::StageSink::Materialize;
-    let previous = crate::store::manifest::read(out).await?;
-    let space = &backfill::resolve(space, previous.as_ref(), rec.as_of);
+    let (previous, space) = ctx::starting_point(space, out, rec.as_of).await?;
     let mut rc = RunCtx::new(
-        space,
+        &space,
         previous,
         opts,
         progress,

@@ -63,8 +63,8 @@ pub(super) async fn publish(
         }
     }
     // The history and the files it was read from, for the next run to extend.
-    let limit = (rc.opts.session.memory_limit, rc.scratch.path());
-    let v = super::events_table::write(ctx, out, previous, events.extended, limit).await?;
+    let buckets = (rc.join_buckets, rc.scratch.path());
+    let v = super::events_table::write(ctx, out, previous, events.extended, buckets).await?;
     versions.insert(published::EVENTS.to_string(), v);
     let v = super::occurrences_table::write(ctx, out, previous, identity.changed_only).await?;
     versions.insert(published::IDENTITY_OCCURRENCES.to_string(), v);

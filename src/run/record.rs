@@ -232,7 +232,6 @@ pub fn fingerprint(bytes: &[u8]) -> String {
     format!("{h:016x}")
 }
 
-/// Fingerprints of every definition file of a space, and of all of them together.
 /// The definition files (paths) whose fingerprints differ between `a` and `b`, added and
 /// removed ones included.
 pub fn changed_files(
@@ -246,6 +245,7 @@ pub fn changed_files(
         .collect()
 }
 
+/// Fingerprints of every definition file of a space, and of all of them together.
 pub fn definitions_fingerprint(root: &std::path::Path) -> (String, BTreeMap<String, String>) {
     let mut files = BTreeMap::new();
     let mut visit = |rel: &str| {

@@ -35,22 +35,17 @@ pub fn with_profiles(
 
 /// Registers `profile_events`: `events` (message id as `ev_message_id`) joined with
 /// `event_profiles` (`message_id`, `profile_id`), kept in `scratch` (recorded when `sink`
-/// records a script). `limit` is the run's memory limit.
+/// records a script), in `k` buckets (the run's [`crate::run::ctx::RunCtx::join_buckets`]).
 pub async fn keep(
     ctx: &SessionContext,
     sink: &mut StageSink,
     event_profiles: DataFrame,
     events: LogicalPlan,
-    (limit, scratch): (Option<usize>, Option<&Path>),
+    (k, scratch): (u32, Option<&Path>),
 ) -> EngineResult<()> {
-    let k = match (sink.recording(), scratch) {
-        (false, Some(_)) if limit.is_some() => {
-            bucketed::buckets(limit, event_profiles.clone().count().await? as u64)
-        }
-        _ => 1,
-    };
     let event_profiles = event_profiles.into_unoptimized_plan();
-    let Some(dir) = scratch.filter(|_| k > 1) else {
+    // A script records the plain join.
+    let Some(dir) = scratch.filter(|_| k > 1 && !sink.recording()) else {
         let pe = with_profiles(event_profiles, events)?;
         return sink.keep(ctx, pe, stage::PROFILE_EVENTS, scratch).await;
     };

@@ -191,7 +191,7 @@ pub async fn run(rc: &mut RunCtx<'_>, sql_traits: &[SqlTraitResult]) -> EngineRe
     let scratch = rc.scratch.clone();
     let scratch = Some(scratch.path());
     let (ctx, sink, space) = (&rc.session, &mut rc.sink, rc.space);
-    let limit = rc.opts.session.memory_limit;
+    let k = rc.join_buckets;
     let reuse = rc.reuse.as_ref();
     let mut stats = ProfileStats {
         recompute: rc.recompute.clone(),
@@ -243,7 +243,7 @@ pub async fn run(rc: &mut RunCtx<'_>, sql_traits: &[SqlTraitResult]) -> EngineRe
         ),
         None => event_profiles,
     };
-    profile_events::keep(ctx, sink, event_profiles, events, (limit, scratch)).await?;
+    profile_events::keep(ctx, sink, event_profiles, events, (k, scratch)).await?;
     tracing::debug!("profile events written");
     // Later passes read it by name (a script, too, makes `profile_events` once).
     let pe = ctx
