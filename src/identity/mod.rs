@@ -20,6 +20,7 @@
 //! `prev_identities (profile_id, id_type, id_value)`; the outputs are left registered as
 //! `id_identities`, `id_violations`, `id_event_profiles` and `id_components`.
 
+pub mod buckets;
 pub mod components;
 pub mod replay;
 
@@ -33,7 +34,7 @@ use datafusion::arrow::array::{
 use datafusion::arrow::datatypes::{
     DataType, Field, Int32Type, Int64Type, Schema, SchemaRef, TimeUnit, TimestampMicrosecondType,
 };
-use datafusion::catalog::MemTable;
+use datafusion::catalog::{MemTable, TableProvider};
 use datafusion::common::{DataFusionError, Result};
 use datafusion::prelude::SessionContext;
 
@@ -68,6 +69,9 @@ pub struct Options {
     pub incremental: bool,
     /// Seeds the contraction's hashes.
     pub seed: u64,
+    /// The occurrences in buckets of events, when the per-event queries must run one bucket
+    /// at a time (see [`buckets`]).
+    pub event_buckets: Option<buckets::EventBuckets>,
 }
 
 /// One of the largest components.
@@ -139,7 +143,7 @@ fn empty_table(schema: SchemaRef) -> Result<Arc<MemTable>> {
     )?))
 }
 
-fn set(ctx: &SessionContext, name: &str, t: Arc<MemTable>) -> Result<()> {
+fn set(ctx: &SessionContext, name: &str, t: Arc<dyn TableProvider>) -> Result<()> {
     ctx.deregister_table(name)?;
     ctx.register_table(name, t)?;
     Ok(())
@@ -220,7 +224,10 @@ pub async fn resolve(
     stats.identifiers = n;
     set(ctx, "id_nodes", nodes)?;
     check_collisions(ctx).await?;
-    let (edges, n) = materialize(ctx.sql(EDGES).await?).await?;
+    let (edges, n) = match &opts.event_buckets {
+        Some(b) => buckets::edges(ctx, b, EDGES).await?,
+        None => materialize(ctx.sql(EDGES).await?).await?,
+    };
     stats.edges = n;
     set(ctx, "id_edges", edges)?;
     if !opts.incremental {
@@ -283,7 +290,10 @@ pub async fn resolve(
     )?;
     let (identities, _) = materialize(ctx.sql(IDENTITIES).await?).await?;
     set(ctx, "id_identities", identities)?;
-    let (event_profiles, _) = materialize(ctx.sql(EVENT_PROFILES).await?).await?;
+    let event_profiles: Arc<dyn TableProvider> = match &opts.event_buckets {
+        Some(b) => buckets::event_profiles(ctx, b, EVENT_PROFILES).await?,
+        None => materialize(ctx.sql(EVENT_PROFILES).await?).await?.0,
+    };
     set(ctx, "id_event_profiles", event_profiles)?;
     let (violations, n) = materialize(ctx.sql(VIOLATIONS).await?).await?;
     stats.violations = n;

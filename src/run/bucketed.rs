@@ -13,8 +13,10 @@
 //! Without a memory limit, or when the build side fits, `k` is 1 and the join runs as is.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use datafusion::common::Result;
+use datafusion::logical_expr::when;
 use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder};
 use datafusion::prelude::{Expr, SessionContext, col, lit};
 
@@ -46,15 +48,48 @@ pub fn buckets(memory_limit: Option<usize>, build_rows: u64) -> u32 {
 
 /// Whether `key`'s row belongs to bucket `b` of `k` (rows without a key go to bucket 0).
 pub fn in_bucket(key: Expr, b: u32, k: u32) -> Expr {
-    // A stable 64-bit code of the key (the identity stage's); `%` keeps its sign.
-    let k64 = lit(i64::from(k));
-    let code = id_node(lit("bucket"), key.clone());
-    let bucket = ((code % k64.clone()) + k64.clone()) % k64;
-    let mine = bucket.eq(lit(i64::from(b)));
+    let mine = code_bucket(key.clone(), k).eq(lit(i64::from(b)));
     match b {
         0 => mine.or(key.is_null()),
         _ => mine,
     }
+}
+
+/// `key`'s bucket of `k` (null for a null key).
+fn code_bucket(key: Expr, k: u32) -> Expr {
+    // A stable 64-bit code of the key (the identity stage's); `%` keeps its sign.
+    let k64 = lit(i64::from(k));
+    let code = id_node(lit("bucket"), key);
+    ((code % k64.clone()) + k64.clone()) % k64
+}
+
+/// The bucket column of [`materialize_partitioned`].
+const BUCKET: &str = "bucket";
+
+/// Writes `plan` to `dir` once, split into `k` subfolders by the bucket of `key` (as
+/// [`in_bucket`] assigns them), and returns a scan of all of it and one of each bucket.
+pub async fn materialize_partitioned(
+    ctx: &SessionContext,
+    plan: LogicalPlan,
+    key: &str,
+    k: u32,
+    dir: &Path,
+) -> EngineResult<(LogicalPlan, Vec<LogicalPlan>)> {
+    let schema = Arc::clone(plan.schema());
+    let bucket = when(col(key).is_null(), lit(0i64)).otherwise(code_bucket(col(key), k))?;
+    let mut columns: Vec<Expr> = schema.columns().into_iter().map(Expr::Column).collect();
+    columns.push(bucket.alias(BUCKET));
+    let with_bucket = LogicalPlanBuilder::from(plan).project(columns)?.build()?;
+    let rows = sink::write_partitioned(ctx, with_bucket, dir, BUCKET).await?;
+    let whole = sink::read_back(ctx, dir, rows, Arc::clone(&schema)).await?;
+    let mut parts = Vec::with_capacity(k as usize);
+    for b in 0..k {
+        let part = dir.join(format!("{BUCKET}={b}"));
+        // A bucket no row fell in has no folder.
+        let rows = u64::from(part.is_dir());
+        parts.push(sink::read_back(ctx, &part, rows, Arc::clone(&schema)).await?);
+    }
+    Ok((whole, parts))
 }
 
 /// `join(build, probe)` written to `dir` one bucket at a time and read back; `build_key` and

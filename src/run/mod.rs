@@ -76,12 +76,7 @@ async fn evaluate_stages(rc: &mut RunCtx<'_>) -> EngineResult<(EventsOut, Identi
     rc.join_buckets = bucketed::buckets(rc.opts.session.memory_limit, events_seen);
 
     let t = rc.stage_started("identity");
-    // The identity stage's joins have two large sides: under a memory limit they are too
-    // big for, they sort and merge (which spills) instead of hashing.
-    session::spilling_joins(&rc.session, rc.join_buckets > 1);
-    let identity = stages::identity::run(rc, &events).await;
-    session::spilling_joins(&rc.session, false);
-    let identity = identity?;
+    let identity = stages::identity::run(rc, &events).await?;
     rc.stage_done("identity", t);
 
     let t = rc.stage_started("traits");

@@ -67,17 +67,6 @@ pub fn new_session(opts: &SessionOptions) -> EngineResult<SessionContext> {
     Ok(ctx)
 }
 
-/// Whether joins planned from now on in `ctx` may spill. DataFusion's hash join holds its
-/// whole build side in memory and fails when the pool runs out ("Resources exhausted"); a
-/// sort-merge join sorts both sides instead, and sorts spill. Sorting is slower, and a sort
-/// of wide rows needs wide merge buffers, so a run turns this on only under a memory limit its
-/// data is too big for, and only for the stage whose joins have two large sides (identity).
-pub fn spilling_joins(ctx: &SessionContext, on: bool) {
-    let state = ctx.state_ref();
-    let mut state = state.write();
-    state.config_mut().options_mut().optimizer.prefer_hash_join = !on;
-}
-
 /// Makes `loc`'s object store reachable from plans that read its URLs.
 pub fn register_store(ctx: &SessionContext, loc: &Location) -> EngineResult<()> {
     if loc.url.scheme() == "file" {

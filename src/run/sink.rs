@@ -7,6 +7,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use datafusion::dataframe::DataFrameWriteOptions;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
 
@@ -115,6 +116,27 @@ pub async fn write_parquet(
     plan: LogicalPlan,
     dir: &Path,
 ) -> EngineResult<u64> {
+    write_parquet_with(ctx, plan, dir, DataFrameWriteOptions::new()).await
+}
+
+/// [`write_parquet`] into one subfolder `<column>=<value>` per value of `column` (which is
+/// not written into the files).
+pub async fn write_partitioned(
+    ctx: &SessionContext,
+    plan: LogicalPlan,
+    dir: &Path,
+    column: &str,
+) -> EngineResult<u64> {
+    let by = DataFrameWriteOptions::new().with_partition_by(vec![column.to_string()]);
+    write_parquet_with(ctx, plan, dir, by).await
+}
+
+async fn write_parquet_with(
+    ctx: &SessionContext,
+    plan: LogicalPlan,
+    dir: &Path,
+    write: DataFrameWriteOptions,
+) -> EngineResult<u64> {
     std::fs::create_dir_all(dir).map_err(crate::error::StoreError::from)?;
     let path = format!("{}/", dir.display());
     let mut options = datafusion::config::TableParquetOptions::default();
@@ -126,11 +148,7 @@ pub async fn write_parquet(
     let written = ctx
         .execute_logical_plan(plan)
         .await?
-        .write_parquet(
-            &path,
-            datafusion::dataframe::DataFrameWriteOptions::new(),
-            Some(options),
-        )
+        .write_parquet(&path, write, Some(options))
         .await?;
     let rows: u64 = written
         .iter()

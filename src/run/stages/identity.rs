@@ -13,6 +13,7 @@ use super::identity_affected;
 use crate::error::EngineResult;
 use crate::identity::{self, IdentityStats, TypeLimit};
 use crate::plan::identity::{ResolvedRules, occurrences_from_raw, raw_identifiers};
+use crate::run::bucketed;
 use crate::run::ctx::RunCtx;
 use crate::run::sink::{StageSink, materialize};
 use crate::run::tables::{published, stage};
@@ -110,7 +111,7 @@ pub async fn run(ctx: &mut RunCtx<'_>, events: &EventsOut) -> EngineResult<Ident
         &mut ctx.sink,
         &rules,
         reason.is_ok(),
-        Some(scratch.path()),
+        (Some(scratch.path()), ctx.join_buckets),
     )
     .await?;
     stats.reason = reason.err();
@@ -167,17 +168,19 @@ pub async fn resolve_events(
     materialize_dir: Option<&Path>,
 ) -> EngineResult<(IdentityStats, Vec<(String, String)>)> {
     let sink = &mut StageSink::Materialize;
-    resolve_into(ctx, sink, rules, incremental, materialize_dir).await
+    resolve_into(ctx, sink, rules, incremental, (materialize_dir, 1)).await
 }
 
 /// [`resolve_events`], recording into `sink`. Without a folder to materialize into, the
-/// identifiers are kept in memory.
+/// identifiers are kept in memory; with one and more than one bucket, the occurrences are
+/// written in that many buckets of events and the stage's per-event queries run one bucket at
+/// a time (see [`identity::buckets`]).
 async fn resolve_into(
     ctx: &SessionContext,
     sink: &mut StageSink,
     rules: &ResolvedRules,
     incremental: bool,
-    materialize_dir: Option<&Path>,
+    (materialize_dir, buckets): (Option<&Path>, u32),
 ) -> EngineResult<(IdentityStats, Vec<(String, String)>)> {
     let started = std::time::Instant::now();
     let events = ctx.table(stage::EVENTS).await?.into_unoptimized_plan();
@@ -213,8 +216,20 @@ async fn resolve_into(
     })?;
     let raw_secs = started.elapsed().as_secs_f64();
     let occ_plan = occ.clone();
+    let mut event_buckets = None;
     if let Some(dir) = materialize_dir {
-        occ = materialize(ctx, occ, &dir.join(stage::ID_OCCURRENCES)).await?;
+        let to = dir.join(stage::ID_OCCURRENCES);
+        if buckets > 1 && !sink.recording() {
+            let (whole, parts) =
+                bucketed::materialize_partitioned(ctx, occ, "message_id", buckets, &to).await?;
+            occ = whole;
+            event_buckets = Some(identity::buckets::EventBuckets {
+                parts,
+                dir: dir.join("id_buckets"),
+            });
+        } else {
+            occ = materialize(ctx, occ, &to).await?;
+        }
     }
     let occurrences_secs = started.elapsed().as_secs_f64() - raw_secs;
     sink.step(crate::script::steps::Step::Identity {
@@ -228,6 +243,7 @@ async fn resolve_into(
     let opts = identity::Options {
         incremental,
         seed: 0x00c0_4f27,
+        event_buckets,
     };
     let (mut stats, merges) = identity::resolve(ctx, &type_limits(rules), &opts).await?;
     // Reading the identifiers out of the events comes before the resolver's own laps.

@@ -321,6 +321,7 @@ pub async fn resolve(
     let opts = identity::Options {
         incremental: false,
         seed: 0x00c0_4f27,
+        event_buckets: None,
     };
     let (mut stats, merges) = identity::resolve(ctx, types, &opts).await?;
     let step = std::time::Instant::now();

@@ -120,7 +120,9 @@ GROUP BY
 
 -- The identity graph's edges: an event links every usable identifier it carries to one of
 -- them (the smallest node code), so an event with k identifiers adds k - 1 edges (a star, not
--- a clique). Edges are deduplicated and always written with a < b.
+-- a clique). Edges are deduplicated and always written with a < b. The per-event hubs are
+-- the join's first side (a hash join holds it in memory): one row per event, against one per
+-- identifier occurrence.
 CREATE TABLE "id_edges" AS
 WITH usable AS (
   SELECT
@@ -143,8 +145,8 @@ SELECT DISTINCT
   h.hub AS a,
   u.node AS b
 FROM
-  usable u
-  JOIN hubs h ON u.message_id = h.message_id
+  hubs h
+  JOIN usable u ON u.message_id = h.message_id
 WHERE
   u.node <> h.hub;
 
@@ -220,9 +222,9 @@ FROM (
       o.id_type,
       o.id_value
     FROM
-      id_occurrences o
-      JOIN id_components c ON o.node = c.node
-      JOIN id_violating v ON c.component = v.component
+      id_violating v
+      JOIN id_components c ON c.component = v.component
+      JOIN id_occurrences o ON o.node = c.node
     WHERE
       o.violation IS NULL ORDER BY c.component, o.timestamp, o.message_id, o.rank, o.id_value
 ) AS o
@@ -321,24 +323,33 @@ WHERE
   v.component IS NULL OR r.node IS NOT NULL;
 
 -- Identifiers with their profile key and when they were seen, counting only the events in
--- which the identifier was kept (not dropped by a limit).
+-- which the identifier was kept (not dropped by a limit). The tables with a row per
+-- identifier (or per dropped one) come first: a hash join holds its first side in memory,
+-- and the occurrences have a row per event. The dropped ones' columns are renamed: with the
+-- same names on both sides, DataFusion 55 pushed `d.node IS NULL` below this outer join onto
+-- the occurrences' `node`, and every row was lost.
 CREATE TABLE "id_keyed" AS
 SELECT
-  k.profile_key,
-  o.node,
-  o.id_type,
-  MIN(o.id_value) AS id_value,
-  MIN(o.rank) AS rank,
-  MIN(o.timestamp) AS first_seen,
-  MAX(o.timestamp) AS last_seen
+  x.profile_key,
+  x.node,
+  x.id_type,
+  MIN(x.id_value) AS id_value,
+  MIN(x.rank) AS rank,
+  MIN(x.timestamp) AS first_seen,
+  MAX(x.timestamp) AS last_seen
 FROM
-  id_occurrences o
-  JOIN id_node_keys k ON o.node = k.node
-  LEFT JOIN id_dropped d ON o.message_id = d.message_id AND o.node = d.node
+  (
+    SELECT
+      message_id AS dropped_message_id,
+      node AS dropped_node
+    FROM
+      id_dropped
+  ) AS d
+  RIGHT JOIN (SELECT k.profile_key, o.message_id, o.node, o.id_type, o.id_value, o.rank, o.timestamp FROM id_node_keys k JOIN id_occurrences o ON o.node = k.node WHERE o.violation IS NULL) AS x ON x.message_id = d.dropped_message_id AND x.node = d.dropped_node
 WHERE
-  o.violation IS NULL AND d.node IS NULL
+  d.dropped_node IS NULL
 GROUP BY
-  k.profile_key, o.node, o.id_type;
+  x.profile_key, x.node, x.id_type;
 
 -- On a full rebuild every profile is a new one, named after its earliest
 -- identifier (first seen, then priority, type, value).
@@ -388,25 +399,16 @@ FROM
   JOIN id_profile_ids p ON k.profile_key = p.profile_key;
 
 -- Every event's profile: the profile of its highest-priority usable identifier (which the
--- limit rule never drops).
+-- limit rule never drops). The tables with a row per identifier come first (a hash join
+-- holds its first side in memory; the events are many more).
 CREATE TABLE "id_event_profiles" AS
 SELECT
   t.message_id,
   p.profile_id
 FROM
-  (
-    SELECT
-      message_id,
-      ((array_agg(node ORDER BY rank ASC, id_value ASC))[1]) AS node
-    FROM
-      id_occurrences
-    WHERE
-      violation IS NULL
-    GROUP BY
-      message_id
-  ) AS t
-  JOIN id_node_keys k ON t.node = k.node
-  JOIN id_profile_ids p ON k.profile_key = p.profile_key;
+  id_profile_ids p
+  JOIN id_node_keys k ON k.profile_key = p.profile_key
+  JOIN (SELECT message_id, ((array_agg(node ORDER BY rank ASC, id_value ASC))[1]) AS node FROM id_occurrences WHERE violation IS NULL GROUP BY message_id) AS t ON t.node = k.node;
 
 -- The published `identity_violations` table: every blocked or malformed identifier and every
 -- identifier a limit dropped, with its event, the rule, and the profile the event went to.
