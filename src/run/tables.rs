@@ -9,6 +9,9 @@ pub mod stage {
     pub const EVENTS: &str = "events";
     /// Scratch folder of every source row, classified (kept for `event_errors`).
     pub const CLASSIFIED: &str = "classified";
+    /// The rows of `classified` set aside (a full run keeps only these once its history is
+    /// written).
+    pub const CLASSIFIED_ERRORS: &str = "classified_errors";
     /// Stage 1: the event history after this run (every good, deduplicated event ingested
     /// so far, whatever its time), what `events` is cut from and `events` is published from.
     pub const HISTORY: &str = "event_history";

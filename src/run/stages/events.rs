@@ -172,13 +172,37 @@ pub async fn run(ctx: &mut RunCtx<'_>) -> EngineResult<EventsOut> {
         ctx.rec,
     )
     .await?;
+    let classified = match (read.classified, &extended) {
+        (Some(c), None) => Some(errors_only(&ctx.session, c, scratch.path()).await?),
+        (c, _) => c,
+    };
     Ok(EventsOut {
-        classified: read.classified,
+        classified,
         classified_as_read: None,
         previous_errors,
         log: Some(log),
         extended,
     })
+}
+
+/// The rows of `classified` (the scratch copy of the sources' rows) that were set aside,
+/// kept in their own scratch folder; the copy itself is deleted. The good rows are in the
+/// history by now, and at 100 M events the copy is some 9 GB of disk the later stages need.
+/// Only for a run that does not extend a previous history: one that does publishes its new
+/// rows from the copy.
+async fn errors_only(
+    ctx: &SessionContext,
+    classified: LogicalPlan,
+    scratch: &std::path::Path,
+) -> EngineResult<LogicalPlan> {
+    let errors = LogicalPlanBuilder::from(classified)
+        .filter(col("error_reason").is_not_null())?
+        .build()?;
+    let errors = materialize(ctx, errors, &scratch.join(stage::CLASSIFIED_ERRORS)).await?;
+    if let Err(e) = std::fs::remove_dir_all(scratch.join(stage::CLASSIFIED)) {
+        tracing::debug!("the scratch copy of the sources stays until the run ends: {e}");
+    }
+    Ok(errors)
 }
 
 /// Registers the good, deduplicated events up to as-of of `classified` as `events` (and

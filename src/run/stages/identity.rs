@@ -230,6 +230,12 @@ async fn resolve_into(
         } else {
             occ = materialize(ctx, occ, &to).await?;
         }
+        if !sink.recording() {
+            // Nothing reads the raw identifiers again (a script's occurrences do, by name).
+            if let Err(e) = std::fs::remove_dir_all(dir.join(stage::ID_RAW)) {
+                tracing::debug!("the raw identifiers stay in scratch until the run ends: {e}");
+            }
+        }
     }
     let occurrences_secs = started.elapsed().as_secs_f64() - raw_secs;
     sink.step(crate::script::steps::Step::Identity {
