@@ -48,11 +48,9 @@ pub async fn edges(
         "id_edge_parts",
         Arc::new(MemTable::try_new(schema, vec![batches])?),
     )?;
-    let distinct = ctx.sql("SELECT DISTINCT a, b FROM id_edge_parts").await;
-    let edges = match distinct {
-        Ok(df) => materialize(df).await,
-        Err(e) => Err(e),
-    };
+    let edges =
+        async { materialize(ctx.sql("SELECT DISTINCT a, b FROM id_edge_parts").await?).await }
+            .await;
     ctx.deregister_table("id_edge_parts")?;
     edges
 }

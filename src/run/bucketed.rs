@@ -10,6 +10,9 @@
 //! key column and only its own rows of the other (wide) columns; how many scans it reaches
 //! was not measured.
 //!
+//! [`materialize_partitioned`] writes a table once into `k` folders by the same buckets, for
+//! queries that then run one bucket at a time (the identity stage's per-event ones).
+//!
 //! Without a memory limit, or when the build side fits, `k` is 1 and the join runs as is.
 
 use std::path::Path;

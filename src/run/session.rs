@@ -53,8 +53,8 @@ pub fn new_session(opts: &SessionOptions) -> EngineResult<SessionContext> {
         if let Some(limit) = opts.memory_limit {
             let share = (limit / 64).clamp(256 << 10, 10 << 20);
             options.execution.sort_spill_reservation_bytes = share;
-            // Spill files are Arrow IPC, uncompressed by default; the identity stage's sorts
-            // spill tens of GB at 100 M events.
+            // Spill files are Arrow IPC, uncompressed by default; at 100 M events the sorts
+            // and aggregations of a run spill GBs.
             options.execution.spill_compression = SpillCompression::Lz4Frame;
         }
     }

@@ -44,7 +44,8 @@ pub struct EventsOut {
 
 /// Stage 1: reads the sources into the `events` view: for a run, only the files the previous
 /// run's ingestion log does not hold, added to its history (or every file, when the history
-/// cannot be extended: the record says why). Files it cannot read fail the run or, with `--skip-bad-files`, go into the record.
+/// cannot be extended: the record says why). Files it cannot read fail the run or, with
+/// `--skip-bad-files`, go into the record.
 pub async fn run(ctx: &mut RunCtx<'_>) -> EngineResult<EventsOut> {
     let bad = if ctx.opts.skip_bad_files {
         sources::BadFiles::Skip
