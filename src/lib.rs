@@ -49,7 +49,7 @@
 //!  generate  ─▶ store, spec, error
 //!  store     ─▶ error
 //!  functions ─▶ error
-//!  identity  ─▶ error
+//!  identity  ─▶ store, error
 //!  error     ─▶ spec
 //!  spec      ─▶ (nothing)
 //! ```

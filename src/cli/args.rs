@@ -37,7 +37,11 @@ pub(super) enum Command {
         events: u64,
     },
     /// Check every file of a space and report all problems at once (exit 2 when invalid).
-    Validate { dir: PathBuf },
+    Validate {
+        /// The space folder [default: the current folder].
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
     /// Write realistic Segment-spec sample events as Parquet.
     Generate(GenerateArgs),
     /// Run every stage of a space and publish its tables atomically.
@@ -47,7 +51,8 @@ pub(super) enum Command {
     Explain(ExplainCmd),
     /// Print each computed trait's logical plan and SQL, and the fused plan a run executes.
     Compile {
-        /// The space folder.
+        /// The space folder [default: the current folder].
+        #[arg(default_value = ".")]
         dir: PathBuf,
         /// SQL dialect: datafusion, postgres, duckdb, bigquery or snowflake.
         #[arg(long, default_value = "datafusion", value_parser = named(parse_dialect))]
@@ -80,7 +85,8 @@ pub(super) enum Command {
     Vacuum(VacuumArgs),
     /// List a space's run history: status, trigger, timings, audience changes.
     Runs {
-        /// The space folder.
+        /// The space folder [default: the current folder].
+        #[arg(default_value = ".")]
         dir: PathBuf,
         /// How many runs to show, newest first.
         #[arg(long, default_value_t = 20)]
@@ -89,7 +95,8 @@ pub(super) enum Command {
     /// Deliver audiences to their destinations now: every member on a first sync, then only
     /// the changes of runs published since (prints a summary per destination).
     Sync {
-        /// The space folder.
+        /// The space folder [default: the current folder].
+        #[arg(default_value = ".")]
         dir: PathBuf,
         /// Only this destination (repeatable); default: every destination.
         #[arg(long = "destination")]
@@ -178,7 +185,8 @@ pub(super) enum ExplainCmd {
 
 #[derive(Args, Debug)]
 pub(super) struct RunArgs {
-    /// The space folder.
+    /// The space folder [default: the current folder].
+    #[arg(default_value = ".")]
     pub dir: PathBuf,
     /// Evaluate every window against this time (RFC 3339 or YYYY-MM-DD); default: now.
     #[arg(long, value_parser = parse_time)]
@@ -217,8 +225,9 @@ pub(super) struct RunArgs {
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
-    /// Space folders to serve (each fully isolated: its own output, token and runs).
-    #[arg(required = true)]
+    /// Space folders to serve (each fully isolated: its own output, token and runs)
+    /// [default: the current folder].
+    #[arg(default_value = ".")]
     pub dirs: Vec<PathBuf>,
     /// Address of the Profile API.
     #[arg(long, default_value = "127.0.0.1:8088")]
@@ -262,7 +271,8 @@ pub struct ServeArgs {
 
 #[derive(Args, Debug)]
 pub(super) struct VacuumArgs {
-    /// The space folder.
+    /// The space folder [default: the current folder].
+    #[arg(default_value = ".")]
     pub dir: PathBuf,
     /// Keep the table versions that manifests of this long ago named (e.g. 7d, 12h, 0s);
     /// default: the space's `retention`, else 7d. The current run's tables are always kept.

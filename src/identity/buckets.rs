@@ -12,7 +12,6 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, UInt64Array};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{MemTable, TableProvider};
 use datafusion::common::{DataFusionError, Result, internal_err};
@@ -21,6 +20,7 @@ use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 
 use super::components::materialize;
+use crate::store::scratch;
 
 /// The run's occurrences, in buckets of message ids.
 #[derive(Clone, Debug)]
@@ -68,21 +68,11 @@ pub async fn event_profiles(
     let (schema, plans) = per_bucket(ctx, buckets, event_profiles_sql).await?;
     let mut rows = 0u64;
     for df in plans {
-        let mut options = datafusion::config::TableParquetOptions::default();
-        // zstd at its fastest level: scratch tables are some 9 GB each at 100 M events as
-        // Snappy, which filled this machine's disk before the run could publish.
-        options.global.compression = Some("zstd(1)".into());
-        // One serializer per file and small row groups: the writer's buffers stay small.
-        options.global.allow_single_file_parallelism = false;
-        options.global.max_row_group_size = 4096;
+        let options = scratch::parquet_options();
         let written = df
             .write_parquet(&path, DataFrameWriteOptions::new(), Some(options))
             .await?;
-        rows += written
-            .iter()
-            .filter_map(|b| b.column(0).as_any().downcast_ref::<UInt64Array>())
-            .flat_map(|c| c.iter().flatten())
-            .sum::<u64>();
+        rows += scratch::rows_written(&written);
     }
     if rows == 0 {
         // No rows, no files to read back.

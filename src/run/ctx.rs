@@ -92,6 +92,9 @@ pub struct RunCtx<'a> {
     /// In how many buckets the joins of every event with its profile run (1: whole), set
     /// after the events stage from its count and the memory limit (see [`super::bucketed`]).
     pub join_buckets: u32,
+    /// In how many parts of days the tables partitioned by day are written (1: whole), set
+    /// with `join_buckets` (see [`super::bucketed::write_parts`]).
+    pub write_parts: u32,
 }
 
 /// What a run over published state starts from: the last good run's manifest at `out`, and
@@ -141,6 +144,7 @@ impl<'a> RunCtx<'a> {
             recompute: Default::default(),
             kept: Default::default(),
             join_buckets: 1,
+            write_parts: 1,
         })
     }
 

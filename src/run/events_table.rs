@@ -4,7 +4,6 @@
 //! version when nothing did. A full run rewrites the table.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 
 use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::datatypes::{DataType, Int64Type};
@@ -15,7 +14,7 @@ use datafusion::functions_aggregate::expr_fn::{bit_xor, count};
 use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder, cast};
 use datafusion::prelude::{Expr, SessionContext, col, lit};
 
-use super::bucketed;
+use super::bucketed::{self, Layout};
 use super::tables::{published, stage};
 use crate::error::EngineResult;
 use crate::functions::id_node;
@@ -35,20 +34,20 @@ pub async fn write(
     out: &objects::Location,
     previous: Option<&manifest::Manifest>,
     extended: Option<NewRows>,
-    buckets: (u32, &Path),
+    layout: Layout<'_>,
 ) -> EngineResult<u64> {
-    let plan = published_plan(ctx, buckets).await?;
+    let (plan, parts) = published_plan(ctx, layout).await?;
     let loc = out.child(published::EVENTS);
     let prev_version = previous
         .and_then(|m| m.tables.get(published::EVENTS))
         .copied();
     let (Some(new), Some(v)) = (extended, prev_version) else {
-        return Ok(delta::overwrite_partitioned(&loc, plan, &ctx.state(), &["dt"]).await?);
+        return rewrite(ctx, &loc, plan, parts).await;
     };
     // A run that died after writing `events` and before publishing left a version the
     // manifest does not name: rewrite the table rather than replace days of that version.
     if delta::open(&loc).await?.version() != Some(v) {
-        return Ok(delta::overwrite_partitioned(&loc, plan, &ctx.state(), &["dt"]).await?);
+        return rewrite(ctx, &loc, plan, parts).await;
     }
     let prev = ctx
         .read_table(delta::provider(&loc, v).await?)?
@@ -65,30 +64,48 @@ pub async fn write(
     Ok(delta::replace_where(&loc, plan, &ctx.state(), only).await?)
 }
 
-/// The rows of `events` as this run publishes it: the history with each event's profile. In
-/// `k` > 1 buckets, the join is written to `scratch` a bucket of message ids at a time first
-/// (see [`bucketed`]).
+/// Replaces the table at `loc` with `plan`'s rows, or with `parts`' (the same rows in parts of
+/// days) when there are parts.
+pub(super) async fn rewrite(
+    ctx: &SessionContext,
+    loc: &objects::Location,
+    plan: LogicalPlan,
+    parts: Vec<LogicalPlan>,
+) -> EngineResult<u64> {
+    Ok(match parts.is_empty() {
+        true => delta::overwrite_partitioned(loc, plan, &ctx.state(), &["dt"]).await?,
+        false => delta::overwrite_partitioned_parts(loc, parts, &ctx.state(), &["dt"]).await?,
+    })
+}
+
+/// The rows of `events` as this run publishes it: the history with each event's profile, and
+/// the same rows in parts of days when the layout writes it in parts (none otherwise). In more
+/// than one bucket, or in parts, the join is written to the scratch folder first, a bucket of
+/// message ids at a time (see [`bucketed`]).
 async fn published_plan(
     ctx: &SessionContext,
-    (k, scratch): (u32, &Path),
-) -> EngineResult<LogicalPlan> {
+    layout: Layout<'_>,
+) -> EngineResult<(LogicalPlan, Vec<LogicalPlan>)> {
     let history = ctx.table(stage::HISTORY).await?.into_unoptimized_plan();
     let profiles = ctx
         .table(stage::EVENT_PROFILES)
         .await?
         .into_unoptimized_plan();
-    if k <= 1 {
-        return Ok(hp::published_events(history, profiles)?);
+    let (k, g) = (layout.join_buckets, layout.write_parts);
+    if k <= 1 && g <= 1 {
+        return Ok((hp::published_events(history, profiles)?, Vec::new()));
     }
-    let dir = scratch.join(published::EVENTS);
+    let dir = layout.scratch.join(published::EVENTS);
     let join = |ep, h| hp::published_events(h, ep);
-    bucketed::materialize_join(
+    let split = (g > 1).then_some(("dt", g));
+    bucketed::materialize_join_split(
         ctx,
         (profiles, "message_id"),
         (history, "message_id"),
         join,
         k,
         &dir,
+        split,
     )
     .await
 }

@@ -74,6 +74,7 @@ async fn evaluate_stages(rc: &mut RunCtx<'_>) -> EngineResult<(EventsOut, Identi
     // The run's events bound every build side that has a row per event.
     let events_seen = rc.rec.events.max(0) as u64;
     rc.join_buckets = bucketed::buckets(rc.opts.session.memory_limit, events_seen);
+    rc.write_parts = bucketed::write_parts(rc.opts.session.memory_limit, events_seen);
 
     let t = rc.stage_started("identity");
     let identity = stages::identity::run(rc, &events).await?;

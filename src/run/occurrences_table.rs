@@ -10,6 +10,7 @@ use datafusion::functions::expr_fn::to_char;
 use datafusion::logical_expr::cast;
 use datafusion::prelude::{DataFrame, Expr, SessionContext, col, lit};
 
+use super::bucketed::{self, Layout};
 use super::tables::{published, stage};
 use crate::error::EngineResult;
 use crate::store::{delta, manifest, objects};
@@ -27,6 +28,7 @@ pub async fn write(
     out: &objects::Location,
     previous: Option<&manifest::Manifest>,
     changed: bool,
+    layout: Layout<'_>,
 ) -> EngineResult<u64> {
     let loc = out.child(published::IDENTITY_OCCURRENCES);
     let prev_version = previous
@@ -34,13 +36,7 @@ pub async fn write(
         .copied();
     let (true, Some(v)) = (changed, prev_version) else {
         let all = with_day(ctx.table(stage::ID_OCCURRENCES).await?)?;
-        return Ok(delta::overwrite_partitioned(
-            &loc,
-            all.into_unoptimized_plan(),
-            &ctx.state(),
-            &["dt"],
-        )
-        .await?);
+        return rewrite(ctx, &loc, all, layout).await;
     };
     let new = ctx.table(stage::ID_OCC_NEW).await?;
     let names: Vec<String> = new
@@ -71,13 +67,7 @@ pub async fn write(
     // Another run may have written a version after the one the manifest holds and died
     // before it published: rewrite the table from the published version then.
     if delta::open(&loc).await?.version() != Some(v) {
-        return Ok(delta::overwrite_partitioned(
-            &loc,
-            whole.into_unoptimized_plan(),
-            &ctx.state(),
-            &["dt"],
-        )
-        .await?);
+        return rewrite(ctx, &loc, whole, layout).await;
     }
     let days = with_day(new)?.select(vec![col("dt")])?.union(
         ctx.table(stage::ID_OCC_REPLACED)
@@ -92,4 +82,22 @@ pub async fn write(
     let only = col("dt").in_list(list, false);
     let plan = whole.filter(only.clone())?.into_unoptimized_plan();
     Ok(delta::replace_where(&loc, plan, &ctx.state(), only).await?)
+}
+
+/// Replaces the table at `loc` with `all`'s rows: in the layout's parts of days, through the
+/// scratch folder, when it has more than one.
+async fn rewrite(
+    ctx: &SessionContext,
+    loc: &objects::Location,
+    all: DataFrame,
+    layout: Layout<'_>,
+) -> EngineResult<u64> {
+    let plan = all.into_unoptimized_plan();
+    let g = layout.write_parts;
+    if g <= 1 {
+        return Ok(delta::overwrite_partitioned(loc, plan, &ctx.state(), &["dt"]).await?);
+    }
+    let dir = layout.scratch.join(published::IDENTITY_OCCURRENCES);
+    let (whole, parts) = bucketed::materialize_partitioned(ctx, plan, "dt", g, &dir).await?;
+    super::events_table::rewrite(ctx, loc, whole, parts).await
 }

@@ -63,10 +63,15 @@ pub(super) async fn publish(
         }
     }
     // The history and the files it was read from, for the next run to extend.
-    let buckets = (rc.join_buckets, rc.scratch.path());
-    let v = super::events_table::write(ctx, out, previous, events.extended, buckets).await?;
+    let layout = super::bucketed::Layout {
+        scratch: rc.scratch.path(),
+        join_buckets: rc.join_buckets,
+        write_parts: rc.write_parts,
+    };
+    let v = super::events_table::write(ctx, out, previous, events.extended, layout).await?;
     versions.insert(published::EVENTS.to_string(), v);
-    let v = super::occurrences_table::write(ctx, out, previous, identity.changed_only).await?;
+    let changed = identity.changed_only;
+    let v = super::occurrences_table::write(ctx, out, previous, changed, layout).await?;
     versions.insert(published::IDENTITY_OCCURRENCES.to_string(), v);
     if let Some(log) = events.log {
         let v = delta::overwrite_batches(&out.child(published::INGESTED_FILES), vec![log]).await?;

@@ -13,6 +13,7 @@ use datafusion::prelude::SessionContext;
 
 use crate::error::EngineResult;
 use crate::script::steps::Step;
+use crate::store::scratch;
 
 /// What happens to the tables stages make besides being registered in the session.
 pub enum StageSink {
@@ -139,29 +140,12 @@ async fn write_parquet_with(
 ) -> EngineResult<u64> {
     std::fs::create_dir_all(dir).map_err(crate::error::StoreError::from)?;
     let path = format!("{}/", dir.display());
-    let mut options = datafusion::config::TableParquetOptions::default();
-    // zstd at its fastest level: scratch tables are some 9 GB each at 100 M events as
-    // Snappy, which filled this machine's disk before the run could publish.
-    options.global.compression = Some("zstd(1)".into());
-    // Small row groups and one serializer per file keep the writer's buffers small, so a run
-    // under a tight memory limit spends its budget on sorts and aggregates, which can spill.
-    options.global.allow_single_file_parallelism = false;
-    options.global.max_row_group_size = 4096;
     let written = ctx
         .execute_logical_plan(plan)
         .await?
-        .write_parquet(&path, write, Some(options))
+        .write_parquet(&path, write, Some(scratch::parquet_options()))
         .await?;
-    let rows: u64 = written
-        .iter()
-        .filter_map(|b| {
-            b.column(0)
-                .as_any()
-                .downcast_ref::<datafusion::arrow::array::UInt64Array>()
-        })
-        .flat_map(|c| c.iter().flatten())
-        .sum();
-    Ok(rows)
+    Ok(scratch::rows_written(&written))
 }
 
 /// A scan of the Parquet files [`write_parquet`] wrote to `dir` (`rows` rows of `schema`).

@@ -82,6 +82,44 @@ pub async fn overwrite_partitioned(
     version_of(&table)
 }
 
+/// [`overwrite_partitioned`] from `parts` (plans of the same schema whose rows have disjoint
+/// values of `columns`), written one after another: the first part replaces the table and
+/// each later one is appended, one commit each. Only the last version returned holds all the
+/// rows, and the manifest names only that one. delta-rs keeps a file open for every partition
+/// value a write sees until it ends; written in parts, only a part's files are open at once.
+pub async fn overwrite_partitioned_parts(
+    loc: &Location,
+    parts: Vec<LogicalPlan>,
+    state: &SessionState,
+    columns: &[&str],
+) -> StoreResult<u64> {
+    let empty = |p: &LogicalPlan| matches!(p, LogicalPlan::EmptyRelation(_));
+    // A part no row fell in adds nothing: no commit for it. The table's schema comes from a
+    // part with rows when there is one (all read back alike).
+    let (mut full, empties): (Vec<_>, Vec<_>) = parts.into_iter().partition(|p| !empty(p));
+    let first = match full.is_empty() {
+        true => empties.into_iter().next(),
+        false => Some(full.remove(0)),
+    };
+    let first = first.ok_or_else(|| StoreError::Corrupt {
+        what: "delta write".into(),
+        reason: "no part to write".into(),
+    })?;
+    let mut version = overwrite_partitioned(loc, first, state, columns).await?;
+    for plan in full {
+        let table = open(loc)
+            .await?
+            .write(Vec::<RecordBatch>::new())
+            .with_input_plan(plan)
+            .with_session_state(Arc::new(state.clone()))
+            .with_save_mode(SaveMode::Append)
+            .with_partition_columns(columns.iter().map(|c| c.to_string()))
+            .await?;
+        version = version_of(&table)?;
+    }
+    Ok(version)
+}
+
 /// Replaces the rows of the table where `predicate` holds (a predicate on partition columns
 /// removes whole files) with what `plan` produces, whose rows all satisfy it, in one commit.
 pub async fn replace_where(

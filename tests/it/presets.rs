@@ -198,6 +198,10 @@ async fn memory_limit_spills_and_is_enforced() {
             ("identities", "profile_id, id_type, id_value"),
             ("profiles", "*"),
             ("events", "profile_id, message_id, dt"),
+            (
+                "identity_occurrences",
+                "message_id, id_type, id_value, node, dt",
+            ),
         ] {
             let sql = format!("SELECT {cols} FROM {table} ORDER BY 1, 2, 3");
             let rows = crate::common::text_rows(&ctx, &sql).await;
@@ -222,6 +226,22 @@ async fn memory_limit_spills_and_is_enforced() {
     // The limit is tight enough for the joins that do not fit it.
     let k = cohort::run::bucketed::buckets(Some(160 << 20), tight.events as u64);
     assert!(k > 1, "{} events in {k} bucket(s)", tight.events);
+    // ... and for writing the tables partitioned by day in parts of days, one commit each.
+    let g = cohort::run::bucketed::write_parts(Some(160 << 20), tight.events as u64);
+    assert!(g > 1, "{} events in {g} part(s)", tight.events);
+    let versions = |table: &str| {
+        std::fs::read_dir(tmp.path().join("out/mem").join(table).join("_delta_log"))
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "json")
+            })
+            .count()
+    };
+    assert!(versions("events") > 2, "one commit per part");
     for ((table, want), (_, got)) in free_tables.iter().zip(published().await) {
         assert!(got == *want, "{table} differs under the limit");
     }

@@ -164,6 +164,11 @@ fn readme_quick_start_and_what_init_and_demo_suggest_work_with_relative_paths() 
     let again = sh.ok("cd myspace && cohort run . --as-of 2026-11-01");
     assert!(again.contains("published to file://"), "{again}");
     sh.ok("cd myspace && cohort validate . && cohort runs .");
+    // Inside the space folder the folder argument may be left out, as in dbt.
+    let here =
+        sh.ok("cd myspace && cohort validate && cohort run --as-of 2026-11-01 && cohort runs");
+    assert!(here.contains("published to file://"), "{here}");
+    sh.ok("cd myspace && cohort compile --as-of 2026-11-01 && cohort vacuum --dry-run");
     sh.ok("cohort runs ./myspace/");
     sh.ok("cohort preview myspace big_spenders --as-of 2026-11-01");
     sh.ok("cohort compile myspace --as-of 2026-11-01");
