@@ -4,6 +4,7 @@
 //! (`recent_events`, `event_errors`), and their record for a script ([`record`]).
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -62,6 +63,11 @@ pub(super) async fn publish(
             pause().await;
         }
     }
+    release_scratch(
+        ctx,
+        rc.scratch.path(),
+        &[stage::PROFILE_EVENTS, stage::AUDIENCE_EVENTS],
+    )?;
     // The history and the files it was read from, for the next run to extend.
     let layout = super::bucketed::Layout {
         scratch: rc.scratch.path(),
@@ -106,6 +112,24 @@ pub(super) async fn publish(
     manifest::write(out, &m).await?;
     rc.progress.stage_finished("publish", t.elapsed());
     Ok(m)
+}
+
+/// Deletes the scratch copies of `tables`, which nothing reads once the tables copied from
+/// the session are written: writing `events` and `identity_occurrences` reads the history and
+/// the identity tables. At 100 M events `profile_events` and `audience_events` hold some 10 GB
+/// of disk that those two writes need. The tables are deregistered first, so that a read of
+/// one fails by name instead of finding its files gone.
+fn release_scratch(ctx: &SessionContext, scratch: &Path, tables: &[&str]) -> EngineResult<()> {
+    for table in tables {
+        ctx.deregister_table(*table)?;
+        let dir = scratch.join(table);
+        if let Err(e) = std::fs::remove_dir_all(&dir)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::debug!("{} stays until the run ends: {e}", dir.display());
+        }
+    }
+    Ok(())
 }
 
 /// What a script publishes, recorded into the sink: the tables that are stage tables by their
