@@ -51,8 +51,8 @@ const BUILD_SHARE: u64 = 4;
 const MAX_BUCKETS: u64 = 64;
 
 /// Bytes a row of a table partitioned by day takes in delta-rs's writer while its day's file
-/// is open (its share of the row group in progress and of the upload buffer): 57 MB per day of
-/// 274k events measured at 100 M events, with room to spare.
+/// is open (its share of the row group in progress and of the upload buffer): 21 GB over 365
+/// days of 274k events each, measured at 100 M events, is some 210; with room to spare.
 const WRITE_ROW_BYTES: u64 = 256;
 
 /// How many buckets a join with `build_rows` build-side rows needs under `memory_limit`
@@ -156,19 +156,13 @@ pub async fn materialize_join(
     k: u32,
     dir: &Path,
 ) -> EngineResult<LogicalPlan> {
-    if k <= 1 {
-        return sink::materialize(ctx, join(build.0, probe.0)?, dir).await;
-    }
-    Ok(
-        materialize_join_split(ctx, build, probe, join, k, dir, None)
-            .await?
-            .0,
-    )
+    let split = materialize_join_split(ctx, build, probe, join, k, dir, None);
+    Ok(split.await?.0)
 }
 
 /// [`materialize_join`], its rows also split by the bucket of their `split.0` of `split.1`
 /// (as [`materialize_partitioned`] splits them) as they are written: returns a scan of all of
-/// it and one of each of those buckets (none without `split`).
+/// it and one of each of those buckets (the whole scan alone without `split`).
 pub async fn materialize_join_split(
     ctx: &SessionContext,
     (build, build_key): (LogicalPlan, &str),
@@ -209,7 +203,10 @@ pub async fn materialize_join_split(
     let schema = schema.unwrap_or_else(|| unreachable!("at least one bucket was planned"));
     match split {
         Some((_, g)) => read_buckets(ctx, dir, rows, schema, g).await,
-        None => Ok((sink::read_back(ctx, dir, rows, schema).await?, Vec::new())),
+        None => {
+            let whole = sink::read_back(ctx, dir, rows, schema).await?;
+            Ok((whole.clone(), vec![whole]))
+        }
     }
 }
 

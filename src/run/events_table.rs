@@ -42,12 +42,12 @@ pub async fn write(
         .and_then(|m| m.tables.get(published::EVENTS))
         .copied();
     let (Some(new), Some(v)) = (extended, prev_version) else {
-        return rewrite(ctx, &loc, plan, parts).await;
+        return Ok(delta::overwrite_partitioned_parts(&loc, parts, &ctx.state(), &["dt"]).await?);
     };
     // A run that died after writing `events` and before publishing left a version the
     // manifest does not name: rewrite the table rather than replace days of that version.
     if delta::open(&loc).await?.version() != Some(v) {
-        return rewrite(ctx, &loc, plan, parts).await;
+        return Ok(delta::overwrite_partitioned_parts(&loc, parts, &ctx.state(), &["dt"]).await?);
     }
     let prev = ctx
         .read_table(delta::provider(&loc, v).await?)?
@@ -64,22 +64,8 @@ pub async fn write(
     Ok(delta::replace_where(&loc, plan, &ctx.state(), only).await?)
 }
 
-/// Replaces the table at `loc` with `plan`'s rows, or with `parts`' (the same rows in parts of
-/// days) when there are parts.
-pub(super) async fn rewrite(
-    ctx: &SessionContext,
-    loc: &objects::Location,
-    plan: LogicalPlan,
-    parts: Vec<LogicalPlan>,
-) -> EngineResult<u64> {
-    Ok(match parts.is_empty() {
-        true => delta::overwrite_partitioned(loc, plan, &ctx.state(), &["dt"]).await?,
-        false => delta::overwrite_partitioned_parts(loc, parts, &ctx.state(), &["dt"]).await?,
-    })
-}
-
 /// The rows of `events` as this run publishes it: the history with each event's profile, and
-/// the same rows in parts of days when the layout writes it in parts (none otherwise). In more
+/// the same rows in the layout's parts of days (one part, the whole, when it has one). In more
 /// than one bucket, or in parts, the join is written to the scratch folder first, a bucket of
 /// message ids at a time (see [`bucketed`]).
 async fn published_plan(
@@ -93,7 +79,8 @@ async fn published_plan(
         .into_unoptimized_plan();
     let (k, g) = (layout.join_buckets, layout.write_parts);
     if k <= 1 && g <= 1 {
-        return Ok((hp::published_events(history, profiles)?, Vec::new()));
+        let whole = hp::published_events(history, profiles)?;
+        return Ok((whole.clone(), vec![whole]));
     }
     let dir = layout.scratch.join(published::EVENTS);
     let join = |ep, h| hp::published_events(h, ep);

@@ -94,10 +94,14 @@ async fn rewrite(
 ) -> EngineResult<u64> {
     let plan = all.into_unoptimized_plan();
     let g = layout.write_parts;
-    if g <= 1 {
-        return Ok(delta::overwrite_partitioned(loc, plan, &ctx.state(), &["dt"]).await?);
-    }
-    let dir = layout.scratch.join(published::IDENTITY_OCCURRENCES);
-    let (whole, parts) = bucketed::materialize_partitioned(ctx, plan, "dt", g, &dir).await?;
-    super::events_table::rewrite(ctx, loc, whole, parts).await
+    let parts = match g > 1 {
+        true => {
+            let dir = layout.scratch.join(published::IDENTITY_OCCURRENCES);
+            bucketed::materialize_partitioned(ctx, plan, "dt", g, &dir)
+                .await?
+                .1
+        }
+        false => vec![plan],
+    };
+    Ok(delta::overwrite_partitioned_parts(loc, parts, &ctx.state(), &["dt"]).await?)
 }

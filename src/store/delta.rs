@@ -68,7 +68,7 @@ pub async fn overwrite_from_plan(
 }
 
 /// [`overwrite_from_plan`] into a table partitioned by `columns` (one folder per value).
-pub async fn overwrite_partitioned(
+async fn overwrite_partitioned(
     loc: &Location,
     plan: LogicalPlan,
     state: &SessionState,
@@ -83,8 +83,8 @@ pub async fn overwrite_partitioned(
 }
 
 /// [`overwrite_partitioned`] from `parts` (plans of the same schema whose rows have disjoint
-/// values of `columns`), written one after another: the first part replaces the table and
-/// each later one is appended, one commit each. Only the last version returned holds all the
+/// values of `columns`; one part is the plain overwrite), written one after another: the first
+/// part replaces the table and each later one is appended, one commit each. Only the last version returned holds all the
 /// rows, and the manifest names only that one. delta-rs keeps a file open for every partition
 /// value a write sees until it ends; written in parts, only a part's files are open at once.
 pub async fn overwrite_partitioned_parts(
