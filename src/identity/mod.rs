@@ -298,8 +298,54 @@ pub async fn resolve(
     let (violations, n) = materialize(ctx.sql(VIOLATIONS).await?).await?;
     stats.violations = n;
     set(ctx, "id_violations", violations)?;
+    release_intermediates(ctx).await?;
     lap(&mut stats, "names");
     Ok((stats, merges))
+}
+
+/// The in-memory tables only the resolver reads. At 100 M events they hold some 7 M
+/// identifiers several times over; the rest of the run reads the tables built from them
+/// (`id_identities`, `id_components`, `id_event_profiles`, `id_violations`), so they are
+/// deregistered (and freed) before the traits stage.
+const INTERMEDIATES: [&str; 9] = [
+    "id_types",
+    "id_nodes",
+    "id_edges",
+    "id_violating",
+    "id_replayed",
+    "id_dropped",
+    "id_node_keys",
+    "id_keyed",
+    "id_profile_ids",
+];
+
+async fn release_intermediates(ctx: &SessionContext) -> Result<()> {
+    for name in INTERMEDIATES {
+        if let Some(t) = ctx.deregister_table(name)? {
+            tracing::debug!(table = name, bytes = memory_size(t.as_ref()), "released");
+        }
+    }
+    for name in ["id_identities", "id_components", "id_violations"] {
+        if let Ok(t) = ctx.table_provider(name).await {
+            tracing::debug!(
+                table = name,
+                bytes = memory_size(t.as_ref()),
+                "kept in memory"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The bytes an in-memory table's batches hold (0 for any other provider).
+fn memory_size(t: &dyn TableProvider) -> usize {
+    t.downcast_ref::<MemTable>().map_or(0, |m| {
+        m.batches
+            .iter()
+            .filter_map(|p| p.try_read().ok())
+            .map(|p| p.iter().map(|b| b.get_array_memory_size()).sum::<usize>())
+            .sum()
+    })
 }
 
 async fn check_collisions(ctx: &SessionContext) -> Result<()> {

@@ -95,6 +95,10 @@ pub struct RunCtx<'a> {
     /// In how many parts of days the tables partitioned by day are written (1: whole), set
     /// with `join_buckets` (see [`super::bucketed::write_parts`]).
     pub write_parts: u32,
+    /// The rows of the published `events` table (and their parts of days) when the traits
+    /// stage wrote them to scratch on its way to `profile_events` (see
+    /// [`super::stages::profile_events::keep_published`]).
+    pub published_events: Option<super::events_table::Rows>,
 }
 
 /// What a run over published state starts from: the last good run's manifest at `out`, and
@@ -145,6 +149,7 @@ impl<'a> RunCtx<'a> {
             kept: Default::default(),
             join_buckets: 1,
             write_parts: 1,
+            published_events: None,
         })
     }
 
@@ -156,12 +161,24 @@ impl<'a> RunCtx<'a> {
     /// Tells the progress display that `stage` starts; returns when.
     pub fn stage_started(&self, stage: &str) -> Instant {
         self.progress.stage_started(stage);
+        // The peaks logged when the stage is done are its own.
+        super::memory::take_peaks(&self.session);
         Instant::now()
     }
 
     /// Records a finished stage's time in the run record and tells the progress display.
     pub fn stage_done(&mut self, stage: &str, started: Instant) {
         let elapsed = started.elapsed();
+        let peak = super::memory::take_peaks(&self.session);
+        let mb = |b: Option<usize>| b.map(|b| b >> 20);
+        tracing::info!(
+            target: "cohort::memory",
+            stage,
+            seconds = elapsed.as_secs_f64(),
+            pool_peak_mb = mb(peak.pool),
+            resident_peak_mb = mb(peak.resident),
+            "stage done"
+        );
         self.rec
             .stage_timings
             .push((stage.to_string(), elapsed.as_millis() as u64));

@@ -28,15 +28,20 @@ pub struct NewRows {
 }
 
 /// Writes `events` for this run; returns the version that holds it. `extended` holds the rows
-/// this run added when it extended the previous run's history (None for a full run).
+/// this run added when it extended the previous run's history (None for a full run); `made`,
+/// its rows and their parts when the traits stage already wrote them to scratch (see
+/// [`published_plan`]).
 pub async fn write(
     ctx: &SessionContext,
     out: &objects::Location,
     previous: Option<&manifest::Manifest>,
-    extended: Option<NewRows>,
+    (extended, made): (Option<NewRows>, Option<Rows>),
     layout: Layout<'_>,
 ) -> EngineResult<u64> {
-    let (plan, parts) = published_plan(ctx, layout).await?;
+    let (plan, parts) = match made {
+        Some(rows) => rows,
+        None => published_plan(ctx, layout).await?,
+    };
     let loc = out.child(published::EVENTS);
     let prev_version = previous
         .and_then(|m| m.tables.get(published::EVENTS))
@@ -64,14 +69,15 @@ pub async fn write(
     Ok(delta::replace_where(&loc, plan, &ctx.state(), only).await?)
 }
 
+/// The rows of a table and the same rows in parts of days.
+pub type Rows = (LogicalPlan, Vec<LogicalPlan>);
+
 /// The rows of `events` as this run publishes it: the history with each event's profile, and
 /// the same rows in the layout's parts of days (one part, the whole, when it has one). In more
 /// than one bucket, or in parts, the join is written to the scratch folder first, a bucket of
-/// message ids at a time (see [`bucketed`]).
-async fn published_plan(
-    ctx: &SessionContext,
-    layout: Layout<'_>,
-) -> EngineResult<(LogicalPlan, Vec<LogicalPlan>)> {
+/// message ids at a time (see [`bucketed`]). A full run under a limit makes them once, in the
+/// traits stage, and reads its `profile_events` from them ([`crate::run::stages::profile_events`]).
+pub async fn published_plan(ctx: &SessionContext, layout: Layout<'_>) -> EngineResult<Rows> {
     let history = ctx.table(stage::HISTORY).await?.into_unoptimized_plan();
     let profiles = ctx
         .table(stage::EVENT_PROFILES)

@@ -28,6 +28,7 @@ pub mod files;
 pub mod history;
 pub mod ingest;
 mod lifecycle;
+pub mod memory;
 mod occurrences_table;
 mod output;
 mod publish;

@@ -74,7 +74,8 @@ pub(super) async fn publish(
         join_buckets: rc.join_buckets,
         write_parts: rc.write_parts,
     };
-    let v = super::events_table::write(ctx, out, previous, events.extended, layout).await?;
+    let rows = (events.extended, rc.published_events.take());
+    let v = super::events_table::write(ctx, out, previous, rows, layout).await?;
     versions.insert(published::EVENTS.to_string(), v);
     let changed = identity.changed_only;
     let v = super::occurrences_table::write(ctx, out, previous, changed, layout).await?;

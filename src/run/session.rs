@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use datafusion::config::SpillCompression;
-use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::SessionContext;
 use deltalake::delta_datafusion::DeltaSessionContext;
@@ -27,7 +26,7 @@ pub struct SessionOptions {
 pub fn new_session(opts: &SessionOptions) -> EngineResult<SessionContext> {
     let mut rt = RuntimeEnvBuilder::new();
     if let Some(limit) = opts.memory_limit {
-        rt = rt.with_memory_pool(Arc::new(FairSpillPool::new(limit)));
+        rt = rt.with_memory_pool(Arc::new(super::memory::PeakPool::new(limit)));
     }
     if let Some(dir) = &opts.spill_dir {
         std::fs::create_dir_all(dir).map_err(|cause| crate::error::EngineError::Io {

@@ -1,6 +1,9 @@
 //! `profile_events`: every event with its profile, written once to the scratch folder for
 //! every later pass of the traits stage. Under a memory limit its events are too many for,
-//! the join runs one bucket of message ids at a time (see [`crate::run::bucketed`]).
+//! the join runs one bucket of message ids at a time (see [`crate::run::bucketed`]). A full
+//! run there joins the events with their profiles once: the published `events` table's rows
+//! are written to scratch, and `profile_events` reads its rows from them
+//! ([`keep_published`]).
 
 use std::path::Path;
 
@@ -9,7 +12,8 @@ use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder, col};
 use datafusion::prelude::{DataFrame, SessionContext};
 
 use crate::error::EngineResult;
-use crate::run::bucketed;
+use crate::run::bucketed::{self, Layout};
+use crate::run::events_table::{self, Rows};
 use crate::run::sink::StageSink;
 use crate::run::tables::{EVENT_COLUMNS, stage};
 
@@ -56,4 +60,34 @@ pub async fn keep(
     let df = ctx.execute_logical_plan(plan).await?;
     ctx.register_table(stage::PROFILE_EVENTS, df.into_view())?;
     Ok(())
+}
+
+/// Registers `profile_events` as the rows of the published `events` table (written to scratch
+/// in the layout's buckets and parts, see [`events_table::published_plan`]) that have a
+/// profile and are not after `as_of_micros`: the same rows as [`keep`]'s join of the run's
+/// `events` with every event's profile, for a full run, whose `events` are its history up to
+/// the as-of. Returns the published rows, for the publish to write without joining again.
+pub async fn keep_published(
+    ctx: &SessionContext,
+    layout: Layout<'_>,
+    as_of_micros: i64,
+) -> EngineResult<Rows> {
+    let (whole, parts) = events_table::published_plan(ctx, layout).await?;
+    let mut out: Vec<datafusion::prelude::Expr> = EVENT_COLUMNS.into_iter().map(col).collect();
+    out.push(col("profile_id"));
+    let as_of = datafusion::prelude::lit(datafusion::common::ScalarValue::TimestampMicrosecond(
+        Some(as_of_micros),
+        Some("UTC".into()),
+    ));
+    let pe = LogicalPlanBuilder::from(whole.clone())
+        .filter(
+            col("profile_id")
+                .is_not_null()
+                .and(col("timestamp").lt_eq(as_of)),
+        )?
+        .project(out)?
+        .build()?;
+    let df = ctx.execute_logical_plan(pe).await?;
+    ctx.register_table(stage::PROFILE_EVENTS, df.into_view())?;
+    Ok((whole, parts))
 }

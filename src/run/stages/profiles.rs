@@ -22,6 +22,7 @@ use crate::plan::profiles::{
     join_traits, profile_base_plan,
 };
 use crate::plan::traits::{TraitColumn, TraitQuery, computed_traits_plan, empty_value};
+use crate::run::bucketed;
 use crate::run::ctx::RunCtx;
 use crate::run::sink::keep;
 use crate::run::tables::stage;
@@ -243,7 +244,21 @@ pub async fn run(rc: &mut RunCtx<'_>, sql_traits: &[SqlTraitResult]) -> EngineRe
         ),
         None => event_profiles,
     };
-    profile_events::keep(ctx, sink, event_profiles, events, (k, scratch)).await?;
+    // A full run's `events` are its history up to the as-of (a script's are read from the
+    // sources, and it records the plain join).
+    let shared = touched.is_none() && k > 1 && !sink.recording();
+    match scratch.filter(|_| shared) {
+        Some(dir) => {
+            let layout = bucketed::Layout {
+                scratch: dir,
+                join_buckets: k,
+                write_parts: rc.write_parts,
+            };
+            let rows = profile_events::keep_published(ctx, layout, as_of_micros).await?;
+            rc.published_events = Some(rows);
+        }
+        None => profile_events::keep(ctx, sink, event_profiles, events, (k, scratch)).await?,
+    }
     tracing::debug!("profile events written");
     // Later passes read it by name (a script, too, makes `profile_events` once).
     let pe = ctx
