@@ -62,10 +62,35 @@ pub async fn event_profiles(
     buckets: &EventBuckets,
     event_profiles_sql: &str,
 ) -> Result<Arc<dyn TableProvider>> {
-    let dir = buckets.dir.join("event_profiles");
+    let (schema, plans) = per_bucket(ctx, buckets, event_profiles_sql).await?;
+    written(ctx, buckets, "event_profiles", schema, plans).await
+}
+
+/// `sql`, a table with a row per identifier that the rest of the run reads (identities,
+/// components), written to `name/` under the buckets' folder and read from there: at 100 M
+/// events they are some 7 M rows, which a run too big for its limit keeps on disk.
+pub async fn on_disk(
+    ctx: &SessionContext,
+    buckets: &EventBuckets,
+    name: &str,
+    sql: &str,
+) -> Result<Arc<dyn TableProvider>> {
+    let df = ctx.sql(sql).await?;
+    let schema = Arc::new(df.schema().as_arrow().clone());
+    written(ctx, buckets, name, schema, vec![df]).await
+}
+
+/// The rows of `plans` appended to Parquet in `name/` under the buckets' folder, read back.
+async fn written(
+    ctx: &SessionContext,
+    buckets: &EventBuckets,
+    name: &str,
+    schema: SchemaRef,
+    plans: Vec<DataFrame>,
+) -> Result<Arc<dyn TableProvider>> {
+    let dir = buckets.dir.join(name);
     std::fs::create_dir_all(&dir)?;
     let path = format!("{}/", dir.display());
-    let (schema, plans) = per_bucket(ctx, buckets, event_profiles_sql).await?;
     let mut rows = 0u64;
     for df in plans {
         let options = scratch::parquet_options();

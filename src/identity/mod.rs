@@ -242,7 +242,10 @@ pub async fn resolve(
     stats.rounds = rounds.rounds;
     stats.edges_per_round = rounds.edges_per_round;
     set(ctx, "cc_labels", labels)?;
-    let (comps, _) = materialize(ctx.sql(COMPONENTS).await?).await?;
+    let comps: Arc<dyn TableProvider> = match &opts.event_buckets {
+        Some(b) => buckets::on_disk(ctx, b, "id_components", COMPONENTS).await?,
+        None => materialize(ctx.sql(COMPONENTS).await?).await?.0,
+    };
     set(ctx, "id_components", comps)?;
     ctx.deregister_table("cc_labels")?;
     stats.components = ctx
@@ -288,7 +291,10 @@ pub async fn resolve(
         "id_profile_ids",
         Arc::new(MemTable::try_new(ids.schema(), vec![vec![ids]])?),
     )?;
-    let (identities, _) = materialize(ctx.sql(IDENTITIES).await?).await?;
+    let identities: Arc<dyn TableProvider> = match &opts.event_buckets {
+        Some(b) => buckets::on_disk(ctx, b, "id_identities", IDENTITIES).await?,
+        None => materialize(ctx.sql(IDENTITIES).await?).await?.0,
+    };
     set(ctx, "id_identities", identities)?;
     let event_profiles: Arc<dyn TableProvider> = match &opts.event_buckets {
         Some(b) => buckets::event_profiles(ctx, b, EVENT_PROFILES).await?,

@@ -16,17 +16,33 @@ use crate::store::objects::Location;
 /// How a session may use the machine.
 #[derive(Clone, Debug, Default)]
 pub struct SessionOptions {
-    /// Bytes DataFusion may hold before operators spill to disk; None is unbounded.
+    /// Bytes the run may hold (`--memory-limit`); DataFusion's pool gets [`pool_size`] of
+    /// them, beyond which operators spill to disk. None is unbounded.
     pub memory_limit: Option<usize>,
     /// Where spill files go; None is the OS temp dir.
     pub spill_dir: Option<PathBuf>,
+}
+
+/// The share of a memory limit that DataFusion's pool gets, in quarters. The pool counts what
+/// sorts, aggregates and joins reserve; a run also holds memory the pool does not see: the
+/// identity stage's in-memory tables, SQL traits' rows, Parquet and Delta writers, batches in
+/// flight between operators, the allocator's free pages. At 100 M events under 6 GB that
+/// was 2.5 to 3.3 GB beside a full pool (docs/BENCHMARKS.md), so the pool gets three
+/// quarters of the limit and the rest is left for it (Spark gives its execution and storage
+/// pool 60 % of the heap for the same reason).
+const POOL_QUARTERS: usize = 3;
+
+/// DataFusion's pool under a memory limit of `limit` bytes.
+pub fn pool_size(limit: usize) -> usize {
+    limit / 4 * POOL_QUARTERS
 }
 
 /// A session for one run.
 pub fn new_session(opts: &SessionOptions) -> EngineResult<SessionContext> {
     let mut rt = RuntimeEnvBuilder::new();
     if let Some(limit) = opts.memory_limit {
-        rt = rt.with_memory_pool(Arc::new(super::memory::PeakPool::new(limit)));
+        let pool = super::memory::PeakPool::new(pool_size(limit));
+        rt = rt.with_memory_pool(Arc::new(pool));
     }
     if let Some(dir) = &opts.spill_dir {
         std::fs::create_dir_all(dir).map_err(|cause| crate::error::EngineError::Io {
@@ -50,7 +66,7 @@ pub fn new_session(opts: &SessionOptions) -> EngineResult<SessionContext> {
         // much for every sort of a plan under a small limit ("Not enough memory to continue
         // external sort").
         if let Some(limit) = opts.memory_limit {
-            let share = (limit / 64).clamp(256 << 10, 10 << 20);
+            let share = (pool_size(limit) / 64).clamp(256 << 10, 10 << 20);
             options.execution.sort_spill_reservation_bytes = share;
             // Spill files are Arrow IPC, uncompressed by default; at 100 M events the sorts
             // and aggregations of a run spill GBs.
