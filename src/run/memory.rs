@@ -1,12 +1,15 @@
 //! How much memory each stage of a run held, so a limit that is not kept can be traced to what
 //! broke it: DataFusion's pool with its high-water mark ([`PeakPool`]), and the process's peak
-//! resident memory (Linux's `VmHWM`, reset between stages). The pool counts what operators
+//! resident memory (read every 50 ms by a sampling thread; Linux's own high-water mark is
+//! left alone, as `time -v` and benchmarks read it). The pool counts what operators
 //! reserve; the difference to the resident peak is memory the pool does not see (in-memory
 //! tables, writers, the allocator's free pages). Logged per stage under the target
 //! `cohort::memory` (`COHORT_LOG=warn,cohort::memory=info`).
 
 use std::fmt;
+use std::sync::LazyLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use datafusion::common::Result;
 use datafusion::execution::memory_pool::{
@@ -99,21 +102,47 @@ pub fn take_peaks(ctx: &SessionContext) -> StagePeak {
     }
 }
 
-/// Linux's high-water mark of resident memory (`VmHWM`), then reset to the current resident
-/// size (`5` to `/proc/self/clear_refs`), so the next reading covers the next stage only.
+/// The most resident memory the sampler saw since the last call (None where the OS does not
+/// say); the next period starts at what is resident now.
 fn take_resident_peak() -> Option<usize> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let kb: usize = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    // Without the reset the next reading is the process's peak so far, still a true bound.
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
-    Some(kb << 10)
+    let now = resident()?;
+    Some(SAMPLED_PEAK.swap(now, Ordering::Relaxed).max(now))
+}
+
+/// The highest resident size sampled in the current period; the sampling thread starts on
+/// first use and lives as long as the process (one `/proc` read every 50 ms).
+static SAMPLED_PEAK: LazyLock<AtomicUsize> = LazyLock::new(|| {
+    let started = std::thread::Builder::new()
+        .name("cohort-memory".into())
+        .spawn(|| {
+            while let Some(bytes) = resident() {
+                SAMPLED_PEAK.fetch_max(bytes, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+    if let Err(e) = started {
+        tracing::debug!("no resident memory sampling: {e}");
+    }
+    AtomicUsize::new(resident().unwrap_or(0))
+});
+
+#[cfg(unix)]
+fn page_size() -> usize {
+    // SAFETY: sysconf reads a constant of the system and has no preconditions.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(size).unwrap_or(4096)
+}
+
+#[cfg(not(unix))]
+fn page_size() -> usize {
+    4096
+}
+
+/// The process's resident memory now, from `/proc/self/statm` (None elsewhere).
+fn resident() -> Option<usize> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: usize = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * page_size())
 }
 
 #[cfg(test)]
@@ -144,10 +173,18 @@ mod tests {
     }
 
     #[test]
-    fn the_resident_peak_is_read_on_linux() {
-        if cfg!(target_os = "linux") {
-            let first = take_resident_peak().expect("VmHWM");
-            assert!(first > 0);
+    fn the_resident_peak_covers_memory_held_between_readings() {
+        if !cfg!(target_os = "linux") {
+            return;
         }
+        take_resident_peak().expect("statm");
+        let before = resident().unwrap();
+        // 256 MiB touched, held well past a sampling interval, then freed.
+        let block = vec![1u8; 256 << 20];
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(block.iter().map(|b| *b as usize).sum::<usize>(), 256 << 20);
+        drop(block);
+        let peak = take_resident_peak().unwrap();
+        assert!(peak >= before + (200 << 20), "{peak} after {before}");
     }
 }
