@@ -332,7 +332,9 @@ async fn release_intermediates(ctx: &SessionContext) -> Result<()> {
         }
     }
     for name in ["id_identities", "id_components", "id_violations"] {
-        if let Ok(t) = ctx.table_provider(name).await {
+        if let Ok(t) = ctx.table_provider(name).await
+            && t.is::<MemTable>()
+        {
             tracing::debug!(
                 table = name,
                 bytes = memory_size(t.as_ref()),

@@ -90,3 +90,30 @@ pub fn register_store(ctx: &SessionContext, loc: &Location) -> EngineResult<()> 
     ctx.register_object_store(&loc.store_url(), loc.store.clone());
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::execution::memory_pool::MemoryLimit;
+
+    #[test]
+    fn the_pool_gets_three_quarters_of_the_limit_and_keeps_its_peak() {
+        let opts = SessionOptions {
+            memory_limit: Some(400 << 20),
+            spill_dir: None,
+        };
+        let ctx = new_session(&opts).unwrap();
+        let pool = ctx.runtime_env().memory_pool.clone();
+        assert!(matches!(pool.memory_limit(), MemoryLimit::Finite(n) if n == 300 << 20));
+        assert!(
+            pool.downcast_ref::<super::super::memory::PeakPool>()
+                .is_some()
+        );
+        let unlimited = new_session(&SessionOptions::default()).unwrap();
+        let pool = unlimited.runtime_env().memory_pool.clone();
+        assert!(
+            pool.downcast_ref::<super::super::memory::PeakPool>()
+                .is_none()
+        );
+    }
+}
