@@ -30,34 +30,49 @@ pub struct NewRows {
 /// Writes `events` for this run; returns the version that holds it. `extended` holds the rows
 /// this run added when it extended the previous run's history (None for a full run); `made`,
 /// its rows and their parts when the traits stage already wrote them to scratch (see
-/// [`published_plan`]).
+/// [`published_plan`]). `affected` says the identity stage resolved only what this run's
+/// events reach (its `id_affected_messages` is registered): every other event keeps its
+/// previous profile, so only the days of those events can differ ([`affected_days`]).
 pub async fn write(
     ctx: &SessionContext,
     out: &objects::Location,
     previous: Option<&manifest::Manifest>,
     (extended, made): (Option<NewRows>, Option<Rows>),
     layout: Layout<'_>,
+    affected: bool,
 ) -> EngineResult<u64> {
-    let (plan, parts) = match made {
-        Some(rows) => rows,
-        None => published_plan(ctx, layout).await?,
-    };
     let loc = out.child(published::EVENTS);
     let prev_version = previous
         .and_then(|m| m.tables.get(published::EVENTS))
         .copied();
-    let (Some(new), Some(v)) = (extended, prev_version) else {
-        return Ok(delta::overwrite_partitioned_parts(&loc, parts, &ctx.state(), &["dt"]).await?);
-    };
     // A run that died after writing `events` and before publishing left a version the
     // manifest does not name: rewrite the table rather than replace days of that version.
-    if delta::open(&loc).await?.version() != Some(v) {
+    let extends = match (&extended, prev_version) {
+        (Some(_), Some(v)) => delta::open(&loc).await?.version() == Some(v),
+        _ => false,
+    };
+    let (Some(new), Some(v), true) = (extended, prev_version, extends) else {
+        let (_, parts) = match made {
+            Some(rows) => rows,
+            None => published_plan(ctx, layout).await?,
+        };
         return Ok(delta::overwrite_partitioned_parts(&loc, parts, &ctx.state(), &["dt"]).await?);
-    }
+    };
     let prev = ctx
         .read_table(delta::provider(&loc, v).await?)?
         .into_unoptimized_plan();
-    let days = changed_days(ctx, &plan, prev, new.rows).await?;
+    // Under a memory limit the whole join is made in buckets below; the days' rows are joined
+    // in one piece here, which only a run without a limit may hold for any number of days.
+    let (days, plan) = if affected && layout.join_buckets <= 1 {
+        let days = affected_days(ctx, prev).await?;
+        (days.clone(), day_rows(ctx, &days).await?)
+    } else {
+        let (plan, _) = match made {
+            Some(rows) => rows,
+            None => published_plan(ctx, layout).await?,
+        };
+        (changed_days(ctx, &plan, prev, new.rows).await?, plan)
+    };
     if days.is_empty() {
         return Ok(v);
     }
@@ -67,6 +82,95 @@ pub async fn write(
         .filter(only.clone())?
         .build()?;
     Ok(delta::replace_where(&loc, plan, &ctx.state(), only).await?)
+}
+
+/// The days whose rows can differ from the previous version `prev` when identity resolved
+/// only the affected events: the days of those events (which hold every message id this run
+/// read, so the copies it replaced too) in this run's history and in `prev`. Reads two
+/// columns of each, never joining the events with their profiles.
+async fn affected_days(ctx: &SessionContext, prev: LogicalPlan) -> EngineResult<BTreeSet<String>> {
+    let text = |c: &str| cast(col(c), DataType::Utf8);
+    let affected = || async {
+        EngineResult::Ok(
+            ctx.table(stage::ID_AFFECTED_MESSAGES)
+                .await?
+                .select(vec![text("message_id").alias("a_mid")])?,
+        )
+    };
+    let now = ctx.table(stage::HISTORY).await?.select(vec![
+        text("message_id").alias("h_mid"),
+        to_char(col("timestamp"), lit("%Y-%m-%d")).alias("day"),
+    ])?;
+    let before = datafusion::prelude::DataFrame::new(ctx.state(), prev).select(vec![
+        text("message_id").alias("h_mid"),
+        text("dt").alias("day"),
+    ])?;
+    let mut days = BTreeSet::new();
+    for side in [now, before] {
+        // The few affected ids are the build side; the table streams past them.
+        let hit = affected()
+            .await?
+            .join_on(side, JoinType::RightSemi, [col("a_mid").eq(col("h_mid"))])?
+            .select_columns(&["day"])?;
+        days.extend(distinct_days(ctx, hit.into_unoptimized_plan()).await?);
+    }
+    Ok(days)
+}
+
+/// The rows `events` publishes for `days`: the history's events of those days with their
+/// profiles. The days' events are found first, then their profiles, so that the join
+/// builds on those events' profiles only.
+async fn day_rows(ctx: &SessionContext, days: &BTreeSet<String>) -> EngineResult<LogicalPlan> {
+    let history = ctx.table(stage::HISTORY).await?.into_unoptimized_plan();
+    let in_days = day_ranges(days)
+        .into_iter()
+        .map(|(a, b)| col("timestamp").gt_eq(a).and(col("timestamp").lt(b)))
+        .reduce(Expr::or)
+        .unwrap_or(lit(false));
+    let history = LogicalPlanBuilder::from(history).filter(in_days)?.build()?;
+    let ids = LogicalPlanBuilder::from(history.clone())
+        .project(vec![col("message_id").alias("d_mid")])?
+        .build()?;
+    let profiles = ctx
+        .table(stage::EVENT_PROFILES)
+        .await?
+        .into_unoptimized_plan();
+    let profiles = LogicalPlanBuilder::from(ids)
+        .join(
+            profiles,
+            JoinType::RightSemi,
+            (vec!["d_mid"], vec!["message_id"]),
+            None,
+        )?
+        .build()?;
+    Ok(hp::published_events(history, profiles)?)
+}
+
+/// Each run of consecutive days of `days` (`YYYY-MM-DD`) as [start, end) UTC timestamps.
+fn day_ranges(days: &BTreeSet<String>) -> Vec<(Expr, Expr)> {
+    let mut ranges: Vec<(chrono::NaiveDate, chrono::NaiveDate)> = Vec::new();
+    for d in days {
+        let Ok(d) = chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d") else {
+            continue;
+        };
+        let next = d + chrono::Days::new(1);
+        match ranges.last_mut() {
+            Some((_, end)) if *end == d => *end = next,
+            _ => ranges.push((d, next)),
+        }
+    }
+    let at = |d: chrono::NaiveDate| {
+        let micros = d
+            .and_hms_opt(0, 0, 0)
+            .expect("midnight")
+            .and_utc()
+            .timestamp_micros();
+        lit(datafusion::common::ScalarValue::TimestampMicrosecond(
+            Some(micros),
+            Some("UTC".into()),
+        ))
+    };
+    ranges.into_iter().map(|(a, b)| (at(a), at(b))).collect()
 }
 
 /// The rows of a table and the same rows in parts of days.

@@ -75,7 +75,8 @@ pub(super) async fn publish(
         write_parts: rc.write_parts,
     };
     let rows = (events.extended, rc.published_events.take());
-    let v = super::events_table::write(ctx, out, previous, rows, layout).await?;
+    let affected = identity.changed_only;
+    let v = super::events_table::write(ctx, out, previous, rows, layout, affected).await?;
     versions.insert(published::EVENTS.to_string(), v);
     // Nothing reads the events again: the session's `events` and `event_history` go, with
     // the history's scratch copy and the published rows' (`events/` in scratch, when the

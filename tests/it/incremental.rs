@@ -14,7 +14,9 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use crate::common::{EVENT_COLUMNS, cohort_bin, load, write_text_parquet};
 
 /// Tables whose rows must be equal (run ids aside).
-const COMPARED: [&str; 8] = [
+const COMPARED: [&str; 10] = [
+    "events",
+    "identity_occurrences",
     "identities",
     "identity_violations",
     "profiles",

@@ -190,9 +190,11 @@ async fn a_run_that_fails_writing_its_scratch_records_why_and_cleans_up() {
 
     // A file-size limit makes every write past it fail (EFBIG), as a full disk would: the
     // scratch files are far larger than the limit; the one-row `runs` commit fits under it.
+    // `--full`, because a run that extends the history writes only the rows it adds to
+    // scratch (none here).
     let cohort = cohort_bin();
     let mut inner = format!(
-        "trap '' XFSZ; ulimit -f 400; exec '{}' run '{}' --as-of {} --spill-dir '{}'",
+        "trap '' XFSZ; ulimit -f 400; exec '{}' run '{}' --full --as-of {} --spill-dir '{}'",
         cohort.display(),
         dir.display(),
         gen_end().to_rfc3339(),
@@ -443,4 +445,97 @@ async fn ctrl_c_stops_a_run_records_it_and_removes_its_scratch() {
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(rows[0].1, "failed");
     assert!(rows[0].2.contains("interrupted"), "{}", rows[0].2);
+}
+
+/// The folders of `run`'s scratch folder (the tables it holds there).
+fn scratch_tables(run: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(run)
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| e.path().is_dir())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// Under a memory limit that puts the events in more than one bucket, a full run joins the
+/// events with their profiles once: the published `events` rows are in scratch before
+/// publishing starts and `profile_events` has no folder of its own (the traits stage read it
+/// from those rows), and once `events`
+/// is written the history's and the joined rows' scratch copies are gone (disk that
+/// `identity_occurrences` needs at 100 M events). Driven as a user would: relative paths,
+/// from the space's folder.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_run_under_a_limit_joins_events_once_and_frees_their_scratch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let out = space(dir, "shared", 300_000, "").await;
+    std::fs::create_dir_all(dir.join("spill")).unwrap();
+    let mut child = Command::new(cohort_bin())
+        .current_dir(dir)
+        .args(["run", ".", "--as-of", &gen_end().to_rfc3339()])
+        .args(["--memory-limit", "160MB", "--spill-dir", "spill"])
+        .env("COHORT_TEST_PUBLISH_PAUSE_MS", "1500")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while stderr.read_line(&mut line).unwrap() > 0 && !line.contains("stage publish") {
+        line.clear();
+    }
+    assert!(line.contains("stage publish"), "the run never published");
+    let runs_now = scratch_dirs(&dir.join("spill"));
+    assert_eq!(runs_now.len(), 1, "{runs_now:?}");
+    let scratch = runs_now[0].clone();
+    let before = scratch_tables(&scratch);
+    for t in ["events", "event_history"] {
+        assert!(
+            before.iter().any(|s| s == t),
+            "{t} is not in scratch as publishing starts: {before:?}"
+        );
+    }
+    // `profile_events` was read from the published rows, not joined into its own folder.
+    assert!(
+        !before.iter().any(|s| s == "profile_events"),
+        "the events were joined with their profiles twice: {before:?}"
+    );
+    // The rest of stderr, so the run never blocks on a full pipe.
+    let drain = std::thread::spawn(move || {
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+        rest
+    });
+    // `ingested_files` is written after `events` and `identity_occurrences`; the run pauses
+    // after it.
+    let log = out.local_dir().unwrap().join("ingested_files/_delta_log");
+    let started = Instant::now();
+    while !log.is_dir() || std::fs::read_dir(&log).unwrap().next().is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "ingested_files never written"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let after = scratch_tables(&scratch);
+    assert!(scratch.is_dir(), "the run's scratch is still there");
+    for t in [
+        "events",
+        "event_history",
+        "profile_events",
+        "audience_events",
+    ] {
+        assert!(
+            !after.iter().any(|s| s == t),
+            "{t} is still in scratch after `events` was written: {after:?}"
+        );
+    }
+    let status = child.wait().unwrap();
+    let rest = drain.join().unwrap();
+    assert!(status.success(), "{rest}");
+    assert_eq!(scratch_dirs(&dir.join("spill")), Vec::<PathBuf>::new());
 }

@@ -142,8 +142,25 @@ pub async fn run(ctx: &mut RunCtx<'_>) -> EngineResult<EventsOut> {
         Some(p) => (Some(p.history), p.errors),
         None => (None, None),
     };
+    let dir = scratch.path().join(stage::HISTORY);
     let history = match (prev_history, new_rows) {
-        (prev, Some(new)) => hp::extend(prev, new)?,
+        // A new history is written once to scratch: every later stage reads it.
+        (None, Some(new)) => materialize(&ctx.session, hp::extend(None, new)?, &dir).await?,
+        // An extended one stays where it is published (later stages read a few days of it or
+        // one column, which the table's files answer without reading the rest); only the
+        // rows this run adds or replaces are written.
+        (Some(prev), Some(new)) => {
+            let replaced = hp::replaced_ids(prev.clone(), new.clone())?;
+            let df = datafusion::prelude::DataFrame::new(ctx.session.state(), replaced);
+            let (replaced, n) = crate::identity::components::materialize(df).await?;
+            let replaced = match n {
+                0 => None,
+                _ => Some(ctx.session.read_table(replaced)?.into_unoptimized_plan()),
+            };
+            let firsts = hp::new_firsts(prev.clone(), replaced.clone(), new)?;
+            let firsts = materialize(&ctx.session, firsts, &dir).await?;
+            hp::with_firsts(prev, replaced, hp::typed_history(firsts)?)?
+        }
         (Some(prev), None) => prev,
         (None, None) => {
             return Err(EngineError::Definition(
@@ -151,9 +168,6 @@ pub async fn run(ctx: &mut RunCtx<'_>) -> EngineResult<EventsOut> {
             ));
         }
     };
-    // Written once to scratch even when nothing was added: every later stage reads it, and
-    // reading the published table each time costs more than this one copy.
-    let history = materialize(&ctx.session, history, &scratch.path().join(stage::HISTORY)).await?;
     ctx.session.register_table(
         stage::HISTORY,
         ctx.session.execute_logical_plan(history).await?.into_view(),
