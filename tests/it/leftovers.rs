@@ -73,6 +73,18 @@ fn scratch_dirs(parent: &Path) -> Vec<PathBuf> {
     v
 }
 
+/// Reads `stderr` up to and with the first line that contains `needle`; false at its end.
+fn read_until(stderr: &mut impl BufRead, needle: &str) -> bool {
+    let mut line = String::new();
+    while stderr.read_line(&mut line).unwrap() > 0 {
+        if line.contains(needle) {
+            return true;
+        }
+        line.clear();
+    }
+    false
+}
+
 /// (run_id, status, message) of every run, newest first.
 async fn runs(dir: &Path) -> Vec<(String, String, String)> {
     cohort::read::history::runs(&load(dir).await)
@@ -420,12 +432,8 @@ async fn ctrl_c_stops_a_run_records_it_and_removes_its_scratch() {
         .spawn()
         .unwrap();
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    while stderr.read_line(&mut line).unwrap() > 0 && !line.contains("stage traits") {
-        line.clear();
-    }
     assert!(
-        line.contains("stage traits"),
+        read_until(&mut stderr, "stage traits"),
         "the run never reached the traits"
     );
     std::thread::sleep(Duration::from_millis(500));
@@ -484,11 +492,10 @@ async fn a_full_run_under_a_limit_joins_events_once_and_frees_their_scratch() {
         .spawn()
         .unwrap();
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    while stderr.read_line(&mut line).unwrap() > 0 && !line.contains("stage publish") {
-        line.clear();
-    }
-    assert!(line.contains("stage publish"), "the run never published");
+    assert!(
+        read_until(&mut stderr, "stage publish"),
+        "the run never published"
+    );
     let runs_now = scratch_dirs(&dir.join("spill"));
     assert_eq!(runs_now.len(), 1, "{runs_now:?}");
     let scratch = runs_now[0].clone();
