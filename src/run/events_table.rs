@@ -122,11 +122,15 @@ async fn affected_days(ctx: &SessionContext, prev: LogicalPlan) -> EngineResult<
 /// builds on those events' profiles only.
 async fn day_rows(ctx: &SessionContext, days: &BTreeSet<String>) -> EngineResult<LogicalPlan> {
     let history = ctx.table(stage::HISTORY).await?.into_unoptimized_plan();
-    let in_days = day_ranges(days)
-        .into_iter()
-        .map(|(a, b)| col("timestamp").gt_eq(a).and(col("timestamp").lt(b)))
-        .reduce(Expr::or)
-        .unwrap_or(lit(false));
+    // The caller keeps only the days' rows (`dt`); this narrows the read first.
+    let in_days = match day_ranges(days) {
+        Some(ranges) => ranges
+            .into_iter()
+            .map(|(a, b)| col("timestamp").gt_eq(a).and(col("timestamp").lt(b)))
+            .reduce(Expr::or)
+            .unwrap_or(lit(false)),
+        None => lit(true),
+    };
     let history = LogicalPlanBuilder::from(history).filter(in_days)?.build()?;
     let ids = LogicalPlanBuilder::from(history.clone())
         .project(vec![col("message_id").alias("d_mid")])?
@@ -146,13 +150,12 @@ async fn day_rows(ctx: &SessionContext, days: &BTreeSet<String>) -> EngineResult
     Ok(hp::published_events(history, profiles)?)
 }
 
-/// Each run of consecutive days of `days` (`YYYY-MM-DD`) as [start, end) UTC timestamps.
-fn day_ranges(days: &BTreeSet<String>) -> Vec<(Expr, Expr)> {
+/// Each run of consecutive days of `days` (`YYYY-MM-DD`) as [start, end) UTC timestamps; None
+/// when one is not a date.
+fn day_ranges(days: &BTreeSet<String>) -> Option<Vec<(Expr, Expr)>> {
     let mut ranges: Vec<(chrono::NaiveDate, chrono::NaiveDate)> = Vec::new();
     for d in days {
-        let Ok(d) = chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d") else {
-            continue;
-        };
+        let d = chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok()?;
         let next = d + chrono::Days::new(1);
         match ranges.last_mut() {
             Some((_, end)) if *end == d => *end = next,
@@ -170,7 +173,7 @@ fn day_ranges(days: &BTreeSet<String>) -> Vec<(Expr, Expr)> {
             Some("UTC".into()),
         ))
     };
-    ranges.into_iter().map(|(a, b)| (at(a), at(b))).collect()
+    Some(ranges.into_iter().map(|(a, b)| (at(a), at(b))).collect())
 }
 
 /// The rows of a table and the same rows in parts of days.
@@ -306,4 +309,34 @@ pub(super) async fn distinct_days(
         );
     }
     Ok(days)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn days(list: &[&str]) -> BTreeSet<String> {
+        list.iter().map(|d| d.to_string()).collect()
+    }
+
+    /// Consecutive days make one range, a gap starts another, across a month's end; a value
+    /// that is not a date gives no ranges (the read is not narrowed, nothing is lost).
+    #[test]
+    fn days_become_ranges_of_consecutive_days() {
+        let r = day_ranges(&days(&[
+            "2026-10-30",
+            "2026-10-31",
+            "2026-11-01",
+            "2026-11-03",
+        ]))
+        .unwrap();
+        let text: Vec<String> = r.iter().map(|(a, b)| format!("{a} .. {b}")).collect();
+        assert_eq!(text.len(), 2, "{text:?}");
+        assert!(text[0].contains("1793318400000000"), "{text:?}"); // 2026-10-30
+        assert!(text[0].contains("1793577600000000"), "{text:?}"); // 2026-11-02
+        assert!(text[1].contains("1793664000000000"), "{text:?}"); // 2026-11-03
+        assert!(text[1].contains("1793750400000000"), "{text:?}"); // 2026-11-04
+        assert!(day_ranges(&days(&["2026-11-01", "__HIVE_DEFAULT_PARTITION__"])).is_none());
+        assert_eq!(day_ranges(&days(&[])).unwrap().len(), 0);
+    }
 }
