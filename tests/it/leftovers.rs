@@ -472,10 +472,9 @@ fn scratch_tables(run: &Path) -> Vec<String> {
 /// Under a memory limit that puts the events in more than one bucket, a full run joins the
 /// events with their profiles once: the published `events` rows are in scratch before
 /// publishing starts and `profile_events` has no folder of its own (the traits stage read it
-/// from those rows), and once `events`
-/// is written the history's and the joined rows' scratch copies are gone (disk that
-/// `identity_occurrences` needs at 100 M events). Driven as a user would: relative paths,
-/// from the space's folder.
+/// from those rows), and once `events` is written the history's and the joined rows' scratch
+/// copies are gone (disk that `identity_occurrences` needs at 100 M events). Driven as a user
+/// would: relative paths, from the space's folder.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_full_run_under_a_limit_joins_events_once_and_frees_their_scratch() {
     let tmp = tempfile::tempdir().unwrap();
