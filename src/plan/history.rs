@@ -83,10 +83,20 @@ fn without_ids(rows: LogicalPlan, ids: LogicalPlan, out: Vec<Expr>) -> Result<Lo
         .build()
 }
 
+/// The rows of `rows` whose message id is in `ids` (column `dup_id`); the ids are the join's
+/// build side.
+fn with_ids(rows: LogicalPlan, ids: LogicalPlan) -> Result<LogicalPlanBuilder> {
+    LogicalPlanBuilder::from(ids).join(
+        rows,
+        JoinType::RightSemi,
+        (vec!["dup_id"], vec!["message_id"]),
+        None,
+    )
+}
+
 /// Of each message id in `dup_ids` (column `dup_id`), its first copy in `rows`, projected to
 /// `out`.
 fn ranked_firsts(rows: LogicalPlan, dup_ids: LogicalPlan, out: Vec<Expr>) -> Result<LogicalPlan> {
-    let keys = (vec!["dup_id"], vec!["message_id"]);
     let rn = row_number()
         .partition_by(vec![column("message_id")])
         .order_by(vec![
@@ -100,8 +110,7 @@ fn ranked_firsts(rows: LogicalPlan, dup_ids: LogicalPlan, out: Vec<Expr>) -> Res
         ])
         .build()?
         .alias("dup_rank");
-    LogicalPlanBuilder::from(dup_ids)
-        .join(rows, JoinType::RightSemi, keys, None)?
+    with_ids(rows, dup_ids)?
         .window(vec![rn])?
         .filter(column("dup_rank").eq(lit(1u64)))?
         .project(out)?
@@ -155,13 +164,7 @@ pub fn extend(previous: Option<LogicalPlan>, new: LogicalPlan) -> Result<Logical
 /// The message ids of `new` that `previous` holds already (column `dup_id`): the previous
 /// rows a run that read `new` may replace. Reads only the previous rows' message ids.
 pub fn replaced_ids(previous: LogicalPlan, new: LogicalPlan) -> Result<LogicalPlan> {
-    LogicalPlanBuilder::from(new_ids(new)?)
-        .join(
-            previous,
-            JoinType::RightSemi,
-            (vec!["dup_id"], vec!["message_id"]),
-            None,
-        )?
+    with_ids(previous, new_ids(new)?)?
         .project(vec![column("message_id").alias("dup_id")])?
         .build()
 }
@@ -189,13 +192,7 @@ pub fn new_firsts(
     let ids = new_ids(new.clone())?;
     let rows = match replaced {
         Some(replaced) => {
-            let copies = LogicalPlanBuilder::from(replaced)
-                .join(
-                    previous,
-                    JoinType::RightSemi,
-                    (vec!["dup_id"], vec!["message_id"]),
-                    None,
-                )?
+            let copies = with_ids(previous, replaced)?
                 .project(out.clone())?
                 .build()?;
             LogicalPlanBuilder::from(copies).union(new)?.build()?

@@ -19,6 +19,7 @@ use super::tables::{published, stage};
 use crate::error::EngineResult;
 use crate::functions::id_node;
 use crate::plan::history as hp;
+use crate::plan::traits::ts;
 use crate::store::{delta, manifest, objects};
 
 /// What the events stage read this run, for the `events` table.
@@ -163,15 +164,10 @@ fn day_ranges(days: &BTreeSet<String>) -> Option<Vec<(Expr, Expr)>> {
         }
     }
     let at = |d: chrono::NaiveDate| {
-        let micros = d
-            .and_hms_opt(0, 0, 0)
+        ts(d.and_hms_opt(0, 0, 0)
             .expect("midnight")
             .and_utc()
-            .timestamp_micros();
-        lit(datafusion::common::ScalarValue::TimestampMicrosecond(
-            Some(micros),
-            Some("UTC".into()),
-        ))
+            .timestamp_micros())
     };
     Some(ranges.into_iter().map(|(a, b)| (at(a), at(b))).collect())
 }

@@ -75,14 +75,13 @@ pub(super) async fn publish(
         write_parts: rc.write_parts,
     };
     let rows = (events.extended, rc.published_events.take());
-    let affected = identity.changed_only;
-    let v = super::events_table::write(ctx, out, previous, rows, layout, affected).await?;
+    let changed = identity.changed_only;
+    let v = super::events_table::write(ctx, out, previous, rows, layout, changed).await?;
     versions.insert(published::EVENTS.to_string(), v);
     // Nothing reads the events again: the session's `events` and `event_history` go, with
     // the history's scratch copy and the published rows' (`events/` in scratch, when the
     // join was written there), some 18 GB at 100 M events that `identity_occurrences` needs.
     release_scratch(ctx, rc.scratch.path(), &[stage::EVENTS, stage::HISTORY])?;
-    let changed = identity.changed_only;
     let v = super::occurrences_table::write(ctx, out, previous, changed, layout).await?;
     versions.insert(published::IDENTITY_OCCURRENCES.to_string(), v);
     if let Some(log) = events.log {

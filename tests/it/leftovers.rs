@@ -4,7 +4,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, ChildStderr, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use cohort::spec::Preset;
@@ -73,16 +73,25 @@ fn scratch_dirs(parent: &Path) -> Vec<PathBuf> {
     v
 }
 
-/// Reads `stderr` up to and with the first line that contains `needle`; false at its end.
-fn read_until(stderr: &mut impl BufRead, needle: &str) -> bool {
+/// Starts `run` with its stderr piped and reads it up to and with the first line that
+/// contains `needle` (a stage's progress line); fails when the run ends first. The rest of
+/// stderr is left to the caller.
+fn spawn_until(run: &mut Command, needle: &str) -> (Child, BufReader<ChildStderr>) {
+    let mut child = run
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
     let mut line = String::new();
     while stderr.read_line(&mut line).unwrap() > 0 {
         if line.contains(needle) {
-            return true;
+            return (child, stderr);
         }
         line.clear();
     }
-    false
+    let status = child.wait().unwrap();
+    panic!("the run ended ({status}) before `{needle}`");
 }
 
 /// (run_id, status, message) of every run, newest first.
@@ -115,21 +124,9 @@ async fn a_killed_run_is_recorded_and_its_scratch_cleared() {
     std::fs::write(live.join(".lock"), "").unwrap();
 
     // A run killed with SIGKILL as it starts publishing.
-    let mut child = run_args(dir, &["--spill-dir", spill.to_str().unwrap()])
-        .env("COHORT_TEST_PUBLISH_PAUSE_MS", "2000")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut publishing = false;
-    for line in stderr.lines().map_while(Result::ok) {
-        if line.contains("stage publish") {
-            publishing = true;
-            break;
-        }
-    }
-    assert!(publishing, "the run never reached publishing");
+    let mut run = run_args(dir, &["--spill-dir", spill.to_str().unwrap()]);
+    run.env("COHORT_TEST_PUBLISH_PAUSE_MS", "2000");
+    let (mut child, _stderr) = spawn_until(&mut run, "stage publish");
     let killed_pid = child.id();
     child.kill().unwrap();
     child.wait().unwrap();
@@ -426,16 +423,8 @@ async fn ctrl_c_stops_a_run_records_it_and_removes_its_scratch() {
     std::fs::create_dir_all(&queries).unwrap();
     std::fs::write(queries.join("endless.sql"), ENDLESS).unwrap();
     let spill = dir.join("spill");
-    let mut child = run_args(dir, &["--spill-dir", spill.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    assert!(
-        read_until(&mut stderr, "stage traits"),
-        "the run never reached the traits"
-    );
+    let mut run = run_args(dir, &["--spill-dir", spill.to_str().unwrap()]);
+    let (mut child, mut stderr) = spawn_until(&mut run, "stage traits");
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(scratch_dirs(&spill).len(), 1);
     let sent = Command::new("kill")
@@ -481,20 +470,12 @@ async fn a_full_run_under_a_limit_joins_events_once_and_frees_their_scratch() {
     let dir = tmp.path();
     let out = space(dir, "shared", 300_000, "").await;
     std::fs::create_dir_all(dir.join("spill")).unwrap();
-    let mut child = Command::new(cohort_bin())
-        .current_dir(dir)
+    let mut run = Command::new(cohort_bin());
+    run.current_dir(dir)
         .args(["run", ".", "--as-of", &gen_end().to_rfc3339()])
         .args(["--memory-limit", "160MB", "--spill-dir", "spill"])
-        .env("COHORT_TEST_PUBLISH_PAUSE_MS", "1500")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    assert!(
-        read_until(&mut stderr, "stage publish"),
-        "the run never published"
-    );
+        .env("COHORT_TEST_PUBLISH_PAUSE_MS", "1500");
+    let (mut child, mut stderr) = spawn_until(&mut run, "stage publish");
     let runs_now = scratch_dirs(&dir.join("spill"));
     assert_eq!(runs_now.len(), 1, "{runs_now:?}");
     let scratch = runs_now[0].clone();
