@@ -131,6 +131,12 @@ pub(super) fn print_summary(r: &run::RunReport) {
                 list(&k.audiences)
             );
         }
+        if !r.unchanged_sql_traits.is_empty() {
+            println!(
+                "    SQL traits not evaluated, nothing they read changed (every profile kept its values): [{}]",
+                list(&r.unchanged_sql_traits)
+            );
+        }
         let e = &r.edited;
         if !e.is_empty() {
             println!(

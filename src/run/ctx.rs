@@ -89,6 +89,9 @@ pub struct RunCtx<'a> {
     pub recompute: super::touched::Recompute,
     /// Definitions this run keeps without evaluating them (see [`super::due`]).
     pub kept: crate::store::manifest::Kept,
+    /// SQL traits this run does not evaluate because nothing they read changed; their values
+    /// are the previous run's for every profile (see [`super::sql_unchanged`]).
+    pub unchanged_sql_traits: std::collections::BTreeSet<String>,
     /// In how many buckets the joins of every event with its profile run (1: whole), set
     /// after the events stage from its count and the memory limit (see [`super::bucketed`]).
     pub join_buckets: u32,
@@ -147,6 +150,7 @@ impl<'a> RunCtx<'a> {
             reuse: None,
             recompute: Default::default(),
             kept: Default::default(),
+            unchanged_sql_traits: Default::default(),
             join_buckets: 1,
             write_parts: 1,
             published_events: None,

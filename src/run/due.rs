@@ -163,12 +163,13 @@ pub fn kept(
     out
 }
 
-/// `evaluated` (the SQL traits this run evaluated) with the kept ones, in the space's order.
+/// `evaluated` (the SQL traits this run evaluated) with the kept ones and those that read
+/// nothing that changed (see [`super::sql_unchanged`]), in the space's order.
 pub async fn with_kept_sql_traits(
     rc: &RunCtx<'_>,
     mut evaluated: Vec<SqlTraitResult>,
 ) -> EngineResult<Vec<SqlTraitResult>> {
-    let kept = &rc.kept.sql_traits;
+    let kept = not_evaluated(rc);
     if kept.is_empty() {
         return Ok(evaluated);
     }
@@ -239,21 +240,29 @@ async fn kept_sql_trait(
         new_profiles: 0,
         new_identities: Vec::new(),
         provider: Arc::clone(&provider),
+        kept: true,
     })
 }
 
+/// The SQL traits a run takes from the previous run's `profiles`: the kept ones and those that
+/// read nothing that changed.
+pub fn not_evaluated(rc: &RunCtx<'_>) -> BTreeSet<String> {
+    let mut out = rc.kept.sql_traits.clone();
+    out.extend(rc.unchanged_sql_traits.iter().cloned());
+    out
+}
+
 /// Each SQL trait's state for the manifest: this run's results, with the previous state of
-/// the kept ones.
+/// those it did not evaluate.
 pub fn sql_trait_states(
     results: &[SqlTraitResult],
-    kept: &Kept,
     previous: Option<&Manifest>,
 ) -> BTreeMap<String, SqlTraitState> {
     let prev = previous.and_then(|m| m.sql_traits.as_ref());
     results
         .iter()
         .map(|r| {
-            let state = match (kept.sql_traits.contains(&r.key), prev) {
+            let state = match (r.kept, prev) {
                 (true, Some(p)) if p.contains_key(&r.key) => p[&r.key].clone(),
                 _ => SqlTraitState {
                     columns: r.columns.iter().map(|(c, _)| c.clone()).collect(),

@@ -40,6 +40,7 @@ mod script;
 pub mod session;
 pub mod sink;
 pub mod sources;
+pub mod sql_unchanged;
 pub mod stages;
 pub mod tables;
 pub mod touched;
@@ -86,8 +87,9 @@ async fn evaluate_stages(rc: &mut RunCtx<'_>) -> EngineResult<(EventsOut, Identi
     let sql = stages::sql_traits::run(rc).await?;
     touched::find(rc, &events, &sql).await?;
     rc.recompute.kept = rc.kept.clone();
+    rc.recompute.unchanged_sql_traits = rc.unchanged_sql_traits.clone();
     let mut profiles = stages::profiles::run(rc, &sql).await?;
-    profiles.sql_states = due::sql_trait_states(&sql, &rc.kept, rc.previous.as_ref());
+    profiles.sql_states = due::sql_trait_states(&sql, rc.previous.as_ref());
     rc.rec.profiles = Some(profiles);
     rc.stage_done("traits", t);
     Ok((events, identity))

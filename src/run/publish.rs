@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use datafusion::common::JoinType;
 use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder};
 use datafusion::prelude::{SessionContext, col, lit};
 
@@ -56,7 +57,9 @@ pub(super) async fn publish(
     )?;
     plans.push((published::EVENT_ERRORS, errors_plan));
     for (i, (table, plan)) in plans.into_iter().enumerate() {
+        let written = std::time::Instant::now();
         let v = delta::overwrite_from_plan(&out.child(table), plan, &ctx.state()).await?;
+        tracing::debug!(table, secs = written.elapsed().as_secs_f64(), "published");
         versions.insert(table.to_string(), v);
         // Tests that kill a run mid-publish pause after each copied table and after the rest.
         if i < copied {
@@ -262,12 +265,24 @@ pub(super) async fn recent_events_plan(
         .gt_eq(ts(from))
         .and(col("timestamp").lt_eq(ts(as_of)));
     // `profile_events` holds only the touched profiles' events when the others kept their
-    // values: then every event with its profile, not kept.
+    // values: then the window's events with their profiles (the window is the build side).
     let events = match touched_only {
-        false => ctx.table(stage::PROFILE_EVENTS).await?,
-        true => ctx.table(stage::ALL_EVENTS).await?,
-    }
-    .filter(window)?;
+        false => ctx.table(stage::PROFILE_EVENTS).await?.filter(window)?,
+        true => {
+            let profiles = ctx.table(stage::EVENT_PROFILES).await?.select(vec![
+                col("message_id").alias("p_message_id"),
+                col("profile_id"),
+            ])?;
+            let recent = ctx.table(stage::EVENTS).await?.filter(window)?;
+            recent.join(
+                profiles,
+                JoinType::Inner,
+                &["message_id"],
+                &["p_message_id"],
+                None,
+            )?
+        }
+    };
     Ok(LogicalPlanBuilder::from(events.into_unoptimized_plan())
         .project(
             std::iter::once("profile_id")

@@ -56,6 +56,9 @@ pub mod stage {
     /// Stage 3: every event with its profile, not kept (what edited definitions and
     /// `recent_events` read when the others are evaluated for the touched profiles only).
     pub const ALL_EVENTS: &str = "all_profile_events";
+    /// Stage 4b: the group calls with their profiles (when `profile_events` holds the touched
+    /// profiles' events only).
+    pub const GROUP_CALLS: &str = "group_calls_with_profiles";
     /// Stage 3: the identify calls this run made visible (for their custom trait kinds).
     pub const FRESH_CALLS: &str = "fresh_identify_calls";
     /// Stage 3: every event with its profile (of the touched profiles only, when the others

@@ -63,6 +63,10 @@ pub struct Recompute {
     /// definitions only, see [`super::due`]).
     #[serde(skip_serializing_if = "Kept::is_empty")]
     pub kept: Kept,
+    /// SQL traits not evaluated because nothing they read changed (see
+    /// [`super::sql_unchanged`]): every profile kept its values.
+    #[serde(skip_serializing_if = "BTreeSet::is_empty")]
+    pub unchanged_sql_traits: BTreeSet<String>,
 }
 
 impl Recompute {
@@ -296,6 +300,7 @@ pub async fn find(
         profiles: n,
         edited: edited.clone(),
         kept: rc.kept.clone(),
+        unchanged_sql_traits: rc.unchanged_sql_traits.clone(),
     };
     rc.reuse = Some(Reuse {
         prev_profiles,
@@ -389,7 +394,8 @@ async fn sql_changes(
         .map(|f| f.name().as_str())
         .collect();
     let mut out: Option<DataFrame> = None;
-    for t in sql_traits {
+    // A SQL trait not evaluated holds the previous values of every profile.
+    for t in sql_traits.iter().filter(|t| !t.kept) {
         if let Some((c, _)) = t
             .columns
             .iter()

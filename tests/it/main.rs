@@ -38,4 +38,5 @@ mod slt;
 mod space_sql;
 mod sql_endpoint;
 mod sql_traits;
+mod sql_unchanged;
 mod validate;

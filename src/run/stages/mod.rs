@@ -1,6 +1,7 @@
 //! The stages of a run, one module each, in the order they run (see [`super`]): each takes the
 //! run's [`super::RunCtx`] and returns what the later stages need.
 
+mod accounts;
 pub mod audiences;
 pub mod events;
 pub mod identity;

@@ -1,13 +1,14 @@
 //! Stages 3 and 4 of a run: profiles and traits. Attaches every event to its profile, finds the
-//! custom traits in identify (and group) calls, runs all computed traits of an entity type as
-//! one aggregation, joins SQL traits, and leaves the `cohort_profiles` and `cohort_accounts`
-//! tables in the session for audiences and for publishing.
+//! custom traits in identify calls, runs all computed traits of users as one aggregation,
+//! joins SQL traits, and leaves the `cohort_profiles` table in the session for audiences and
+//! for publishing; then [`super::accounts`] does the same for accounts. A run that keeps the
+//! untouched profiles' values assembles the touched profiles' rows only and takes every other
+//! row from the previous `profiles`.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::datatypes::DataType;
-use datafusion::common::JoinType;
 use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder, col, lit};
 use datafusion::prelude::{DataFrame, SessionContext};
 
@@ -29,13 +30,9 @@ use crate::run::tables::stage;
 use crate::spec::{ComputedTraitDef, Diagnostic, EntityType, Space, query};
 
 const TRAIT_KEYS: &str = include_str!("../../../queries/profiles/trait_keys.sql");
-const ACCOUNT_LINKS: &str = include_str!("../../../queries/profiles/account_links.sql");
-const ACCOUNT_BASE: &str = include_str!("../../../queries/profiles/account_base.sql");
 
 /// Columns of `profiles` that are not traits; a trait with one of these names is left out.
 const PROFILE_COLUMNS: [&str; 3] = ["profile_id", "first_seen", "last_seen"];
-/// Columns of `accounts` that are not traits.
-const ACCOUNT_COLUMNS: [&str; 4] = ["account_id", "first_seen", "last_seen", "users"];
 
 /// What the stage made, for the run record.
 #[derive(Clone, Debug, Default, serde::Serialize)]
@@ -167,7 +164,7 @@ pub fn choose_traits(
 }
 
 /// The custom traits of `call` calls in `table` (see [`choose_traits`]).
-async fn discover_traits(
+pub(super) async fn discover_traits(
     ctx: &SessionContext,
     table: &str,
     call: &str,
@@ -178,7 +175,9 @@ async fn discover_traits(
     Ok(choose_traits(&kinds, call, taken, skipped))
 }
 
-fn type_names(cols: impl IntoIterator<Item = (String, DataType)>) -> BTreeMap<String, String> {
+pub(super) fn type_names(
+    cols: impl IntoIterator<Item = (String, DataType)>,
+) -> BTreeMap<String, String> {
     cols.into_iter().map(|(k, t)| (k, t.to_string())).collect()
 }
 
@@ -301,23 +300,14 @@ pub async fn run(rc: &mut RunCtx<'_>, sql_traits: &[SqlTraitResult]) -> EngineRe
     } else {
         identities
     };
-    let base = profile_base_plan(identities.into_unoptimized_plan(), &ids)?;
+    let identities = identities.into_unoptimized_plan();
+    let base = profile_base_plan(identities.clone(), &ids)?;
     let recorded = recorded
         .map(|i| profile_base_plan(i.into_unoptimized_plan(), &ids))
         .transpose()?;
     let mut tables = Vec::new();
-    // This run's values of the touched profiles, everyone else's as published.
-    let kept = |plan: LogicalPlan| -> EngineResult<LogicalPlan> {
-        Ok(match (reuse, &touched) {
-            (Some(r), Some(t)) => with_kept(
-                plan,
-                r.prev_profiles.logical_plan().clone(),
-                t.clone(),
-                "profile_id",
-            )?,
-            _ => plan,
-        })
-    };
+    // Traits evaluated for every profile in a run that keeps the untouched profiles' values.
+    let mut whole_tables = Vec::new();
     stats.custom_kinds = match reuse {
         Some(r) => r.kinds.clone(),
         None => trait_kinds(ctx, stage::PROFILE_EVENTS, "identify").await?,
@@ -334,7 +324,7 @@ pub async fn run(rc: &mut RunCtx<'_>, sql_traits: &[SqlTraitResult]) -> EngineRe
             .filter(col("type").eq(lit("identify")))?
             .build()?;
         tables.push(TraitTable {
-            plan: kept(custom_traits_plan(calls, "profile_id", &custom)?)?,
+            plan: custom_traits_plan(calls, "profile_id", &custom)?,
             key: "profile_id".into(),
             columns: custom.iter().map(|c| (c.column.clone(), None)).collect(),
         });
@@ -362,7 +352,7 @@ pub async fn run(rc: &mut RunCtx<'_>, sql_traits: &[SqlTraitResult]) -> EngineRe
             cols.iter().map(|c| (c.key.clone(), c.data_type.clone())),
         ));
         tables.push(TraitTable {
-            plan: kept(plan)?,
+            plan,
             key: "profile_id".into(),
             columns: cols
                 .iter()
@@ -384,7 +374,7 @@ pub async fn run(rc: &mut RunCtx<'_>, sql_traits: &[SqlTraitResult]) -> EngineRe
         stats.computed_traits.extend(type_names(
             cols.iter().map(|c| (c.key.clone(), c.data_type.clone())),
         ));
-        tables.push(TraitTable {
+        whole_tables.push(TraitTable {
             plan,
             key: "profile_id".into(),
             columns: cols
@@ -452,9 +442,10 @@ pub async fn run(rc: &mut RunCtx<'_>, sql_traits: &[SqlTraitResult]) -> EngineRe
             stats.sql_traits.insert(c.clone(), ty.to_string());
         }
     }
-    let reorder = edited.is_some_and(|e| !e.is_empty()) || !kept_traits.is_empty();
-    let sorted = |base: LogicalPlan, tables: Vec<TraitTable>| -> EngineResult<LogicalPlan> {
-        let mut b = LogicalPlanBuilder::from(join_traits(base, "profile_id", tables)?);
+    // In the order of `order` (a run that kept the untouched profiles' values joins its
+    // traits in another order), by profile.
+    let sorted = |rows: LogicalPlan, reorder: bool| -> EngineResult<LogicalPlan> {
+        let mut b = LogicalPlanBuilder::from(rows);
         if reorder {
             let cols = order.iter().map(|c| {
                 datafusion::logical_expr::Expr::Column(datafusion::common::Column::new_unqualified(
@@ -465,123 +456,32 @@ pub async fn run(rc: &mut RunCtx<'_>, sql_traits: &[SqlTraitResult]) -> EngineRe
         }
         Ok(b.sort(vec![col("profile_id").sort(true, false)])?.build()?)
     };
-    match recorded {
-        Some(rec_base) => sink.table(stage::PROFILES, &sorted(rec_base, copies(&tables))?),
-        None => sink.table(stage::PROFILES, &sorted(base.clone(), copies(&tables))?),
-    }
-    keep(ctx, sorted(base, tables)?, stage::PROFILES, scratch).await?;
+    let rows = match (reuse, &touched) {
+        // Only the touched profiles are assembled; every other profile's row is the one the
+        // previous run published (its identifiers and traits cannot have changed), then the
+        // traits evaluated for every profile are joined onto all of them.
+        (Some(r), Some(t)) => {
+            let identities = touched_only(identities, "profile_id", t.clone())?;
+            let now = join_traits(profile_base_plan(identities, &ids)?, "profile_id", tables)?;
+            let prev = r.prev_profiles.logical_plan().clone();
+            let all = with_kept(now, prev, t.clone(), "profile_id")?;
+            sorted(join_traits(all, "profile_id", whole_tables)?, true)?
+        }
+        _ => {
+            let base_rows = recorded.unwrap_or(base.clone());
+            let rows = join_traits(base_rows, "profile_id", copies(&tables))?;
+            sink.table(stage::PROFILES, &sorted(rows, false)?);
+            sorted(join_traits(base, "profile_id", tables)?, false)?
+        }
+    };
+    keep(ctx, rows, stage::PROFILES, scratch).await?;
     stats.profiles = ctx.table(stage::PROFILES).await?.count().await? as u64;
     if reuse.is_none() {
         stats.recompute.profiles = stats.profiles;
     }
     tracing::debug!(profiles = stats.profiles, "profiles written");
 
-    // Accounts.
-    // The last run's published `account_links` may be registered (for SQL traits): this run's
-    // own links replace it.
-    ctx.deregister_table(stage::ACCOUNT_LINKS)?;
-    // Built from every event: `profile_events` may hold the touched profiles' only.
-    let events = match reuse {
-        Some(_) => stage::ALL_EVENTS,
-        None => stage::PROFILE_EVENTS,
-    };
-    let links = ctx.sql(&ACCOUNT_LINKS.replace("{events}", events)).await?;
-    sink.view(ctx, stage::ACCOUNT_LINKS, links.into_unoptimized_plan())
-        .await?;
-    let base = ctx.sql(ACCOUNT_BASE).await?.into_unoptimized_plan();
-    let mut taken: BTreeSet<String> = ACCOUNT_COLUMNS.iter().map(|s| s.to_string()).collect();
-    taken.extend(
-        space
-            .traits
-            .iter()
-            .filter(|t| t.entity == EntityType::Accounts)
-            .map(|t| t.key.clone()),
-    );
-    let mut tables = Vec::new();
-    let group_calls = ctx
-        .table(stage::EVENTS)
-        .await?
-        .filter(col("type").eq(lit("group")))?
-        .select(vec![
-            col("group_id").alias("account_id"),
-            col("type"),
-            col("timestamp"),
-            col("message_id"),
-            col("traits"),
-        ])?;
-    sink.table(stage::ACCOUNT_CALLS, group_calls.logical_plan());
-    ctx.register_table(stage::ACCOUNT_CALLS, group_calls.clone().into_view())?;
-    let account_custom = discover_traits(
-        ctx,
-        stage::ACCOUNT_CALLS,
-        "group",
-        &taken,
-        &mut stats.skipped_traits,
-    )
-    .await?;
-    if !account_custom.is_empty() {
-        tables.push(TraitTable {
-            plan: custom_traits_plan(
-                group_calls.into_unoptimized_plan(),
-                "account_id",
-                &account_custom,
-            )?,
-            key: "account_id".into(),
-            columns: account_custom
-                .iter()
-                .map(|c| (c.column.clone(), None))
-                .collect(),
-        });
-        stats.account_traits = type_names(
-            account_custom
-                .iter()
-                .map(|c| (c.column.clone(), c.data_type.clone())),
-        );
-    }
-    // Account-level computed traits aggregate the events of every profile of the account
-    // (all of them: accounts are evaluated whole).
-    let account_events = ctx
-        .table(events)
-        .await?
-        .join(
-            ctx.table(stage::ACCOUNT_LINKS).await?.select(vec![
-                col("account_id"),
-                col("profile_id").alias("l_profile_id"),
-            ])?,
-            JoinType::Inner,
-            &["profile_id"],
-            &["l_profile_id"],
-            None,
-        )?
-        .into_unoptimized_plan();
-    if let Some((plan, cols)) = traits_table(
-        space,
-        EntityType::Accounts,
-        account_events,
-        "account_id",
-        as_of_micros,
-        &|_| true,
-    )? {
-        for c in &cols {
-            stats
-                .computed_traits
-                .insert(format!("accounts.{}", c.key), c.data_type.to_string());
-        }
-        tables.push(TraitTable {
-            plan,
-            key: "account_id".into(),
-            columns: cols
-                .iter()
-                .map(|c| (c.key.clone(), empty_value(c.reducer)))
-                .collect(),
-        });
-    }
-    let accounts = join_traits(base, "account_id", tables)?;
-    let accounts = LogicalPlanBuilder::from(accounts)
-        .sort(vec![col("account_id").sort(true, false)])?
-        .build()?;
-    sink.keep(ctx, accounts, stage::ACCOUNTS, scratch).await?;
-    stats.accounts = ctx.table(stage::ACCOUNTS).await?.count().await? as u64;
+    super::accounts::run(rc, &mut stats).await?;
     Ok(stats)
 }
 

@@ -93,6 +93,8 @@ pub struct SqlTraitResult {
     pub new_identities: Vec<(String, String)>,
     /// `(profile_id, <trait columns>)`, one row per profile, sorted by profile id.
     pub provider: Arc<MemTable>,
+    /// Whether the values were taken from the previous run's `profiles`, not evaluated.
+    pub kept: bool,
 }
 
 /// Runs every SQL trait of `space` in `ctx`, which must hold the identity stage's tables
@@ -107,9 +109,12 @@ pub async fn run_sql_traits(
 }
 
 /// Stage 3a: every SQL trait of the space, after the identity stage (see [`run_sql_traits`]);
-/// those the run keeps (see [`crate::run::due`]) with their previous values.
+/// those the run keeps (see [`crate::run::due`]) or that read nothing that changed (see
+/// [`crate::run::sql_unchanged`]) with their previous values.
 pub async fn run(ctx: &mut RunCtx<'_>) -> EngineResult<Vec<SqlTraitResult>> {
-    let kept = ctx.kept.sql_traits.clone();
+    ctx.unchanged_sql_traits = crate::run::sql_unchanged::find(ctx).await?;
+    let mut kept = ctx.kept.sql_traits.clone();
+    kept.extend(ctx.unchanged_sql_traits.iter().cloned());
     let evaluated = traits_into(&ctx.session, &mut ctx.sink, ctx.space, &kept).await?;
     crate::run::due::with_kept_sql_traits(ctx, evaluated).await
 }
@@ -507,6 +512,7 @@ async fn trait_into(
         new_profiles: new_profiles as u64,
         new_identities,
         provider,
+        kept: false,
     })
 }
 

@@ -1,0 +1,244 @@
+//! SQL traits a run need not evaluate because nothing they read changed (issue 19, item 3).
+//!
+//! A SQL trait is a query over the run's session. When it reads only the space's events (the
+//! `events` view and one view per source) and calls only immutable functions, its rows are a
+//! function of those events and of its own files. The events are the previous run's exactly
+//! when the run extended the previous history, read no new row, and no event crossed the
+//! as-of (the identity stage counts both as its changed events). The identity graph is then
+//! the previous one too, so the trait's values after the merge into profiles are the ones the
+//! previous run published: the run takes them from the previous `profiles`, as it does for a
+//! SQL trait that is not due (see [`super::due`]).
+//!
+//! Evaluated as before: a trait whose `.sql` or sidecar changed, one reading any other table
+//! (the previous run's published tables change every run), one calling `now()`, `random()`
+//! or any function that is not immutable, one that started profiles in the previous run (they
+//! exist only through its rows), and one the previous run kept without evaluating it (its
+//! values may be stale).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use datafusion::catalog::MemoryCatalogProviderList;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::datasource::empty::EmptyTable;
+use datafusion::execution::context::SQLOptions;
+use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::logical_expr::{Expr, LogicalPlan, Volatility};
+use datafusion::prelude::SessionContext;
+
+use super::ctx::RunCtx;
+use super::edited::relative;
+use super::tables::stage;
+use crate::error::EngineResult;
+
+/// The keys of the SQL traits of `rc`'s space whose values cannot differ from the previous
+/// run's (see the module docs). Call after the identity stage.
+pub async fn find(rc: &RunCtx<'_>) -> EngineResult<BTreeSet<String>> {
+    let mut out = BTreeSet::new();
+    let Some(m) = rc.previous.as_ref() else {
+        return Ok(out);
+    };
+    if !rc.keep_unchanged || rc.sink.recording() {
+        return Ok(out);
+    }
+    let same_events = rc
+        .rec
+        .identity
+        .as_ref()
+        .is_some_and(|i| i.mode == "incremental" && i.changed_events == Some(0));
+    let (Some(before), Some(states)) = (&m.definitions, &m.sql_traits) else {
+        return Ok(out);
+    };
+    if !same_events {
+        tracing::debug!("SQL traits: this run's events are not the previous run's");
+        return Ok(out);
+    }
+    let stale = m.kept.as_ref().map(|k| &k.sql_traits);
+    let mut tables: BTreeSet<String> = rc.space.sources.iter().map(|s| s.name.clone()).collect();
+    tables.insert(stage::EVENTS.to_string());
+    let now = &rc.rec.definitions;
+    for def in &rc.space.sql_traits {
+        if rc.kept.sql_traits.contains(&def.key) || stale.is_some_and(|s| s.contains(&def.key)) {
+            continue;
+        }
+        if states.get(&def.key).is_none_or(|s| s.started > 0) {
+            continue;
+        }
+        let files = [def.file.clone(), def.file.with_extension("yaml")];
+        let same_files = files.iter().all(|f| {
+            let rel = relative(&rc.space.root, f);
+            now.get(&rel) == before.get(&rel)
+        });
+        let pure = same_files && reads_only(&rc.session, &def.sql, &tables).await;
+        tracing::debug!(key = def.key, same_files, pure, "SQL trait: unchanged?");
+        if pure {
+            out.insert(def.key.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// Whether `sql` plans as a read-only query that scans only `tables` (of `ctx`) and calls only
+/// immutable functions (so its rows depend on nothing else). It is planned in a session of its
+/// own with `ctx`'s functions and settings, where each of `tables` is an empty table of its
+/// schema: `ctx` plans a view as the plan it stands for, which would hide the name.
+pub async fn reads_only(ctx: &SessionContext, sql: &str, tables: &BTreeSet<String>) -> bool {
+    let probe = match probe(ctx, tables).await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::debug!("no session to plan SQL traits in: {e}");
+            return false;
+        }
+    };
+    let options = SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false);
+    let df = match probe.sql_with_options(sql, options).await {
+        Ok(df) => df,
+        Err(e) => {
+            tracing::debug!("SQL trait does not plan over the events alone: {e}");
+            return false;
+        }
+    };
+    pure_over(df.logical_plan(), tables)
+}
+
+/// A session with `ctx`'s functions and settings whose only tables are `tables`, empty.
+async fn probe(ctx: &SessionContext, tables: &BTreeSet<String>) -> EngineResult<SessionContext> {
+    let state = ctx.state();
+    let config = state
+        .config()
+        .clone()
+        .with_create_default_catalog_and_schema(true);
+    let state = SessionStateBuilder::new_from_existing(state)
+        .with_config(config)
+        .with_catalog_list(Arc::new(MemoryCatalogProviderList::new()))
+        .build();
+    let probe = SessionContext::new_with_state(state);
+    for t in tables {
+        if let Ok(df) = ctx.table(t.as_str()).await {
+            let schema = Arc::new(df.schema().as_arrow().clone());
+            probe.register_table(t.as_str(), Arc::new(EmptyTable::new(schema)))?;
+        }
+    }
+    Ok(probe)
+}
+
+/// Whether `plan` (with its subqueries) scans only `tables` and calls only immutable
+/// functions.
+fn pure_over(plan: &LogicalPlan, tables: &BTreeSet<String>) -> bool {
+    let mut pure = true;
+    let walked = plan.apply_with_subqueries(|p| {
+        if let LogicalPlan::TableScan(scan) = p {
+            if scan.table_name.schema().is_some() || !tables.contains(scan.table_name.table()) {
+                tracing::debug!(table = %scan.table_name, "SQL trait reads another table");
+                pure = false;
+            }
+        }
+        p.apply_expressions(|e| {
+            e.apply(|e| {
+                if !immutable(e) {
+                    tracing::debug!(expr = %e, "SQL trait calls a function that is not immutable");
+                    pure = false;
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })?;
+        Ok(match pure {
+            true => TreeNodeRecursion::Continue,
+            false => TreeNodeRecursion::Stop,
+        })
+    });
+    walked.is_ok() && pure
+}
+
+/// Whether `e` itself (not its children) gives the same value for the same inputs in every
+/// run.
+fn immutable(e: &Expr) -> bool {
+    match e {
+        Expr::ScalarFunction(f) => f.func.signature().volatility == Volatility::Immutable,
+        Expr::AggregateFunction(f) => f.func.signature().volatility == Volatility::Immutable,
+        Expr::WindowFunction(w) => match &w.fun {
+            datafusion::logical_expr::expr::WindowFunctionDefinition::AggregateUDF(f) => {
+                f.signature().volatility == Volatility::Immutable
+            }
+            datafusion::logical_expr::expr::WindowFunctionDefinition::WindowUDF(f) => {
+                f.signature().volatility == Volatility::Immutable
+            }
+        },
+        _ => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{Int64Array, RecordBatch, StringArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+
+    async fn session() -> SessionContext {
+        let ctx = SessionContext::new();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("user_id", DataType::Utf8, true),
+            Field::new("n", DataType::Int64, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(StringArray::from(vec!["a", "b"])),
+                Arc::new(Int64Array::from(vec![1, 2])),
+            ],
+        )
+        .unwrap();
+        for t in ["web", "events", "profiles"] {
+            ctx.register_batch(t, batch.clone()).unwrap();
+        }
+        // A view is judged by its name, not by what it reads.
+        let view = ctx.table("profiles").await.unwrap().into_view();
+        ctx.register_table("app", view).unwrap();
+        ctx
+    }
+
+    #[tokio::test]
+    async fn only_queries_over_the_events_with_immutable_functions_are_pure() {
+        let ctx = session().await;
+        let tables: BTreeSet<String> = ["web", "app", "events"].map(String::from).into();
+        let cases = [
+            (
+                "SELECT user_id, count(*) AS c FROM web GROUP BY user_id",
+                true,
+            ),
+            (
+                "SELECT w.user_id, max(a.n) AS m FROM web w JOIN app a USING (user_id) \
+                 WHERE lower(w.user_id) <> 'x' GROUP BY w.user_id",
+                true,
+            ),
+            (
+                "SELECT user_id, row_number() OVER (ORDER BY n) AS r FROM events",
+                true,
+            ),
+            (
+                "SELECT user_id, count(*) AS c FROM profiles GROUP BY user_id",
+                false,
+            ),
+            (
+                "SELECT user_id FROM web WHERE user_id IN (SELECT user_id FROM profiles)",
+                false,
+            ),
+            ("SELECT user_id, now() AS t FROM web", false),
+            ("SELECT user_id FROM web WHERE random() < 0.5", false),
+            (
+                "SELECT user_id FROM web WHERE n < extract(day FROM current_date)",
+                false,
+            ),
+            ("SELECT user_id FROM nowhere", false),
+            ("SELECT user_id FROM datafusion.public.web", false),
+        ];
+        for (sql, pure) in cases {
+            assert_eq!(reads_only(&ctx, sql, &tables).await, pure, "{sql}");
+        }
+        // The run's session keeps its tables.
+        assert_eq!(ctx.table("web").await.unwrap().count().await.unwrap(), 2);
+    }
+}
