@@ -6,6 +6,7 @@
 
 use std::ops::ControlFlow;
 
+use datafusion::execution::context::SQLOptions;
 use datafusion::sql::sqlparser::ast::{
     ObjectName, ObjectNamePart, Select, Spanned, Statement, TableFactor, Visit, Visitor,
 };
@@ -18,6 +19,14 @@ use crate::spec::{Diagnostic, Loc, SqlTraitDef};
 const HELP: &str = "a SQL trait is one read-only query (SELECT, or WITH ... SELECT) over the \
                     space's registered tables: its sources by name, `events`, and the tables \
                     of the last published run";
+
+/// What a SQL trait may be when it is planned: one query (no DDL, DML or other statements).
+pub fn read_only() -> SQLOptions {
+    SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false)
+}
 
 /// Every reason `def`'s SQL is not a single read-only query; empty when it is one.
 pub fn check_sql_trait(def: &SqlTraitDef) -> Vec<Diagnostic> {

@@ -21,7 +21,6 @@ use std::sync::Arc;
 use datafusion::catalog::MemoryCatalogProviderList;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::datasource::empty::EmptyTable;
-use datafusion::execution::context::SQLOptions;
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::logical_expr::{Expr, LogicalPlan, Volatility};
 use datafusion::prelude::SessionContext;
@@ -29,6 +28,7 @@ use datafusion::prelude::SessionContext;
 use super::ctx::RunCtx;
 use super::edited::relative;
 use super::tables::stage;
+use crate::analyze::sql_trait::read_only;
 use crate::error::EngineResult;
 
 /// The keys of the SQL traits of `rc`'s space whose values cannot differ from the previous
@@ -90,11 +90,7 @@ pub async fn reads_only(ctx: &SessionContext, sql: &str, tables: &BTreeSet<Strin
             return false;
         }
     };
-    let options = SQLOptions::new()
-        .with_allow_ddl(false)
-        .with_allow_dml(false)
-        .with_allow_statements(false);
-    let df = match probe.sql_with_options(sql, options).await {
+    let df = match probe.sql_with_options(sql, read_only()).await {
         Ok(df) => df,
         Err(e) => {
             tracing::debug!("SQL trait does not plan over the events alone: {e}");
@@ -130,11 +126,11 @@ async fn probe(ctx: &SessionContext, tables: &BTreeSet<String>) -> EngineResult<
 fn pure_over(plan: &LogicalPlan, tables: &BTreeSet<String>) -> bool {
     let mut pure = true;
     let walked = plan.apply_with_subqueries(|p| {
-        if let LogicalPlan::TableScan(scan) = p {
-            if scan.table_name.schema().is_some() || !tables.contains(scan.table_name.table()) {
-                tracing::debug!(table = %scan.table_name, "SQL trait reads another table");
-                pure = false;
-            }
+        if let LogicalPlan::TableScan(scan) = p
+            && (scan.table_name.schema().is_some() || !tables.contains(scan.table_name.table()))
+        {
+            tracing::debug!(table = %scan.table_name, "SQL trait reads another table");
+            pure = false;
         }
         p.apply_expressions(|e| {
             e.apply(|e| {

@@ -120,23 +120,21 @@ pub async fn run(rc: &mut RunCtx<'_>, stats: &mut ProfileStats) -> EngineResult<
         );
     }
     // Account-level computed traits aggregate the events of every profile of the account
-    // (all of them: accounts are evaluated whole). The links are the build side, and when
-    // `profile_events` holds the touched profiles' only, so are the linked profiles' event ids.
+    // (all of them: accounts are evaluated whole). When `profile_events` holds the touched
+    // profiles' only, the linked profiles' event ids are the build side of the join with
+    // every event.
     let links = ctx.table(stage::ACCOUNT_LINKS).await?.select(vec![
         col("account_id"),
         col("profile_id").alias("l_profile_id"),
     ])?;
     let account_events = match reuse {
-        None => {
-            let events = ctx.table(stage::PROFILE_EVENTS).await?;
-            links.join(
-                events,
-                JoinType::Inner,
-                &["l_profile_id"],
-                &["profile_id"],
-                None,
-            )?
-        }
+        None => ctx.table(stage::PROFILE_EVENTS).await?.join(
+            links,
+            JoinType::Inner,
+            &["profile_id"],
+            &["l_profile_id"],
+            None,
+        )?,
         Some(_) => {
             let profiles = ctx
                 .table(stage::EVENT_PROFILES)
@@ -156,18 +154,20 @@ pub async fn run(rc: &mut RunCtx<'_>, stats: &mut ProfileStats) -> EngineResult<
                     col("profile_id"),
                 ])?;
             let events = ctx.table(stage::EVENTS).await?;
-            linked.join(
-                events,
-                JoinType::Inner,
-                &["l_message_id"],
-                &["message_id"],
-                None,
-            )?
+            let mut columns: Vec<_> = EVENT_COLUMNS.into_iter().map(col).collect();
+            columns.extend([col("profile_id"), col("account_id")]);
+            linked
+                .join(
+                    events,
+                    JoinType::Inner,
+                    &["l_message_id"],
+                    &["message_id"],
+                    None,
+                )?
+                .select(columns)?
         }
     };
-    let mut columns: Vec<_> = EVENT_COLUMNS.into_iter().map(col).collect();
-    columns.extend([col("profile_id"), col("account_id")]);
-    let account_events = account_events.select(columns)?.into_unoptimized_plan();
+    let account_events = account_events.into_unoptimized_plan();
     if let Some((plan, cols)) = traits_table(
         space,
         EntityType::Accounts,

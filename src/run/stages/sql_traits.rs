@@ -22,11 +22,10 @@ use datafusion::arrow::compute::{cast, concat_batches, take};
 use datafusion::arrow::datatypes::{DataType, Field, Int32Type, Int64Type, Schema, SchemaRef};
 use datafusion::catalog::MemTable;
 use datafusion::common::JoinType;
-use datafusion::execution::context::SQLOptions;
 use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder, cast as cast_expr};
 use datafusion::prelude::{SessionContext, col, lit};
 
-use crate::analyze::sql_trait::check_sql_trait;
+use crate::analyze::sql_trait::{check_sql_trait, read_only};
 use crate::error::{EngineError, EngineResult};
 use crate::identity::{new_profile_id, text_column};
 use crate::plan::identity::{IdType, ResolvedRules, occurrences_from_raw};
@@ -195,12 +194,8 @@ async fn trait_into(
             slash_path(&def.file)
         )));
     }
-    let options = SQLOptions::new()
-        .with_allow_ddl(false)
-        .with_allow_dml(false)
-        .with_allow_statements(false);
     let df = ctx
-        .sql_with_options(&def.sql, options)
+        .sql_with_options(&def.sql, read_only())
         .await
         .map_err(|e| problem(def, e))?;
 
