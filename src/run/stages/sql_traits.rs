@@ -112,8 +112,7 @@ pub async fn run_sql_traits(
 /// [`crate::run::sql_unchanged`]) with their previous values.
 pub async fn run(ctx: &mut RunCtx<'_>) -> EngineResult<Vec<SqlTraitResult>> {
     ctx.unchanged_sql_traits = crate::run::sql_unchanged::find(ctx).await?;
-    let mut kept = ctx.kept.sql_traits.clone();
-    kept.extend(ctx.unchanged_sql_traits.iter().cloned());
+    let kept = crate::run::due::not_evaluated(ctx);
     let evaluated = traits_into(&ctx.session, &mut ctx.sink, ctx.space, &kept).await?;
     crate::run::due::with_kept_sql_traits(ctx, evaluated).await
 }
