@@ -2,10 +2,10 @@
 -- it links.
 SELECT g.account_id, g.first_seen, g.last_seen, COALESCE(u.users, 0) AS users
 FROM (
-    SELECT group_id AS account_id, MIN(timestamp) AS first_seen, MAX(timestamp) AS last_seen
-    FROM events
-    WHERE type = 'group' AND group_id IS NOT NULL
-    GROUP BY group_id
+    SELECT account_id, MIN(timestamp) AS first_seen, MAX(timestamp) AS last_seen
+    FROM account_calls
+    WHERE account_id IS NOT NULL
+    GROUP BY account_id
 ) AS g
 LEFT JOIN (
     SELECT account_id, COUNT(*) AS users FROM account_links GROUP BY account_id

@@ -84,8 +84,15 @@ async fn evaluate_stages(rc: &mut RunCtx<'_>) -> EngineResult<(EventsOut, Identi
 
     let t = rc.stage_started("traits");
     due::decide(rc, &events);
+    let step = std::time::Instant::now();
     let sql = stages::sql_traits::run(rc).await?;
+    tracing::debug!(secs = step.elapsed().as_secs_f64(), "SQL traits evaluated");
+    let step = std::time::Instant::now();
     touched::find(rc, &events, &sql).await?;
+    tracing::debug!(
+        secs = step.elapsed().as_secs_f64(),
+        "touched profiles found"
+    );
     rc.recompute.kept = rc.kept.clone();
     rc.recompute.unchanged_sql_traits = rc.unchanged_sql_traits.clone();
     let mut profiles = stages::profiles::run(rc, &sql).await?;

@@ -18,7 +18,7 @@ use super::record::{RunRecord, RunStatus};
 use super::runs_table::write_runs;
 use super::stages::events::EventsOut;
 use super::stages::identity::{self, IdentityOut};
-use super::tables::{copied_tables, published, stage};
+use super::tables::{IDENTITY_TABLES, copied_tables, published, stage};
 use super::{RECENT_EVENT_DAYS, files};
 use crate::error::EngineResult;
 use crate::script::steps::Step;
@@ -41,6 +41,11 @@ pub(super) async fn publish(
         plans.push((table, ctx.table(source).await?.into_unoptimized_plan()));
     }
     let copied = plans.len();
+    // The identity tables of a run whose events are the previous run's, over the previous
+    // graph, are the previous run's: their versions are named again.
+    let unchanged = rec.identity.as_ref().is_some_and(|i| {
+        identity.changed_only && i.changed_events == Some(0) && i.affected_identifiers == Some(0)
+    });
     plans.push((
         published::RECENT_EVENTS,
         recent_events_plan(ctx, rec.as_of, rc.reuse.is_some()).await?,
@@ -58,7 +63,18 @@ pub(super) async fn publish(
     plans.push((published::EVENT_ERRORS, errors_plan));
     for (i, (table, plan)) in plans.into_iter().enumerate() {
         let written = std::time::Instant::now();
-        let v = delta::overwrite_from_plan(&out.child(table), plan, &ctx.state()).await?;
+        let same = match IDENTITY_TABLES.iter().any(|(t, _)| *t == table) && unchanged {
+            true => previous.and_then(|m| m.tables.get(table)).copied(),
+            false => None,
+        };
+        let appended = match (same, table == published::AUDIENCE_CHANGES) {
+            (None, true) => append_changes(ctx, out, previous).await?,
+            _ => same,
+        };
+        let v = match appended {
+            Some(v) => v,
+            None => delta::overwrite_from_plan(&out.child(table), plan, &ctx.state()).await?,
+        };
         tracing::debug!(table, secs = written.elapsed().as_secs_f64(), "published");
         versions.insert(table.to_string(), v);
         // Tests that kill a run mid-publish pause after each copied table and after the rest.
@@ -120,6 +136,26 @@ pub(super) async fn publish(
     manifest::write(out, &m).await?;
     rc.progress.stage_finished("publish", t.elapsed());
     Ok(m)
+}
+
+/// `audience_changes` is the previous run's rows with this run's: this run's are appended when
+/// the table is still at the version the previous run published (a run that died while
+/// publishing may have committed after it; then the whole table is written). Returns the new
+/// version, or None when the table is to be written whole.
+async fn append_changes(
+    ctx: &SessionContext,
+    out: &crate::store::objects::Location,
+    previous: Option<&manifest::Manifest>,
+) -> EngineResult<Option<u64>> {
+    let Some(at) = previous.and_then(|m| m.tables.get(published::AUDIENCE_CHANGES)) else {
+        return Ok(None);
+    };
+    let rows = ctx
+        .table(stage::AUDIENCE_CHANGES_RUN)
+        .await?
+        .into_unoptimized_plan();
+    let loc = out.child(published::AUDIENCE_CHANGES);
+    Ok(delta::append_at(&loc, rows, &ctx.state(), *at).await?)
 }
 
 /// Deletes the scratch copies of `tables`, which nothing reads once the tables copied from

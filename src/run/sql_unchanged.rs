@@ -57,6 +57,8 @@ pub async fn find(rc: &RunCtx<'_>) -> EngineResult<BTreeSet<String>> {
     let mut tables: BTreeSet<String> = rc.space.sources.iter().map(|s| s.name.clone()).collect();
     tables.insert(stage::EVENTS.to_string());
     let now = &rc.rec.definitions;
+    // One session to plan them all in, made when the first trait needs it.
+    let mut probe_session: Option<Option<SessionContext>> = None;
     for def in &rc.space.sql_traits {
         if rc.kept.sql_traits.contains(&def.key) || stale.is_some_and(|s| s.contains(&def.key)) {
             continue;
@@ -69,8 +71,24 @@ pub async fn find(rc: &RunCtx<'_>) -> EngineResult<BTreeSet<String>> {
             let rel = relative(&rc.space.root, f);
             now.get(&rel) == before.get(&rel)
         });
-        let pure = same_files && reads_only(&rc.session, &def.sql, &tables).await;
-        tracing::debug!(key = def.key, same_files, pure, "SQL trait: unchanged?");
+        if !same_files {
+            tracing::debug!(key = def.key, "SQL trait: its files changed");
+            continue;
+        }
+        if probe_session.is_none() {
+            probe_session = Some(match probe(&rc.session, &tables).await {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    tracing::debug!("no session to plan SQL traits in: {e}");
+                    None
+                }
+            });
+        }
+        let Some(Some(session)) = &probe_session else {
+            return Ok(out);
+        };
+        let pure = reads_only(session, &def.sql, &tables).await;
+        tracing::debug!(key = def.key, pure, "SQL trait: reads only the events?");
         if pure {
             out.insert(def.key.clone());
         }
@@ -78,18 +96,11 @@ pub async fn find(rc: &RunCtx<'_>) -> EngineResult<BTreeSet<String>> {
     Ok(out)
 }
 
-/// Whether `sql` plans as a read-only query that scans only `tables` (of `ctx`) and calls only
-/// immutable functions (so its rows depend on nothing else). It is planned in a session of its
-/// own with `ctx`'s functions and settings, where each of `tables` is an empty table of its
-/// schema: `ctx` plans a view as the plan it stands for, which would hide the name.
-pub async fn reads_only(ctx: &SessionContext, sql: &str, tables: &BTreeSet<String>) -> bool {
-    let probe = match probe(ctx, tables).await {
-        Ok(p) => p,
-        Err(e) => {
-            tracing::debug!("no session to plan SQL traits in: {e}");
-            return false;
-        }
-    };
+/// Whether `sql` plans as a read-only query that scans only `tables` and calls only immutable
+/// functions (so its rows depend on nothing else). `probe` is a [`probe`] session over
+/// `tables`: the run's own session plans a view as the plan it stands for, which would hide
+/// the name.
+pub async fn reads_only(probe: &SessionContext, sql: &str, tables: &BTreeSet<String>) -> bool {
     let df = match probe.sql_with_options(sql, read_only()).await {
         Ok(df) => df,
         Err(e) => {
@@ -231,8 +242,9 @@ mod tests {
             ("SELECT user_id FROM nowhere", false),
             ("SELECT user_id FROM datafusion.public.web", false),
         ];
+        let p = probe(&ctx, &tables).await.unwrap();
         for (sql, pure) in cases {
-            assert_eq!(reads_only(&ctx, sql, &tables).await, pure, "{sql}");
+            assert_eq!(reads_only(&p, sql, &tables).await, pure, "{sql}");
         }
         // The run's session keeps its tables.
         assert_eq!(ctx.table("web").await.unwrap().count().await.unwrap(), 2);

@@ -53,8 +53,8 @@ pub mod stage {
     /// Stage 3: the profiles evaluated again when the others keep their values (see
     /// [`crate::run::touched`]).
     pub const TOUCHED: &str = "touched_profiles";
-    /// Stage 3: every event with its profile, not kept (what edited definitions and
-    /// `recent_events` read when the others are evaluated for the touched profiles only).
+    /// Stage 3: every event with its profile, not kept (what edited definitions read when the
+    /// others are evaluated for the touched profiles only).
     pub const ALL_EVENTS: &str = "all_profile_events";
     /// Stage 4b: the group calls with their profiles (when `profile_events` holds the touched
     /// profiles' events only).

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::TableProvider;
 use datafusion::execution::SessionState;
@@ -133,6 +134,60 @@ pub async fn replace_where(
         .with_replace_where(predicate)
         .await?;
     version_of(&table)
+}
+
+/// Appends what `plan` produces to the table at `loc` in one commit, when the table's latest
+/// version is `at` and its columns are `plan`'s (names and types). Returns the new version, or
+/// None, having written nothing, when a commit came after `at` or the columns differ.
+pub async fn append_at(
+    loc: &Location,
+    plan: LogicalPlan,
+    state: &SessionState,
+    at: u64,
+) -> StoreResult<Option<u64>> {
+    let table = open(loc).await?;
+    if table.version() != Some(at) {
+        return Ok(None);
+    }
+    let provider = table.table_provider().await?;
+    let (have, want) = (provider.schema(), plan.schema().as_arrow().clone());
+    let same = have.fields().len() == want.fields().len()
+        && have
+            .fields()
+            .iter()
+            .zip(want.fields())
+            .all(|(a, b)| a.name() == b.name() && same_type(a.data_type(), b.data_type()));
+    if !same {
+        tracing::debug!(%have, %want, "not appended: the columns differ");
+        return Ok(None);
+    }
+    let table = table
+        .write(Vec::<RecordBatch>::new())
+        .with_input_plan(plan)
+        .with_session_state(Arc::new(state.clone()))
+        .with_save_mode(SaveMode::Append)
+        .await?;
+    Ok(Some(version_of(&table)?))
+}
+
+/// Whether a column of type `a` and one of type `b` are stored as the same Delta type (a
+/// table's strings read back as views, for one).
+fn same_type(a: &DataType, b: &DataType) -> bool {
+    use DataType::*;
+    match (a, b) {
+        (Utf8 | Utf8View | LargeUtf8, Utf8 | Utf8View | LargeUtf8) => true,
+        (Binary | BinaryView | LargeBinary, Binary | BinaryView | LargeBinary) => true,
+        (List(x) | LargeList(x) | ListView(x), List(y) | LargeList(y) | ListView(y)) => {
+            same_type(x.data_type(), y.data_type())
+        }
+        (Struct(x), Struct(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .zip(y.iter())
+                    .all(|(x, y)| x.name() == y.name() && same_type(x.data_type(), y.data_type()))
+        }
+        _ => a == b,
+    }
 }
 
 /// Replaces the table's contents (and schema) with `batches`, in one commit.

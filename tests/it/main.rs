@@ -39,4 +39,5 @@ mod space_sql;
 mod sql_endpoint;
 mod sql_traits;
 mod sql_unchanged;
+mod unchanged_tables;
 mod validate;

@@ -1,8 +1,8 @@
-//! Stage 4b of a run: accounts. Links every profile to the accounts its events name in
-//! `group_id`, finds the custom traits of group calls, and runs the computed traits of
-//! accounts over the events of every profile of each account. Accounts are evaluated whole
-//! every run; the `cohort_accounts` table is left in the session for audiences and
-//! publishing.
+//! Stage 4b of a run: accounts. Keeps the group calls (read from the events once), links
+//! every profile to the accounts its events name in `group_id`, finds the custom traits of
+//! group calls, and runs the computed traits of accounts over the events of every profile of
+//! each account. Accounts are evaluated whole every run; the `cohort_accounts` table is left
+//! in the session for audiences and publishing.
 
 use std::collections::BTreeSet;
 
@@ -23,7 +23,7 @@ const ACCOUNT_BASE: &str = include_str!("../../../queries/profiles/account_base.
 /// Columns of `accounts` that are not traits.
 const ACCOUNT_COLUMNS: [&str; 4] = ["account_id", "first_seen", "last_seen", "users"];
 
-/// Registers `account_links`, `account_calls` and `cohort_accounts`; after the profiles (it
+/// Registers `account_calls`, `account_links` and `cohort_accounts`; after the profiles (it
 /// reads `profile_events`, or every event when the run kept the untouched profiles' values).
 pub async fn run(rc: &mut RunCtx<'_>, stats: &mut ProfileStats) -> EngineResult<()> {
     let as_of_micros = rc.as_of.timestamp_micros();
@@ -34,15 +34,31 @@ pub async fn run(rc: &mut RunCtx<'_>, stats: &mut ProfileStats) -> EngineResult<
     // The last run's published `account_links` may be registered (for SQL traits): this run's
     // own links replace it.
     ctx.deregister_table(stage::ACCOUNT_LINKS)?;
-    // Built from every group call: `profile_events` may hold the touched profiles' only, and
+    // The group calls, read from the events once and kept: the account base, the custom
+    // traits of accounts and (when `profile_events` holds the touched profiles' events only)
+    // the links read them.
+    let calls = ctx
+        .table(stage::EVENTS)
+        .await?
+        .filter(col("type").eq(lit("group")))?
+        .select(vec![
+            col("group_id").alias("account_id"),
+            col("type"),
+            col("timestamp"),
+            col("message_id"),
+            col("traits"),
+        ])?;
+    let calls = calls.into_unoptimized_plan();
+    sink.keep(ctx, calls, stage::ACCOUNT_CALLS, scratch).await?;
+    // Links from every group call: `profile_events` may hold the touched profiles' only, and
     // then the few group calls are joined with their profiles (the calls are the build side).
     let events = match reuse {
         Some(_) => {
-            let calls = ctx
-                .table(stage::EVENTS)
-                .await?
-                .filter(col("type").eq(lit("group")))?
-                .select(vec![col("message_id"), col("type"), col("group_id")])?;
+            let calls = ctx.table(stage::ACCOUNT_CALLS).await?.select(vec![
+                col("message_id"),
+                col("type"),
+                col("account_id").alias("group_id"),
+            ])?;
             let profiles = ctx.table(stage::EVENT_PROFILES).await?.select(vec![
                 col("message_id").alias("p_message_id"),
                 col("profile_id"),
@@ -79,19 +95,6 @@ pub async fn run(rc: &mut RunCtx<'_>, stats: &mut ProfileStats) -> EngineResult<
             .map(|t| t.key.clone()),
     );
     let mut tables = Vec::new();
-    let group_calls = ctx
-        .table(stage::EVENTS)
-        .await?
-        .filter(col("type").eq(lit("group")))?
-        .select(vec![
-            col("group_id").alias("account_id"),
-            col("type"),
-            col("timestamp"),
-            col("message_id"),
-            col("traits"),
-        ])?;
-    sink.table(stage::ACCOUNT_CALLS, group_calls.logical_plan());
-    ctx.register_table(stage::ACCOUNT_CALLS, group_calls.clone().into_view())?;
     let account_custom = discover_traits(
         ctx,
         stage::ACCOUNT_CALLS,
@@ -103,7 +106,9 @@ pub async fn run(rc: &mut RunCtx<'_>, stats: &mut ProfileStats) -> EngineResult<
     if !account_custom.is_empty() {
         tables.push(TraitTable {
             plan: custom_traits_plan(
-                group_calls.into_unoptimized_plan(),
+                ctx.table(stage::ACCOUNT_CALLS)
+                    .await?
+                    .into_unoptimized_plan(),
                 "account_id",
                 &account_custom,
             )?,

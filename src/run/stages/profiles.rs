@@ -187,6 +187,7 @@ pub(super) fn type_names(
 /// the profiles of the graph.
 pub async fn run(rc: &mut RunCtx<'_>, sql_traits: &[SqlTraitResult]) -> EngineResult<ProfileStats> {
     let rules = &ResolvedRules::from_spec(&rc.space.identity);
+    let step = std::time::Instant::now();
     let as_of_micros = rc.as_of.timestamp_micros();
     let scratch = rc.scratch.clone();
     let scratch = Some(scratch.path());
@@ -258,7 +259,11 @@ pub async fn run(rc: &mut RunCtx<'_>, sql_traits: &[SqlTraitResult]) -> EngineRe
         }
         None => profile_events::keep(ctx, sink, event_profiles, events, (k, scratch)).await?,
     }
-    tracing::debug!("profile events written");
+    tracing::debug!(
+        secs = step.elapsed().as_secs_f64(),
+        "profile events written"
+    );
+    let step = std::time::Instant::now();
     // Later passes read it by name (a script, too, makes `profile_events` once).
     let pe = ctx
         .table(stage::PROFILE_EVENTS)
@@ -479,9 +484,11 @@ pub async fn run(rc: &mut RunCtx<'_>, sql_traits: &[SqlTraitResult]) -> EngineRe
     if reuse.is_none() {
         stats.recompute.profiles = stats.profiles;
     }
-    tracing::debug!(profiles = stats.profiles, "profiles written");
-
+    let secs = step.elapsed().as_secs_f64();
+    tracing::debug!(profiles = stats.profiles, secs, "profiles written");
+    let step = std::time::Instant::now();
     super::accounts::run(rc, &mut stats).await?;
+    tracing::debug!(secs = step.elapsed().as_secs_f64(), "accounts written");
     Ok(stats)
 }
 
