@@ -17,7 +17,7 @@ use datafusion::logical_expr::{
 use datafusion::prelude::{SessionContext, coalesce};
 
 use super::identity::IdentityOut;
-use super::memberships::{members, previous_changes, previous_membership};
+use super::memberships::{changes, members, previous_changes, previous_membership};
 use super::profiles::ProfileStats;
 use crate::error::{EngineError, EngineResult};
 use crate::functions::json_object;
@@ -360,7 +360,7 @@ pub async fn run(rc: &mut RunCtx<'_>, identity: &IdentityOut) -> EngineResult<Au
         )
     };
     let membership = LogicalPlanBuilder::from(now.clone())
-        .join(prev_side.clone(), JoinType::Left, keys(), None)?
+        .join(prev_side, JoinType::Left, keys(), None)?
         .project(vec![
             col("audience_key"),
             col("entity_type"),
@@ -376,32 +376,7 @@ pub async fn run(rc: &mut RunCtx<'_>, identity: &IdentityOut) -> EngineResult<Au
         .await?;
 
     // This run's changes: members now who were not before, and the other way round.
-    let entered = LogicalPlanBuilder::from(now.clone())
-        .join(prev_side, JoinType::LeftAnti, keys(), None)?
-        .project(vec![
-            col("audience_key"),
-            col("entity_type"),
-            col("profile_id"),
-            lit("entered").alias("change"),
-        ])?
-        .build()?;
-    let now_side = LogicalPlanBuilder::from(now)
-        .project(vec![
-            col("audience_key").alias("p_audience_key"),
-            col("entity_type").alias("p_entity_type"),
-            col("profile_id").alias("p_profile_id"),
-        ])?
-        .build()?;
-    let exited = LogicalPlanBuilder::from(prev)
-        .join(now_side, JoinType::LeftAnti, keys(), None)?
-        .project(vec![
-            col("audience_key"),
-            col("entity_type"),
-            col("profile_id"),
-            lit("exited").alias("change"),
-        ])?
-        .build()?;
-    let changed = LogicalPlanBuilder::from(entered).union(exited)?.build()?;
+    let changed = changes(now, prev, touched.map(|t| (t, &edited)))?;
     // The profile's identifiers at this run, as a JSON object of lists.
     let id_pairs: Vec<(String, Expr)> = rules
         .types

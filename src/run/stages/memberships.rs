@@ -1,7 +1,8 @@
 //! The membership rows of the audience stage: this run's members of each evaluated audience,
-//! and the previous run's (with merged-away profiles replaced by their survivors), which the
-//! stage diffs into entered / exited rows and keeps for untouched profiles.
+//! the previous run's (with merged-away profiles replaced by their survivors), which the stage
+//! keeps for untouched profiles, and the two diffed into entered / exited rows.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{RecordBatch, StringArray};
@@ -13,9 +14,85 @@ use datafusion::prelude::{SessionContext, coalesce};
 
 use super::audiences::{empty, membership_schema};
 use crate::error::EngineResult;
+use crate::plan::kept::touched_only;
 use crate::run::tables::published;
 use crate::spec::{EntityType, Space};
 use crate::store::{delta, manifest, objects};
+
+/// This run's changes `(audience_key, entity_type, profile_id, change)`: the members `now`
+/// who were not members `before` (`entered`), and the other way round (`exited`). With
+/// `touched` (the touched profiles, and the audiences evaluated for every profile, in a run
+/// where every other profile kept its memberships), only the rows that can differ are
+/// compared: an untouched profile's rows `now` are its rows `before`.
+pub(super) fn changes(
+    now: LogicalPlan,
+    before: LogicalPlan,
+    touched: Option<(LogicalPlan, &BTreeSet<String>)>,
+) -> EngineResult<LogicalPlan> {
+    let (now, before) = match touched {
+        Some((t, whole)) => (
+            may_differ(now, t.clone(), whole)?,
+            may_differ(before, t, whole)?,
+        ),
+        None => (now, before),
+    };
+    let keys = || {
+        (
+            vec!["audience_key", "entity_type", "profile_id"],
+            vec!["p_audience_key", "p_entity_type", "p_profile_id"],
+        )
+    };
+    let side = |plan: &LogicalPlan| {
+        LogicalPlanBuilder::from(plan.clone())
+            .project(vec![
+                col("audience_key").alias("p_audience_key"),
+                col("entity_type").alias("p_entity_type"),
+                col("profile_id").alias("p_profile_id"),
+            ])?
+            .build()
+    };
+    let only = |a: &LogicalPlan, b: &LogicalPlan, change: &str| {
+        LogicalPlanBuilder::from(a.clone())
+            .join(side(b)?, JoinType::LeftAnti, keys(), None)?
+            .project(vec![
+                col("audience_key"),
+                col("entity_type"),
+                col("profile_id"),
+                lit(change).alias("change"),
+            ])?
+            .build()
+    };
+    let entered = only(&now, &before, "entered")?;
+    let exited = only(&before, &now, "exited")?;
+    Ok(LogicalPlanBuilder::from(entered).union(exited)?.build()?)
+}
+
+/// The membership rows of `plan` that can differ between a run that kept the untouched
+/// profiles' memberships and the previous run: the touched profiles', the accounts' (account
+/// audiences are evaluated whole) and those of the audiences in `whole`.
+fn may_differ(
+    plan: LogicalPlan,
+    touched: LogicalPlan,
+    whole: &BTreeSet<String>,
+) -> EngineResult<LogicalPlan> {
+    let users = col("entity_type").eq(lit(EntityType::Users.as_str()));
+    let accounts = col("entity_type").not_eq(lit(EntityType::Users.as_str()));
+    let keys: Vec<Expr> = whole.iter().map(|k| lit(k.as_str())).collect();
+    let (others, mine) = match keys.is_empty() {
+        true => (accounts, users),
+        false => {
+            let of_whole = col("audience_key").in_list(keys.clone(), false);
+            let not_whole = col("audience_key").in_list(keys, true);
+            (accounts.or(of_whole), users.and(not_whole))
+        }
+    };
+    let others = LogicalPlanBuilder::from(plan.clone())
+        .filter(others)?
+        .build()?;
+    let mine = LogicalPlanBuilder::from(plan).filter(mine)?.build()?;
+    let mine = touched_only(mine, "profile_id", touched)?;
+    Ok(LogicalPlanBuilder::from(mine).union(others)?.build()?)
+}
 
 /// One row per (audience, member) of the evaluated plans: `audience_key, entity_type,
 /// profile_id`.
