@@ -121,6 +121,26 @@ pub(crate) fn add_generated(
     std::fs::remove_dir_all(gen_dir).unwrap();
 }
 
+/// `cohort generate` of `events` events over `days` days ending 2026-09-20 into `data/events`
+/// of `root`, as a user runs it there.
+pub(crate) fn generate(root: &Path, events: u64, days: u32, seed: u64) {
+    let (events, days, seed) = (events.to_string(), days.to_string(), seed.to_string());
+    let args = [
+        "generate",
+        "--events",
+        &events,
+        "--days",
+        &days,
+        "--end",
+        "2026-09-20",
+        "--seed",
+        &seed,
+        "--out",
+        "data/events",
+    ];
+    cohort(root, &args);
+}
+
 pub(crate) fn iso(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
@@ -266,19 +286,7 @@ async fn incremental_runs_publish_what_full_runs_publish() {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path();
         let start = Utc.with_ymd_and_hms(2026, 9, 1, 0, 0, 0).unwrap();
-        let args = [
-            "generate",
-            "--events",
-            "6000",
-            "--days",
-            "60",
-            "--end",
-            "2026-09-20",
-        ];
-        let mut args = args.to_vec();
-        let s = seed.to_string();
-        args.extend(["--seed", &s, "--out", "data/events"]);
-        cohort(root, &args);
+        generate(root, 6000, 60, seed);
         store_space(&root.join("inc"), "inc", accounts);
         store_space(&root.join("full"), "full", accounts);
         // Two profiles that a later identify joins.

@@ -9,7 +9,7 @@ use std::process::Command;
 use chrono::{Duration, TimeZone, Utc};
 
 use crate::common::{cohort_bin, load};
-use crate::incremental::{add_generated, assert_same_tables, cohort, iso, store_space};
+use crate::incremental::{add_generated, assert_same_tables, cohort, generate, iso, store_space};
 
 /// `columns` of a published table, one sorted text line per row.
 async fn column_rows(space: &Path, table: &str, columns: &str, filter: &str) -> Vec<String> {
@@ -32,20 +32,7 @@ async fn column_rows(space: &Path, table: &str, columns: &str, filter: &str) -> 
 async fn a_selected_run_keeps_the_other_definitions_and_the_next_run_catches_up() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
-    let args = [
-        "generate",
-        "--events",
-        "6000",
-        "--days",
-        "60",
-        "--end",
-        "2026-09-20",
-        "--seed",
-        "5",
-        "--out",
-        "data/events",
-    ];
-    cohort(root, &args);
+    generate(root, 6000, 60, 5);
     store_space(&root.join("inc"), "inc", false);
     store_space(&root.join("full"), "full", false);
     let run_both = |as_of: chrono::DateTime<Utc>, select: Option<&str>| {

@@ -5,7 +5,7 @@
 
 use chrono::{Duration, TimeZone, Utc};
 
-use crate::incremental::{add_generated, assert_same_tables, cohort, iso, store_space};
+use crate::incremental::{add_generated, assert_same_tables, cohort, generate, iso, store_space};
 
 const TABLES: [&str; 4] = [
     "identities",
@@ -22,20 +22,7 @@ const UNCHANGED: &str =
 async fn a_sql_trait_whose_events_did_not_change_keeps_its_values() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
-    let args = [
-        "generate",
-        "--events",
-        "5000",
-        "--days",
-        "40",
-        "--end",
-        "2026-09-20",
-        "--seed",
-        "9",
-        "--out",
-        "data/events",
-    ];
-    cohort(root, &args);
+    generate(root, 5000, 40, 9);
     // The store's `lifetime_orders` reads `web`; `stamped` calls now().
     let stamped = "SELECT user_id, max(timestamp) < now() AS seen_before_now\nFROM web\n\
                    WHERE user_id IS NOT NULL\nGROUP BY user_id\n";

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use chrono::{Duration, TimeZone, Utc};
 
 use crate::common::load;
-use crate::incremental::{add_generated, assert_same_tables, cohort, iso, store_space};
+use crate::incremental::{add_generated, assert_same_tables, cohort, generate, iso, store_space};
 
 const TABLES: [&str; 5] = [
     "identities",
@@ -36,20 +36,7 @@ async fn versions(root: &Path) -> BTreeMap<String, u64> {
 async fn unchanged_tables_keep_their_versions_and_changes_are_appended() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
-    let args = [
-        "generate",
-        "--events",
-        "4000",
-        "--days",
-        "30",
-        "--end",
-        "2026-09-20",
-        "--seed",
-        "5",
-        "--out",
-        "data/events",
-    ];
-    cohort(root, &args);
+    generate(root, 4000, 30, 5);
     for s in ["inc", "full"] {
         store_space(&root.join(s), s, true);
     }
