@@ -137,6 +137,17 @@ pub(super) fn print_summary(r: &run::RunReport) {
                 list(&r.unchanged_sql_traits)
             );
         }
+        if !r.keyed_sql_traits.is_empty() {
+            let each: Vec<String> = r
+                .keyed_sql_traits
+                .iter()
+                .map(|(k, n)| format!("{k} ({n})"))
+                .collect();
+            println!(
+                "    SQL traits evaluated for the identifiers of the changed events only (every other identifier kept its row): [{}]",
+                each.join(", ")
+            );
+        }
         let e = &r.edited;
         if !e.is_empty() {
             println!(

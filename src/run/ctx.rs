@@ -102,6 +102,15 @@ pub struct RunCtx<'a> {
     /// stage wrote them to scratch on its way to `profile_events` (see
     /// [`super::stages::profile_events::keep_published`]).
     pub published_events: Option<super::events_table::Rows>,
+    /// Set by the identity stage when it resolved only where this run's events reach: when
+    /// the changed events start and whether any replaced an event.
+    pub changed: Option<super::stages::identity_affected::Changed>,
+    /// SQL traits evaluated for the identifiers of the changed events only, with how many
+    /// identifiers (see [`super::sql_keyed`]).
+    pub keyed_sql_traits: std::collections::BTreeMap<String, u64>,
+    /// Every evaluated SQL trait's rows before the merge into profiles, by key: published
+    /// for the next run to start from (see [`super::sql_keyed`]).
+    pub sql_trait_rows: Vec<(String, datafusion::arrow::array::RecordBatch)>,
 }
 
 /// What a run over published state starts from: the last good run's manifest at `out`, and
@@ -154,6 +163,9 @@ impl<'a> RunCtx<'a> {
             join_buckets: 1,
             write_parts: 1,
             published_events: None,
+            changed: None,
+            keyed_sql_traits: Default::default(),
+            sql_trait_rows: Vec::new(),
         })
     }
 

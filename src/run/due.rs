@@ -241,6 +241,8 @@ async fn kept_sql_trait(
         new_identities: Vec::new(),
         provider: Arc::clone(&provider),
         kept: true,
+        keyed: None,
+        query_rows: None,
     })
 }
 
@@ -268,6 +270,8 @@ pub fn sql_trait_states(
                     columns: r.columns.iter().map(|(c, _)| c.clone()).collect(),
                     id_type: r.id_type.clone(),
                     started: r.new_profiles,
+                    // Set when publishing writes them.
+                    rows: None,
                 },
             };
             (r.key.clone(), state)

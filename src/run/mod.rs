@@ -40,6 +40,7 @@ mod script;
 pub mod session;
 pub mod sink;
 pub mod sources;
+pub mod sql_keyed;
 pub mod sql_unchanged;
 pub mod stages;
 pub mod tables;
@@ -95,6 +96,7 @@ async fn evaluate_stages(rc: &mut RunCtx<'_>) -> EngineResult<(EventsOut, Identi
     );
     rc.recompute.kept = rc.kept.clone();
     rc.recompute.unchanged_sql_traits = rc.unchanged_sql_traits.clone();
+    rc.recompute.keyed_sql_traits = rc.keyed_sql_traits.clone();
     let mut profiles = stages::profiles::run(rc, &sql).await?;
     profiles.sql_states = due::sql_trait_states(&sql, rc.previous.as_ref());
     rc.rec.profiles = Some(profiles);

@@ -33,6 +33,7 @@ pub(super) async fn publish(
     dead: &[RunRecord],
 ) -> EngineResult<manifest::Manifest> {
     let t = rc.stage_started("publish");
+    let sql_trait_rows = std::mem::take(&mut rc.sql_trait_rows);
     let (ctx, out, previous) = (&rc.session, &rc.out, rc.previous.as_ref());
     let rec = &mut *rc.rec;
     let mut plans: Vec<(&str, LogicalPlan)> = Vec::new();
@@ -106,6 +107,9 @@ pub(super) async fn publish(
     if let Some(log) = events.log {
         let v = delta::overwrite_batches(&out.child(published::INGESTED_FILES), vec![log]).await?;
         versions.insert(published::INGESTED_FILES.to_string(), v);
+    }
+    if let Some(p) = rec.profiles.as_mut() {
+        super::sql_keyed::publish_rows(ctx, out, sql_trait_rows, &mut p.sql_states).await?;
     }
     pause().await;
 

@@ -53,26 +53,14 @@ pub async fn find(rc: &RunCtx<'_>) -> EngineResult<BTreeSet<String>> {
         tracing::debug!("SQL traits: this run's events are not the previous run's");
         return Ok(out);
     }
-    let stale = m.kept.as_ref().map(|k| &k.sql_traits);
-    let mut tables: BTreeSet<String> = rc.space.sources.iter().map(|s| s.name.clone()).collect();
-    tables.insert(stage::EVENTS.to_string());
-    let now = &rc.rec.definitions;
+    let tables = event_tables(rc);
     // One session to plan them all in, made when the first trait needs it.
     let mut probe_session: Option<Option<SessionContext>> = None;
     for def in &rc.space.sql_traits {
-        if rc.kept.sql_traits.contains(&def.key) || stale.is_some_and(|s| s.contains(&def.key)) {
+        if !as_evaluated_before(rc, m, before, def) {
             continue;
         }
         if states.get(&def.key).is_none_or(|s| s.started > 0) {
-            continue;
-        }
-        let files = [def.file.clone(), def.file.with_extension("yaml")];
-        let same_files = files.iter().all(|f| {
-            let rel = relative(&rc.space.root, f);
-            now.get(&rel) == before.get(&rel)
-        });
-        if !same_files {
-            tracing::debug!(key = def.key, "SQL trait: its files changed");
             continue;
         }
         if probe_session.is_none() {
@@ -96,6 +84,42 @@ pub async fn find(rc: &RunCtx<'_>) -> EngineResult<BTreeSet<String>> {
     Ok(out)
 }
 
+/// The tables a SQL trait may read for its rows to depend on the events alone: `events` and
+/// each source's view.
+pub(super) fn event_tables(rc: &RunCtx<'_>) -> BTreeSet<String> {
+    let mut tables: BTreeSet<String> = rc.space.sources.iter().map(|s| s.name.clone()).collect();
+    tables.insert(stage::EVENTS.to_string());
+    tables
+}
+
+/// Whether `def` is what the previous run (`m`, whose definition files are `before`)
+/// evaluated: this run evaluates it, its `.sql` and sidecar are unchanged, and the previous
+/// run did not keep it without evaluating it (its values may be stale).
+pub(super) fn as_evaluated_before(
+    rc: &RunCtx<'_>,
+    m: &crate::store::manifest::Manifest,
+    before: &std::collections::BTreeMap<String, String>,
+    def: &crate::spec::SqlTraitDef,
+) -> bool {
+    let stale = m
+        .kept
+        .as_ref()
+        .is_some_and(|k| k.sql_traits.contains(&def.key));
+    if rc.kept.sql_traits.contains(&def.key) || stale {
+        return false;
+    }
+    let now = &rc.rec.definitions;
+    let files = [def.file.clone(), def.file.with_extension("yaml")];
+    let same_files = files.iter().all(|f| {
+        let rel = relative(&rc.space.root, f);
+        now.get(&rel) == before.get(&rel)
+    });
+    if !same_files {
+        tracing::debug!(key = def.key, "SQL trait: its files changed");
+    }
+    same_files
+}
+
 /// Whether `sql` plans as a read-only query that scans only `tables` and calls only immutable
 /// functions (so its rows depend on nothing else). `probe` is a [`probe`] session over
 /// `tables`: the run's own session plans a view as the plan it stands for, which would hide
@@ -112,7 +136,10 @@ pub async fn reads_only(probe: &SessionContext, sql: &str, tables: &BTreeSet<Str
 }
 
 /// A session with `ctx`'s functions and settings whose only tables are `tables`, empty.
-async fn probe(ctx: &SessionContext, tables: &BTreeSet<String>) -> EngineResult<SessionContext> {
+pub(super) async fn probe(
+    ctx: &SessionContext,
+    tables: &BTreeSet<String>,
+) -> EngineResult<SessionContext> {
     let state = ctx.state();
     let config = state
         .config()
@@ -162,7 +189,7 @@ fn pure_over(plan: &LogicalPlan, tables: &BTreeSet<String>) -> bool {
 
 /// Whether `e` itself (not its children) gives the same value for the same inputs in every
 /// run.
-fn immutable(e: &Expr) -> bool {
+pub(super) fn immutable(e: &Expr) -> bool {
     match e {
         Expr::ScalarFunction(f) => f.func.signature().volatility == Volatility::Immutable,
         Expr::AggregateFunction(f) => f.func.signature().volatility == Volatility::Immutable,

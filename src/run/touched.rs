@@ -67,6 +67,10 @@ pub struct Recompute {
     /// [`super::sql_unchanged`]): every profile kept its values.
     #[serde(skip_serializing_if = "BTreeSet::is_empty")]
     pub unchanged_sql_traits: BTreeSet<String>,
+    /// SQL traits evaluated for the identifiers of the changed events only, with how many
+    /// identifiers (see [`super::sql_keyed`]); every other identifier kept its row.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub keyed_sql_traits: BTreeMap<String, u64>,
 }
 
 impl Recompute {
@@ -301,6 +305,7 @@ pub async fn find(
         edited: edited.clone(),
         kept: rc.kept.clone(),
         unchanged_sql_traits: rc.unchanged_sql_traits.clone(),
+        keyed_sql_traits: rc.keyed_sql_traits.clone(),
     };
     rc.reuse = Some(Reuse {
         prev_profiles,

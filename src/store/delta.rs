@@ -172,7 +172,7 @@ pub async fn append_at(
 
 /// Whether a column of type `a` and one of type `b` are stored as the same Delta type (a
 /// table's strings read back as views, for one).
-fn same_type(a: &DataType, b: &DataType) -> bool {
+pub fn same_type(a: &DataType, b: &DataType) -> bool {
     use DataType::*;
     match (a, b) {
         (Utf8 | Utf8View | LargeUtf8, Utf8 | Utf8View | LargeUtf8) => true,

@@ -93,6 +93,34 @@ pub struct SqlTraitState {
     pub id_type: String,
     /// Profiles it started (that no event had made).
     pub started: u64,
+    /// The version of its rows as the query returned them, before the merge into profiles
+    /// (the Delta table [`sql_trait_rows`]), when the run that evaluated it published them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows: Option<u64>,
+}
+
+/// Where a SQL trait's rows are kept between runs: `<space output>/sql_trait_rows/<key>`
+/// (run state, like `identity_occurrences`; not a table for readers).
+pub fn sql_trait_rows(space: &Location, key: &str) -> Location {
+    space.child(SQL_TRAIT_ROWS).child(key)
+}
+
+/// The folder of [`sql_trait_rows`].
+pub const SQL_TRAIT_ROWS: &str = "sql_trait_rows";
+
+impl Manifest {
+    /// Every Delta table the manifest names, with its location's name under the space's
+    /// output (`sql_trait_rows/<key>` for the rows of SQL traits) and its version.
+    pub fn all_tables(&self) -> Vec<(String, u64)> {
+        let mut out: Vec<(String, u64)> =
+            self.tables.iter().map(|(t, v)| (t.clone(), *v)).collect();
+        for (key, state) in self.sql_traits.iter().flatten() {
+            if let Some(v) = state.rows {
+                out.push((format!("{SQL_TRAIT_ROWS}/{key}"), v));
+            }
+        }
+        out
+    }
 }
 
 fn path(space: &Location) -> object_store::path::Path {

@@ -81,12 +81,15 @@ pub async fn vacuum(out: &Location, retain: Duration, dry_run: bool) -> StoreRes
 
     let mut keep: BTreeMap<String, BTreeSet<u64>> = BTreeMap::new();
     for m in std::iter::once(&current).chain(recent.iter().map(|h| &h.manifest)) {
-        for (table, v) in &m.tables {
-            keep.entry(table.clone()).or_default().insert(*v);
+        for (table, v) in m.all_tables() {
+            keep.entry(table).or_default().insert(v);
         }
     }
     for (table, versions) in keep {
-        let loc = out.child(&table);
+        // `sql_trait_rows/<key>` is a folder in a folder.
+        let loc = table
+            .split('/')
+            .fold(out.clone(), |loc, part| loc.child(part));
         report
             .tables
             .push(vacuum_table(&loc, &table, versions, window, dry_run).await?);

@@ -80,7 +80,7 @@ pub async fn run(ctx: &mut RunCtx<'_>, events: &EventsOut) -> EngineResult<Ident
         && !ctx.sink.recording()
         && identity_affected::possible(m)
     {
-        let (stats, merges) = identity_affected::resolve(
+        let (stats, merges, changed) = identity_affected::resolve(
             session,
             &ctx.out,
             m,
@@ -100,6 +100,7 @@ pub async fn run(ctx: &mut RunCtx<'_>, events: &EventsOut) -> EngineResult<Ident
             )
             .await?;
         ctx.rec.identity = Some(stats);
+        ctx.changed = Some(changed);
         return Ok(IdentityOut {
             merges,
             scope_from,

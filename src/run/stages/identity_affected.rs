@@ -51,6 +51,17 @@ const NEEDS: [&str; 4] = [
     published::EVENTS,
 ];
 
+/// The changed events of a run resolved this way (`id_changed` holds their message ids).
+#[derive(Clone, Copy, Debug)]
+pub struct Changed {
+    /// No changed event is older than this (microseconds since the epoch): the earliest
+    /// copy of any of them.
+    pub from: i64,
+    /// Identifier occurrences the previous versions of changed events carried: 0 when every
+    /// changed event is new to the history or only became visible.
+    pub replaced: u64,
+}
+
 /// Whether the previous run published everything this path reads.
 pub fn possible(m: &manifest::Manifest) -> bool {
     NEEDS
@@ -111,7 +122,7 @@ pub async fn resolve(
     new_rows: Option<LogicalPlan>,
     (prev_as_of, as_of): (DateTime<Utc>, DateTime<Utc>),
     dir: &Path,
-) -> EngineResult<(IdentityStats, Vec<(String, String)>)> {
+) -> EngineResult<(IdentityStats, Vec<(String, String)>, Changed)> {
     let started = std::time::Instant::now();
     // 1. The changed events.
     let mut changed = ctx
@@ -152,7 +163,7 @@ pub async fn resolve(
             text("dt").alias("dt"),
             col("timestamp"),
         ])?;
-    keep(ctx, stage::ID_OCC_REPLACED, replaced).await?;
+    let n_replaced = keep(ctx, stage::ID_OCC_REPLACED, replaced).await?;
     tracing::debug!(
         secs = started.elapsed().as_secs_f64(),
         "identity: replaced occurrences"
@@ -336,7 +347,11 @@ pub async fn resolve(
     stats
         .timings
         .insert("kept".into(), step.elapsed().as_secs_f64());
-    Ok((stats, merges))
+    let changed = Changed {
+        from,
+        replaced: n_replaced,
+    };
+    Ok((stats, merges, changed))
 }
 
 /// Adds the previous run's rows of everything not affected to the resolver's tables, and

@@ -9,5 +9,6 @@ pub mod identity_affected;
 mod memberships;
 mod profile_events;
 pub mod profiles;
+mod sql_trait_merge;
 pub mod sql_traits;
 mod started;

@@ -22,7 +22,7 @@ use datafusion::arrow::compute::{cast, concat_batches, take};
 use datafusion::arrow::datatypes::{DataType, Field, Int32Type, Int64Type, Schema, SchemaRef};
 use datafusion::catalog::MemTable;
 use datafusion::common::JoinType;
-use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder, cast as cast_expr};
+use datafusion::logical_expr::{LogicalPlanBuilder, cast as cast_expr};
 use datafusion::prelude::{SessionContext, col, lit};
 
 use crate::analyze::sql_trait::{check_sql_trait, read_only};
@@ -31,6 +31,7 @@ use crate::identity::{new_profile_id, text_column};
 use crate::plan::identity::{IdType, ResolvedRules, occurrences_from_raw};
 use crate::run::ctx::RunCtx;
 use crate::run::sink::StageSink;
+use crate::run::sql_keyed::{self, KeyedTrait};
 use crate::run::tables::stage;
 use crate::spec::{Space, SqlTraitDef, format_duration, parse_duration, slash_path};
 
@@ -94,6 +95,11 @@ pub struct SqlTraitResult {
     pub provider: Arc<MemTable>,
     /// Whether the values were taken from the previous run's `profiles`, not evaluated.
     pub kept: bool,
+    /// When evaluated for the changed identifiers only, how many (see
+    /// [`crate::run::sql_keyed`]).
+    pub keyed: Option<u64>,
+    /// The query's rows before the merge (an evaluated trait's), for the next run.
+    pub query_rows: Option<RecordBatch>,
 }
 
 /// Runs every SQL trait of `space` in `ctx`, which must hold the identity stage's tables
@@ -104,7 +110,8 @@ pub async fn run_sql_traits(
     ctx: &SessionContext,
     space: &Space,
 ) -> EngineResult<Vec<SqlTraitResult>> {
-    traits_into(ctx, &mut StageSink::Materialize, space, &Default::default()).await
+    let (skip, keyed) = (Default::default(), Default::default());
+    traits_into(ctx, &mut StageSink::Materialize, space, &skip, &keyed).await
 }
 
 /// Stage 3a: every SQL trait of the space, after the identity stage (see [`run_sql_traits`]);
@@ -113,7 +120,16 @@ pub async fn run_sql_traits(
 pub async fn run(ctx: &mut RunCtx<'_>) -> EngineResult<Vec<SqlTraitResult>> {
     ctx.unchanged_sql_traits = crate::run::sql_unchanged::find(ctx).await?;
     let kept = crate::run::due::not_evaluated(ctx);
-    let evaluated = traits_into(&ctx.session, &mut ctx.sink, ctx.space, &kept).await?;
+    let keyed = crate::run::sql_keyed::find(ctx, &kept).await?;
+    let mut evaluated = traits_into(&ctx.session, &mut ctx.sink, ctx.space, &kept, &keyed).await?;
+    for r in &mut evaluated {
+        if let Some(n) = r.keyed {
+            ctx.keyed_sql_traits.insert(r.key.clone(), n);
+        }
+        if let Some(rows) = r.query_rows.take() {
+            ctx.sql_trait_rows.push((r.key.clone(), rows));
+        }
+    }
     crate::run::due::with_kept_sql_traits(ctx, evaluated).await
 }
 
@@ -122,6 +138,7 @@ async fn traits_into(
     sink: &mut StageSink,
     space: &Space,
     skip: &std::collections::BTreeSet<String>,
+    keyed: &BTreeMap<String, KeyedTrait>,
 ) -> EngineResult<Vec<SqlTraitResult>> {
     if space.sql_traits.iter().all(|d| skip.contains(&d.key)) {
         return Ok(Vec::new());
@@ -133,7 +150,8 @@ async fn traits_into(
         let (limit, set_in) = sql_trait_timeout(space, def);
         // On timeout the trait's future is dropped, and with it the DataFusion stream: its
         // spawned tasks are aborted, so an endless query stops using the machine.
-        match tokio::time::timeout(limit, trait_into(ctx, sink, &rules, def)).await {
+        let keyed = keyed.get(&def.key).map(|k| (space, k));
+        match tokio::time::timeout(limit, trait_into(ctx, sink, &rules, def, keyed)).await {
             Ok(result) => out.push(result?),
             Err(_) => {
                 return Err(EngineError::Stopped(format!(
@@ -172,7 +190,7 @@ pub async fn run_sql_trait(
     rules: &ResolvedRules,
     def: &SqlTraitDef,
 ) -> EngineResult<SqlTraitResult> {
-    trait_into(ctx, &mut StageSink::Materialize, rules, def).await
+    trait_into(ctx, &mut StageSink::Materialize, rules, def, None).await
 }
 
 /// [`run_sql_trait`], recording into `sink`: a script gets the merge as plans (a run merges
@@ -182,6 +200,7 @@ async fn trait_into(
     sink: &mut StageSink,
     rules: &ResolvedRules,
     def: &SqlTraitDef,
+    keyed: Option<(&Space, &KeyedTrait)>,
 ) -> EngineResult<SqlTraitResult> {
     if let Some(d) = check_sql_trait(def).into_iter().find(|d| d.is_error()) {
         // "SQL trait `k` is refused: ..." -> "SQL trait `k` (queries/k.sql) is refused: ..."
@@ -298,7 +317,17 @@ async fn trait_into(
     // The rows, in one batch.
     let query = df.logical_plan().clone();
     let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-    let batches = df.collect().await.map_err(|e| problem(def, e))?;
+    let incremental = match keyed {
+        Some((space, k)) => sql_keyed::evaluate(ctx, space, def, k, (&schema, id_col))
+            .await
+            .map_err(|e| problem(def, e))?,
+        None => None,
+    };
+    let keyed = incremental.as_ref().map(|(_, n)| *n);
+    let batches = match incremental {
+        Some((rows, _)) => rows,
+        None => df.collect().await.map_err(|e| problem(def, e))?,
+    };
     let schema = batches.first().map_or(schema, |b| b.schema());
     let all = concat_batches(&schema, &batches).map_err(|e| problem(def, e))?;
     let rows = all.num_rows();
@@ -487,7 +516,9 @@ async fn trait_into(
     let table = stage::sql_trait(&def.key);
     if sink.recording() {
         let trait_names: Vec<String> = trait_columns.iter().map(|(n, _)| n.clone()).collect();
-        let (merged, started) = merge_plans(ctx, query, id_col, &one_type, &trait_names).await?;
+        let (merged, started) =
+            super::sql_trait_merge::merge_plans(ctx, query, id_col, &one_type, &trait_names)
+                .await?;
         sink.table(&table, &merged);
         let started_table = stage::sql_trait_started(&def.key);
         ctx.deregister_table(started_table.as_str())?;
@@ -507,107 +538,7 @@ async fn trait_into(
         new_identities,
         provider,
         kept: false,
+        keyed,
+        query_rows: Some(all),
     })
-}
-
-/// A SQL trait's merge as plans, for a script (a run merges in memory, above): `query`'s rows
-/// keyed by their profile, `(profile_id, <trait columns>)`, and the profiles it starts,
-/// `(profile_id, id_type, id_value)`. The same steps as the run: the identity stage's
-/// normalization, blocked values left out, the graph's profile else a new one named after the
-/// identifier, and per profile the row of the highest-priority, then smallest, identifier.
-async fn merge_plans(
-    ctx: &SessionContext,
-    query: LogicalPlan,
-    id_col: &str,
-    one_type: &ResolvedRules,
-    trait_columns: &[String],
-) -> EngineResult<(LogicalPlan, LogicalPlan)> {
-    use datafusion::functions::core::expr_fn::coalesce;
-    use datafusion::functions_window::expr_fn::row_number;
-    use datafusion::logical_expr::ExprFunctionExt;
-    let key = || cast_expr(col(id_col), DataType::Utf8);
-    let raw = LogicalPlanBuilder::from(query.clone())
-        .project(vec![
-            key().alias("message_id"),
-            lit(0i64).alias("timestamp"),
-            key().alias("raw_0"),
-        ])?
-        .build()?;
-    let occ = occurrences_from_raw(ctx, raw, one_type)?
-        .ok_or_else(|| EngineError::Internal("a SQL trait's identifier type has no path".into()))?;
-    let graph = ctx
-        .table(stage::ID_IDENTITIES)
-        .await?
-        .select(vec![
-            cast_expr(col("profile_id"), DataType::Utf8).alias("g_profile_id"),
-            cast_expr(col("id_type"), DataType::Utf8).alias("g_type"),
-            cast_expr(col("id_value"), DataType::Utf8).alias("g_value"),
-        ])?
-        .into_unoptimized_plan();
-    let profile = coalesce(vec![col("g_profile_id"), id_profile(col("node"))]);
-    let pick = row_number()
-        .partition_by(vec![col("m_profile")])
-        .order_by(vec![
-            col("rank").sort(true, false),
-            col("id_value").sort(true, false),
-        ])
-        .build()?
-        .alias("m_pick");
-    let picked = LogicalPlanBuilder::from(occ)
-        .filter(col("violation").is_null())?
-        .join(
-            graph,
-            JoinType::Left,
-            (vec!["id_type", "id_value"], vec!["g_type", "g_value"]),
-            None,
-        )?
-        .project(vec![
-            col("message_id").alias("m_key"),
-            col("id_type"),
-            col("id_value"),
-            col("rank"),
-            col("g_profile_id").is_null().alias("m_new"),
-            profile.alias("m_profile"),
-        ])?
-        .window(vec![pick])?
-        .filter(col("m_pick").eq(lit(1u64)))?
-        .build()?;
-    let started = LogicalPlanBuilder::from(picked.clone())
-        .filter(col("m_new"))?
-        .project(vec![
-            col("m_profile").alias("profile_id"),
-            col("id_type"),
-            col("id_value"),
-        ])?
-        .build()?;
-    let mut out = vec![col("m_profile").alias("profile_id")];
-    out.extend(trait_columns.iter().map(|c| col(c.as_str())));
-    let merged = LogicalPlanBuilder::from(picked)
-        .join_on(query, JoinType::Inner, vec![col("m_key").eq(key())])?
-        .project(out)?
-        .build()?;
-    Ok((merged, started))
-}
-
-/// `cohort_id_profile(node)`: the name of a profile started by identifier `node`
-/// ([`new_profile_id`]). The script defines the same function in its engine.
-fn id_profile(node: datafusion::prelude::Expr) -> datafusion::prelude::Expr {
-    static UDF: std::sync::LazyLock<Arc<datafusion::logical_expr::ScalarUDF>> =
-        std::sync::LazyLock::new(|| {
-            Arc::new(datafusion::logical_expr::create_udf(
-                "cohort_id_profile",
-                vec![DataType::Int64],
-                DataType::Utf8,
-                datafusion::logical_expr::Volatility::Immutable,
-                Arc::new(|args: &[datafusion::logical_expr::ColumnarValue]| {
-                    let arrays = datafusion::logical_expr::ColumnarValue::values_to_arrays(args)?;
-                    let nodes = arrays[0].as_primitive::<Int64Type>();
-                    let names: StringArray = nodes.iter().map(|n| n.map(new_profile_id)).collect();
-                    Ok(datafusion::logical_expr::ColumnarValue::Array(Arc::new(
-                        names,
-                    )))
-                }),
-            ))
-        });
-    UDF.call(vec![node])
 }
