@@ -1,7 +1,9 @@
 //! The published `events` table, written as what changed: a run that extended the previous
-//! history rewrites only the days (`dt` partitions) whose rows differ from the previous
-//! version (new or replaced events, events whose profile changed), and keeps the previous
-//! version when nothing did. A full run rewrites the table.
+//! history appends the rows of the events identity resolved again when none of them was in
+//! the previous version (new events of new components), else rewrites only the days (`dt`
+//! partitions) whose rows differ from the previous version (new or replaced events, events
+//! whose profile changed), and keeps the previous version when nothing did. A full run
+//! rewrites the table.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -15,6 +17,7 @@ use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder, cast};
 use datafusion::prelude::{Expr, SessionContext, col, lit};
 
 use super::bucketed::{self, Layout};
+use super::stages::identity_affected::Changed;
 use super::tables::{published, stage};
 use crate::error::EngineResult;
 use crate::functions::id_node;
@@ -31,8 +34,8 @@ pub struct NewRows {
 /// Writes `events` for this run; returns the version that holds it. `extended` holds the rows
 /// this run added when it extended the previous run's history (None for a full run); `made`,
 /// its rows and their parts when the traits stage already wrote them to scratch (see
-/// [`published_plan`]). `affected` says the identity stage resolved only what this run's
-/// events reach (its `id_affected_messages` is registered): every other event keeps its
+/// [`published_plan`]). `affected` is set when the identity stage resolved only what this
+/// run's events reach (its `id_affected_messages` is registered): every other event keeps its
 /// previous profile, so only the days of those events can differ ([`affected_days`]).
 pub async fn write(
     ctx: &SessionContext,
@@ -40,7 +43,7 @@ pub async fn write(
     previous: Option<&manifest::Manifest>,
     (extended, made): (Option<NewRows>, Option<Rows>),
     layout: Layout<'_>,
-    affected: bool,
+    affected: Option<Changed>,
 ) -> EngineResult<u64> {
     let loc = out.child(published::EVENTS);
     let prev_version = previous
@@ -64,8 +67,30 @@ pub async fn write(
         .into_unoptimized_plan();
     // Under a memory limit the whole join is made in buckets below; the days' rows are joined
     // in one piece here, which only a run without a limit may hold for any number of days.
-    let (days, plan) = if affected && layout.join_buckets <= 1 {
-        let days = affected_days(ctx, prev).await?;
+    let (days, plan) = if let Some(c) = affected.filter(|_| layout.join_buckets <= 1) {
+        // A previous row of an event resolved again is the previous version of a changed
+        // event, an event of a component it reached, or (neither being the case) an event
+        // the previous run did not see yet: one from its as-of's day on.
+        let unseen = previous
+            .and_then(|m| chrono::DateTime::parse_from_rfc3339(&m.as_of).ok())
+            .filter(|_| c.replaced == 0 && c.reached == 0)
+            .map(|t| t.with_timezone(&chrono::Utc).format("%Y-%m-%d").to_string());
+        let prev = match unseen {
+            Some(day) => LogicalPlanBuilder::from(prev)
+                .filter(col("dt").gt_eq(lit(day)))?
+                .build()?,
+            None => prev,
+        };
+        let mut days = affected_days(ctx, prev_side(ctx, prev)?).await?;
+        if days.is_empty() {
+            // Every event resolved again is new to the table: its rows are added, and no
+            // row of the previous version changes.
+            let rows = affected_rows(ctx).await?;
+            if let Some(v) = delta::append_at(&loc, rows, &ctx.state(), v).await? {
+                return Ok(v);
+            }
+        }
+        days.extend(affected_days(ctx, now_side(ctx).await?).await?);
         (days.clone(), day_rows(ctx, &days).await?)
     } else {
         let (plan, _) = match made {
@@ -85,37 +110,75 @@ pub async fn write(
     Ok(delta::replace_where(&loc, plan, &ctx.state(), only).await?)
 }
 
-/// The days whose rows can differ from the previous version `prev` when identity resolved
-/// only the affected events: the days of those events (which hold every message id this run
-/// read, so the copies it replaced too) in this run's history and in `prev`. Reads two
-/// columns of each, never joining the events with their profiles.
-async fn affected_days(ctx: &SessionContext, prev: LogicalPlan) -> EngineResult<BTreeSet<String>> {
-    let text = |c: &str| cast(col(c), DataType::Utf8);
-    let affected = || async {
-        EngineResult::Ok(
-            ctx.table(stage::ID_AFFECTED_MESSAGES)
-                .await?
-                .select(vec![text("message_id").alias("a_mid")])?,
-        )
-    };
-    let now = ctx.table(stage::HISTORY).await?.select(vec![
+/// The days whose rows can differ from the previous version when identity resolved only the
+/// affected events are the days of those events (which hold every message id this run read,
+/// so the copies it replaced too) in this run's history ([`now_side`]) and in the previous
+/// version ([`prev_side`]): the days of `side`'s rows that are affected events. Reads two
+/// columns, never joining the events with their profiles.
+async fn affected_days(
+    ctx: &SessionContext,
+    side: datafusion::prelude::DataFrame,
+) -> EngineResult<BTreeSet<String>> {
+    // The few affected ids are the build side; the table streams past them.
+    let hit = affected_ids(ctx)
+        .await?
+        .join_on(side, JoinType::RightSemi, [col("a_mid").eq(col("h_mid"))])?
+        .select_columns(&["day"])?;
+    distinct_days(ctx, hit.into_unoptimized_plan()).await
+}
+
+fn text(c: &str) -> Expr {
+    cast(col(c), DataType::Utf8)
+}
+
+/// The message ids identity resolved again, as `a_mid`.
+async fn affected_ids(ctx: &SessionContext) -> EngineResult<datafusion::prelude::DataFrame> {
+    Ok(ctx
+        .table(stage::ID_AFFECTED_MESSAGES)
+        .await?
+        .select(vec![text("message_id").alias("a_mid")])?)
+}
+
+/// This run's history as `(h_mid, day)`.
+async fn now_side(ctx: &SessionContext) -> EngineResult<datafusion::prelude::DataFrame> {
+    Ok(ctx.table(stage::HISTORY).await?.select(vec![
         text("message_id").alias("h_mid"),
         to_char(col("timestamp"), lit("%Y-%m-%d")).alias("day"),
-    ])?;
-    let before = datafusion::prelude::DataFrame::new(ctx.state(), prev).select(vec![
-        text("message_id").alias("h_mid"),
-        text("dt").alias("day"),
-    ])?;
-    let mut days = BTreeSet::new();
-    for side in [now, before] {
-        // The few affected ids are the build side; the table streams past them.
-        let hit = affected()
-            .await?
-            .join_on(side, JoinType::RightSemi, [col("a_mid").eq(col("h_mid"))])?
-            .select_columns(&["day"])?;
-        days.extend(distinct_days(ctx, hit.into_unoptimized_plan()).await?);
-    }
-    Ok(days)
+    ])?)
+}
+
+/// The previous version `prev` as `(h_mid, day)`.
+fn prev_side(
+    ctx: &SessionContext,
+    prev: LogicalPlan,
+) -> EngineResult<datafusion::prelude::DataFrame> {
+    Ok(
+        datafusion::prelude::DataFrame::new(ctx.state(), prev).select(vec![
+            text("message_id").alias("h_mid"),
+            text("dt").alias("day"),
+        ])?,
+    )
+}
+
+/// The rows `events` publishes for the events identity resolved again, with their profiles.
+async fn affected_rows(ctx: &SessionContext) -> EngineResult<LogicalPlan> {
+    let history = affected_ids(ctx)
+        .await?
+        .join_on(
+            ctx.table(stage::HISTORY).await?,
+            JoinType::RightSemi,
+            [col("a_mid").eq(text("message_id"))],
+        )?
+        .into_unoptimized_plan();
+    let profiles = affected_ids(ctx)
+        .await?
+        .join_on(
+            ctx.table(stage::EVENT_PROFILES).await?,
+            JoinType::RightSemi,
+            [col("a_mid").eq(text("message_id"))],
+        )?
+        .into_unoptimized_plan();
+    Ok(hp::published_events(history, profiles)?)
 }
 
 /// The rows `events` publishes for `days`: the history's events of those days with their

@@ -1,8 +1,9 @@
 //! The published `identity_occurrences` table: every identifier occurrence of every event the
 //! identity graph was built from, partitioned by the event's day (`dt`). A run that resolved
-//! only what its events reach (see [`super::stages::identity_affected`]) rewrites only the days
-//! of the events it read or made visible and of their previous versions; any other run
-//! rewrites the table.
+//! only what its events reach (see [`super::stages::identity_affected`]) appends the
+//! occurrences of the events it read or made visible when none of them had a previous version
+//! in the table, else rewrites only the days of those events and of their previous versions;
+//! any other run rewrites the table.
 
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::JoinType;
@@ -68,6 +69,14 @@ pub async fn write(
     // before it published: rewrite the table from the published version then.
     if delta::open(&loc).await?.version() != Some(v) {
         return rewrite(ctx, &loc, whole, layout).await;
+    }
+    let replaced = ctx.table(stage::ID_OCC_REPLACED).await?.count().await?;
+    if replaced == 0 {
+        // No previous row goes: the changed events' occurrences are added.
+        let rows = with_day(new.clone())?.into_unoptimized_plan();
+        if let Some(v) = delta::append_at(&loc, rows, &ctx.state(), v).await? {
+            return Ok(v);
+        }
     }
     let days = with_day(new)?.select(vec![col("dt")])?.union(
         ctx.table(stage::ID_OCC_REPLACED)

@@ -96,20 +96,33 @@ pub(super) async fn publish(
     };
     let rows = (events.extended, rc.published_events.take());
     let changed = identity.changed_only;
-    let v = super::events_table::write(ctx, out, previous, rows, layout, changed).await?;
+    let written = std::time::Instant::now();
+    let affected = rc.changed.filter(|_| changed);
+    let v = super::events_table::write(ctx, out, previous, rows, layout, affected).await?;
+    tracing::debug!(
+        table = published::EVENTS,
+        secs = written.elapsed().as_secs_f64(),
+        "published"
+    );
     versions.insert(published::EVENTS.to_string(), v);
     // Nothing reads the events again: the session's `events` and `event_history` go, with
     // the history's scratch copy and the published rows' (`events/` in scratch, when the
     // join was written there), some 18 GB at 100 M events that `identity_occurrences` needs.
     release_scratch(ctx, rc.scratch.path(), &[stage::EVENTS, stage::HISTORY])?;
+    let written = std::time::Instant::now();
     let v = super::occurrences_table::write(ctx, out, previous, changed, layout).await?;
-    versions.insert(published::IDENTITY_OCCURRENCES.to_string(), v);
+    let table = published::IDENTITY_OCCURRENCES;
+    tracing::debug!(table, secs = written.elapsed().as_secs_f64(), "published");
+    versions.insert(table.to_string(), v);
     if let Some(log) = events.log {
         let v = delta::overwrite_batches(&out.child(published::INGESTED_FILES), vec![log]).await?;
         versions.insert(published::INGESTED_FILES.to_string(), v);
     }
     if let Some(p) = rec.profiles.as_mut() {
+        let written = std::time::Instant::now();
         super::sql_keyed::publish_rows(ctx, out, sql_trait_rows, &mut p.sql_states).await?;
+        let secs = written.elapsed().as_secs_f64();
+        tracing::debug!(table = "sql_trait_rows", secs, "published");
     }
     pause().await;
 

@@ -176,6 +176,8 @@ pub fn same_type(a: &DataType, b: &DataType) -> bool {
     use DataType::*;
     match (a, b) {
         (Utf8 | Utf8View | LargeUtf8, Utf8 | Utf8View | LargeUtf8) => true,
+        // A partition column reads back dictionary-encoded.
+        (Dictionary(_, x), y) | (y, Dictionary(_, x)) => same_type(x, y),
         (Binary | BinaryView | LargeBinary, Binary | BinaryView | LargeBinary) => true,
         (List(x) | LargeList(x) | ListView(x), List(y) | LargeList(y) | ListView(y)) => {
             same_type(x.data_type(), y.data_type())
@@ -212,4 +214,28 @@ fn version_of(table: &DeltaTable) -> StoreResult<u64> {
 pub async fn provider(loc: &Location, version: u64) -> StoreResult<Arc<dyn TableProvider>> {
     let table = open_version(loc, version).await?;
     Ok(table.table_provider().await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::datatypes::Field;
+
+    #[test]
+    fn types_compare_as_delta_stores_them() {
+        use DataType::*;
+        let dict = Dictionary(Box::new(UInt16), Box::new(Utf8));
+        let list = |t: DataType| List(Arc::new(Field::new("item", t, true)));
+        for (a, b, same) in [
+            (Utf8, Utf8View, true),
+            (dict.clone(), Utf8, true),
+            (Utf8View, dict.clone(), true),
+            (dict, Int64, false),
+            (list(Utf8View), list(Utf8), true),
+            (list(Int64), list(Utf8), false),
+            (Int32, Int64, false),
+        ] {
+            assert_eq!(same_type(&a, &b), same, "{a} / {b}");
+        }
+    }
 }

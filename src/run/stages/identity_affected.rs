@@ -60,6 +60,9 @@ pub struct Changed {
     /// Identifier occurrences the previous versions of changed events carried: 0 when every
     /// changed event is new to the history or only became visible.
     pub replaced: u64,
+    /// Occurrences of previous events in the components the changed events reach: 0 when
+    /// every identifier they carry is new.
+    pub reached: u64,
 }
 
 /// Whether the previous run published everything this path reads.
@@ -276,7 +279,7 @@ pub async fn resolve(
     };
 
     // 4. The affected events and their occurrences.
-    let messages = usable(prev_occ.clone())?
+    let reached = usable(prev_occ.clone())?
         .join(
             affected_nodes().await?,
             JoinType::LeftSemi,
@@ -284,7 +287,11 @@ pub async fn resolve(
             &["a_node"],
             None,
         )?
-        .select_columns(&["message_id"])?
+        .select_columns(&["message_id"])?;
+    let n_reached = keep(ctx, stage::ID_AFFECTED_REACHED, reached).await?;
+    let messages = ctx
+        .table(stage::ID_AFFECTED_REACHED)
+        .await?
         .union(ctx.table(stage::ID_CHANGED).await?)?
         .distinct()?;
     keep(ctx, stage::ID_AFFECTED_MESSAGES, messages).await?;
@@ -350,6 +357,7 @@ pub async fn resolve(
     let changed = Changed {
         from,
         replaced: n_replaced,
+        reached: n_reached,
     };
     Ok((stats, merges, changed))
 }
