@@ -82,9 +82,12 @@ pub async fn write(
             None => prev,
         };
         let mut days = affected_days(ctx, prev_side(ctx, prev)?).await?;
-        if days.is_empty() {
-            // Every event resolved again is new to the table: its rows are added, and no
-            // row of the previous version changes.
+        if days.is_empty() && ctx.table_exist(stage::HISTORY_ADDED)? {
+            // Every event resolved again is new to the table, so one this run added: their
+            // rows are appended, and no row of the previous version changes.
+            if affected_ids(ctx).await?.count().await? == 0 {
+                return Ok(v);
+            }
             let rows = affected_rows(ctx).await?;
             if let Some(v) = delta::append_at(&loc, rows, &ctx.state(), v).await? {
                 return Ok(v);
@@ -160,12 +163,13 @@ fn prev_side(
     )
 }
 
-/// The rows `events` publishes for the events identity resolved again, with their profiles.
+/// The rows `events` publishes for the events identity resolved again when this run added
+/// them all to the history, with their profiles.
 async fn affected_rows(ctx: &SessionContext) -> EngineResult<LogicalPlan> {
     let history = affected_ids(ctx)
         .await?
         .join_on(
-            ctx.table(stage::HISTORY).await?,
+            ctx.table(stage::HISTORY_ADDED).await?,
             JoinType::RightSemi,
             [col("a_mid").eq(text("message_id"))],
         )?

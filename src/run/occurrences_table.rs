@@ -71,6 +71,9 @@ pub async fn write(
         return rewrite(ctx, &loc, whole, layout).await;
     }
     let replaced = ctx.table(stage::ID_OCC_REPLACED).await?.count().await?;
+    if replaced == 0 && new.clone().count().await? == 0 {
+        return Ok(v);
+    }
     if replaced == 0 {
         // No previous row goes: the changed events' occurrences are added.
         let rows = with_day(new.clone())?.into_unoptimized_plan();

@@ -108,7 +108,8 @@ pub(super) async fn publish(
     // Nothing reads the events again: the session's `events` and `event_history` go, with
     // the history's scratch copy and the published rows' (`events/` in scratch, when the
     // join was written there), some 18 GB at 100 M events that `identity_occurrences` needs.
-    release_scratch(ctx, rc.scratch.path(), &[stage::EVENTS, stage::HISTORY])?;
+    let history = [stage::EVENTS, stage::HISTORY, stage::HISTORY_ADDED];
+    release_scratch(ctx, rc.scratch.path(), &history)?;
     let written = std::time::Instant::now();
     let v = super::occurrences_table::write(ctx, out, previous, changed, layout).await?;
     let table = published::IDENTITY_OCCURRENCES;

@@ -1,6 +1,7 @@
 //! What a run writes of the tables that cannot change, or change only by what it adds: a run
 //! whose events are the previous run's names the previous versions of the identity tables
-//! again, and every run after the first appends its rows to `audience_changes`, unless a
+//! again (and of `events` and `identity_occurrences`, which gain new users' events by an
+//! append), and every run after the first appends its rows to `audience_changes`, unless a
 //! commit came after the version the previous run published (a run that died publishing),
 //! when it writes the table whole. Each step is checked against a `--full` run of a twin
 //! space, as the incremental tests do.
@@ -23,6 +24,9 @@ const TABLES: [&str; 5] = [
 ];
 
 const IDENTITY: [&str; 3] = ["identities", "identity_violations", "identity_graph"];
+
+/// The history tables a run writes as what changed.
+const HISTORY: [&str; 2] = ["events", "identity_occurrences"];
 
 /// The table versions the manifest of `root/inc` names.
 async fn versions(root: &Path) -> BTreeMap<String, u64> {
@@ -54,8 +58,8 @@ async fn unchanged_tables_keep_their_versions_and_changes_are_appended() {
     run_both(t0 + Duration::days(1));
     assert_same_tables(root, "nothing new", &TABLES).await;
     let after = versions(root).await;
-    for t in IDENTITY {
-        assert_eq!(after[t], before[t], "{t}: {before:?} then {after:?}");
+    for t in IDENTITY.iter().chain(&HISTORY) {
+        assert_eq!(after[*t], before[*t], "{t}: {before:?} then {after:?}");
     }
     assert_eq!(after["audience_changes"], before["audience_changes"] + 1);
     assert!(after["profiles"] > before["profiles"]);
@@ -85,4 +89,20 @@ async fn unchanged_tables_keep_their_versions_and_changes_are_appended() {
     assert_same_tables(root, "late events", &TABLES).await;
     let after = versions(root).await;
     assert!(after["identities"] > before["identities"], "{after:?}");
+    // They are new users' events: the history tables gained them by an append.
+    for t in HISTORY {
+        assert!(after[t] > before[t], "{t}: {after:?}");
+        assert!(
+            appended(root, t, after[t]),
+            "{t} version {} rewrote files",
+            after[t]
+        );
+    }
+}
+
+/// Whether version `v` of `table` in `root/inc` only added files (an append).
+fn appended(root: &Path, table: &str, v: u64) -> bool {
+    let log = root.join(format!("inc/out/inc/{table}/_delta_log/{v:020}.json"));
+    let text = std::fs::read_to_string(&log).unwrap();
+    text.contains("\"mode\":\"Append\"") && !text.contains("\"remove\"")
 }
