@@ -68,6 +68,10 @@ pub async fn write(
     // Under a memory limit the whole join is made in buckets below; the days' rows are joined
     // in one piece here, which only a run without a limit may hold for any number of days.
     let (days, plan) = if let Some(c) = affected.filter(|_| layout.join_buckets <= 1) {
+        if affected_ids(ctx).await?.count().await? == 0 {
+            // No event was resolved again: every row is the previous version's.
+            return Ok(v);
+        }
         // A previous row of an event resolved again is the previous version of a changed
         // event, an event of a component it reached, or (neither being the case) an event
         // the previous run did not see yet: one from its as-of's day on.
@@ -85,9 +89,6 @@ pub async fn write(
         if days.is_empty() && ctx.table_exist(stage::HISTORY_ADDED)? {
             // Every event resolved again is new to the table, so one this run added: their
             // rows are appended, and no row of the previous version changes.
-            if affected_ids(ctx).await?.count().await? == 0 {
-                return Ok(v);
-            }
             let rows = affected_rows(ctx).await?;
             if let Some(v) = delta::append_at(&loc, rows, &ctx.state(), v).await? {
                 return Ok(v);

@@ -53,7 +53,7 @@ pub mod stage {
     /// Stage 2, the same: every event resolved again.
     pub const ID_AFFECTED_MESSAGES: &str = "id_affected_messages";
     /// Stage 2, the same: the message ids of the previous events resolved again (of the
-    /// previous components the changed events reach).
+    /// previous components the changed events reach); dropped once counted.
     pub const ID_AFFECTED_REACHED: &str = "id_affected_reached";
 
     /// Stage 3: the profiles evaluated again when the others keep their values (see

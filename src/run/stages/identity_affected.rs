@@ -295,6 +295,8 @@ pub async fn resolve(
         .union(ctx.table(stage::ID_CHANGED).await?)?
         .distinct()?;
     keep(ctx, stage::ID_AFFECTED_MESSAGES, messages).await?;
+    // Only its count is needed later.
+    ctx.deregister_table(stage::ID_AFFECTED_REACHED)?;
     let affected_messages = || async {
         Ok::<_, crate::error::EngineError>(
             ctx.table(stage::ID_AFFECTED_MESSAGES)
