@@ -74,10 +74,12 @@ pub async fn write(
         }
         // A previous row of an event resolved again is the previous version of a changed
         // event, an event of a component it reached, or (neither being the case) an event
-        // the previous run did not see yet: one from its as-of's day on.
+        // the previous run did not see yet: one from its as-of's day on. (`event_history_added`
+        // is there when the run replaced no event of the history.)
+        let added = ctx.table_exist(stage::HISTORY_ADDED)?;
         let unseen = previous
             .and_then(|m| chrono::DateTime::parse_from_rfc3339(&m.as_of).ok())
-            .filter(|_| c.replaced == 0 && c.reached == 0)
+            .filter(|_| added && c.replaced == 0 && c.reached == 0)
             .map(|t| t.with_timezone(&chrono::Utc).format("%Y-%m-%d").to_string());
         let prev = match unseen {
             Some(day) => LogicalPlanBuilder::from(prev)
@@ -86,7 +88,7 @@ pub async fn write(
             None => prev,
         };
         let mut days = affected_days(ctx, prev_side(ctx, prev)?).await?;
-        if days.is_empty() && ctx.table_exist(stage::HISTORY_ADDED)? {
+        if days.is_empty() && added {
             // Every event resolved again is new to the table, so one this run added: their
             // rows are appended, and no row of the previous version changes.
             let rows = affected_rows(ctx).await?;

@@ -15,8 +15,8 @@ pub mod stage {
     /// Stage 1: the event history after this run (every good, deduplicated event ingested
     /// so far, whatever its time), what `events` is cut from and `events` is published from.
     pub const HISTORY: &str = "event_history";
-    /// Stage 1, a run that extended the previous history: the rows it added to it (first
-    /// copies of message ids, and copies that replace an event).
+    /// Stage 1, a run that extended the previous history and replaced none of its events:
+    /// the rows it added to it.
     pub const HISTORY_ADDED: &str = "event_history_added";
 
     /// Stage 2: identifier values read out of the events, one column per path.

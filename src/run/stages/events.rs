@@ -160,9 +160,11 @@ pub async fn run(ctx: &mut RunCtx<'_>) -> EngineResult<EventsOut> {
             let firsts = hp::new_firsts(prev.clone(), replaced.clone(), new)?;
             let firsts = materialize(&ctx.session, firsts, &dir).await?;
             let added = hp::typed_history(firsts)?;
-            let view = ctx.session.execute_logical_plan(added.clone()).await?;
-            ctx.session
-                .register_table(stage::HISTORY_ADDED, view.into_view())?;
+            if replaced.is_none() {
+                let view = ctx.session.execute_logical_plan(added.clone()).await?;
+                ctx.session
+                    .register_table(stage::HISTORY_ADDED, view.into_view())?;
+            }
             hp::with_firsts(prev, replaced, added)?
         }
         (Some(prev), None) => prev,
