@@ -428,27 +428,10 @@ pub async fn publish_rows(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datafusion::arrow::array::{Int64Array, StringArray};
-    use datafusion::arrow::datatypes::{Field, Schema};
 
     #[tokio::test]
     async fn only_one_aggregate_grouped_by_a_column_of_the_events_is_keyed() {
-        let ctx = SessionContext::new();
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("user_id", DataType::Utf8, true),
-            Field::new("n", DataType::Int64, true),
-        ]));
-        let batch = RecordBatch::try_new(
-            schema,
-            vec![
-                Arc::new(StringArray::from(vec!["a", "b"])),
-                Arc::new(Int64Array::from(vec![1, 2])),
-            ],
-        )
-        .unwrap();
-        for t in ["web", "events", "profiles"] {
-            ctx.register_batch(t, batch.clone()).unwrap();
-        }
+        let ctx = crate::run::sql_unchanged::tests::session().await;
         let tables: BTreeSet<String> = ["web", "events"].map(String::from).into();
         let p = probe(&ctx, &tables).await.unwrap();
         let key = |table: &str, column: &str| {

@@ -206,12 +206,14 @@ pub(super) fn immutable(e: &Expr) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use datafusion::arrow::array::{Int64Array, RecordBatch, StringArray};
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
 
-    async fn session() -> SessionContext {
+    /// A session with tables `web`, `events` and `profiles` of `(user_id, n)`, and a view
+    /// `app` over `profiles`.
+    pub(in crate::run) async fn session() -> SessionContext {
         let ctx = SessionContext::new();
         let schema = Arc::new(Schema::new(vec![
             Field::new("user_id", DataType::Utf8, true),
