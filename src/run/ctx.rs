@@ -103,7 +103,8 @@ pub struct RunCtx<'a> {
     /// [`super::stages::profile_events::keep_published`]).
     pub published_events: Option<super::events_table::Rows>,
     /// Set by the identity stage when it resolved only where this run's events reach: when
-    /// the changed events start and whether any replaced an event.
+    /// the changed events start, whether any replaced an event and whether they reached
+    /// previous components.
     pub changed: Option<super::stages::identity_affected::Changed>,
     /// SQL traits evaluated for the identifiers of the changed events only, with how many
     /// identifiers (see [`super::sql_keyed`]).
