@@ -169,22 +169,20 @@ fn prev_side(
 /// The rows `events` publishes for the events identity resolved again when this run added
 /// them all to the history, with their profiles.
 async fn affected_rows(ctx: &SessionContext) -> EngineResult<LogicalPlan> {
-    let history = affected_ids(ctx)
-        .await?
-        .join_on(
-            ctx.table(stage::HISTORY_ADDED).await?,
-            JoinType::RightSemi,
-            [col("a_mid").eq(text("message_id"))],
-        )?
-        .into_unoptimized_plan();
-    let profiles = affected_ids(ctx)
-        .await?
-        .join_on(
-            ctx.table(stage::EVENT_PROFILES).await?,
-            JoinType::RightSemi,
-            [col("a_mid").eq(text("message_id"))],
-        )?
-        .into_unoptimized_plan();
+    let affected = |table: &'static str| async move {
+        EngineResult::Ok(
+            affected_ids(ctx)
+                .await?
+                .join_on(
+                    ctx.table(table).await?,
+                    JoinType::RightSemi,
+                    [col("a_mid").eq(text("message_id"))],
+                )?
+                .into_unoptimized_plan(),
+        )
+    };
+    let history = affected(stage::HISTORY_ADDED).await?;
+    let profiles = affected(stage::EVENT_PROFILES).await?;
     Ok(hp::published_events(history, profiles)?)
 }
 

@@ -174,7 +174,7 @@ pub fn key_of(plan: &LogicalPlan, id_column: &str, tables: &BTreeSet<String>) ->
     if walked.is_err() || !fits || aggregates != 1 || scans != 1 {
         return None;
     }
-    groups(plan, id_column, tables)
+    key_column(plan, id_column, tables)
 }
 
 /// The column named `name` in `p`'s output, when `p` passes a column of its input through
@@ -196,13 +196,15 @@ fn passed_through(p: &datafusion::logical_expr::Projection, name: &str) -> Optio
     }
 }
 
-/// Above the aggregate: `name` must be its grouping column.
-fn groups(plan: &LogicalPlan, name: &str, tables: &BTreeSet<String>) -> Option<Key> {
+/// The scanned column `name` stands for, through projections, filters, sorts and aliases,
+/// the one aggregate (whose only grouping column `name` must be) and the one scan (`key_of`
+/// checked there is one of each, in one line: no node has two inputs).
+fn key_column(plan: &LogicalPlan, name: &str, tables: &BTreeSet<String>) -> Option<Key> {
     match plan {
-        LogicalPlan::Projection(p) => groups(&p.input, &passed_through(p, name)?, tables),
-        LogicalPlan::Filter(f) => groups(&f.input, name, tables),
-        LogicalPlan::Sort(s) => groups(&s.input, name, tables),
-        LogicalPlan::SubqueryAlias(a) => groups(&a.input, name, tables),
+        LogicalPlan::Projection(p) => key_column(&p.input, &passed_through(p, name)?, tables),
+        LogicalPlan::Filter(f) => key_column(&f.input, name, tables),
+        LogicalPlan::Sort(s) => key_column(&s.input, name, tables),
+        LogicalPlan::SubqueryAlias(a) => key_column(&a.input, name, tables),
         LogicalPlan::Aggregate(a) => {
             let [group] = a.group_expr.as_slice() else {
                 return None;
@@ -211,19 +213,8 @@ fn groups(plan: &LogicalPlan, name: &str, tables: &BTreeSet<String>) -> Option<K
                 return None;
             };
             (a.schema.field(0).name() == name).then_some(())?;
-            rows(&a.input, &c.name, tables)
+            key_column(&a.input, &c.name, tables)
         }
-        _ => None,
-    }
-}
-
-/// Below the aggregate: `name` must be a column of the one scan, passed through.
-fn rows(plan: &LogicalPlan, name: &str, tables: &BTreeSet<String>) -> Option<Key> {
-    match plan {
-        LogicalPlan::Projection(p) => rows(&p.input, &passed_through(p, name)?, tables),
-        LogicalPlan::Filter(f) => rows(&f.input, name, tables),
-        LogicalPlan::Sort(s) => rows(&s.input, name, tables),
-        LogicalPlan::SubqueryAlias(a) => rows(&a.input, name, tables),
         LogicalPlan::TableScan(s) => {
             let table = s.table_name.table();
             let named = s.table_name.schema().is_none() && tables.contains(table);
