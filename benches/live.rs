@@ -70,6 +70,15 @@ fn cohort(dir: &Path, args: &[&str]) {
     );
 }
 
+/// Where `cohort serve` writes its log: the file `COHORT_BENCH_SERVE_LOG` names (with
+/// `COHORT_LOG=cohort::live=debug`, each tick's timings), or nowhere.
+fn serve_log() -> Stdio {
+    match std::env::var("COHORT_BENCH_SERVE_LOG") {
+        Ok(path) => std::fs::File::create(path).expect("the serve log").into(),
+        Err(_) => Stdio::null(),
+    }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -199,7 +208,7 @@ fn main() {
             .args(["--sql-addr", &format!("127.0.0.1:{}", free_port())])
             .args(["--collect-addr", &format!("127.0.0.1:{port}")])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(serve_log())
             .spawn()
             .expect("cohort serve"),
     );

@@ -53,21 +53,30 @@ pub async fn evaluate(
     profiles: &[String],
     as_of_micros: i64,
 ) -> EngineResult<Evaluated> {
+    let started = std::time::Instant::now();
     let rules = ResolvedRules::from_spec(&space.identity);
-    // Their events.
-    let mut batches = Vec::new();
-    for p in profiles {
-        let absorbed = state
-            .graph
-            .profiles
-            .get(p)
-            .map(|m| m.absorbed.clone())
-            .unwrap_or_default();
-        batches.push(state.history.batch_of(p, &absorbed)?);
-    }
-    // Few large batches: DataFusion's cost is per batch as much as per row.
-    let all = concat_batches(&state.history.schema(), &batches)?;
+    // Their events, copied once.
+    let absorbed: Vec<BTreeSet<String>> = profiles
+        .iter()
+        .map(|p| {
+            state
+                .graph
+                .profiles
+                .get(p)
+                .map(|m| m.absorbed.clone())
+                .unwrap_or_default()
+        })
+        .collect();
+    let all = state
+        .history
+        .batch_of_all(profiles.iter().map(String::as_str).zip(absorbed.iter()))?;
+    let n_events = all.num_rows();
     let pe = mem("profile_events", state.history.schema(), vec![all])?;
+    tracing::debug!(
+        secs = started.elapsed().as_secs_f64(),
+        events = n_events,
+        "live evaluate: history read"
+    );
     // Their identifiers.
     let id_schema = Arc::new(Schema::new(vec![
         Field::new("profile_id", DataType::Utf8, false),
@@ -185,6 +194,10 @@ pub async fn evaluate(
         .build()?;
     let df = ctx.execute_logical_plan(rows_plan).await?;
     let rows = concat_batches(&pschema, &df.collect().await?)?;
+    tracing::debug!(
+        secs = started.elapsed().as_secs_f64(),
+        "live evaluate: traits"
+    );
     // Audiences over those rows.
     let parsed_aud = crate::run::stages::audiences::parsed_audiences(space)?;
     let users: Vec<_> = space_queries(space, &parsed_aud)
@@ -230,6 +243,10 @@ pub async fn evaluate(
         }
         audiences = flags.into_iter().collect();
     }
+    tracing::debug!(
+        secs = started.elapsed().as_secs_f64(),
+        "live evaluate: audiences"
+    );
     Ok(Evaluated {
         rows,
         row_of: order,

@@ -18,8 +18,11 @@ pub struct History {
     base: RecordBatch,
     /// Profile id -> (offset, length) in `base`.
     rows: HashMap<String, (usize, usize)>,
-    /// Events received since the published run, by the profile they were given.
-    added: HashMap<String, Vec<RecordBatch>>,
+    /// Events received since the published run, one batch per tick and source (their
+    /// `profile_id` is empty: the profile is in `added`).
+    chunks: Vec<RecordBatch>,
+    /// Profile -> its events received since, as (chunk, row), by the profile they were given.
+    added: HashMap<String, Vec<(u32, u32)>>,
     /// Every message id of the published history and of the events added since.
     seen: HashSet<String>,
     /// Index of `profile_id` in `schema`.
@@ -56,6 +59,7 @@ impl History {
             schema,
             base,
             rows,
+            chunks: Vec::new(),
             added: HashMap::new(),
             seen,
             profile_col,
@@ -137,63 +141,88 @@ impl History {
         self.seen.contains(message_id)
     }
 
-    /// Adds one event (a one-row batch in any column types that cast to the history's) to
-    /// `profile`.
-    pub fn add(&mut self, message_id: &str, profile: &str, row: &RecordBatch) -> Result<()> {
+    /// Marks a message id as in the history: a later copy of it is a repeat.
+    pub fn see(&mut self, message_id: &str) {
         self.seen.insert(message_id.to_string());
-        let batch = self.conform(row, profile)?;
-        let l = self.label_index(profile);
-        for t in self.micros(&batch)?.into_iter().flatten() {
-            let at = self.recent.partition_point(|x| *x <= (t, l));
-            self.recent.insert(at, (t, l));
+    }
+
+    /// Adds the rows `applied` names of `events` (a batch in any column types that cast to
+    /// the history's), each to the profile it names. The batch is cast once and kept whole;
+    /// the profiles hold its row numbers. A tick applies thousands of events, and copying
+    /// them per event or per profile cost more than the events.
+    pub fn add(&mut self, events: &RecordBatch, applied: &[(usize, String)]) -> Result<()> {
+        if applied.is_empty() {
+            return Ok(());
         }
-        let added = self.added.entry(profile.to_string()).or_default();
-        added.push(batch);
-        // One-row batches cost more than their rows: keep few per profile.
-        if added.len() >= 16 {
-            let one = concat_batches(&self.schema, added.iter())?;
-            *added = vec![one];
+        let whole = self.conform(events)?;
+        let ts = self.micros(&whole)?;
+        let chunk = self.chunks.len() as u32;
+        self.chunks.push(whole);
+        let mut times = Vec::with_capacity(applied.len());
+        for (row, profile) in applied {
+            let l = self.label_index(profile);
+            if let Some(t) = ts[*row] {
+                times.push((t, l));
+            }
+            self.added
+                .entry(profile.clone())
+                .or_default()
+                .push((chunk, *row as u32));
+        }
+        // Events arrive about in time order: the new times go after the old ones.
+        times.sort_unstable();
+        let in_order = match (self.recent.last(), times.first()) {
+            (Some(last), Some(first)) => last <= first,
+            _ => true,
+        };
+        self.recent.extend(times);
+        if !in_order {
+            self.recent.sort_unstable();
         }
         Ok(())
     }
 
-    /// Every event of `profile` and of the profiles merged into it, labelled `profile`, as one
-    /// batch.
-    pub fn batch_of(&self, profile: &str, absorbed: &BTreeSet<String>) -> Result<RecordBatch> {
-        Ok(concat_batches(&self.schema, &self.of(profile, absorbed)?)?)
-    }
-
-    /// Every event of `profile` and of the profiles merged into it, labelled `profile`.
-    pub fn of(&self, profile: &str, absorbed: &BTreeSet<String>) -> Result<Vec<RecordBatch>> {
-        let mut out = Vec::new();
-        for p in std::iter::once(profile).chain(absorbed.iter().map(String::as_str)) {
-            if let Some(&(off, len)) = self.rows.get(p) {
-                out.push(self.relabel(&self.base.slice(off, len), profile)?);
+    /// Every event of each of `profiles` and of the profiles merged into it, labelled with
+    /// the profile, as one batch: each event is copied once.
+    pub fn batch_of_all<'a>(
+        &self,
+        profiles: impl IntoIterator<Item = (&'a str, &'a BTreeSet<String>)>,
+    ) -> Result<RecordBatch> {
+        // (batch, row) into [base, chunks...], and each row's profile.
+        let mut at: Vec<(usize, usize)> = Vec::new();
+        let mut labels: Vec<&str> = Vec::new();
+        for (profile, absorbed) in profiles {
+            let before = at.len();
+            for p in std::iter::once(profile).chain(absorbed.iter().map(String::as_str)) {
+                if let Some(&(off, len)) = self.rows.get(p) {
+                    at.extend((off..off + len).map(|r| (0, r)));
+                }
+                for &(c, r) in self.added.get(p).into_iter().flatten() {
+                    at.push((c as usize + 1, r as usize));
+                }
             }
-            for b in self.added.get(p).into_iter().flatten() {
-                out.push(self.relabel(b, profile)?);
-            }
+            labels.extend(std::iter::repeat_n(profile, at.len() - before));
         }
-        Ok(out)
-    }
-
-    /// `row` in the history's schema, with `profile` as its profile id.
-    fn conform(&self, row: &RecordBatch, profile: &str) -> Result<RecordBatch> {
-        let mut cols: Vec<ArrayRef> = Vec::with_capacity(self.schema.fields().len());
-        for f in self.schema.fields() {
-            let c = match row.schema().index_of(f.name()) {
-                Ok(i) => cast(row.column(i), f.data_type())?,
-                Err(_) => datafusion::arrow::array::new_null_array(f.data_type(), row.num_rows()),
-            };
-            cols.push(c);
-        }
-        cols[self.profile_col] = self.label(profile, row.num_rows())?;
+        let batches: Vec<&RecordBatch> = std::iter::once(&self.base).chain(&self.chunks).collect();
+        let b = datafusion::arrow::compute::interleave_record_batch(&batches, &at)?;
+        let mut cols = b.columns().to_vec();
+        let a: ArrayRef = Arc::new(StringArray::from(labels));
+        cols[self.profile_col] = cast(&a, self.schema.field(self.profile_col).data_type())?;
         Ok(RecordBatch::try_new(self.schema.clone(), cols)?)
     }
 
-    fn relabel(&self, b: &RecordBatch, profile: &str) -> Result<RecordBatch> {
-        let mut cols = b.columns().to_vec();
-        cols[self.profile_col] = self.label(profile, b.num_rows())?;
+    /// `rows` in the history's schema, with an empty profile id (each profile's rows are
+    /// relabelled as they are stored).
+    fn conform(&self, rows: &RecordBatch) -> Result<RecordBatch> {
+        let mut cols: Vec<ArrayRef> = Vec::with_capacity(self.schema.fields().len());
+        for f in self.schema.fields() {
+            let c = match rows.schema().index_of(f.name()) {
+                Ok(i) => cast(rows.column(i), f.data_type())?,
+                Err(_) => datafusion::arrow::array::new_null_array(f.data_type(), rows.num_rows()),
+            };
+            cols.push(c);
+        }
+        cols[self.profile_col] = self.label("", rows.num_rows())?;
         Ok(RecordBatch::try_new(self.schema.clone(), cols)?)
     }
 
@@ -215,4 +244,81 @@ pub fn values(a: &ArrayRef) -> Result<Vec<Option<String>>> {
     Ok((0..t.len())
         .map(|i| (!t.is_null(i)).then(|| t.value(i).to_string()))
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::TimestampMicrosecondArray;
+    use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("message_id", DataType::Utf8, false),
+            Field::new(
+                "timestamp",
+                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                true,
+            ),
+            Field::new("profile_id", DataType::Utf8, false),
+        ]))
+    }
+
+    fn batch(rows: &[(&str, i64, &str)]) -> RecordBatch {
+        RecordBatch::try_new(
+            schema(),
+            vec![
+                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))),
+                Arc::new(
+                    TimestampMicrosecondArray::from_iter_values(rows.iter().map(|r| r.1))
+                        .with_timezone("UTC"),
+                ),
+                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.2))),
+            ],
+        )
+        .unwrap()
+    }
+
+    fn rows(b: &RecordBatch) -> Vec<(String, String)> {
+        let (m, p) = (text(b.column(0)).unwrap(), text(b.column(2)).unwrap());
+        let mut out: Vec<_> = (0..b.num_rows())
+            .map(|i| (p.value(i).to_string(), m.value(i).to_string()))
+            .collect();
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn added_events_are_read_with_their_profile_and_merged_profiles_relabelled() {
+        let base = batch(&[("m1", 10, "a"), ("m2", 20, "a"), ("m3", 30, "b")]);
+        let seen = ["m1", "m2", "m3"].map(String::from).into_iter().collect();
+        let mut h = History::new(schema(), &[base], seen).unwrap();
+        // One tick: rows 0 and 2 applied (to a and c), row 1 a repeat left out.
+        let tick = batch(&[("m4", 40, ""), ("m1", 41, ""), ("m5", 50, "")]);
+        h.add(&tick, &[(0, "a".into()), (2, "c".into())]).unwrap();
+        let none = BTreeSet::new();
+        let merged: BTreeSet<String> = ["b".to_string()].into();
+        let all = h.batch_of_all([("a", &none), ("c", &merged)]).unwrap();
+        assert_eq!(
+            rows(&all),
+            [
+                ("a", "m1"),
+                ("a", "m2"),
+                ("a", "m4"),
+                ("c", "m3"),
+                ("c", "m5")
+            ]
+            .map(|(p, m)| (p.to_string(), m.to_string()))
+        );
+        assert_eq!(all.schema(), schema());
+        // A second tick, earlier than the first: the times stay sorted.
+        h.add(&batch(&[("m6", 35, "")]), &[(0, "b".into())])
+            .unwrap();
+        assert_eq!(
+            h.profiles_between(34, 45),
+            ["a", "b"].map(String::from).into()
+        );
+        assert_eq!(h.next_after(41), Some(50));
+        assert_eq!(rows(&h.batch_of_all([("b", &none)]).unwrap()).len(), 2);
+    }
 }

@@ -48,6 +48,10 @@ pub(super) async fn normalize(
     let schema = Arc::new(df.schema().as_arrow().clone());
     let events_batch = datafusion::arrow::compute::concat_batches(&schema, &df.collect().await?)?;
     let mut occs: HashMap<String, Vec<Occ>> = HashMap::new();
+    // The identifiers read from the normalized rows (the plan would normalize them again).
+    let t = MemTable::try_new(schema.clone(), vec![vec![events_batch.clone()]])?;
+    let events =
+        LogicalPlanBuilder::scan("events", provider_as_source(Arc::new(t)), None)?.build()?;
     if let Some(plan) = crate::plan::identity::occurrences(ctx, events, rules)? {
         for b in ctx.execute_logical_plan(plan).await?.collect().await? {
             let s = b.schema();
@@ -93,4 +97,21 @@ pub(super) fn events_in_order(b: &RecordBatch) -> EngineResult<Vec<(usize, Strin
         .collect();
     out.sort_by(|a, b| (a.2, &a.1).cmp(&(b.2, &b.1)));
     Ok(out)
+}
+
+/// The identify calls among `rows` of `b` (what custom traits are found in), or None.
+pub(super) fn identify_rows(b: &RecordBatch, rows: &[usize]) -> EngineResult<Option<RecordBatch>> {
+    let ty = text(b.column(b.schema().index_of("type")?))?;
+    let calls: Vec<u32> = rows
+        .iter()
+        .filter(|&&r| ty.is_valid(r) && ty.value(r) == "identify")
+        .map(|&r| r as u32)
+        .collect();
+    if calls.is_empty() {
+        return Ok(None);
+    }
+    let idx = datafusion::arrow::array::UInt32Array::from(calls);
+    Ok(Some(datafusion::arrow::compute::take_record_batch(
+        b, &idx,
+    )?))
 }

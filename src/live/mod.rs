@@ -381,10 +381,11 @@ impl Inner {
             return Ok(());
         }
         let now = Utc::now();
+        let started = Instant::now();
         let rules = ResolvedRules::from_spec(&space.identity);
         let mut touched: BTreeSet<String> = BTreeSet::new();
         let mut merged_away: Vec<String> = Vec::new();
-        let mut applied_rows: Vec<RecordBatch> = Vec::new();
+        let mut identify_calls: Vec<RecordBatch> = Vec::new();
         // One normalization per source for the whole tick (its plans cost the same for one
         // event as for thousands).
         let mut by_source: BTreeMap<&str, Vec<RecordBatch>> = BTreeMap::new();
@@ -397,6 +398,12 @@ impl Inner {
             };
             let raw = datafusion::arrow::compute::concat_batches(&raws[0].schema(), &raws)?;
             let (events, occs) = ingest::normalize(&self.ctx, src, &raw, &rules, now).await?;
+            tracing::debug!(
+                secs = started.elapsed().as_secs_f64(),
+                events = events.num_rows(),
+                "live tick: normalized"
+            );
+            let mut stored: Vec<(usize, String)> = Vec::new();
             for (row, mid, ts) in ingest::events_in_order(&events)? {
                 if state.history.has(&mid) {
                     continue;
@@ -406,9 +413,8 @@ impl Inner {
                 let Some(p) = applied.profile else {
                     continue;
                 };
-                let one = events.slice(row, 1);
-                state.history.add(&mid, &p, &one)?;
-                applied_rows.push(one);
+                state.history.see(&mid);
+                stored.push((row, p.clone()));
                 self.stage.events += 1;
                 for m in applied.merged {
                     touched.remove(&m);
@@ -417,6 +423,9 @@ impl Inner {
                 }
                 touched.insert(p);
             }
+            state.history.add(&events, &stored)?;
+            let rows: Vec<usize> = stored.iter().map(|(r, _)| *r).collect();
+            identify_calls.extend(ingest::identify_rows(&events, &rows)?);
         }
         for m in &merged_away {
             self.flags.remove(m);
@@ -426,9 +435,9 @@ impl Inner {
             return Ok(());
         }
         // Custom trait keys and kinds of the identify calls applied.
-        if !applied_rows.is_empty() {
-            let schema = applied_rows[0].schema();
-            let one = datafusion::arrow::compute::concat_batches(&schema, &applied_rows)?;
+        if !identify_calls.is_empty() {
+            let schema = identify_calls[0].schema();
+            let one = datafusion::arrow::compute::concat_batches(&schema, &identify_calls)?;
             let t = MemTable::try_new(schema, vec![vec![one]])?;
             self.ctx.deregister_table("live_applied")?;
             self.ctx.register_table("live_applied", Arc::new(t))?;
@@ -442,6 +451,11 @@ impl Inner {
             state.custom = load::custom_traits(&state.kinds, &state.taken);
         }
         let list: Vec<String> = touched.into_iter().collect();
+        tracing::debug!(
+            secs = started.elapsed().as_secs_f64(),
+            profiles = list.len(),
+            "live tick: events applied"
+        );
         self.evaluate(list, &merged_away, now).await
     }
 
