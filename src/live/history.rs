@@ -1,7 +1,8 @@
 //! Every profile's events, held so that one profile's are cheap to read: the published history
 //! sorted by profile id with an index of each profile's rows, plus the events received since,
-//! per profile. Live evaluation reads a touched profile's whole history from here, so its values
-//! are what a batch run over the same events gives.
+//! kept in the batches they arrived in with each profile's row numbers. Live evaluation reads
+//! the touched profiles' whole histories from here in one copy, so their values are what a
+//! batch run over the same events gives.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -211,8 +212,8 @@ impl History {
         Ok(RecordBatch::try_new(self.schema.clone(), cols)?)
     }
 
-    /// `rows` in the history's schema, with an empty profile id (each profile's rows are
-    /// relabelled as they are stored).
+    /// `rows` in the history's schema, with an empty profile id (rows get their profile's
+    /// when they are read back).
     fn conform(&self, rows: &RecordBatch) -> Result<RecordBatch> {
         let mut cols: Vec<ArrayRef> = Vec::with_capacity(self.schema.fields().len());
         for f in self.schema.fields() {
