@@ -401,6 +401,9 @@ pub(super) fn print_vacuum(space: &str, report: &VacuumReport) {
 
 /// `3, 5, 7` or `3, 4, ... 9 (7 versions)` when long.
 fn versions(v: &[u64]) -> String {
+    if v.is_empty() {
+        return "none (no kept manifest names it)".into();
+    }
     let all: Vec<String> = v.iter().map(u64::to_string).collect();
     if all.len() <= 6 {
         return all.join(", ");

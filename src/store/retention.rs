@@ -10,6 +10,8 @@
 //! always the published one (a run killed mid-publish commits versions no manifest names).
 //! Files are then deleted here, one by one, so a vacuum adds no commits to the tables.
 //! Manifests older than the window leave the history once their versions' files are gone.
+//! A SQL trait's kept rows (`sql_trait_rows/<key>`) that no manifest within the window names
+//! (the trait was removed) go whole.
 //!
 //! Call it while holding the space's lease: a run's new files are named by no manifest yet.
 
@@ -85,6 +87,9 @@ pub async fn vacuum(out: &Location, retain: Duration, dry_run: bool) -> StoreRes
             keep.entry(table).or_default().insert(v);
         }
     }
+    report
+        .tables
+        .extend(unnamed_rows(out, &keep, dry_run).await?);
     for (table, versions) in keep {
         // `sql_trait_rows/<key>` is a folder in a folder.
         let loc = table
@@ -104,6 +109,60 @@ pub async fn vacuum(out: &Location, retain: Duration, dry_run: bool) -> StoreRes
     }
     report.manifests_removed = old.len();
     Ok(report)
+}
+
+/// Every file of the `sql_trait_rows/<key>` tables that no kept manifest names: the rows of
+/// a SQL trait since removed (or of a run killed before its manifest). No run reads them
+/// again, so their log goes too.
+async fn unnamed_rows(
+    out: &Location,
+    keep: &BTreeMap<String, BTreeSet<u64>>,
+    dry_run: bool,
+) -> StoreResult<Vec<TableVacuum>> {
+    let dir = out.child(manifest::SQL_TRAIT_ROWS);
+    let listed = match out.store.list_with_delimiter(Some(&dir.prefix)).await {
+        Ok(l) => l,
+        Err(object_store::Error::NotFound { .. }) => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
+    };
+    let mut done = Vec::new();
+    for folder in listed.common_prefixes {
+        let Some(key) = folder.filename() else {
+            continue;
+        };
+        let table = format!("{}/{key}", manifest::SQL_TRAIT_ROWS);
+        if keep.contains_key(&table) {
+            continue;
+        }
+        let files: Vec<object_store::ObjectMeta> =
+            futures::TryStreamExt::try_collect(out.store.list(Some(&folder))).await?;
+        if files.is_empty() {
+            continue;
+        }
+        let mut gone = TableVacuum {
+            table,
+            ..Default::default()
+        };
+        for f in files {
+            if !dry_run {
+                match out.store.delete(&f.location).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            let rel: Vec<_> = f
+                .location
+                .prefix_match(&folder)
+                .into_iter()
+                .flatten()
+                .collect();
+            gone.files
+                .push(rel.iter().map(|p| p.as_ref()).collect::<Vec<_>>().join("/"));
+            gone.bytes += f.size;
+        }
+        done.push(gone);
+    }
+    Ok(done)
 }
 
 async fn vacuum_table(

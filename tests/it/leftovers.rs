@@ -396,6 +396,46 @@ async fn vacuum_removes_old_versions_and_keeps_the_published_ones() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn vacuum_removes_the_kept_rows_of_a_removed_sql_trait() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let out = space(dir, "rows", 3_000, "retention: off\n").await;
+    let queries = dir.join("queries");
+    std::fs::create_dir_all(&queries).unwrap();
+    // One GROUP BY over an identifier column: its rows are kept between runs.
+    let sql = "SELECT user_id, count(*) AS gone_events FROM events \
+               WHERE user_id IS NOT NULL GROUP BY user_id";
+    for key in ["gone", "stays"] {
+        let sql = sql.replace("gone_events", &format!("{key}_events"));
+        std::fs::write(queries.join(format!("{key}.sql")), sql).unwrap();
+    }
+    ok(run_args(dir, &[]).output().unwrap());
+    let rows = out.local_dir().unwrap().join("sql_trait_rows");
+    assert!(!data_files(&rows.join("gone")).is_empty());
+    std::fs::remove_file(queries.join("gone.sql")).unwrap();
+    ok(run_args(dir, &[]).output().unwrap());
+    let stays = data_files(&rows.join("stays"));
+    let vacuum = |args: &[&str]| {
+        let mut c = Command::new(cohort_bin());
+        c.current_dir(dir).args(["vacuum", "."]).args(args);
+        ok(c.output().unwrap())
+    };
+    // The first run's manifest is within the window: its rows stay.
+    vacuum(&[]);
+    assert!(!data_files(&rows.join("gone")).is_empty());
+    // Outside it, no manifest names them: every file goes, the other trait's stay.
+    let said = vacuum(&["--retain", "0s"]);
+    assert!(said.contains("sql_trait_rows/gone"), "{said}");
+    assert_eq!(data_files(&rows.join("gone")), Vec::<PathBuf>::new());
+    let left = data_files(&rows.join("stays"));
+    assert!(!left.is_empty() && left.iter().all(|f| stays.contains(f)));
+    // And runs go on, with the trait back.
+    std::fs::write(queries.join("gone.sql"), sql).unwrap();
+    ok(run_args(dir, &[]).output().unwrap());
+    assert!(!data_files(&rows.join("gone")).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn retention_in_space_yaml_applies_after_each_publish() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
