@@ -102,9 +102,10 @@ pub struct RunCtx<'a> {
     /// stage wrote them to scratch on its way to `profile_events` (see
     /// [`super::stages::profile_events::keep_published`]).
     pub published_events: Option<super::events_table::Rows>,
-    /// Set by the identity stage when it resolved only where this run's events reach: when
-    /// the changed events start, whether any replaced an event and whether they reached
-    /// previous components.
+    /// Set by the identity stage exactly when it resolved only where this run's events reach
+    /// (see [`super::stages::identity_affected`]): when the changed events start, whether any
+    /// replaced an event and whether they reached previous components. Publishing then
+    /// writes `events` and `identity_occurrences` as what changed.
     pub changed: Option<super::stages::identity_affected::Changed>,
     /// SQL traits evaluated for the identifiers of the changed events only, with how many
     /// identifiers (see [`super::sql_keyed`]).

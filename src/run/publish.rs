@@ -34,6 +34,9 @@ pub(super) async fn publish(
 ) -> EngineResult<manifest::Manifest> {
     let t = rc.stage_started("publish");
     let sql_trait_rows = std::mem::take(&mut rc.sql_trait_rows);
+    // Set when identity resolved only where this run's events reach.
+    let affected = rc.changed;
+    let changed = affected.is_some();
     let (ctx, out, previous) = (&rc.session, &rc.out, rc.previous.as_ref());
     let rec = &mut *rc.rec;
     let mut plans: Vec<(&str, LogicalPlan)> = Vec::new();
@@ -45,7 +48,7 @@ pub(super) async fn publish(
     // The identity tables of a run whose events are the previous run's, over the previous
     // graph, are the previous run's: their versions are named again.
     let unchanged = rec.identity.as_ref().is_some_and(|i| {
-        identity.changed_only && i.changed_events == Some(0) && i.affected_identifiers == Some(0)
+        changed && i.changed_events == Some(0) && i.affected_identifiers == Some(0)
     });
     plans.push((
         published::RECENT_EVENTS,
@@ -76,7 +79,7 @@ pub(super) async fn publish(
             Some(v) => v,
             None => delta::overwrite_from_plan(&out.child(table), plan, &ctx.state()).await?,
         };
-        tracing::debug!(table, secs = written.elapsed().as_secs_f64(), "published");
+        logged(table, written);
         versions.insert(table.to_string(), v);
         // Tests that kill a run mid-publish pause after each copied table and after the rest.
         if i < copied {
@@ -95,15 +98,9 @@ pub(super) async fn publish(
         write_parts: rc.write_parts,
     };
     let rows = (events.extended, rc.published_events.take());
-    let changed = identity.changed_only;
     let written = std::time::Instant::now();
-    let affected = rc.changed.filter(|_| changed);
     let v = super::events_table::write(ctx, out, previous, rows, layout, affected).await?;
-    tracing::debug!(
-        table = published::EVENTS,
-        secs = written.elapsed().as_secs_f64(),
-        "published"
-    );
+    logged(published::EVENTS, written);
     versions.insert(published::EVENTS.to_string(), v);
     // Nothing reads the events again: the session's `events` and `event_history` go, with
     // the history's scratch copy and the published rows' (`events/` in scratch, when the
@@ -113,7 +110,7 @@ pub(super) async fn publish(
     let written = std::time::Instant::now();
     let v = super::occurrences_table::write(ctx, out, previous, changed, layout).await?;
     let table = published::IDENTITY_OCCURRENCES;
-    tracing::debug!(table, secs = written.elapsed().as_secs_f64(), "published");
+    logged(table, written);
     versions.insert(table.to_string(), v);
     if let Some(log) = events.log {
         let v = delta::overwrite_batches(&out.child(published::INGESTED_FILES), vec![log]).await?;
@@ -122,8 +119,7 @@ pub(super) async fn publish(
     if let Some(p) = rec.profiles.as_mut() {
         let written = std::time::Instant::now();
         super::sql_keyed::publish_rows(ctx, out, sql_trait_rows, &mut p.sql_states).await?;
-        let secs = written.elapsed().as_secs_f64();
-        tracing::debug!(table = "sql_trait_rows", secs, "published");
+        logged("sql_trait_rows", written);
     }
     pause().await;
 
@@ -350,6 +346,11 @@ pub(super) async fn recent_events_plan(
             col("message_id").sort(true, false),
         ])?
         .build()?)
+}
+
+/// How long publishing `table` took since `from`, in the debug log.
+fn logged(table: &str, from: std::time::Instant) {
+    tracing::debug!(table, secs = from.elapsed().as_secs_f64(), "published");
 }
 
 async fn pause() {

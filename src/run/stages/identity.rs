@@ -26,9 +26,6 @@ pub struct IdentityOut {
     pub merges: Vec<(String, String)>,
     /// The oldest event time the run read (a windowed run), for the manifest.
     pub scope_from: Option<DateTime<Utc>>,
-    /// Whether only the components this run's events reach were resolved (see
-    /// [`super::identity_affected`]): `identity_occurrences` is then written as what changed.
-    pub changed_only: bool,
 }
 
 /// Stage 2: resolves the identity graph over `events` (from the previous run's graph, which
@@ -101,11 +98,7 @@ pub async fn run(ctx: &mut RunCtx<'_>, events: &EventsOut) -> EngineResult<Ident
             .await?;
         ctx.rec.identity = Some(stats);
         ctx.changed = Some(changed);
-        return Ok(IdentityOut {
-            merges,
-            scope_from,
-            changed_only: true,
-        });
+        return Ok(IdentityOut { merges, scope_from });
     }
     let (mut stats, merges) = resolve_into(
         session,
@@ -117,11 +110,7 @@ pub async fn run(ctx: &mut RunCtx<'_>, events: &EventsOut) -> EngineResult<Ident
     .await?;
     stats.reason = reason.err();
     ctx.rec.identity = Some(stats);
-    Ok(IdentityOut {
-        merges,
-        scope_from,
-        changed_only: false,
-    })
+    Ok(IdentityOut { merges, scope_from })
 }
 
 /// Whether this run can start from the previous graph: `Err(reason)` when it must rebuild.
