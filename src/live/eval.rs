@@ -55,21 +55,12 @@ pub async fn evaluate(
 ) -> EngineResult<Evaluated> {
     let started = std::time::Instant::now();
     let rules = ResolvedRules::from_spec(&space.identity);
-    // Their events, copied once.
-    let absorbed: Vec<BTreeSet<String>> = profiles
-        .iter()
-        .map(|p| {
-            state
-                .graph
-                .profiles
-                .get(p)
-                .map(|m| m.absorbed.clone())
-                .unwrap_or_default()
-        })
-        .collect();
-    let all = state
-        .history
-        .batch_of_all(profiles.iter().map(String::as_str).zip(absorbed.iter()))?;
+    // Their events (with those of the profiles merged into them), copied once.
+    let none = BTreeSet::new();
+    let all = state.history.batch_of_all(profiles.iter().map(|p| {
+        let absorbed = state.graph.profiles.get(p).map(|m| &m.absorbed);
+        (p.as_str(), absorbed.unwrap_or(&none))
+    }))?;
     let n_events = all.num_rows();
     let pe = mem("profile_events", state.history.schema(), vec![all])?;
     tracing::debug!(

@@ -12,6 +12,7 @@ use datafusion::logical_expr::cast;
 use datafusion::prelude::{DataFrame, Expr, SessionContext, col, lit};
 
 use super::bucketed::{self, Layout};
+use super::stages::identity_affected::Changed;
 use super::tables::{published, stage};
 use crate::error::EngineResult;
 use crate::store::{delta, manifest, objects};
@@ -21,21 +22,21 @@ fn with_day(df: DataFrame) -> EngineResult<DataFrame> {
 }
 
 /// Writes `identity_occurrences` for this run; returns the version that holds it. `changed`
-/// says the identity stage resolved only the changed events' components (its session tables
-/// `id_occ_prev`, `id_changed`, `id_occ_new` and `id_occ_replaced` are registered); else
-/// `id_occurrences` holds every occurrence.
+/// is set when the identity stage resolved only the changed events' components (its session
+/// tables `id_occ_prev`, `id_changed`, `id_occ_new` and `id_occ_replaced` are registered);
+/// else `id_occurrences` holds every occurrence.
 pub async fn write(
     ctx: &SessionContext,
     out: &objects::Location,
     previous: Option<&manifest::Manifest>,
-    changed: bool,
+    changed: Option<Changed>,
     layout: Layout<'_>,
 ) -> EngineResult<u64> {
     let loc = out.child(published::IDENTITY_OCCURRENCES);
     let prev_version = previous
         .and_then(|m| m.tables.get(published::IDENTITY_OCCURRENCES))
         .copied();
-    let (true, Some(v)) = (changed, prev_version) else {
+    let (Some(changed), Some(v)) = (changed, prev_version) else {
         let all = with_day(ctx.table(stage::ID_OCCURRENCES).await?)?;
         return rewrite(ctx, &loc, all, layout).await;
     };
@@ -70,11 +71,10 @@ pub async fn write(
     if delta::open(&loc).await?.version() != Some(v) {
         return rewrite(ctx, &loc, whole, layout).await;
     }
-    let replaced = ctx.table(stage::ID_OCC_REPLACED).await?.count().await?;
-    if replaced == 0 && new.clone().count().await? == 0 {
+    if changed.replaced == 0 && new.clone().count().await? == 0 {
         return Ok(v);
     }
-    if replaced == 0 {
+    if changed.replaced == 0 {
         // No previous row goes: the changed events' occurrences are added.
         let rows = with_day(new.clone())?.into_unoptimized_plan();
         if let Some(v) = delta::append_at(&loc, rows, &ctx.state(), v).await? {

@@ -36,7 +36,6 @@ pub(super) async fn publish(
     let sql_trait_rows = std::mem::take(&mut rc.sql_trait_rows);
     // Set when identity resolved only where this run's events reach.
     let affected = rc.changed;
-    let changed = affected.is_some();
     let (ctx, out, previous) = (&rc.session, &rc.out, rc.previous.as_ref());
     let rec = &mut *rc.rec;
     let mut plans: Vec<(&str, LogicalPlan)> = Vec::new();
@@ -48,7 +47,7 @@ pub(super) async fn publish(
     // The identity tables of a run whose events are the previous run's, over the previous
     // graph, are the previous run's: their versions are named again.
     let unchanged = rec.identity.as_ref().is_some_and(|i| {
-        changed && i.changed_events == Some(0) && i.affected_identifiers == Some(0)
+        affected.is_some() && i.changed_events == Some(0) && i.affected_identifiers == Some(0)
     });
     plans.push((
         published::RECENT_EVENTS,
@@ -108,7 +107,7 @@ pub(super) async fn publish(
     let history = [stage::EVENTS, stage::HISTORY, stage::HISTORY_ADDED];
     release_scratch(ctx, rc.scratch.path(), &history)?;
     let written = std::time::Instant::now();
-    let v = super::occurrences_table::write(ctx, out, previous, changed, layout).await?;
+    let v = super::occurrences_table::write(ctx, out, previous, affected, layout).await?;
     let table = published::IDENTITY_OCCURRENCES;
     logged(table, written);
     versions.insert(table.to_string(), v);

@@ -338,6 +338,13 @@ async fn published_counts(out: &objects::Location) -> Vec<(String, usize)> {
     counts
 }
 
+/// `cohort vacuum .` with `args`, run in the space's folder as a user does; what it printed.
+fn vacuum(dir: &Path, args: &[&str]) -> String {
+    let mut c = Command::new(cohort_bin());
+    c.current_dir(dir).args(["vacuum", "."]).args(args);
+    ok(c.output().unwrap())
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn vacuum_removes_old_versions_and_keeps_the_published_ones() {
     let tmp = tempfile::tempdir().unwrap();
@@ -349,17 +356,12 @@ async fn vacuum_removes_old_versions_and_keeps_the_published_ones() {
     let profiles = out.local_dir().unwrap().join("profiles");
     let before = data_files(&profiles);
     let counts = published_counts(&out).await;
-    let vacuum = |args: &[&str]| {
-        let mut c = Command::new(cohort_bin());
-        c.args(["vacuum", dir.to_str().unwrap()]).args(args);
-        ok(c.output().unwrap())
-    };
 
     // Everything is within a week: nothing goes.
-    let said = vacuum(&[]);
+    let said = vacuum(dir, &[]);
     assert!(said.contains("removed 0 file(s)"), "{said}");
     // A dry run lists what would go and removes nothing.
-    let said = vacuum(&["--retain", "0s", "--dry-run"]);
+    let said = vacuum(dir, &["--retain", "0s", "--dry-run"]);
     assert!(said.contains("would remove"), "{said}");
     assert!(!said.contains("would remove 0 file(s)"), "{said}");
     assert_eq!(data_files(&profiles), before);
@@ -383,7 +385,7 @@ async fn vacuum_removes_old_versions_and_keeps_the_published_ones() {
         .unwrap();
     assert!(latest > m.tables["runs"]);
 
-    let said = vacuum(&["--retain", "0s"]);
+    let said = vacuum(dir, &["--retain", "0s"]);
     assert!(said.contains("removed"), "{said}");
     let after = data_files(&profiles);
     assert!(after.len() < before.len(), "{before:?} -> {after:?}");
@@ -415,16 +417,11 @@ async fn vacuum_removes_the_kept_rows_of_a_removed_sql_trait() {
     std::fs::remove_file(queries.join("gone.sql")).unwrap();
     ok(run_args(dir, &[]).output().unwrap());
     let stays = data_files(&rows.join("stays"));
-    let vacuum = |args: &[&str]| {
-        let mut c = Command::new(cohort_bin());
-        c.current_dir(dir).args(["vacuum", "."]).args(args);
-        ok(c.output().unwrap())
-    };
     // The first run's manifest is within the window: its rows stay.
-    vacuum(&[]);
+    vacuum(dir, &[]);
     assert!(!data_files(&rows.join("gone")).is_empty());
     // Outside it, no manifest names them: every file goes, the other trait's stay.
-    let said = vacuum(&["--retain", "0s"]);
+    let said = vacuum(dir, &["--retain", "0s"]);
     assert!(said.contains("sql_trait_rows/gone"), "{said}");
     assert_eq!(data_files(&rows.join("gone")), Vec::<PathBuf>::new());
     let left = data_files(&rows.join("stays"));
