@@ -11,7 +11,9 @@
 //! real router on 127.0.0.1 and drives it from the same process with `--connections`
 //! keep-alive HTTP/1.1 connections, each sending `GET .../profiles/user_id:<random>/traits`
 //! with Basic auth, for `--secs` seconds after a one-second warm-up. Every response must be a
-//! 200 with the profile's traits. Prints `key=value` lines: `build`, `index`, `load`.
+//! 200 with the profile's traits. Then it times the web app's reads one at a time (the page's
+//! assets, profile pages, the audience list). Prints `key=value` lines: `build`, `index`,
+//! `load`, `pages`.
 //!
 //! `cargo bench --bench profile_api -- --profiles 1000000`
 
@@ -264,6 +266,13 @@ fn bench_space(root: &Path) -> cohort::spec::Space {
     )
     .unwrap();
     std::fs::create_dir_all(root.join("data")).unwrap();
+    // The audience the published tables hold, so that the audience list has it.
+    std::fs::create_dir_all(root.join("audiences")).unwrap();
+    std::fs::write(
+        root.join("audiences/big_spenders.yaml"),
+        "name: Big spenders\nquery: trait('total_revenue') > 100\n",
+    )
+    .unwrap();
     let load = cohort::spec::load_space(root);
     load.space.expect("the bench space is valid")
 }
@@ -431,6 +440,67 @@ fn main() {
         if pct(0.99) <= 5.0 { "met" } else { "NOT met" }
     );
     assert_eq!(bad, 0, "every response is a 200 with the right profile");
+    client_rt.block_on(pages(addr, &auth, a.profiles));
+}
+
+/// The web app's reads, one request at a time as a browser makes them: the page and its
+/// script, a profile page (`/explorer/profiles/users/{id}`, random profiles) and the audience
+/// list. Prints `pages` with each one's p50 / p99 in ms.
+async fn pages(addr: std::net::SocketAddr, auth: &str, profiles: usize) {
+    let client = reqwest::Client::new();
+    let base = format!("http://{addr}");
+    let timed = |v: &mut Vec<f64>, t: Instant| v.push(t.elapsed().as_secs_f64() * 1000.0);
+    let (mut app, mut profile, mut list) = (Vec::new(), Vec::new(), Vec::new());
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    for i in 0..300 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let id = format!("p{:08}", x % profiles as u64);
+        let get = |path: String| {
+            client
+                .get(format!("{base}{path}"))
+                .header("Authorization", auth)
+        };
+        if i % 3 == 0 {
+            let t = Instant::now();
+            for path in ["/", "/app/app.js", "/app/app.css"] {
+                let r = get(path.to_string()).send().await.unwrap();
+                assert_eq!(r.status(), 200);
+                r.bytes().await.unwrap();
+            }
+            timed(&mut app, t);
+            let t = Instant::now();
+            let r = get("/v1/spaces/bench/audiences".into())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            assert!(r.text().await.unwrap().contains("\"size\""));
+            timed(&mut list, t);
+        }
+        let t = Instant::now();
+        let r = get(format!("/v1/spaces/bench/explorer/profiles/users/{id}"))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        let body = r.text().await.unwrap();
+        assert_eq!(status, 200, "{id}: {body}");
+        timed(&mut profile, t);
+    }
+    let p = |v: &mut Vec<f64>, q: f64| {
+        v.sort_by(f64::total_cmp);
+        v[((v.len() as f64 * q) as usize).min(v.len() - 1)]
+    };
+    println!(
+        "pages profiles={profiles} app_p50_ms={:.2} profile_page_p50_ms={:.2} profile_page_p99_ms={:.2} audience_list_p50_ms={:.2} audience_list_p99_ms={:.2}",
+        p(&mut app, 0.5),
+        p(&mut profile, 0.5),
+        p(&mut profile, 0.99),
+        p(&mut list, 0.5),
+        p(&mut list, 0.99),
+    );
 }
 
 fn rss_mb() -> u64 {

@@ -57,7 +57,28 @@ pub struct IdentityExplanation {
     pub identifiers: Vec<IdentifierRow>,
     pub chain: Vec<Link>,
     pub violations: Vec<ViolationRow>,
+    /// How every identifier of the profile joined it: for each, the event that first linked it
+    /// to one reached before it, breadth-first from the first identifier (the graph the web
+    /// app draws; `chain` is the path in it to the identifier asked about).
+    pub joins: Vec<Link>,
+    /// Identifiers set aside (blocked or dropped) in events that went to this profile, oldest
+    /// first, at most [`SET_ASIDE_SHOWN`].
+    pub set_aside: Vec<SetAside>,
 }
+
+/// An identifier set aside in one event of the profile.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct SetAside {
+    /// `type:value`.
+    pub identifier: String,
+    pub message_id: String,
+    pub timestamp: DateTime<Utc>,
+    pub rule: String,
+    pub detail: Option<String>,
+}
+
+/// How many set-aside identifiers [`IdentityExplanation::set_aside`] lists.
+pub const SET_ASIDE_SHOWN: usize = 50;
 
 fn ts(micros: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(micros).unwrap_or_default()
@@ -106,6 +127,8 @@ pub async fn explain_identity(
         identifiers: Vec::new(),
         chain: Vec::new(),
         violations: Vec::new(),
+        joins: Vec::new(),
+        set_aside: Vec::new(),
     };
 
     // Violations of this identifier.
@@ -193,24 +216,84 @@ pub async fn explain_identity(
             &b.id_value,
         ))
     });
-    ex.chain = chain(&ctx, &rules, &ex.identifiers, &ex.identifier).await?;
+    ex.joins = joins(&ctx, &rules, &ex.identifiers).await?;
+    ex.chain = chain(&ex.joins, &ex.identifier);
+    ex.set_aside = set_aside(&ctx, &profile_id).await?;
     ex.profile_id = Some(profile_id);
     Ok(ex)
 }
 
-/// The hops from the profile's first identifier to `target`, over the events in which both
-/// ends were kept.
-async fn chain(
+/// The hops from the profile's first identifier to `target` in the tree of [`joins`].
+fn chain(joins: &[Link], target: &str) -> Vec<Link> {
+    let parent: HashMap<&str, &Link> = joins.iter().map(|l| (l.to.as_str(), l)).collect();
+    let mut links = Vec::new();
+    let mut cur = target;
+    while let Some(l) = parent.get(cur) {
+        links.push((*l).clone());
+        cur = l.from.as_str();
+    }
+    links.reverse();
+    links
+}
+
+/// Identifiers set aside in the events that went to `profile_id`.
+async fn set_aside(
+    ctx: &datafusion::prelude::SessionContext,
+    profile_id: &str,
+) -> EngineResult<Vec<SetAside>> {
+    let batches = ctx
+        .table(published::IDENTITY_VIOLATIONS)
+        .await?
+        .filter(col("profile_id").eq(lit(profile_id)))?
+        .sort(vec![
+            col("timestamp").sort(true, true),
+            col("message_id").sort(true, true),
+            col("id_type").sort(true, true),
+        ])?
+        .limit(0, Some(SET_ASIDE_SHOWN))?
+        .select_columns(&[
+            "id_type",
+            "id_value",
+            "message_id",
+            "timestamp",
+            "rule",
+            "detail",
+        ])?
+        .collect()
+        .await?;
+    let mut out = Vec::new();
+    for b in &batches {
+        let ty = text_column(b.column(0))?;
+        let v = text_column(b.column(1))?;
+        let msg = text_column(b.column(2))?;
+        let t = b.column(3).as_primitive::<TimestampMicrosecondType>();
+        let rule = text_column(b.column(4))?;
+        let detail = text_column(b.column(5))?;
+        for i in 0..b.num_rows() {
+            out.push(SetAside {
+                identifier: format!("{}:{}", ty.value(i), v.value(i)),
+                message_id: msg.value(i).to_string(),
+                timestamp: ts(t.value(i)),
+                rule: rule.value(i).to_string(),
+                detail: (!detail.is_null(i)).then(|| detail.value(i).to_string()),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// How each identifier of the profile was reached from its first one, over the events in
+/// which both ends were kept: breadth-first, taking events in time order at each step.
+async fn joins(
     ctx: &datafusion::prelude::SessionContext,
     rules: &ResolvedRules,
     identifiers: &[IdentifierRow],
-    target: &str,
 ) -> EngineResult<Vec<Link>> {
     let Some(start) = identifiers.first() else {
         return Ok(Vec::new());
     };
     let start = format!("{}:{}", start.id_type, start.id_value);
-    if start == target {
+    if identifiers.len() == 1 {
         return Ok(Vec::new());
     }
     let events = ctx.table(stage::EVENTS).await?.into_unoptimized_plan();
@@ -275,34 +358,24 @@ async fn chain(
             by_id.entry(id.as_str()).or_default().push(i);
         }
     }
-    let mut parent: HashMap<String, (String, usize)> = HashMap::new();
+    let mut links = Vec::new();
     let mut queue = VecDeque::from([start.clone()]);
-    let mut seen = std::collections::HashSet::from([start.clone()]);
+    let mut seen = std::collections::HashSet::from([start]);
     while let Some(cur) = queue.pop_front() {
-        if cur == target {
-            break;
-        }
         for &ei in by_id.get(cur.as_str()).map(Vec::as_slice).unwrap_or(&[]) {
-            for other in &evs[ei].2 {
+            let e = &evs[ei];
+            for other in &e.2 {
                 if seen.insert(other.clone()) {
-                    parent.insert(other.clone(), (cur.clone(), ei));
+                    links.push(Link {
+                        from: cur.clone(),
+                        to: other.clone(),
+                        message_id: e.0.clone(),
+                        timestamp: ts(e.1),
+                    });
                     queue.push_back(other.clone());
                 }
             }
         }
     }
-    let mut links = Vec::new();
-    let mut cur = target.to_string();
-    while let Some((prev, ei)) = parent.get(&cur) {
-        let e = &evs[*ei];
-        links.push(Link {
-            from: prev.clone(),
-            to: cur.clone(),
-            message_id: e.0.clone(),
-            timestamp: ts(e.1),
-        });
-        cur = prev.clone();
-    }
-    links.reverse();
     Ok(links)
 }

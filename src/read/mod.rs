@@ -16,7 +16,7 @@ use crate::error::EngineResult;
 pub use crate::plan::profiles::column_name;
 pub use crate::run::session;
 pub use crate::run::tables::published;
-pub use crate::run::{output_location, register_events, register_published};
+pub use crate::run::{RunOptions, output_location, register_events, register_published};
 
 use crate::spec::Space;
 use crate::store::{delta, manifest};

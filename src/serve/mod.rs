@@ -1,11 +1,13 @@
 //! What `cohort serve` runs over one or more spaces, each fully isolated (its own output root
 //! and token): the Profile API, the Postgres-wire SQL endpoint, CSV export, webhook
-//! destinations, and the collector that writes incoming events to the spaces' sources.
+//! destinations, the web app (the Profile Explorer and audience pages, over the API), and the
+//! collector that writes incoming events to the spaces' sources.
 //! Everything else here reads published tables; nothing reaches into `spec` beyond the typed
 //! [`Space`].
 
 pub mod api;
 mod api_errors;
+mod app;
 pub mod collect;
 pub mod destinations;
 pub mod export;

@@ -16,6 +16,7 @@ mod defs_limits;
 mod destinations;
 mod docs;
 mod drift;
+mod explorer;
 mod export;
 mod identity;
 mod identity_runs;

@@ -101,6 +101,9 @@ pub(in crate::cli) async fn demo(dir: &Path, events: u64, seed: u64) -> Result<(
         "  python3 -c \"import deltalake; print(deltalake.DeltaTable('{}/runs').to_pandas())\"",
         report.output.trim_start_matches("file://")
     );
+    println!("\nOpen the web app (sign in with the token `cohort serve` prints):");
+    println!("  cohort serve {d}");
+    println!("  then browse to http://127.0.0.1:8088/");
     if !std::path::Path::new(&report.output.replace("file://", "")).exists() {
         bail!("the demo published nothing");
     }

@@ -10,9 +10,11 @@ use std::time::Instant;
 use axum::Router;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use base64::Engine as _;
 
+mod audiences;
+mod explorer;
 mod live;
 mod params;
 mod profiles;
@@ -52,6 +54,8 @@ pub struct ApiSpace {
     limiter: Mutex<Bucket>,
     /// Live values over the index, when the space collects events.
     live: Option<Arc<crate::live::LiveSpace>>,
+    /// One evaluation at a time (previews, explanations): each reads the whole space.
+    heavy: tokio::sync::Semaphore,
 }
 
 impl ApiSpace {
@@ -61,6 +65,7 @@ impl ApiSpace {
             index: RwLock::new(None),
             limiter: Mutex::new(Bucket::new(rate_per_sec)),
             live: None,
+            heavy: tokio::sync::Semaphore::new(1),
         }
     }
     /// Answers with live values from `live` over the published ones.
@@ -155,6 +160,33 @@ pub fn router(spaces: Vec<Arc<ApiSpace>>, trigger: Option<Arc<dyn RunTrigger>>) 
         )
         .route("/v1/spaces/{space}/runs", get(list_runs).post(start_run))
         .route("/v1/spaces/{space}/live", get(live::status))
+        .route("/v1/whoami", get(explorer::whoami))
+        .route("/v1/spaces/{space}/search", get(explorer::search))
+        .route(
+            "/v1/spaces/{space}/explorer/profiles/{collection}/{id}",
+            get(explorer::page),
+        )
+        .route(
+            "/v1/spaces/{space}/explorer/identity/{id}",
+            get(explorer::identity),
+        )
+        .route("/v1/spaces/{space}/audiences", get(audiences::list))
+        .route("/v1/spaces/{space}/audiences/{key}", get(audiences::one))
+        .route(
+            "/v1/spaces/{space}/audiences/{key}/conditions",
+            get(audiences::conditions),
+        )
+        .route(
+            "/v1/spaces/{space}/audiences/{key}/explain",
+            get(audiences::explain),
+        )
+        .route(
+            "/v1/spaces/{space}/audiences/{key}/export",
+            get(audiences::export),
+        )
+        .route("/v1/spaces/{space}/parse", post(audiences::parse))
+        .route("/v1/spaces/{space}/preview", post(audiences::preview))
+        .merge(crate::serve::app::router())
         .fallback(not_found)
         .layer(axum::middleware::from_fn(super::api_errors::json_errors))
         .layer(axum::middleware::map_response(

@@ -10,7 +10,9 @@ use datafusion::arrow::compute::{cast, concat_batches};
 use datafusion::arrow::datatypes::{DataType, TimeUnit, TimestampMicrosecondType};
 use datafusion::prelude::*;
 
-use super::{Collection, ExternalId, Ranges, RecentEvent, SpaceIndex, TraitClass, TraitColumn};
+use super::{
+    Collection, ExternalId, Membership, Ranges, RecentEvent, SpaceIndex, TraitClass, TraitColumn,
+};
 use crate::error::{EngineError, EngineResult};
 use crate::read;
 use crate::spec::Space;
@@ -128,7 +130,13 @@ impl SpaceIndex {
         let identities = one_batch(
             ctx.table("identities")
                 .await?
-                .select_columns(&["profile_id", "id_type", "id_value", "first_seen"])?
+                .select_columns(&[
+                    "profile_id",
+                    "id_type",
+                    "id_value",
+                    "first_seen",
+                    "last_seen",
+                ])?
                 .sort(vec![
                     col("profile_id").sort(true, false),
                     col("id_type").sort(true, false),
@@ -143,6 +151,7 @@ impl SpaceIndex {
             let ty = texts(identities.column(1))?;
             let val = texts(identities.column(2))?;
             let seen = times(identities.column(3))?;
+            let last = times(identities.column(4))?;
             for i in 0..identities.num_rows() {
                 let (Some(p), Some(t), Some(v)) = (&pid[i], &ty[i], &val[i]) else {
                     continue;
@@ -157,6 +166,7 @@ impl SpaceIndex {
                         id_type: t.clone(),
                         id_value: v.clone(),
                         first_seen: seen[i],
+                        last_seen: last[i],
                     },
                 ));
             }
@@ -212,6 +222,7 @@ impl SpaceIndex {
                     id_type: "group_id".into(),
                     id_value: id.clone(),
                     first_seen: None,
+                    last_seen: None,
                 },
             ));
         }
@@ -250,6 +261,8 @@ impl SpaceIndex {
         );
         let n_users = user_ids.len();
         let n_accounts = account_ids.len();
+        let user_aud = by_row(&user_ids, user_aud);
+        let account_aud = by_row(&account_ids, account_aud);
         Ok(Some(SpaceIndex {
             run_id: m.run_id.clone(),
             as_of,
@@ -259,7 +272,8 @@ impl SpaceIndex {
                 last_seen: user_last,
                 traits: sorted(user_traits),
                 audience_keys: audience_keys.clone(),
-                audiences: Ranges::from_sorted(n_users, by_row(&user_ids, user_aud)),
+                members: members(audience_keys.len(), &user_aud),
+                audiences: Ranges::from_sorted(n_users, user_aud),
                 external_ids: Ranges::from_sorted(n_users, ext),
                 links: Ranges::from_sorted(n_users, user_accounts),
                 events: Ranges::from_sorted(n_users, user_events),
@@ -270,8 +284,9 @@ impl SpaceIndex {
                 first_seen: acc_first,
                 last_seen: acc_last,
                 traits: sorted(account_traits),
+                members: members(audience_keys.len(), &account_aud),
                 audience_keys,
-                audiences: Ranges::from_sorted(n_accounts, by_row(&account_ids, account_aud)),
+                audiences: Ranges::from_sorted(n_accounts, account_aud),
                 external_ids: Ranges::from_sorted(n_accounts, account_ext),
                 links: Ranges::from_sorted(n_accounts, account_users),
                 events: Ranges::from_sorted(n_accounts, Vec::new()),
@@ -286,18 +301,29 @@ fn sorted(mut v: Vec<TraitColumn>) -> Vec<TraitColumn> {
     v
 }
 
-/// `(profile id, audience, member)` sorted by profile id -> `(row, (audience, member))`.
-fn by_row(ids: &[String], v: Vec<(String, u32, bool)>) -> Vec<(u32, (u32, bool))> {
+/// `(profile id, membership)` sorted by profile id -> `(row, membership)`.
+fn by_row(ids: &[String], v: Memberships) -> Vec<(u32, Membership)> {
     v.into_iter()
-        .filter_map(|(p, a, m)| {
+        .filter_map(|(p, m)| {
             ids.binary_search_by(|x| x.as_str().cmp(&p))
                 .ok()
-                .map(|r| (r as u32, (a, m)))
+                .map(|r| (r as u32, m))
         })
         .collect()
 }
 
-type Memberships = Vec<(String, u32, bool)>;
+/// Per audience, the rows that are members now (ascending, as `pairs` is sorted by row).
+fn members(audiences: usize, pairs: &[(u32, Membership)]) -> Vec<Vec<u32>> {
+    let mut out = vec![Vec::new(); audiences];
+    for (row, m) in pairs {
+        if m.member {
+            out[m.audience as usize].push(*row);
+        }
+    }
+    out
+}
+
+type Memberships = Vec<(String, Membership)>;
 
 /// Audience keys, and per entity type every (id, audience, member now) of anyone who is or was
 /// a member (`false` once exited, as Segment keeps the trait), sorted by id.
@@ -309,6 +335,7 @@ async fn audiences(ctx: &SessionContext) -> EngineResult<(Vec<String>, Membershi
             col("audience_key").alias("m_key"),
             col("entity_type").alias("m_entity"),
             col("profile_id").alias("m_id"),
+            col("entered_at").alias("m_entered_at"),
         ])?;
     let ever = ctx
         .table("audience_changes")
@@ -333,6 +360,7 @@ async fn audiences(ctx: &SessionContext) -> EngineResult<(Vec<String>, Membershi
             col("entity_type"),
             col("profile_id"),
             col("m_id").is_not_null().alias("member"),
+            col("m_entered_at"),
         ])?
         .sort(vec![
             col("profile_id").sort(true, false),
@@ -343,6 +371,7 @@ async fn audiences(ctx: &SessionContext) -> EngineResult<(Vec<String>, Membershi
     let entity = texts(b.column(1))?;
     let ids = texts(b.column(2))?;
     let member = b.column(3).as_boolean();
+    let entered = times(b.column(4))?;
     let mut keys: Vec<String> = keys_col.iter().flatten().cloned().collect();
     keys.sort();
     keys.dedup();
@@ -352,7 +381,14 @@ async fn audiences(ctx: &SessionContext) -> EngineResult<(Vec<String>, Membershi
             continue;
         };
         let a = keys.binary_search(k).unwrap_or_default() as u32;
-        let entry = (id.clone(), a, member.value(i));
+        let entry = (
+            id.clone(),
+            Membership {
+                audience: a,
+                member: member.value(i),
+                entered_at: entered[i],
+            },
+        );
         if e == "accounts" {
             accounts.push(entry);
         } else {

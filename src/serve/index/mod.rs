@@ -56,6 +56,18 @@ pub struct ExternalId {
     pub id_type: String,
     pub id_value: String,
     pub first_seen: Option<DateTime<Utc>>,
+    pub last_seen: Option<DateTime<Utc>>,
+}
+
+/// A row's place in one audience: a member now, or one that exited (kept, as Segment keeps the
+/// trait as `false`).
+#[derive(Clone, Copy, Debug)]
+pub struct Membership {
+    /// Index into [`Collection::audience_keys`].
+    pub audience: u32,
+    pub member: bool,
+    /// When it entered (the as-of of that run), for members now.
+    pub entered_at: Option<DateTime<Utc>>,
 }
 
 /// One recent event of a profile.
@@ -80,8 +92,10 @@ pub struct Collection {
     /// Sorted by name.
     pub traits: Vec<TraitColumn>,
     pub audience_keys: Vec<String>,
-    /// Row -> (audience index, member now); `false` once it exited.
-    audiences: Ranges<(u32, bool)>,
+    /// Row -> its audiences, members now and exited ones.
+    audiences: Ranges<Membership>,
+    /// Audience index -> rows that are members now, ascending.
+    members: Vec<Vec<u32>>,
     external_ids: Ranges<ExternalId>,
     /// Row -> ids of the other collection (a user's accounts, an account's users).
     links: Ranges<String>,
@@ -146,15 +160,28 @@ impl Collection {
                 out.push((t.name.as_str(), t.class, v));
             }
         }
-        for (a, member) in self.audiences.of(row) {
+        for m in self.audiences.of(row) {
             out.push((
-                self.audience_keys[*a as usize].as_str(),
+                self.audience_keys[m.audience as usize].as_str(),
                 TraitClass::Audience,
-                Value::Bool(*member),
+                Value::Bool(m.member),
             ));
         }
         out.sort_by(|a, b| a.0.cmp(b.0));
         out
+    }
+    /// A row's audiences (members now and exited), in key order.
+    pub fn memberships(&self, row: u32) -> &[Membership] {
+        self.audiences.of(row)
+    }
+    /// The rows that are members of audience `key` now, ascending (None: no such audience
+    /// in the published run).
+    pub fn members(&self, key: &str) -> Option<&[u32]> {
+        let a = self
+            .audience_keys
+            .binary_search_by(|k| k.as_str().cmp(key))
+            .ok()?;
+        self.members.get(a).map(Vec::as_slice)
     }
     /// The row of an id of this collection (a profile id or an account id).
     pub fn row_of_id(&self, id: &str) -> Option<u32> {
