@@ -23,8 +23,8 @@
 //!        ▼
 //!     live       traits and audiences kept up to date as the collector receives events
 //!        ▼
-//!     serve      Profile API, Postgres-wire SQL, CSV export, destinations; `schedule` says
-//!                when runs happen
+//!     serve      Profile API, the web app over it, Postgres-wire SQL, CSV export,
+//!                destinations; `schedule` says when runs happen
 //! ```
 //!
 //! `script` turns the plans a run records into SQL for another engine (`cohort compile

@@ -136,6 +136,20 @@ async function shot(page, name) {
     await page.selectOption('#switch', env('SPACE'));
     await page.waitForSelector('#nav-profiles.on');
     seen.switched = page.url();
+
+    // How long a profile page and the audience list take to load, from a fresh page load.
+    for (const [name, url, sel] of [['profile_ms', seen.profile_url, '#identifiers'],
+      ['audience_list_ms', seen.profile_url.replace(/\/p\/.*$/, '/audiences'), '#audience-list tr td']]) {
+      const times = [];
+      for (let i = 0; i < 5; i++) {
+        await page.goto('about:blank');
+        const t = Date.now();
+        await page.goto(url);
+        await page.waitForSelector(sel);
+        times.push(Date.now() - t);
+      }
+      seen[name] = times.sort((a, b) => a - b)[2];
+    }
     seen.errors = errors;
     console.log(JSON.stringify(seen));
   } catch (e) {

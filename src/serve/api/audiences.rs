@@ -84,10 +84,14 @@ pub(super) async fn list(
         .audiences
         .iter()
         .map(|a| {
-            let size = collection(&ix, a.entity).members(&a.key).map(<[u32]>::len);
-            let (entered, exited) = last
-                .and_then(|r| r.audiences.get(&a.key))
-                .map_or((None, None), |(_, e, x)| (Some(*e), Some(*x)));
+            let in_run = last.and_then(|r| r.audiences.get(&a.key));
+            // An audience the run evaluated has a size even when nobody is in it; one added
+            // since has none yet.
+            let size = collection(&ix, a.entity)
+                .members(&a.key)
+                .map(|m| m.len() as u64)
+                .or(in_run.map(|(m, _, _)| *m));
+            let (entered, exited) = in_run.map_or((None, None), |(_, e, x)| (Some(*e), Some(*x)));
             json!({
                 "key": a.key, "name": a.name, "entity": entity_name(a.entity),
                 "description": a.description, "size": size,
@@ -410,4 +414,45 @@ pub(super) async fn preview(
         .await
         .map_err(engine_error)?;
     Ok(axum::Json(json!(r)).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problem(query: &str) -> Option<Value> {
+        let d = Draft {
+            query: query.into(),
+            entity: None,
+        };
+        parse_problem(&d, EntityType::Users)
+    }
+
+    #[test]
+    fn a_parse_error_says_its_line_and_column_in_characters() {
+        assert_eq!(problem("event('Order Completed').count() >= 2"), None);
+        let p = problem("event('Order Completed').count( >= 2").unwrap();
+        assert_eq!(
+            (p["line"].as_u64(), p["column"].as_u64()),
+            (Some(1), Some(32)),
+            "{p}"
+        );
+        // On a later line, after characters of more than one byte.
+        let p = problem("trait('café') = 'é' AND\n  event('x').count( >= 2").unwrap();
+        assert_eq!(
+            (p["line"].as_u64(), p["column"].as_u64()),
+            (Some(2), Some(20)),
+            "{p}"
+        );
+        // Quantifiers are for account audiences.
+        let p = problem("ANY(trait('plan') = 'pro')").unwrap();
+        assert_eq!(p["line"], 1, "{p}");
+    }
+
+    #[test]
+    fn overlaps_count_the_rows_both_lists_hold() {
+        assert_eq!(both(&[1, 3, 5, 9], &[2, 3, 4, 9, 10]), 2);
+        assert_eq!(both(&[], &[1]), 0);
+        assert_eq!(both(&[7], &[7]), 1);
+    }
 }

@@ -150,7 +150,7 @@ function traitGroup(title, traits) {
     h('td', { class: 'mono', title: t.definition ? t.definition.query : null }, t.name),
     h('td', { class: 'mono' }, typeof t.value === 'object' ? JSON.stringify(t.value) : String(t.value)),
     h('td', { class: 'muted' }, t.type),
-    h('td', { class: 'muted' }, t.definition ? t.definition.file : '')))))];
+    h('td', { class: 'muted' }, t.definition ? t.definition.file : ''))))];
 }
 
 async function profile(space, collection, id) {
@@ -262,7 +262,7 @@ async function audiences(space) {
       h('th', { class: 'num' }, 'Size'), h('th', { class: 'num' }, 'Entered'), h('th', { class: 'num' }, 'Exited'), h('th', {}, 'Size over runs')),
     r.data.map((a) => h('tr', {}, h('td', {}, link(space, '/a/' + enc(a.key), a.name), h('div', { class: 'muted mono' }, a.key)),
       h('td', {}, a.entity), h('td', { class: 'num' }, num(a.size)), h('td', { class: 'num good' }, num(a.entered)),
-      h('td', { class: 'num bad' }, num(a.exited)), h('td', {}, sparkline(a.history, 140, 28)))))));
+      h('td', { class: 'num bad' }, num(a.exited)), h('td', {}, sparkline(a.history, 140, 28))))));
 }
 
 async function download(space, key, params, name) {
@@ -405,13 +405,14 @@ async function runs(space) {
   };
   now.addEventListener('click', async () => {
     now.disabled = true;
-    const before = (await load()).length;
+    const newest = (list) => (list[0] ? list[0].run_id : null);
+    const before = newest(await load());
     try {
       await api(space, '/runs', { method: 'POST' });
       status.textContent = 'Queued; waiting for the run to finish…';
       for (let i = 0; i < 600; i++) {
         await new Promise((r) => setTimeout(r, 1000));
-        if ((await load()).length > before) { status.textContent = 'The run finished.'; break; }
+        if (newest(await load()) !== before) { status.textContent = 'The run finished.'; break; }
       }
     } catch (e) { status.textContent = e.message; }
     now.disabled = false;
@@ -429,6 +430,7 @@ async function route() {
   const parts = path.split('/').filter(Boolean).map(decodeURIComponent);
   const sess = session();
   try {
+    if (parts[0] === 'signin') return signin();
     if (parts[0] !== 's' || !sess.tokens[parts[1]]) {
       if (parts[0] === 's' || !sess.current || !sess.tokens[sess.current]) return signin();
       location.hash = '#/s/' + enc(sess.current) + '/profiles';
