@@ -116,6 +116,20 @@ pub(super) async fn add_request_id(mut r: Response) -> Response {
 
 /// Middleware: an error response that is not JSON (axum's rejections, its 405) becomes one
 /// in Segment's shape, keeping its status and `Allow` header.
+/// The header the web app sends with every request.
+pub const APP_HEADER: &str = "x-cohort-app";
+
+/// A 401 to the web app comes without `WWW-Authenticate`, so that the browser leaves the
+/// answer to the app's sign-in page instead of opening its own password prompt.
+pub(super) async fn no_browser_prompt(req: Request, next: Next) -> Response {
+    let from_app = req.headers().contains_key(APP_HEADER);
+    let mut r = next.run(req).await;
+    if from_app {
+        r.headers_mut().remove(header::WWW_AUTHENTICATE);
+    }
+    r
+}
+
 pub(super) async fn json_errors(req: Request, next: Next) -> Response {
     let method = req.method().clone();
     let r = next.run(req).await;

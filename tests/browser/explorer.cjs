@@ -130,7 +130,7 @@ async function shot(page, name) {
     await page.waitForSelector('#search');
     seen.switcher = await page.$$eval('#switch option', (o) => o.map((x) => x.value));
     seen.cross = await page.evaluate(async ([space, token]) => {
-      const r = await fetch('/v1/spaces/' + space + '/audiences', { headers: { Authorization: 'Basic ' + btoa(token + ':') } });
+      const r = await fetch('/v1/spaces/' + space + '/audiences', { headers: { Authorization: 'Basic ' + btoa(token + ':'), 'X-Cohort-App': '1' } });
       return r.status;
     }, [env('SPACE'), env('OTHER_TOKEN')]);
     await page.selectOption('#switch', env('SPACE'));

@@ -170,11 +170,14 @@ async fn the_web_app_end_to_end_in_chromium() {
     let api = format!("{base}/v1/spaces/store");
     let client = reqwest::Client::new();
     let start = Instant::now();
-    while get(&client, &format!("{api}/audiences"), Some(TOKEN))
-        .await
-        .0
-        != 200
-    {
+    let up = |url: String| {
+        let client = client.clone();
+        async move {
+            let r = client.get(url).basic_auth(TOKEN, Some("")).send().await;
+            r.is_ok_and(|r| r.status() == 200)
+        }
+    };
+    while !up(format!("{api}/audiences")).await {
         assert!(
             start.elapsed() < Duration::from_secs(120),
             "the server did not come up"
@@ -226,6 +229,13 @@ async fn the_web_app_end_to_end_in_chromium() {
         page.contains("/app/app.js") && !page.contains(&email),
         "{page}"
     );
+
+    // What `cohort export` writes now, before the browser's "Run now" publishes another run.
+    for fmt in ["unformatted", "indexed", "single"] {
+        cwd.ok(&format!(
+            "cohort export cohort-demo {key} --format {fmt} --out exported-{fmt}.csv"
+        ));
+    }
 
     // The browser.
     let out = cwd.dir.join("browser");
@@ -299,9 +309,6 @@ async fn the_web_app_end_to_end_in_chromium() {
 
     // The downloads equal `cohort export`, byte for byte.
     for fmt in ["unformatted", "indexed", "single"] {
-        cwd.ok(&format!(
-            "cohort export cohort-demo {key} --format {fmt} --out exported-{fmt}.csv"
-        ));
         let want = std::fs::read(cwd.dir.join(format!("exported-{fmt}.csv"))).unwrap();
         let got = std::fs::read(out.join(format!("{fmt}.csv"))).unwrap();
         assert!(want.len() > 20, "{fmt}: {}", String::from_utf8_lossy(&want));

@@ -192,6 +192,9 @@ pub fn router(spaces: Vec<Arc<ApiSpace>>, trigger: Option<Arc<dyn RunTrigger>>) 
         .layer(axum::middleware::map_response(
             super::api_errors::add_request_id,
         ))
+        .layer(axum::middleware::from_fn(
+            super::api_errors::no_browser_prompt,
+        ))
         .with_state(state)
 }
 

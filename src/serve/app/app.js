@@ -13,7 +13,9 @@ function session() {
   catch (_) { return { tokens: {}, current: null }; }
 }
 function saveSession(s) { sessionStorage.setItem(STORE, JSON.stringify(s)); }
-function basic(token) { return 'Basic ' + btoa(token + ':'); }
+// Every request carries the token and `X-Cohort-App`: a 401 then comes without
+// `WWW-Authenticate`, so the browser does not open its own password prompt over the app.
+function auth(token) { return { Authorization: 'Basic ' + btoa(token + ':'), 'X-Cohort-App': '1' }; }
 
 // ---- DOM helpers: text only ----
 function h(tag, attrs, ...kids) {
@@ -61,7 +63,7 @@ async function api(space, path, opts) {
   const token = session().tokens[space];
   if (!token) { location.hash = '#/signin'; throw new ApiError(401, null); }
   const init = Object.assign({ headers: {} }, opts || {});
-  init.headers = Object.assign({ Authorization: basic(token) }, init.headers);
+  init.headers = Object.assign(auth(token), init.headers);
   if (init.json !== undefined) {
     init.body = JSON.stringify(init.json);
     init.headers['Content-Type'] = 'application/json';
@@ -103,7 +105,7 @@ function signin() {
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
     const token = input.value.trim();
-    const r = await fetch('/v1/whoami', { headers: { Authorization: basic(token) } });
+    const r = await fetch('/v1/whoami', { headers: auth(token) });
     if (!r.ok) { banner('That token opens no space.'); return; }
     banner(null);
     const { spaces } = await r.json();
@@ -216,7 +218,7 @@ function identityGraph(ex) {
   const cols = Math.max(...Object.values(depth)) + 1 + (aside.length ? 1 : 0);
   const rows = {};
   const at = {};
-  const W = 210, H = 46, BW = 180, BH = 26;
+  const W = 330, H = 46, BW = 190, BH = 26;
   for (const [k, d] of Object.entries(depth)) { rows[d] = (rows[d] || 0) + 1; at[k] = [d * W + 10, (rows[d] - 1) * H + 10]; }
   aside.forEach((k, i) => { at['!' + k] = [(cols - 1) * W + 10, i * H + 10]; });
   const height = Math.max(...Object.values(rows), aside.length, 1) * H + 20;
@@ -225,7 +227,7 @@ function identityGraph(ex) {
     const [x1, y1] = at[j.from], [x2, y2] = at[j.to];
     svg.append(s('line', { x1: x1 + BW, y1: y1 + BH / 2, x2, y2: y2 + BH / 2 }),
       s('title', {}, j.message_id),
-      s('text', { x: x1 + BW + 2, y: (y1 + y2) / 2 + BH / 2 - 3, class: 'edge' }, j.message_id.slice(0, 12)));
+      s('text', { x: x1 + BW + 8, y: (y1 + y2) / 2 + BH / 2 - 4, class: 'edge' }, j.message_id.slice(0, 13) + '…'));
   }
   const node = (k, x, y, cls, label) => s('g', { class: 'node ' + cls, transform: `translate(${x},${y})` },
     s('title', {}, label), s('rect', { width: BW, height: BH, rx: 4 }),
