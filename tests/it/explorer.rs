@@ -4,64 +4,17 @@
 //! downloads equal `cohort export`'s byte for byte; no endpoint of the app shows a space's
 //! data without that space's token.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::cohort_bin;
+use crate::quickstart::Shell;
 use crate::serve::{Server, free_port};
 
 const TOKEN: &str = "tok-store-3f9a";
 const OTHER_TOKEN: &str = "tok-other-77c1";
-
-/// A working directory with `cohort` on the PATH.
-struct Cwd {
-    _tmp: tempfile::TempDir,
-    dir: PathBuf,
-    path: String,
-}
-
-impl Cwd {
-    fn new() -> Cwd {
-        let tmp = tempfile::tempdir().unwrap();
-        let bin = tmp.path().join("bin");
-        let dir = tmp.path().join("home");
-        std::fs::create_dir_all(&bin).unwrap();
-        std::fs::create_dir_all(&dir).unwrap();
-        std::os::unix::fs::symlink(cohort_bin(), bin.join("cohort")).unwrap();
-        let path = format!(
-            "{}:{}",
-            bin.display(),
-            std::env::var("PATH").unwrap_or_default()
-        );
-        Cwd {
-            _tmp: tmp,
-            dir,
-            path,
-        }
-    }
-    fn sh(&self, line: &str) -> Command {
-        let mut c = Command::new("sh");
-        c.arg("-c")
-            .arg(line)
-            .current_dir(&self.dir)
-            .env("PATH", &self.path)
-            .env("CI", "1");
-        c
-    }
-    fn ok(&self, line: &str) -> String {
-        let o = self.sh(line).output().unwrap();
-        let t = format!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        assert!(o.status.success(), "`{line}` failed:\n{t}");
-        t
-    }
-}
 
 async fn get(client: &reqwest::Client, url: &str, token: Option<&str>) -> (u16, String) {
     let mut r = client.get(url);
@@ -137,7 +90,7 @@ fn chromium() -> String {
 async fn the_web_app_end_to_end_in_chromium() {
     let node_modules = std::env::var("COHORT_NODE_MODULES")
         .expect("COHORT_NODE_MODULES: .ci/test sets it (npm install of playwright-core)");
-    let cwd = Cwd::new();
+    let cwd = Shell::new();
     let demo = cwd.ok("cohort demo --events 30000");
     // The line the demo prints for the web app, with ports of our own.
     let serve_line = demo
@@ -156,7 +109,7 @@ async fn the_web_app_end_to_end_in_chromium() {
     cwd.ok("cohort run other --as-of 2026-11-01");
     let (port, sql) = (free_port(), free_port());
     let _server = Server(
-        cwd.sh(&format!(
+        cwd.command(&format!(
             "exec {serve_line} other --api-addr 127.0.0.1:{port} --sql-addr 127.0.0.1:{sql}"
         ))
         .env("COHORT_TOKEN_STORE", TOKEN)
@@ -238,7 +191,7 @@ async fn the_web_app_end_to_end_in_chromium() {
     }
 
     // The browser.
-    let out = cwd.dir.join("browser");
+    let out = cwd.cwd.join("browser");
     std::fs::create_dir_all(&out).unwrap();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/explorer.cjs");
     let o = Command::new("node")
@@ -309,7 +262,7 @@ async fn the_web_app_end_to_end_in_chromium() {
 
     // The downloads equal `cohort export`, byte for byte.
     for fmt in ["unformatted", "indexed", "single"] {
-        let want = std::fs::read(cwd.dir.join(format!("exported-{fmt}.csv"))).unwrap();
+        let want = std::fs::read(cwd.cwd.join(format!("exported-{fmt}.csv"))).unwrap();
         let got = std::fs::read(out.join(format!("{fmt}.csv"))).unwrap();
         assert!(want.len() > 20, "{fmt}: {}", String::from_utf8_lossy(&want));
         assert!(

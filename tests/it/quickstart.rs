@@ -12,14 +12,14 @@ use std::process::{Command, Output};
 use crate::common::{cohort_bin, python};
 
 /// A fresh working directory with a `bin/` holding `cohort` and `python3` (the interop venv's).
-struct Shell {
+pub(crate) struct Shell {
     _tmp: tempfile::TempDir,
-    cwd: PathBuf,
+    pub(crate) cwd: PathBuf,
     path: String,
 }
 
 impl Shell {
-    fn new() -> Shell {
+    pub(crate) fn new() -> Shell {
         let tmp = tempfile::tempdir().unwrap();
         let bin = tmp.path().join("bin");
         let cwd = tmp.path().join("home");
@@ -42,20 +42,24 @@ impl Shell {
         }
     }
 
-    /// Runs one command line with `sh -c` in the working directory, as a user's shell would.
-    fn run(&self, line: &str) -> Output {
-        Command::new("sh")
-            .arg("-c")
+    /// One command line for `sh -c` in the working directory, as a user's shell runs it.
+    pub(crate) fn command(&self, line: &str) -> Command {
+        let mut c = Command::new("sh");
+        c.arg("-c")
             .arg(line)
             .current_dir(&self.cwd)
             .env("PATH", &self.path)
-            .env("CI", "1")
-            .output()
-            .unwrap()
+            .env("CI", "1");
+        c
+    }
+
+    /// Runs one command line with `sh -c` in the working directory, as a user's shell would.
+    fn run(&self, line: &str) -> Output {
+        self.command(line).output().unwrap()
     }
 
     /// Runs a command line that must succeed; returns what it printed.
-    fn ok(&self, line: &str) -> String {
+    pub(crate) fn ok(&self, line: &str) -> String {
         let o = self.run(line);
         let t = text(&o);
         assert!(o.status.success(), "`{line}` failed ({}):\n{t}", o.status);
