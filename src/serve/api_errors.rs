@@ -114,10 +114,8 @@ pub(super) async fn add_request_id(mut r: Response) -> Response {
     r
 }
 
-/// Middleware: an error response that is not JSON (axum's rejections, its 405) becomes one
-/// in Segment's shape, keeping its status and `Allow` header.
 /// The header the web app sends with every request.
-pub const APP_HEADER: &str = "x-cohort-app";
+const APP_HEADER: &str = "x-cohort-app";
 
 /// A 401 to the web app comes without `WWW-Authenticate`, so that the browser leaves the
 /// answer to the app's sign-in page instead of opening its own password prompt.
@@ -130,6 +128,8 @@ pub(super) async fn no_browser_prompt(req: Request, next: Next) -> Response {
     r
 }
 
+/// Middleware: an error response that is not JSON (axum's rejections, its 405) becomes one
+/// in Segment's shape, keeping its status and `Allow` header.
 pub(super) async fn json_errors(req: Request, next: Next) -> Response {
     let method = req.method().clone();
     let r = next.run(req).await;

@@ -434,14 +434,14 @@ mod tests {
         let p = problem("event('Order Completed').count( >= 2").unwrap();
         assert_eq!(
             (p["line"].as_u64(), p["column"].as_u64()),
-            (Some(1), Some(32)),
+            (Some(1), Some(33)),
             "{p}"
         );
         // On a later line, after characters of more than one byte.
         let p = problem("trait('café') = 'é' AND\n  event('x').count( >= 2").unwrap();
         assert_eq!(
             (p["line"].as_u64(), p["column"].as_u64()),
-            (Some(2), Some(20)),
+            (Some(2), Some(21)),
             "{p}"
         );
         // Quantifiers are for account audiences.

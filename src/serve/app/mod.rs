@@ -12,7 +12,7 @@ const INDEX: &str = include_str!("index.html");
 const SCRIPT: &str = include_str!("app.js");
 const STYLE: &str = include_str!("app.css");
 
-/// Everything the page may load comes from this server; nothing inline but its styles.
+/// The page may load from this server only, and runs no inline script or style.
 const POLICY: &str = "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; \
                       script-src 'self'; connect-src 'self'; frame-ancestors 'none'";
 
