@@ -52,7 +52,7 @@ pub(super) fn engine_error(e: EngineError) -> ApiError {
     }
 }
 
-/// The index of a space that has published, or 404.
+/// The index of a space that has published, or 404 (every index-reading endpoint's answer).
 pub(super) fn published(s: &ApiSpace) -> Result<Arc<SpaceIndex>, ApiError> {
     s.index().ok_or_else(|| {
         ApiError::not_found(format!(
@@ -91,14 +91,16 @@ pub(super) async fn whoami(State(st): State<Arc<ApiState>>, headers: HeaderMap) 
     axum::Json(json!({ "spaces": spaces })).into_response()
 }
 
-/// The identifier types a bare search value is tried as, in the space's priority order.
+/// The identifier types a bare search value is tried as, in the space's priority order, as
+/// identity.yaml names them ([`super::params::identifier`] normalizes the value by that name
+/// and maps it to its column).
 fn id_types(s: &ApiSpace) -> Vec<String> {
     s.served
         .space
         .identity
         .identifiers
         .iter()
-        .map(|i| crate::read::column_name(&i.id_type))
+        .map(|i| i.id_type.clone())
         .collect()
 }
 

@@ -42,11 +42,7 @@ pub(super) async fn profile(
     }
     let limit = p.limit()?;
     let (t, v) = identifier(&s, &id, accounts)?;
-    let Some(ix) = s.index() else {
-        return Err(ApiError::not_found(format!(
-            "space `{space}` has not published a run yet"
-        )));
-    };
+    let ix = super::explorer::published(&s)?;
     let c = if accounts { &ix.accounts } else { &ix.users };
     // Live values (users of a collecting space): an identifier seen live, or the indexed
     // profile's live row.
