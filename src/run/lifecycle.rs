@@ -27,7 +27,7 @@ pub struct RunReport {
     pub vacuum: Option<crate::store::retention::VacuumReport>,
 }
 
-fn new_run_id(started: DateTime<Utc>) -> String {
+pub(super) fn new_run_id(started: DateTime<Utc>) -> String {
     format!(
         "{}-{:05}",
         started

@@ -16,6 +16,9 @@
 //! 3. `traits`: SQL traits, then profiles and accounts with their custom and computed traits;
 //! 4. `audiences`: memberships and changes;
 //! 5. `publish` (a run) or the published tables' record (a script).
+//!
+//! [`on_spark`] runs the stages on Apache Spark instead (their script, see [`script`]) and
+//! publishes what Spark computed ([`publish_staged`]).
 
 pub mod abandoned;
 pub mod backfill;
@@ -30,8 +33,10 @@ pub mod ingest;
 mod lifecycle;
 pub mod memory;
 mod occurrences_table;
+pub mod on_spark;
 mod output;
 mod publish;
+mod publish_staged;
 pub mod record;
 pub mod retention;
 mod runs_table;

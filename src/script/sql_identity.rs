@@ -114,8 +114,8 @@ pub fn steps(d: &dyn ScriptDialect, types: &[IdType]) -> Result<Vec<String>> {
     out.push(
         "-- The identifier types: rank (0 = highest priority), limit per profile, and the detail\n\
          -- an identifier dropped for breaking the limit records.\n\
-         CREATE TABLE id_types (id_type text, rank integer, id_limit bigint, limit_detail text)"
-            .into(),
+         CREATE TABLE id_types (id_type TEXT, rank integer, id_limit bigint, limit_detail TEXT)"
+            .replace("TEXT", d.text_type()),
     );
     if !types.is_empty() {
         let rows: Vec<String> = types

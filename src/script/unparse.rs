@@ -26,15 +26,17 @@ pub enum SqlDialect {
     DuckDb,
     BigQuery,
     Snowflake,
+    Spark,
 }
 
 impl SqlDialect {
-    pub const ALL: [SqlDialect; 5] = [
+    pub const ALL: [SqlDialect; 6] = [
         SqlDialect::DataFusion,
         SqlDialect::Postgres,
         SqlDialect::DuckDb,
         SqlDialect::BigQuery,
         SqlDialect::Snowflake,
+        SqlDialect::Spark,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -44,6 +46,7 @@ impl SqlDialect {
             SqlDialect::DuckDb => "duckdb",
             SqlDialect::BigQuery => "bigquery",
             SqlDialect::Snowflake => "snowflake",
+            SqlDialect::Spark => "spark",
         }
     }
 
@@ -58,8 +61,37 @@ impl SqlDialect {
             SqlDialect::DuckDb => Box::new(DuckDBDialect::new()),
             SqlDialect::BigQuery => Box::new(BigQueryDialect {}),
             SqlDialect::Snowflake => Box::new(SnowflakeDialect::new()),
+            SqlDialect::Spark => Box::new(spark_dialect()),
         }
     }
+
+    /// The character the dialect quotes identifiers with.
+    pub fn identifier_quote(self) -> char {
+        match self {
+            SqlDialect::Spark | SqlDialect::BigQuery => '`',
+            _ => '"',
+        }
+    }
+}
+
+/// Spark SQL for the Unparser: identifiers in backticks, `STRING` (Spark refuses a `VARCHAR`
+/// without a length), `TIMESTAMP` for times with or without a zone (a Spark session keeps
+/// times in UTC once its time zone is UTC) and `INTERVAL 90 DAY`.
+fn spark_dialect() -> datafusion::sql::unparser::dialect::CustomDialect {
+    use datafusion::sql::unparser::dialect::{
+        CharacterLengthStyle, CustomDialectBuilder, IntervalStyle,
+    };
+    let timestamp = ast::DataType::Timestamp(None, ast::TimezoneInfo::None);
+    CustomDialectBuilder::new()
+        .with_identifier_quote_style('`')
+        .with_utf8_cast_dtype(ast::DataType::String(None))
+        .with_large_utf8_cast_dtype(ast::DataType::String(None))
+        .with_int64_cast_dtype(ast::DataType::BigInt(None))
+        .with_timestamp_cast_dtype(timestamp.clone(), timestamp)
+        .with_interval_style(IntervalStyle::MySQL)
+        .with_character_length_style(CharacterLengthStyle::Length)
+        .with_requires_derived_table_alias(true)
+        .build()
 }
 
 /// `plan` as SQL text in `dialect`, pretty-printed.
@@ -73,13 +105,13 @@ pub fn plan_statement(plan: &LogicalPlan, dialect: SqlDialect) -> Result<ast::St
     let mut sql = Unparser::new(d.as_ref())
         .with_pretty(true)
         .plan_to_sql(plan)?;
-    restore_time_order(&mut sql);
+    restore_time_order(&mut sql, dialect.identifier_quote());
     Ok(sql)
 }
 
 /// DataFusion 55's Unparser drops an aggregate's `ORDER BY`. Cohort orders only `first_value`
 /// and `last_value`, always by `(timestamp, message_id)`, so the clause is put back here.
-fn restore_time_order(sql: &mut ast::Statement) {
+fn restore_time_order(sql: &mut ast::Statement, quote: char) {
     use datafusion::sql::sqlparser::ast::{
         FunctionArgumentClause, FunctionArguments, Ident, OrderByExpr, OrderByOptions,
         visit_expressions_mut,
@@ -94,7 +126,7 @@ fn restore_time_order(sql: &mut ast::Statement) {
             && list.clauses.is_empty()
         {
             let by = |c: &str| OrderByExpr {
-                expr: ast::Expr::Identifier(Ident::with_quote('"', c)),
+                expr: ast::Expr::Identifier(Ident::with_quote(quote, c)),
                 options: OrderByOptions {
                     asc: Some(true),
                     nulls_first: Some(false),

@@ -37,6 +37,7 @@ mod selected;
 mod serve;
 mod slt;
 mod space_sql;
+mod spark;
 mod sql_endpoint;
 mod sql_traits;
 mod sql_unchanged;

@@ -1,8 +1,11 @@
-"""Runs a whole space's script (`cohort compile --script`) in DuckDB or PostgreSQL and compares
-each of the named tables it writes with the table of that name a Cohort run published.
+"""Runs a whole space's script (`cohort compile --script`) in DuckDB, PostgreSQL or Spark and
+compares each of the named tables it writes with the table of that name a Cohort run published.
 
-Usage: space_sql.py duckdb|postgres <script.sql> <out_dir> <source>=<parquet_dir> ...
-                    --tables t1,t2,... [--dsn DSN]
+Usage: space_sql.py duckdb|postgres|spark <script.sql> <out_dir> <source>=<parquet_dir> ...
+                    --tables t1,t2,... [--dsn DSN] [--warehouse DIR]
+
+Spark runs in PySpark (`local[2]`) through `spark_run.py` (Cohort's own driver for Spark
+scripts, `queries/script/spark_run.py`), which must sit beside this file.
 
 Each `<source>=<dir>` loads the source's Parquet files (hive partitions included) as the
 script's `<source>_raw` table. `<out_dir>` is the space's published folder (the Delta tables).
@@ -140,6 +143,7 @@ def main():
         return value
 
     dsn = option("--dsn")
+    warehouse = option("--warehouse")
     tables = option("--tables").split(",")
     mode, script_path, out_dir = args[:3]
     sources = [a.split("=", 1) for a in args[3:]]
@@ -154,6 +158,20 @@ def main():
             t = con.sql(q).to_arrow_table()
             return t.column_names, [tuple(r[c] for c in t.column_names) for r in t.to_pylist()]
 
+    elif mode == "spark":
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import spark_run
+
+        spark = spark_run.session("local[2]", warehouse, 4)
+
+        def load(_con, name, path):
+            spark_run.register(spark, name[: -len("_raw")], path)
+
+        def query(q):
+            t = spark.sql(q.replace('"', "`")).toArrow()
+            return t.column_names, [tuple(r[c] for c in t.column_names) for r in t.to_pylist()]
+
+        con = None
     else:
         import psycopg
 
@@ -165,7 +183,12 @@ def main():
 
     for src, path in sources:
         load(con, src + "_raw", path)
-    for s in statements(script):
+    if mode == "spark":
+        try:
+            spark_run.run(spark, script, log=sys.stderr)
+        except RuntimeError as e:
+            sys.exit("spark: %s" % e)
+    for s in statements(script) if mode != "spark" else []:
         try:
             con.execute(s)
         except Exception as e:

@@ -1,7 +1,8 @@
 //! The whole space as SQL (`cohort compile --script`): generated data run by Cohort, the same
 //! data loaded into DuckDB and into a real PostgreSQL server, the script run there, and every
 //! table it writes compared with the table the run published: identical rows
-//! (`tests/it/space_sql.py` loads, runs and compares).
+//! (`tests/it/space_sql.py` loads, runs and compares). Spark's tests (`spark.rs`) use the same
+//! comparison.
 
 use std::path::Path;
 use std::process::Command;
@@ -10,10 +11,12 @@ use super::common;
 use super::pg::PgServer;
 
 const COMPARE: &str = include_str!("space_sql.py");
+/// Cohort's driver for Spark scripts, which the comparison imports for Spark.
+const SPARK_RUN: &str = include_str!("../../queries/script/spark_run.py");
 
 /// The tables the script must leave identical to the published ones: every published table
 /// but the run log and the merges (a first run merges nothing).
-fn compared_tables() -> Vec<&'static str> {
+pub(crate) fn compared_tables() -> Vec<&'static str> {
     cohort::run::PUBLISHED_TABLES
         .into_iter()
         .filter(|t| !matches!(*t, "runs" | "profile_merges"))
@@ -21,7 +24,7 @@ fn compared_tables() -> Vec<&'static str> {
 }
 
 /// Copies the space folder `from` (its definitions only) to `to`.
-fn copy_space(from: &Path, to: &Path) {
+pub(crate) fn copy_space(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap() {
         let e = e.unwrap();
@@ -37,7 +40,7 @@ fn copy_space(from: &Path, to: &Path) {
     }
 }
 
-fn cohort(args: &[&str]) -> Vec<u8> {
+pub(crate) fn cohort(args: &[&str]) -> Vec<u8> {
     let o = Command::new(common::cohort_bin())
         .args(args)
         .output()
@@ -62,6 +65,7 @@ fn compare(
 ) -> Vec<(String, u64)> {
     let tool = dir.join("space_sql.py");
     std::fs::write(&tool, COMPARE).unwrap();
+    std::fs::write(dir.join("spark_run.py"), SPARK_RUN).unwrap();
     let mut cmd = Command::new(common::python());
     cmd.arg(&tool)
         .arg(engine)
@@ -72,6 +76,9 @@ fn compare(
         .arg(compared_tables().join(","));
     if let Some(dsn) = dsn {
         cmd.arg("--dsn").arg(dsn);
+    }
+    if engine == "spark" {
+        cmd.arg("--warehouse").arg(dir.join("spark-warehouse"));
     }
     let o = cmd.output().unwrap();
     let out = String::from_utf8_lossy(&o.stdout).to_string();
@@ -90,9 +97,9 @@ fn compare(
         .collect()
 }
 
-/// `space` (a folder of this repository) over generated events: the DuckDB and PostgreSQL
-/// scripts leave every published table as the run published it.
-async fn check_space(space: &str, events: u64, pg: &PgServer) {
+/// `space` (a folder of this repository) over generated events: the script of each of
+/// `engines` (PostgreSQL's needs `pg`) leaves every published table as the run published it.
+pub(crate) async fn check_space(space: &str, events: u64, engines: &[&str], pg: Option<&PgServer>) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("space");
     copy_space(&Path::new(env!("CARGO_MANIFEST_DIR")).join(space), &dir);
@@ -103,7 +110,7 @@ async fn check_space(space: &str, events: u64, pg: &PgServer) {
     cohort(&["run", d, "--as-of", &as_of]);
     let name = common::load(&dir).await.name;
     let published = dir.join("out").join(&name);
-    for engine in ["duckdb", "postgres"] {
+    for engine in engines.iter().copied() {
         let text = cohort(&[
             "compile",
             d,
@@ -115,7 +122,7 @@ async fn check_space(space: &str, events: u64, pg: &PgServer) {
         ]);
         let script = tmp.path().join(format!("{engine}.sql"));
         std::fs::write(&script, &text).unwrap();
-        let dsn = (engine == "postgres").then(|| {
+        let dsn = pg.filter(|_| engine == "postgres").map(|pg| {
             let db = format!("space_{name}");
             pg.psql(&format!("CREATE DATABASE {db}"));
             pg.dsn_for(&db)
@@ -136,12 +143,18 @@ async fn check_space(space: &str, events: u64, pg: &PgServer) {
 #[tokio::test]
 async fn the_store_space_runs_unchanged_in_duckdb_and_postgres() {
     let pg = PgServer::start();
-    check_space("examples/spaces/store", 6_000, &pg).await;
+    check_space(
+        "examples/spaces/store",
+        6_000,
+        &["duckdb", "postgres"],
+        Some(&pg),
+    )
+    .await;
 }
 
 /// The benchmark space: 21 computed traits, 2 SQL traits, 30 audiences of every kind.
 #[tokio::test]
 async fn the_bench_space_runs_unchanged_in_duckdb_and_postgres() {
     let pg = PgServer::start();
-    check_space("benches/space", 6_000, &pg).await;
+    check_space("benches/space", 6_000, &["duckdb", "postgres"], Some(&pg)).await;
 }

@@ -1,5 +1,5 @@
 //! `cohort compile`: each computed trait's plan and SQL in a dialect, or (`--script`) the
-//! whole space as one runnable DuckDB or PostgreSQL script.
+//! whole space as one runnable DuckDB, PostgreSQL or Spark SQL script.
 
 use std::path::Path;
 
@@ -19,9 +19,9 @@ pub(in crate::cli) async fn compile_cmd(
     let as_of = as_of.unwrap_or_else(Utc::now);
     let space = load_space(dir).await?;
     if script {
-        if !matches!(d, SqlDialect::DuckDb | SqlDialect::Postgres) {
+        if d.script().is_none() {
             return Err(invalid(format!(
-                "--script writes duckdb or postgres, not {}",
+                "--script writes duckdb, postgres or spark, not {}",
                 d.as_str()
             )));
         }

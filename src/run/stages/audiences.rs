@@ -17,16 +17,14 @@ use datafusion::logical_expr::{
 use datafusion::prelude::{SessionContext, coalesce};
 
 use super::identity::IdentityOut;
-use super::memberships::{changes, members, previous_changes, previous_membership};
+use super::memberships::{change_rows, changes, members, previous_changes, previous_membership};
 use super::profiles::ProfileStats;
 use crate::error::{EngineError, EngineResult};
-use crate::functions::json_object;
 use crate::plan::audiences::{
     AudienceInputs, AudiencePlans, audiences_plan, error_diagnostic, space_queries,
 };
 use crate::plan::identity::ResolvedRules;
 use crate::plan::kept::{touched_only, with_kept_members, with_members_of};
-use crate::plan::profiles::column_name;
 use crate::run::ctx::RunCtx;
 use crate::run::sink::{StageSink, materialize};
 use crate::run::tables::stage;
@@ -377,46 +375,8 @@ pub async fn run(rc: &mut RunCtx<'_>, identity: &IdentityOut) -> EngineResult<Au
 
     // This run's changes: members now who were not before, and the other way round.
     let changed = changes(now, prev, touched.map(|t| (t, &edited)))?;
-    // The profile's identifiers at this run, as a JSON object of lists.
-    let id_pairs: Vec<(String, Expr)> = rules
-        .types
-        .iter()
-        .map(|t| (t.id_type.clone(), col(column_name(&t.id_type))))
-        .collect();
-    let mut id_select = vec![col("profile_id").alias("i_profile_id")];
-    id_select.push(json_object(id_pairs).alias("user_identifiers"));
-    let ids = ctx
-        .table(stage::PROFILES)
-        .await?
-        .select(id_select)?
-        .into_unoptimized_plan();
-    let this_run = LogicalPlanBuilder::from(changed)
-        .join(
-            ids,
-            JoinType::Left,
-            (vec!["profile_id"], vec!["i_profile_id"]),
-            None,
-        )?
-        .project(vec![
-            lit(run_id).alias("run_id"),
-            as_of_lit.alias("as_of"),
-            col("audience_key"),
-            col("entity_type"),
-            col("profile_id"),
-            col("change"),
-            datafusion::logical_expr::when(
-                col("entity_type").eq(lit("accounts")),
-                json_object(vec![("group_id".into(), col("profile_id"))]),
-            )
-            .otherwise(col("user_identifiers"))?
-            .alias("identifiers"),
-        ])?
-        .sort(vec![
-            col("audience_key").sort(true, false),
-            col("change").sort(true, false),
-            col("profile_id").sort(true, false),
-        ])?
-        .build()?;
+    let profiles = ctx.table(stage::PROFILES).await?.into_unoptimized_plan();
+    let this_run = change_rows(changed, profiles, rules, run_id, as_of_lit.clone())?;
     sink.keep(ctx, this_run, stage::AUDIENCE_CHANGES_RUN, scratch)
         .await?;
 

@@ -14,7 +14,10 @@ use datafusion::prelude::{SessionContext, coalesce};
 
 use super::audiences::{empty, membership_schema};
 use crate::error::EngineResult;
+use crate::functions::json_object;
+use crate::plan::identity::ResolvedRules;
 use crate::plan::kept::touched_only;
+use crate::plan::profiles::column_name;
 use crate::run::tables::published;
 use crate::spec::{EntityType, Space};
 use crate::store::{delta, manifest, objects};
@@ -24,7 +27,7 @@ use crate::store::{delta, manifest, objects};
 /// `touched` (the touched profiles, and the audiences evaluated for every profile, in a run
 /// where every other profile kept its memberships), only the rows that can differ are
 /// compared: an untouched profile's rows `now` are its rows `before`.
-pub(super) fn changes(
+pub(crate) fn changes(
     now: LogicalPlan,
     before: LogicalPlan,
     touched: Option<(LogicalPlan, &BTreeSet<String>)>,
@@ -65,6 +68,56 @@ pub(super) fn changes(
     let entered = only(&now, &before, "entered")?;
     let exited = only(&before, &now, "exited")?;
     Ok(LogicalPlanBuilder::from(entered).union(exited)?.build()?)
+}
+
+/// The published rows of this run's `changed` rows (see [`changes`]): the run, its as-of, and
+/// each profile's identifiers at this run as a JSON object of lists (from `profiles`, which has
+/// a column per identifier type of `rules`); an account's are its `group_id`.
+pub(crate) fn change_rows(
+    changed: LogicalPlan,
+    profiles: LogicalPlan,
+    rules: &ResolvedRules,
+    run_id: &str,
+    as_of: Expr,
+) -> EngineResult<LogicalPlan> {
+    let id_pairs: Vec<(String, Expr)> = rules
+        .types
+        .iter()
+        .map(|t| (t.id_type.clone(), col(column_name(&t.id_type))))
+        .collect();
+    let ids = LogicalPlanBuilder::from(profiles)
+        .project(vec![
+            col("profile_id").alias("i_profile_id"),
+            json_object(id_pairs).alias("user_identifiers"),
+        ])?
+        .build()?;
+    Ok(LogicalPlanBuilder::from(changed)
+        .join(
+            ids,
+            JoinType::Left,
+            (vec!["profile_id"], vec!["i_profile_id"]),
+            None,
+        )?
+        .project(vec![
+            lit(run_id).alias("run_id"),
+            as_of.alias("as_of"),
+            col("audience_key"),
+            col("entity_type"),
+            col("profile_id"),
+            col("change"),
+            datafusion::logical_expr::when(
+                col("entity_type").eq(lit("accounts")),
+                json_object(vec![("group_id".into(), col("profile_id"))]),
+            )
+            .otherwise(col("user_identifiers"))?
+            .alias("identifiers"),
+        ])?
+        .sort(vec![
+            col("audience_key").sort(true, false),
+            col("change").sort(true, false),
+            col("profile_id").sort(true, false),
+        ])?
+        .build()?)
 }
 
 /// The membership rows of `plan` that can differ between a run that kept the untouched
@@ -135,7 +188,7 @@ pub(super) fn members(
 
 /// The previous run's membership of today's audiences, with merged-away profiles replaced by
 /// the profiles they merged into.
-pub(super) async fn previous_membership(
+pub(crate) async fn previous_membership(
     ctx: &SessionContext,
     space: &Space,
     out: &objects::Location,
@@ -207,7 +260,7 @@ pub(super) async fn previous_membership(
 }
 
 /// The published changes so far (the previous run's `audience_changes`), or nothing.
-pub(super) async fn previous_changes(
+pub(crate) async fn previous_changes(
     ctx: &SessionContext,
     out: &objects::Location,
     previous: Option<&manifest::Manifest>,

@@ -6,7 +6,7 @@ pub mod audiences;
 pub mod events;
 pub mod identity;
 pub mod identity_affected;
-mod memberships;
+pub(crate) mod memberships;
 mod profile_events;
 pub mod profiles;
 mod sql_trait_merge;

@@ -87,7 +87,7 @@ pub(super) fn rewrite_functions(stmt: &mut ast::Statement, d: &dyn ScriptDialect
             && parts.len() == 2
             && let Some(column) = parts[0].value.strip_prefix("__json_")
         {
-            let j = format!("\"{column}\"");
+            let j = d.quote_ident(column);
             *e = raw_expr(json_get(d, &j, &parts[1].value));
             return ControlFlow::<()>::Continue(());
         }
@@ -113,16 +113,13 @@ pub(super) fn rewrite_functions(stmt: &mut ast::Statement, d: &dyn ScriptDialect
             .as_ref()
             .map(|w| format!(" FILTER (WHERE {w})"))
             .unwrap_or_default();
-        // The call's ORDER BY as written, or each direction turned around.
-        let ordered = |flip: bool| {
+        // The call's ORDER BY as written (expression, descending), or each direction turned
+        // around.
+        let ordered = |flip: bool| -> Vec<(String, bool)> {
             order
                 .iter()
-                .map(|o| {
-                    let desc = (o.options.asc == Some(false)) != flip;
-                    format!("{} {}", o.expr, if desc { "DESC" } else { "ASC" })
-                })
-                .collect::<Vec<_>>()
-                .join(", ")
+                .map(|o| (o.expr.to_string(), (o.options.asc == Some(false)) != flip))
+                .collect()
         };
         let new = match name.as_str() {
             "cohort_json_paths" => Some("NULL".to_string()),
@@ -130,25 +127,22 @@ pub(super) fn rewrite_functions(stmt: &mut ast::Statement, d: &dyn ScriptDialect
             "cohort_json_valid" => d.json_valid(&a),
             "cohort_json_object" if a.len().is_multiple_of(2) => Some(d.json_object(&a)),
             "first_value" | "last_value" if !order.is_empty() => {
-                let by = ordered(name == "last_value");
-                Some(format!("(array_agg({} ORDER BY {by}){filter})[1]", a[0]))
+                Some(d.first_by(&a[0], &ordered(name == "last_value"), &filter))
             }
             "cohort_first" | "cohort_last" if a.len() == 3 => {
-                let dir = if name == "cohort_first" {
-                    "ASC"
-                } else {
-                    "DESC"
-                };
-                Some(format!(
-                    "(array_agg({} ORDER BY {} {dir}, {} {dir}) FILTER (WHERE {} IS NOT NULL{}))[1]",
-                    a[0],
-                    a[1],
-                    a[2],
+                let desc = name == "cohort_last";
+                let filter = format!(
+                    " FILTER (WHERE {} IS NOT NULL{})",
                     a[1],
                     f.filter
                         .as_ref()
                         .map(|w| format!(" AND ({w})"))
                         .unwrap_or_default()
+                );
+                Some(d.first_by(
+                    &a[0],
+                    &[(a[1].clone(), desc), (a[2].clone(), desc)],
+                    &filter,
                 ))
             }
             "cohort_mode" if a.len() == 2 => Some(format!(
@@ -169,6 +163,7 @@ pub(super) fn rewrite_functions(stmt: &mut ast::Statement, d: &dyn ScriptDialect
             }
             "btrim" => d.btrim(&a),
             "array_sort" if !a.is_empty() => Some(d.array_sort(&a)),
+            "array_agg" if order.is_empty() => d.array_agg(&f.to_string()),
             _ => None,
         };
         if let Some(sql) = new {

@@ -1,7 +1,7 @@
 //! What differs between the engines a script is written for, behind one [`ScriptDialect`]
 //! trait: quoting, JSON paths, the functions DataFusion has and the engine lacks, the helper
 //! functions a script defines first, and the identity stage's iterative steps (the only ones
-//! with no portable SQL). [`postgres`] and [`duckdb`] implement it; another engine (Spark, ...)
+//! with no portable SQL). [`postgres`], [`duckdb`] and [`spark`] implement it; another engine
 //! is one more implementation, handed out by [`SqlDialect::script`].
 //!
 //! Around the trait sit the dialect-free passes: [`plan_sql`] writes a run's plan in an
@@ -14,6 +14,8 @@ mod calls;
 pub mod duckdb;
 mod plans;
 pub mod postgres;
+pub mod spark;
+mod spark_identity;
 
 use datafusion::common::{Result, plan_err};
 use datafusion::logical_expr::LogicalPlan;
@@ -33,6 +35,11 @@ pub trait ScriptDialect {
     /// A table or column name, quoted.
     fn quote_ident(&self, name: &str) -> String {
         format!("\"{}\"", name.replace('"', "\"\""))
+    }
+
+    /// The type of a text column in `CREATE TABLE`.
+    fn text_type(&self) -> &'static str {
+        "text"
     }
 
     /// A string literal.
@@ -90,6 +97,28 @@ pub trait ScriptDialect {
     /// `array_sort(args)`.
     fn array_sort(&self, args: &[String]) -> String;
 
+    /// `array_agg(...)` as written (`call`, its `FILTER` included) when the engine's differs
+    /// from DataFusion's, which is null over no rows.
+    fn array_agg(&self, _call: &str) -> Option<String> {
+        None
+    }
+
+    /// The aggregate giving `value` of the first row in the order `by` (expression,
+    /// descending), among the rows `filter` (` FILTER (WHERE ...)` or empty) keeps.
+    fn first_by(&self, value: &str, by: &[(String, bool)], filter: &str) -> String {
+        let by = by
+            .iter()
+            .map(|(e, desc)| format!("{e} {}", if *desc { "DESC" } else { "ASC" }))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!("(array_agg({value} ORDER BY {by}){filter})[1]")
+    }
+
+    /// The last pass over a statement's text, once every rewrite is done.
+    fn finish(&self, sql: String) -> String {
+        sql
+    }
+
     /// Statements defining the functions the identity steps (and the occurrence plan's
     /// `cohort_id_node`) call: see [`crate::script::sql_identity::functions`].
     fn identity_functions(&self) -> Vec<String>;
@@ -113,6 +142,7 @@ impl SqlDialect {
         match self {
             SqlDialect::Postgres => Some(&postgres::Postgres),
             SqlDialect::DuckDb => Some(&duckdb::DuckDb),
+            SqlDialect::Spark => Some(&spark::Spark),
             _ => None,
         }
     }
@@ -122,7 +152,7 @@ impl SqlDialect {
         match self.script() {
             Some(d) => Ok(d),
             None => plan_err!(
-                "the identity stage has no SQL script for dialect {} (only postgres and duckdb)",
+                "the identity stage has no SQL script for dialect {} (only postgres, duckdb and spark)",
                 self.as_str()
             ),
         }
@@ -154,7 +184,7 @@ pub fn plan_sql(
     let mut stmt = super::unparse::plan_statement(&plan, d.selector())?;
     aliases::alias_derived_tables(&mut stmt);
     calls::rewrite_functions(&mut stmt, d);
-    Ok(stmt.to_string())
+    Ok(d.finish(stmt.to_string()))
 }
 
 /// A query written in DataFusion's SQL (one `SELECT`/`WITH`, `--` comments allowed) as a
@@ -170,5 +200,5 @@ pub fn query_sql(sql: &str, d: &dyn ScriptDialect) -> Result<String> {
     let mut stmt = stmt;
     calls::order_text_bytewise(&mut stmt, d);
     calls::rewrite_functions(&mut stmt, d);
-    Ok(format!("{stmt:#}"))
+    Ok(d.finish(format!("{stmt:#}")))
 }

@@ -1,0 +1,216 @@
+//! Spark SQL (Spark 4) as a [`ScriptDialect`]: identifiers in backticks, JSON through
+//! `get_json_object` and VARIANT, the helpers as temporary SQL functions, first and last values
+//! as `min_by` / `max_by`, and the identity stage's loops in [`super::spark_identity`]. Spark's
+//! default string order is binary (UTF-8 bytes), so text needs nothing to order byte-wise.
+//!
+//! Two things differ in Spark's text itself, and [`ScriptDialect::finish`] repairs them after
+//! every rewrite: a double-quoted name is a string there (names go in backticks), and a
+//! backslash in a string literal starts an escape (each is doubled).
+
+use super::ScriptDialect;
+use super::calls::sql_string;
+use crate::script::unparse::SqlDialect;
+
+/// Spark SQL (`--dialect spark`).
+pub struct Spark;
+
+impl ScriptDialect for Spark {
+    fn selector(&self) -> SqlDialect {
+        SqlDialect::Spark
+    }
+
+    fn prelude_text(&self) -> &'static str {
+        include_str!("../../../queries/script/prelude_spark.sql")
+    }
+
+    fn quote_ident(&self, name: &str) -> String {
+        format!("`{}`", name.replace('`', "``"))
+    }
+
+    fn text_type(&self) -> &'static str {
+        "STRING"
+    }
+
+    fn quote_str(&self, s: &str) -> String {
+        sql_string(&s.replace('\\', "\\\\"))
+    }
+
+    fn json_text_at(&self, json: &str, keys: &[String]) -> String {
+        let path: String = keys
+            .iter()
+            .map(|k| format!("['{k}']"))
+            .collect::<Vec<_>>()
+            .concat();
+        format!(
+            "get_json_object({json}, {})",
+            sql_string(&format!("${path}"))
+        )
+    }
+
+    /// `json_object_keys` is null for anything but a JSON object.
+    fn json_valid(&self, args: &[String]) -> Option<String> {
+        Some(format!(
+            "({0} IS NULL OR json_object_keys({0}) IS NOT NULL)",
+            args[0]
+        ))
+    }
+
+    /// `to_json` of a struct leaves out the fields that are null.
+    fn json_object(&self, args: &[String]) -> String {
+        format!("to_json(named_struct({}))", args.join(", "))
+    }
+
+    fn regexp_like(&self, text: &str, pattern: &str) -> String {
+        format!("regexp_like({text}, {pattern})")
+    }
+
+    fn nul_position(&self, text: &str) -> String {
+        format!("instr({text}, chr(0))")
+    }
+
+    /// `sort_array` puts nulls first, as DataFusion's `array_sort` does.
+    fn array_sort(&self, args: &[String]) -> String {
+        format!("sort_array({})", args[0])
+    }
+
+    /// Spark's `array_agg` (`collect_list`) is an empty array over no rows.
+    fn array_agg(&self, call: &str) -> Option<String> {
+        Some(format!("CASE WHEN size({call}) > 0 THEN {call} END"))
+    }
+
+    /// `min_by` / `max_by` over the order as a struct (Spark has no ordered aggregate); the
+    /// keys are never null where Cohort orders by them.
+    fn first_by(&self, value: &str, by: &[(String, bool)], filter: &str) -> String {
+        let keys = by
+            .iter()
+            .enumerate()
+            .map(|(i, (e, _))| format!("'k{i}', {e}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let f = if by.iter().all(|(_, desc)| *desc) {
+            "max_by"
+        } else {
+            "min_by"
+        };
+        format!("{f}({value}, named_struct({keys})){filter}")
+    }
+
+    fn finish(&self, sql: String) -> String {
+        spark_text(&sql)
+    }
+
+    fn identity_functions(&self) -> Vec<String> {
+        super::spark_identity::functions()
+    }
+
+    fn components(&self) -> Vec<String> {
+        vec![super::spark_identity::components()]
+    }
+
+    fn replay(&self, input: &str, limits: &[u64]) -> Vec<String> {
+        super::spark_identity::replay(input, limits)
+    }
+}
+
+/// `sql` with its double-quoted names in backticks and the backslashes of its string literals
+/// doubled (Spark reads `'\.'` as `.`). Comments are copied as they are.
+pub(super) fn spark_text(sql: &str) -> String {
+    #[derive(PartialEq)]
+    enum In {
+        Code,
+        Str,
+        Name,
+        Tick,
+        Comment,
+    }
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut at = In::Code;
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        match at {
+            In::Code => match c {
+                '\'' => {
+                    at = In::Str;
+                    out.push(c);
+                }
+                '"' => {
+                    at = In::Name;
+                    out.push('`');
+                }
+                '`' => {
+                    at = In::Tick;
+                    out.push(c);
+                }
+                '-' if chars.peek() == Some(&'-') => {
+                    at = In::Comment;
+                    out.push(c);
+                }
+                _ => out.push(c),
+            },
+            In::Str => match c {
+                '\'' if chars.peek() == Some(&'\'') => {
+                    chars.next();
+                    out.push_str("''");
+                }
+                '\'' => {
+                    at = In::Code;
+                    out.push(c);
+                }
+                '\\' => out.push_str("\\\\"),
+                _ => out.push(c),
+            },
+            In::Name => match c {
+                '"' if chars.peek() == Some(&'"') => {
+                    chars.next();
+                    out.push('"');
+                }
+                '"' => {
+                    at = In::Code;
+                    out.push('`');
+                }
+                '`' => out.push_str("``"),
+                _ => out.push(c),
+            },
+            In::Tick => {
+                if c == '`' {
+                    at = In::Code;
+                }
+                out.push(c);
+            }
+            In::Comment => {
+                if c == '\n' {
+                    at = In::Code;
+                }
+                out.push(c);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_move_to_backticks_and_backslashes_double() {
+        assert_eq!(
+            spark_text(r#"SELECT "a""b", 'it''s "x" \.' AS "c`d" -- "e" '"#),
+            r#"SELECT `a"b`, 'it''s "x" \\.' AS `c``d` -- "e" '"#
+        );
+        assert_eq!(spark_text("SELECT `a` FROM t"), "SELECT `a` FROM t");
+    }
+
+    #[test]
+    fn first_and_last_are_min_by_and_max_by() {
+        let by = |desc| vec![("ts".to_string(), desc), ("id".to_string(), desc)];
+        assert_eq!(
+            Spark.first_by("v", &by(false), ""),
+            "min_by(v, named_struct('k0', ts, 'k1', id))"
+        );
+        assert_eq!(
+            Spark.first_by("v", &by(true), " FILTER (WHERE x)"),
+            "max_by(v, named_struct('k0', ts, 'k1', id)) FILTER (WHERE x)"
+        );
+    }
+}
