@@ -12,8 +12,9 @@ included, as text) as the temporary view `NAME_raw` the script reads. With `--ou
 of `--tables` is written to `DIR/<table>` as Parquet once the script has run. The script's own
 tables are created in the session's catalog (`--warehouse`, or the cluster's).
 
-Prints one line per statement (`statement N/M: <first line> <seconds>s`) and `done <seconds>s`;
-on a failed statement prints it and exits 1.
+Prints one line per statement (`statement N/M: <first line> <seconds>s`), `events N` (the
+script's events), `wrote <table>` and `done <seconds>s`; on a failed statement prints it and
+exits 1.
 """
 
 import argparse
@@ -110,6 +111,8 @@ def main():
     except RuntimeError as e:
         print(e, file=sys.stderr)
         sys.exit(1)
+    # What the run record counts: the events the script kept.
+    print("events %d" % spark.table("events").count())
     if a.out:
         for t in [t for t in a.tables.split(",") if t]:
             spark.table("`%s`" % t).write.mode("overwrite").parquet(os.path.join(a.out, t))

@@ -221,6 +221,19 @@ pub(super) struct RunArgs {
     /// good run stays published.
     #[arg(long, value_parser = parse_timeout)]
     pub timeout: Option<Duration>,
+    /// Run the stages on another engine: `spark` compiles the space into its Spark SQL script
+    /// (`cohort compile --dialect spark --script`), runs it with spark-submit or PySpark and
+    /// publishes what Spark computed as this run (always a whole recompute).
+    #[arg(long, value_name = "ENGINE", value_parser = ["spark"],
+          conflicts_with_all = ["select", "window_days", "memory_limit", "spill_dir", "skip_bad_files", "timeout"])]
+    pub on: Option<String>,
+    /// With --on spark: the spark-submit to start (or a python with PySpark); default:
+    /// spark-submit on the PATH, then $SPARK_HOME/bin/spark-submit, then python3 with pyspark.
+    #[arg(long, value_name = "PATH", requires = "on")]
+    pub spark_submit: Option<PathBuf>,
+    /// With --on spark: the Spark master [default: local[*]].
+    #[arg(long, value_name = "MASTER", requires = "on")]
+    pub spark_master: Option<String>,
 }
 
 #[derive(Args, Debug)]

@@ -204,7 +204,18 @@ pub async fn run_on_spark(
         cmd.current_dir(work.path());
         say(&format!("spark: {}", shown(&cmd)));
         let t = Instant::now();
-        submit(cmd, say)?;
+        let events = std::sync::atomic::AtomicI64::new(0);
+        let heard = |line: &str| {
+            if let Some(n) = line
+                .strip_prefix("events ")
+                .and_then(|n| n.trim().parse().ok())
+            {
+                events.store(n, std::sync::atomic::Ordering::Relaxed);
+            }
+            say(&format!("spark: {line}"));
+        };
+        submit(cmd, &heard)?;
+        rec.events = events.load(std::sync::atomic::Ordering::Relaxed);
         rec.stage_timings
             .push(("spark".into(), t.elapsed().as_millis() as u64));
         super::publish_staged::publish(space, &out, &staged, &mut rec).await

@@ -73,7 +73,7 @@ pub(super) async fn publish(
 ) -> EngineResult<manifest::Manifest> {
     let t = Instant::now();
     let previous = manifest::read(out).await?;
-    let ctx = SessionContext::new();
+    let ctx = super::session::new_session(&Default::default())?;
     let as_of = lit(ScalarValue::TimestampMicrosecond(
         Some(rec.as_of.timestamp_micros()),
         Some(Arc::from("UTC")),

@@ -27,16 +27,18 @@ pub enum SqlDialect {
     BigQuery,
     Snowflake,
     Spark,
+    Databricks,
 }
 
 impl SqlDialect {
-    pub const ALL: [SqlDialect; 6] = [
+    pub const ALL: [SqlDialect; 7] = [
         SqlDialect::DataFusion,
         SqlDialect::Postgres,
         SqlDialect::DuckDb,
         SqlDialect::BigQuery,
         SqlDialect::Snowflake,
         SqlDialect::Spark,
+        SqlDialect::Databricks,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -47,6 +49,7 @@ impl SqlDialect {
             SqlDialect::BigQuery => "bigquery",
             SqlDialect::Snowflake => "snowflake",
             SqlDialect::Spark => "spark",
+            SqlDialect::Databricks => "databricks",
         }
     }
 
@@ -61,14 +64,14 @@ impl SqlDialect {
             SqlDialect::DuckDb => Box::new(DuckDBDialect::new()),
             SqlDialect::BigQuery => Box::new(BigQueryDialect {}),
             SqlDialect::Snowflake => Box::new(SnowflakeDialect::new()),
-            SqlDialect::Spark => Box::new(spark_dialect()),
+            SqlDialect::Spark | SqlDialect::Databricks => Box::new(spark_dialect()),
         }
     }
 
     /// The character the dialect quotes identifiers with.
     pub fn identifier_quote(self) -> char {
         match self {
-            SqlDialect::Spark | SqlDialect::BigQuery => '`',
+            SqlDialect::Spark | SqlDialect::Databricks | SqlDialect::BigQuery => '`',
             _ => '"',
         }
     }

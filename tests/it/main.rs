@@ -43,3 +43,4 @@ mod sql_traits;
 mod sql_unchanged;
 mod unchanged_tables;
 mod validate;
+mod warehouses;

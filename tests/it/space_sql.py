@@ -3,6 +3,9 @@ compares each of the named tables it writes with the table of that name a Cohort
 
 Usage: space_sql.py duckdb|postgres|spark <script.sql> <out_dir> <source>=<parquet_dir> ...
                     --tables t1,t2,... [--dsn DSN] [--warehouse DIR]
+       space_sql.py delta <other_out_dir> <out_dir> --tables t1,t2,...
+
+Mode `delta` compares the tables another run published (`cohort run --on spark`) instead.
 
 Spark runs in PySpark (`local[2]`) through `spark_run.py` (Cohort's own driver for Spark
 scripts, `queries/script/spark_run.py`), which must sit beside this file.
@@ -147,7 +150,7 @@ def main():
     tables = option("--tables").split(",")
     mode, script_path, out_dir = args[:3]
     sources = [a.split("=", 1) for a in args[3:]]
-    script = open(script_path).read()
+    script = open(script_path).read() if mode != "delta" else ""
     # The script sets its own time zone (UTC) first, as any session running it would.
     if mode == "duckdb":
         import duckdb
@@ -158,6 +161,11 @@ def main():
             t = con.sql(q).to_arrow_table()
             return t.column_names, [tuple(r[c] for c in t.column_names) for r in t.to_pylist()]
 
+    elif mode == "delta":
+        def query(q):
+            return published(script_path, q.split('"')[1])
+
+        con, load = None, None
     elif mode == "spark":
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
         import spark_run
@@ -188,7 +196,7 @@ def main():
             spark_run.run(spark, script, log=sys.stderr)
         except RuntimeError as e:
             sys.exit("spark: %s" % e)
-    for s in statements(script) if mode != "spark" else []:
+    for s in statements(script) if mode not in ("spark", "delta") else []:
         try:
             con.execute(s)
         except Exception as e:

@@ -1,5 +1,5 @@
 //! `cohort compile`: each computed trait's plan and SQL in a dialect, or (`--script`) the
-//! whole space as one runnable DuckDB, PostgreSQL or Spark SQL script.
+//! whole space as one runnable DuckDB, PostgreSQL, Spark SQL or Databricks SQL script.
 
 use std::path::Path;
 
@@ -21,7 +21,7 @@ pub(in crate::cli) async fn compile_cmd(
     if script {
         if d.script().is_none() {
             return Err(invalid(format!(
-                "--script writes duckdb, postgres or spark, not {}",
+                "--script writes duckdb, postgres, spark or databricks, not {}",
                 d.as_str()
             )));
         }

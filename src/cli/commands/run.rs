@@ -1,5 +1,5 @@
 //! `cohort run`: one run of a space with a progress display, Ctrl-C handling and the
-//! summary of what it published.
+//! summary of what it published; with `--on spark`, the run's stages on Spark.
 
 use std::time::Duration;
 
@@ -28,6 +28,9 @@ fn run_options(a: &RunArgs) -> RunOptions {
 }
 
 pub(in crate::cli) async fn run_cmd(a: RunArgs) -> Result<()> {
+    if a.on.is_some() {
+        return on_spark(a).await;
+    }
     let mut opts = run_options(&a);
     opts.interrupt = Some(on_ctrl_c());
     let space = validate(&a.dir).await?;
@@ -41,6 +44,22 @@ pub(in crate::cli) async fn run_cmd(a: RunArgs) -> Result<()> {
         opts.session.memory_limit = Some(parse_memory_limit(m).map_err(invalid)?);
     }
     let report = run_space(&space, &opts).await?;
+    render::print_summary(&report);
+    Ok(())
+}
+
+/// `cohort run --on spark`: the run's stages on Spark, what it prints passed through.
+async fn on_spark(a: RunArgs) -> Result<()> {
+    let space = validate(&a.dir).await?;
+    let opts = run::on_spark::SparkOptions {
+        as_of: a.as_of,
+        submit: a.spark_submit.clone(),
+        master: a.spark_master.clone(),
+        lease_wait: Duration::from_secs(a.wait),
+        trigger: Some("manual: cli, on spark".into()),
+    };
+    let say = |line: &str| eprintln!("{line}");
+    let report = run::on_spark::run_on_spark(&space, &opts, &say).await?;
     render::print_summary(&report);
     Ok(())
 }

@@ -142,7 +142,8 @@ impl SqlDialect {
         match self {
             SqlDialect::Postgres => Some(&postgres::Postgres),
             SqlDialect::DuckDb => Some(&duckdb::DuckDb),
-            SqlDialect::Spark => Some(&spark::Spark),
+            SqlDialect::Spark => Some(&spark::Spark::<false>),
+            SqlDialect::Databricks => Some(&spark::Spark::<true>),
             _ => None,
         }
     }
@@ -152,7 +153,7 @@ impl SqlDialect {
         match self.script() {
             Some(d) => Ok(d),
             None => plan_err!(
-                "the identity stage has no SQL script for dialect {} (only postgres, duckdb and spark)",
+                "the identity stage has no SQL script for dialect {} (only postgres, duckdb, spark and databricks)",
                 self.as_str()
             ),
         }

@@ -1,4 +1,4 @@
-//! Spark SQL (Spark 4) as a [`ScriptDialect`]: identifiers in backticks, JSON through
+//! Spark SQL (Spark 4) and Databricks SQL as a [`ScriptDialect`]: identifiers in backticks, JSON through
 //! `get_json_object` and VARIANT, the helpers as temporary SQL functions, first and last values
 //! as `min_by` / `max_by`, and the identity stage's loops in [`super::spark_identity`]. Spark's
 //! default string order is binary (UTF-8 bytes), so text needs nothing to order byte-wise.
@@ -11,16 +11,31 @@ use super::ScriptDialect;
 use super::calls::sql_string;
 use crate::script::unparse::SqlDialect;
 
-/// Spark SQL (`--dialect spark`).
-pub struct Spark;
+/// Spark SQL (`--dialect spark`), or Databricks SQL (`--dialect databricks`, `DATABRICKS`):
+/// the same SQL, set up by the session settings each one takes.
+pub struct Spark<const DATABRICKS: bool>;
 
-impl ScriptDialect for Spark {
+impl<const DATABRICKS: bool> ScriptDialect for Spark<DATABRICKS> {
     fn selector(&self) -> SqlDialect {
-        SqlDialect::Spark
+        match DATABRICKS {
+            false => SqlDialect::Spark,
+            true => SqlDialect::Databricks,
+        }
     }
 
     fn prelude_text(&self) -> &'static str {
-        include_str!("../../../queries/script/prelude_spark.sql")
+        match DATABRICKS {
+            false => concat!(
+                include_str!("../../../queries/script/prelude_spark.sql"),
+                "\n;\n",
+                include_str!("../../../queries/script/helpers_spark.sql")
+            ),
+            true => concat!(
+                include_str!("../../../queries/script/prelude_databricks.sql"),
+                "\n;\n",
+                include_str!("../../../queries/script/helpers_spark.sql")
+            ),
+        }
     }
 
     fn quote_ident(&self, name: &str) -> String {
@@ -205,11 +220,11 @@ mod tests {
     fn first_and_last_are_min_by_and_max_by() {
         let by = |desc| vec![("ts".to_string(), desc), ("id".to_string(), desc)];
         assert_eq!(
-            Spark.first_by("v", &by(false), ""),
+            Spark::<false>.first_by("v", &by(false), ""),
             "min_by(v, named_struct('k0', ts, 'k1', id))"
         );
         assert_eq!(
-            Spark.first_by("v", &by(true), " FILTER (WHERE x)"),
+            Spark::<false>.first_by("v", &by(true), " FILTER (WHERE x)"),
             "max_by(v, named_struct('k0', ts, 'k1', id)) FILTER (WHERE x)"
         );
     }
