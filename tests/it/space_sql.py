@@ -1,14 +1,16 @@
 """Runs a whole space's script (`cohort compile --script`) in DuckDB, PostgreSQL or Spark and
 compares each of the named tables it writes with the table of that name a Cohort run published.
 
-Usage: space_sql.py duckdb|postgres|spark <script.sql> <out_dir> <source>=<parquet_dir> ...
+Usage: space_sql.py duckdb|postgres|spark|spark-sql <script.sql> <out_dir> <source>=<parquet_dir> ...
                     --tables t1,t2,... [--dsn DSN] [--warehouse DIR]
        space_sql.py delta <other_out_dir> <out_dir> --tables t1,t2,...
 
 Mode `delta` compares the tables another run published (`cohort run --on spark`) instead.
 
 Spark runs in PySpark (`local[2]`) through `spark_run.py` (Cohort's own driver for Spark
-scripts, `queries/script/spark_run.py`), which must sit beside this file.
+scripts, `queries/script/spark_run.py`), which must sit beside this file; `spark-sql` runs
+the whole file with PySpark's `spark-sql -f` after the views of the sources, and reads the
+tables it left in the warehouse folder.
 
 Each `<source>=<dir>` loads the source's Parquet files (hive partitions included) as the
 script's `<source>_raw` table. `<out_dir>` is the space's published folder (the Delta tables).
@@ -166,6 +168,36 @@ def main():
             return published(script_path, q.split('"')[1])
 
         con, load = None, None
+    elif mode == "spark-sql":
+        import subprocess
+
+        import pyarrow.parquet as pq
+
+        bin_dir = os.path.dirname(sys.executable)
+        views = "".join(
+            "CREATE TEMPORARY VIEW `%s_raw` USING parquet OPTIONS (path '%s', mergeSchema 'true');\n"
+            % (src, path)
+            for src, path in sources
+        )
+        whole = os.path.join(warehouse + "-script.sql")
+        with open(whole, "w", encoding="utf-8") as f:
+            f.write(views + script)
+        env = dict(os.environ, PATH=bin_dir + os.pathsep + os.environ.get("PATH", ""))
+        ran = subprocess.run(
+            [os.path.join(bin_dir, "spark-sql"), "--master", "local[2]",
+             "--conf", "spark.sql.warehouse.dir=" + warehouse,
+             "--conf", "spark.sql.sources.partitionColumnTypeInference.enabled=false",
+             "--conf", "spark.ui.showConsoleProgress=false", "-S", "-f", whole],
+            env=env, capture_output=True, text=True,
+        )
+        if ran.returncode != 0:
+            sys.exit("spark-sql failed:\n" + ran.stderr[-4000:])
+
+        def query(q):
+            t = pq.read_table(os.path.join(warehouse, q.split('"')[1]))
+            return t.column_names, [tuple(r[c] for c in t.column_names) for r in t.to_pylist()]
+
+        con, load = None, None
     elif mode == "spark":
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
         import spark_run
@@ -189,14 +221,14 @@ def main():
             cur = con.execute(q)
             return [d.name for d in cur.description], cur.fetchall()
 
-    for src, path in sources:
+    for src, path in sources if load else []:
         load(con, src + "_raw", path)
     if mode == "spark":
         try:
             spark_run.run(spark, script, log=sys.stderr)
         except RuntimeError as e:
             sys.exit("spark: %s" % e)
-    for s in statements(script) if mode not in ("spark", "delta") else []:
+    for s in statements(script) if mode in ("duckdb", "postgres") else []:
         try:
             con.execute(s)
         except Exception as e:

@@ -77,8 +77,9 @@ fn compare(
     if let Some(dsn) = dsn {
         cmd.arg("--dsn").arg(dsn);
     }
-    if engine == "spark" {
-        cmd.arg("--warehouse").arg(dir.join("spark-warehouse"));
+    if engine.starts_with("spark") {
+        cmd.arg("--warehouse")
+            .arg(dir.join(format!("{engine}-warehouse")));
     }
     let o = cmd.output().unwrap();
     let out = String::from_utf8_lossy(&o.stdout).to_string();
@@ -111,11 +112,17 @@ pub(crate) async fn check_space(space: &str, events: u64, engines: &[&str], pg: 
     let name = common::load(&dir).await.name;
     let published = dir.join("out").join(&name);
     for engine in engines.iter().copied() {
+        // `spark-sql` runs the Spark script with `spark-sql -f`.
+        let dialect = if engine == "spark-sql" {
+            "spark"
+        } else {
+            engine
+        };
         let text = cohort(&[
             "compile",
             d,
             "--dialect",
-            engine,
+            dialect,
             "--script",
             "--as-of",
             &as_of,

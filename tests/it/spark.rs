@@ -11,10 +11,17 @@ use cohort::spec::Preset;
 use super::common;
 use super::space_sql::{check_space, compared_tables, copy_space};
 
-/// The starter space: computed traits, a SQL trait, account traits, six audiences.
+/// The starter space: computed traits, a SQL trait, account traits, six audiences; run
+/// statement by statement through `spark.sql(...)` and as a whole with `spark-sql -f`.
 #[tokio::test]
 async fn the_store_space_runs_unchanged_on_spark() {
-    check_space("examples/spaces/store", 6_000, &["spark"], None).await;
+    check_space(
+        "examples/spaces/store",
+        6_000,
+        &["spark", "spark-sql"],
+        None,
+    )
+    .await;
 }
 
 /// The benchmark space: 21 computed traits, 2 SQL traits, 30 audiences of every kind.
