@@ -97,40 +97,45 @@ fn on_path(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// The command that runs `script` with the driver at `driver`, reading `sources` (name,
-/// folder) and writing `tables` to `staged`.
-pub fn command(
-    launcher: &Launcher,
-    master: &str,
-    driver: &Path,
-    script: &Path,
-    sources: &[(String, PathBuf)],
-    staged: &Path,
-    tables: &[&str],
-    warehouse: &Path,
-) -> Command {
+/// What the driver is given: the files it runs and the folders it reads and writes.
+pub struct Job<'a> {
+    /// `spark_run.py`.
+    pub driver: &'a Path,
+    /// The space's Spark SQL script.
+    pub script: &'a Path,
+    /// Each source's name and folder of Parquet files.
+    pub sources: &'a [(String, PathBuf)],
+    /// Where the driver writes `tables`, one Parquet folder each.
+    pub staged: &'a Path,
+    pub tables: &'a [&'a str],
+    /// The session's `spark.sql.warehouse.dir` (the script's stage tables).
+    pub warehouse: &'a Path,
+}
+
+/// The command that starts `job` with `launcher` on `master`.
+pub fn command(launcher: &Launcher, master: &str, job: &Job<'_>) -> Command {
     let mut cmd = match launcher {
         Launcher::Submit(p) => {
             let mut c = Command::new(p);
-            c.arg("--master").arg(master).arg(driver);
+            c.arg("--master").arg(master).arg(job.driver);
             c
         }
         Launcher::Python(p) => {
             let mut c = Command::new(p);
-            c.arg(driver).arg("--master").arg(master);
+            c.arg(job.driver).arg("--master").arg(master);
             c
         }
     };
-    cmd.arg(script);
-    for (name, dir) in sources {
+    cmd.arg(job.script);
+    for (name, dir) in job.sources {
         cmd.arg("--source").arg(format!("{name}={}", dir.display()));
     }
     cmd.arg("--out")
-        .arg(staged)
+        .arg(job.staged)
         .arg("--tables")
-        .arg(tables.join(","))
+        .arg(job.tables.join(","))
         .arg("--warehouse")
-        .arg(warehouse);
+        .arg(job.warehouse);
     cmd
 }
 
@@ -191,16 +196,17 @@ pub async fn run_on_spark(
         let tables = super::publish_staged::STAGED;
         let launcher = launcher(opts.submit.as_deref()).map_err(EngineError::InvalidInput)?;
         let master = opts.master.as_deref().unwrap_or("local[*]");
-        let mut cmd = command(
-            &launcher,
-            master,
-            &driver,
-            &script_path,
-            &source_dirs(space)?,
-            &staged,
-            &tables,
-            &work.path().join("warehouse"),
-        );
+        let sources = source_dirs(space)?;
+        let warehouse = work.path().join("warehouse");
+        let job = Job {
+            driver: &driver,
+            script: &script_path,
+            sources: &sources,
+            staged: &staged,
+            tables: &tables,
+            warehouse: &warehouse,
+        };
+        let mut cmd = command(&launcher, master, &job);
         cmd.current_dir(work.path());
         say(&format!("spark: {}", shown(&cmd)));
         let t = Instant::now();
