@@ -61,8 +61,8 @@ pub(super) enum Command {
         #[arg(long, value_parser = parse_time)]
         as_of: Option<DateTime<Utc>>,
         /// Write the whole space (events, identity, traits, profiles, audiences) as one
-        /// runnable script for the dialect (duckdb or postgres) instead; it reads the space's
-        /// data once to plan it, as a run does.
+        /// runnable script for the dialect (duckdb, postgres, spark or databricks) instead; it
+        /// reads the space's data once to plan it, as a run does.
         #[arg(long)]
         script: bool,
     },

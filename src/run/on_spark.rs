@@ -193,7 +193,7 @@ pub async fn run_on_spark(
         std::fs::write(&script_path, script).map_err(crate::error::StoreError::from)?;
         std::fs::write(&driver, DRIVER).map_err(crate::error::StoreError::from)?;
         let staged = work.path().join("staged");
-        let tables = super::publish_staged::STAGED;
+        let tables = super::publish_staged::staged_tables();
         let launcher = launcher(opts.submit.as_deref()).map_err(EngineError::InvalidInput)?;
         let master = opts.master.as_deref().unwrap_or("local[*]");
         let sources = source_dirs(space)?;

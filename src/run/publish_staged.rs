@@ -22,26 +22,20 @@ use datafusion::prelude::{ParquetReadOptions, SessionContext, coalesce};
 use super::record::{RunRecord, RunStatus};
 use super::runs_table::write_runs;
 use super::stages::memberships::{change_rows, changes, previous_membership};
-use super::tables::published;
+use super::tables::{PUBLISHED_TABLES, published};
 use crate::error::EngineResult;
 use crate::plan::identity::ResolvedRules;
 use crate::spec::Space;
 use crate::store::{delta, manifest, objects};
 
-/// The published tables the engine computes (the others are the run's own: `runs`, and
-/// `profile_merges`, which a first run does not make).
-pub const STAGED: [&str; 10] = [
-    published::EVENT_ERRORS,
-    published::IDENTITIES,
-    published::IDENTITY_VIOLATIONS,
-    published::IDENTITY_GRAPH,
-    published::PROFILES,
-    published::ACCOUNTS,
-    published::ACCOUNT_LINKS,
-    published::AUDIENCE_MEMBERSHIP,
-    published::AUDIENCE_CHANGES,
-    published::RECENT_EVENTS,
-];
+/// The published tables the engine computes: every one but the run's own `runs`, and
+/// `profile_merges`, which a first run does not make.
+pub fn staged_tables() -> Vec<&'static str> {
+    PUBLISHED_TABLES
+        .into_iter()
+        .filter(|t| !matches!(*t, published::RUNS | published::PROFILE_MERGES))
+        .collect()
+}
 
 /// The staged table `name` under `staged`, with Spark's 32-bit integers widened to Cohort's
 /// 64-bit ones.
@@ -82,7 +76,7 @@ pub(super) async fn publish(
     let rebase = previous
         .as_ref()
         .is_some_and(|m| m.tables.contains_key(published::AUDIENCE_MEMBERSHIP));
-    for table in STAGED {
+    for table in staged_tables() {
         let mut plan = read_staged(&ctx, staged, table).await?;
         let loc = out.child(table);
         let v = match table {
