@@ -117,6 +117,16 @@ pub fn command(launcher: &Launcher, master: &str, job: &Job<'_>) -> Command {
     let mut cmd = match launcher {
         Launcher::Submit(p) => {
             let mut c = Command::new(p);
+            // PySpark's spark-submit finds Spark through the `python3` on the PATH: the one
+            // beside it (a virtualenv's) comes first.
+            if let Some(dir) = p.parent().filter(|d| d.join("python3").is_file())
+                && let Some(path) = std::env::var_os("PATH")
+            {
+                let dirs = std::iter::once(dir.to_path_buf()).chain(std::env::split_paths(&path));
+                if let Ok(joined) = std::env::join_paths(dirs) {
+                    c.env("PATH", joined);
+                }
+            }
             c.arg("--master").arg(master).arg(job.driver);
             c
         }
