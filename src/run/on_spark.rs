@@ -289,7 +289,7 @@ fn submit(mut cmd: Command, say: &(dyn Fn(&str) + Sync)) -> EngineResult<()> {
                 .lines()
                 .map_while(Result::ok)
             {
-                say(&format!("spark: {line}"));
+                say(&line);
             }
         }
         child.wait()

@@ -165,7 +165,14 @@ def main():
 
     elif mode == "delta":
         def query(q):
-            return published(script_path, q.split('"')[1])
+            name = q.split('"')[1]
+            mine, theirs = (
+                DeltaTable(os.path.join(d, name)).to_pyarrow_table().schema for d in (out_dir, script_path)
+            )
+            if [(f.name, str(f.type)) for f in mine] != [(f.name, str(f.type)) for f in theirs]:
+                print("delta %s: types differ\n  %s\n  %s" % (name, mine, theirs))
+                sys.exit(1)
+            return published(script_path, name)
 
         con, load = None, None
     elif mode == "spark-sql":

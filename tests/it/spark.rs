@@ -115,6 +115,10 @@ async fn cohort_run_on_spark_publishes_what_a_local_run_publishes() {
         let said = cohort_in(&spark, &["run", "--on", "spark", "--as-of", &as_of]);
         assert!(said.contains("spark-submit"), "{said}");
         assert!(said.contains("stages: compile"), "{said}");
+        assert!(
+            !said.contains(": 0 events"),
+            "the run counts Spark's events: {said}"
+        );
         same_tables(tmp.path(), &a, &b, &tables);
         let runs = cohort_in(&spark, &["runs"]);
         assert_eq!(
