@@ -15,13 +15,13 @@ use std::time::Instant;
 
 use chrono::Utc;
 use datafusion::arrow::datatypes::DataType;
-use datafusion::common::{JoinType, ScalarValue};
+use datafusion::common::ScalarValue;
 use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, cast, col, lit};
-use datafusion::prelude::{ParquetReadOptions, SessionContext, coalesce};
+use datafusion::prelude::{ParquetReadOptions, SessionContext};
 
 use super::record::{RunRecord, RunStatus};
 use super::runs_table::write_runs;
-use super::stages::memberships::{change_rows, changes, previous_membership};
+use super::stages::memberships::{change_rows, changes, previous_membership, with_entered_at};
 use super::tables::{PUBLISHED_TABLES, published};
 use crate::error::EngineResult;
 use crate::plan::identity::ResolvedRules;
@@ -76,21 +76,25 @@ pub(super) async fn publish(
     let rebase = previous
         .as_ref()
         .is_some_and(|m| m.tables.contains_key(published::AUDIENCE_MEMBERSHIP));
+    // The previous run's members (read once), against which Spark's first-run membership is
+    // rebased.
+    let before = match rebase {
+        true => Some(previous_membership(&ctx, space, out, previous.as_ref(), &[]).await?),
+        false => None,
+    };
     for table in staged_tables() {
         let mut plan = read_staged(&ctx, staged, table).await?;
         let loc = out.child(table);
         let v = match table {
-            published::AUDIENCE_MEMBERSHIP if rebase => {
-                let before = previous_membership(&ctx, space, out, previous.as_ref(), &[]).await?;
-                plan = kept_entered_at(plan, before)?;
+            published::AUDIENCE_MEMBERSHIP if let Some(before) = &before => {
+                plan = with_entered_at(plan, before.clone(), as_of.clone())?;
                 delta::overwrite_from_plan(&loc, plan, &ctx.state()).await?
             }
-            published::AUDIENCE_CHANGES if rebase => {
+            published::AUDIENCE_CHANGES if let Some(before) = &before => {
                 let now = read_staged(&ctx, staged, published::AUDIENCE_MEMBERSHIP).await?;
-                let before = previous_membership(&ctx, space, out, previous.as_ref(), &[]).await?;
                 let profiles = read_staged(&ctx, staged, published::PROFILES).await?;
                 let rules = ResolvedRules::from_spec(&space.identity);
-                let changed = changes(now, before, None)?;
+                let changed = changes(now, before.clone(), None)?;
                 let rows = change_rows(changed, profiles, &rules, &rec.run_id, as_of.clone())?;
                 let at = previous
                     .as_ref()
@@ -180,33 +184,4 @@ fn with_run_id(plan: LogicalPlan, run_id: &str) -> EngineResult<LogicalPlan> {
         })
         .collect();
     Ok(LogicalPlanBuilder::from(plan).project(columns)?.build()?)
-}
-
-/// `now`'s members with the `entered_at` of `before` where they were members already.
-fn kept_entered_at(now: LogicalPlan, before: LogicalPlan) -> EngineResult<LogicalPlan> {
-    let before = LogicalPlanBuilder::from(before)
-        .project(vec![
-            col("audience_key").alias("p_audience_key"),
-            col("entity_type").alias("p_entity_type"),
-            col("profile_id").alias("p_profile_id"),
-            col("entered_at").alias("p_entered_at"),
-        ])?
-        .build()?;
-    Ok(LogicalPlanBuilder::from(now)
-        .join(
-            before,
-            JoinType::Left,
-            (
-                vec!["audience_key", "entity_type", "profile_id"],
-                vec!["p_audience_key", "p_entity_type", "p_profile_id"],
-            ),
-            None,
-        )?
-        .project(vec![
-            col("audience_key"),
-            col("entity_type"),
-            col("profile_id"),
-            coalesce(vec![col("p_entered_at"), col("entered_at")]).alias("entered_at"),
-        ])?
-        .build()?)
 }

@@ -9,15 +9,17 @@ use std::path::Path;
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use datafusion::common::{JoinType, ScalarValue};
+use datafusion::common::ScalarValue;
 use datafusion::functions_aggregate::expr_fn as agg;
 use datafusion::logical_expr::{
     EmptyRelation, Expr, ExprFunctionExt, LogicalPlan, LogicalPlanBuilder, col, lit,
 };
-use datafusion::prelude::{SessionContext, coalesce};
+use datafusion::prelude::SessionContext;
 
 use super::identity::IdentityOut;
-use super::memberships::{change_rows, changes, members, previous_changes, previous_membership};
+use super::memberships::{
+    change_rows, changes, members, previous_changes, previous_membership, with_entered_at,
+};
 use super::profiles::ProfileStats;
 use crate::error::{EngineError, EngineResult};
 use crate::plan::audiences::{
@@ -343,33 +345,16 @@ pub async fn run(rc: &mut RunCtx<'_>, identity: &IdentityOut) -> EngineResult<Au
         }
         None => now,
     };
-    let prev_side = LogicalPlanBuilder::from(prev.clone())
-        .project(vec![
-            col("audience_key").alias("p_audience_key"),
-            col("entity_type").alias("p_entity_type"),
-            col("profile_id").alias("p_profile_id"),
-            col("entered_at").alias("p_entered_at"),
-        ])?
-        .build()?;
-    let keys = || {
-        (
-            vec!["audience_key", "entity_type", "profile_id"],
-            vec!["p_audience_key", "p_entity_type", "p_profile_id"],
-        )
-    };
-    let membership = LogicalPlanBuilder::from(now.clone())
-        .join(prev_side, JoinType::Left, keys(), None)?
-        .project(vec![
-            col("audience_key"),
-            col("entity_type"),
-            col("profile_id"),
-            coalesce(vec![col("p_entered_at"), as_of_lit.clone()]).alias("entered_at"),
-        ])?
-        .sort(vec![
-            col("audience_key").sort(true, false),
-            col("profile_id").sort(true, false),
-        ])?
-        .build()?;
+    let membership = LogicalPlanBuilder::from(with_entered_at(
+        now.clone(),
+        prev.clone(),
+        as_of_lit.clone(),
+    )?)
+    .sort(vec![
+        col("audience_key").sort(true, false),
+        col("profile_id").sort(true, false),
+    ])?
+    .build()?;
     sink.keep(ctx, membership, stage::AUDIENCE_MEMBERSHIP, scratch)
         .await?;
 

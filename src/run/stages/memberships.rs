@@ -70,6 +70,40 @@ pub(crate) fn changes(
     Ok(LogicalPlanBuilder::from(entered).union(exited)?.build()?)
 }
 
+/// The members `now` with their `entered_at`: the one `before` gave them where they were
+/// members already, else `entered` (this run's as-of).
+pub(crate) fn with_entered_at(
+    now: LogicalPlan,
+    before: LogicalPlan,
+    entered: Expr,
+) -> EngineResult<LogicalPlan> {
+    let before = LogicalPlanBuilder::from(before)
+        .project(vec![
+            col("audience_key").alias("p_audience_key"),
+            col("entity_type").alias("p_entity_type"),
+            col("profile_id").alias("p_profile_id"),
+            col("entered_at").alias("p_entered_at"),
+        ])?
+        .build()?;
+    Ok(LogicalPlanBuilder::from(now)
+        .join(
+            before,
+            JoinType::Left,
+            (
+                vec!["audience_key", "entity_type", "profile_id"],
+                vec!["p_audience_key", "p_entity_type", "p_profile_id"],
+            ),
+            None,
+        )?
+        .project(vec![
+            col("audience_key"),
+            col("entity_type"),
+            col("profile_id"),
+            coalesce(vec![col("p_entered_at"), entered]).alias("entered_at"),
+        ])?
+        .build()?)
+}
+
 /// The published rows of this run's `changed` rows (see [`changes`]): the run, its as-of, and
 /// each profile's identifiers at this run as a JSON object of lists (from `profiles`, which has
 /// a column per identifier type of `rules`); an account's are its `group_id`.
