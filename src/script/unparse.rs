@@ -15,7 +15,8 @@ use datafusion::prelude::SessionContext;
 use datafusion::sql::sqlparser::ast;
 use datafusion::sql::unparser::Unparser;
 use datafusion::sql::unparser::dialect::{
-    BigQueryDialect, DefaultDialect, Dialect, DuckDBDialect, PostgreSqlDialect, SnowflakeDialect,
+    CharacterLengthStyle, CustomDialect, CustomDialectBuilder, DefaultDialect, Dialect,
+    DuckDBDialect, IntervalStyle, PostgreSqlDialect,
 };
 
 /// The SQL dialects `cohort compile` writes.
@@ -62,8 +63,8 @@ impl SqlDialect {
             SqlDialect::DataFusion => Box::new(DefaultDialect {}),
             SqlDialect::Postgres => Box::new(PostgreSqlDialect {}),
             SqlDialect::DuckDb => Box::new(DuckDBDialect::new()),
-            SqlDialect::BigQuery => Box::new(BigQueryDialect {}),
-            SqlDialect::Snowflake => Box::new(SnowflakeDialect::new()),
+            SqlDialect::BigQuery => Box::new(bigquery_dialect()),
+            SqlDialect::Snowflake => Box::new(snowflake_dialect()),
             SqlDialect::Spark | SqlDialect::Databricks => Box::new(spark_dialect()),
         }
     }
@@ -80,10 +81,7 @@ impl SqlDialect {
 /// Spark SQL for the Unparser: identifiers in backticks, `STRING` (Spark refuses a `VARCHAR`
 /// without a length), `TIMESTAMP` for times with or without a zone (a Spark session keeps
 /// times in UTC once its time zone is UTC) and `INTERVAL 90 DAY`.
-fn spark_dialect() -> datafusion::sql::unparser::dialect::CustomDialect {
-    use datafusion::sql::unparser::dialect::{
-        CharacterLengthStyle, CustomDialectBuilder, IntervalStyle,
-    };
+fn spark_dialect() -> CustomDialect {
     let timestamp = ast::DataType::Timestamp(None, ast::TimezoneInfo::None);
     CustomDialectBuilder::new()
         .with_identifier_quote_style('`')
@@ -93,6 +91,38 @@ fn spark_dialect() -> datafusion::sql::unparser::dialect::CustomDialect {
         .with_timestamp_cast_dtype(timestamp.clone(), timestamp)
         .with_interval_style(IntervalStyle::MySQL)
         .with_character_length_style(CharacterLengthStyle::Length)
+        .with_requires_derived_table_alias(true)
+        .build()
+}
+
+/// Snowflake for the Unparser: `TIMESTAMP` (NTZ) for every time, the script's session being
+/// in UTC; no column aliases on a derived table.
+fn snowflake_dialect() -> CustomDialect {
+    let timestamp = ast::DataType::Timestamp(None, ast::TimezoneInfo::None);
+    CustomDialectBuilder::new()
+        .with_identifier_quote_style('"')
+        .with_timestamp_cast_dtype(timestamp.clone(), timestamp)
+        .with_character_length_style(CharacterLengthStyle::Length)
+        .with_supports_column_alias_in_table_alias(false)
+        .with_requires_derived_table_alias(true)
+        .build()
+}
+
+/// GoogleSQL for the Unparser: backticks, its own type names (`STRING`, `INT64`, `FLOAT64`),
+/// `TIMESTAMP` for every time and `INTERVAL 90 DAY`; no column aliases on a derived table.
+fn bigquery_dialect() -> CustomDialect {
+    let timestamp = ast::DataType::Timestamp(None, ast::TimezoneInfo::None);
+    CustomDialectBuilder::new()
+        .with_identifier_quote_style('`')
+        .with_utf8_cast_dtype(ast::DataType::String(None))
+        .with_large_utf8_cast_dtype(ast::DataType::String(None))
+        .with_int64_cast_dtype(ast::DataType::Int64)
+        .with_int32_cast_dtype(ast::DataType::Int64)
+        .with_float64_ast_dtype(ast::DataType::Float64)
+        .with_timestamp_cast_dtype(timestamp.clone(), timestamp)
+        .with_interval_style(IntervalStyle::MySQL)
+        .with_character_length_style(CharacterLengthStyle::Length)
+        .with_supports_column_alias_in_table_alias(false)
         .with_requires_derived_table_alias(true)
         .build()
 }

@@ -43,4 +43,5 @@ mod sql_traits;
 mod sql_unchanged;
 mod unchanged_tables;
 mod validate;
+mod warehouse_js;
 mod warehouses;

@@ -78,6 +78,35 @@ fn json_get(d: &dyn ScriptDialect, json: &str, path: &str) -> String {
     }
 }
 
+/// `f(x, k) FILTER (WHERE c)` as `f(CASE WHEN c THEN x END, k)` (and `count(*)` as
+/// `count(CASE WHEN c THEN 1 END)`): the same result for an aggregate that skips nulls.
+fn fold_filter(f: &mut ast::Function) {
+    let Some(cond) = f.filter.take() else {
+        return;
+    };
+    let when = |x: ast::Expr| ast::Expr::Case {
+        case_token: ast::helpers::attached_token::AttachedToken::empty(),
+        end_token: ast::helpers::attached_token::AttachedToken::empty(),
+        operand: None,
+        conditions: vec![ast::CaseWhen {
+            condition: (*cond).clone(),
+            result: x,
+        }],
+        else_result: None,
+    };
+    // The first argument is the aggregated value; the others are constants
+    // (`cohort_mode(value, min_frequency)`).
+    if let ast::FunctionArguments::List(list) = &mut f.args
+        && let Some(ast::FunctionArg::Unnamed(x)) = list.args.first_mut()
+    {
+        let plain = match std::mem::replace(x, ast::FunctionArgExpr::Wildcard) {
+            ast::FunctionArgExpr::Expr(e) => e,
+            _ => ast::Expr::value(ast::Value::Number("1".into(), false)),
+        };
+        *x = ast::FunctionArgExpr::Expr(when(plain));
+    }
+}
+
 /// Rewrites Cohort's functions (and the DataFusion spellings the dialect lacks) into SQL `d`
 /// runs; the helpers it calls are defined by its prelude.
 pub(super) fn rewrite_functions(stmt: &mut ast::Statement, d: &dyn ScriptDialect) {
@@ -106,10 +135,17 @@ pub(super) fn rewrite_functions(stmt: &mut ast::Statement, d: &dyn ScriptDialect
             return ControlFlow::Continue(());
         };
         let name = f.name.to_string().to_lowercase();
+        let first_last = matches!(
+            name.as_str(),
+            "first_value" | "last_value" | "cohort_first" | "cohort_last"
+        );
+        if !d.aggregate_filter() && !first_last {
+            fold_filter(f);
+        }
         let (args, order) = call_args(f);
         let a: Vec<String> = args.iter().map(|x| x.to_string()).collect();
-        let filter = f
-            .filter
+        let cond = f.filter.as_ref().map(|w| w.to_string());
+        let filter = cond
             .as_ref()
             .map(|w| format!(" FILTER (WHERE {w})"))
             .unwrap_or_default();
@@ -127,31 +163,31 @@ pub(super) fn rewrite_functions(stmt: &mut ast::Statement, d: &dyn ScriptDialect
             "cohort_json_valid" => d.json_valid(&a),
             "cohort_json_object" if a.len().is_multiple_of(2) => Some(d.json_object(&a)),
             "first_value" | "last_value" if !order.is_empty() => {
-                Some(d.first_by(&a[0], &ordered(name == "last_value"), &filter))
+                Some(d.first_by(&a[0], &ordered(name == "last_value"), cond.as_deref()))
             }
             "cohort_first" | "cohort_last" if a.len() == 3 => {
                 let desc = name == "cohort_last";
                 let filter = format!(
-                    " FILTER (WHERE {} IS NOT NULL{})",
+                    "{} IS NOT NULL{}",
                     a[1],
-                    f.filter
-                        .as_ref()
+                    cond.as_ref()
                         .map(|w| format!(" AND ({w})"))
                         .unwrap_or_default()
                 );
                 Some(d.first_by(
                     &a[0],
                     &[(a[1].clone(), desc), (a[2].clone(), desc)],
-                    &filter,
+                    Some(&filter),
                 ))
             }
             "cohort_mode" if a.len() == 2 => Some(format!(
-                "cohort_mode_pick(array_agg({}){filter}, {})",
-                a[0], a[1]
+                "cohort_mode_pick({}{filter}, {})",
+                d.collect_values(&a[0]),
+                a[1]
             )),
             "cohort_unique" if a.len() == 1 => Some(format!(
-                "cohort_sorted_distinct(array_agg({}){filter})",
-                a[0]
+                "cohort_sorted_distinct({}{filter})",
+                d.collect_values(&a[0])
             )),
             "cohort_unique_count" if a.len() == 1 => {
                 Some(format!("count(DISTINCT {}){filter}", a[0]))
@@ -164,13 +200,48 @@ pub(super) fn rewrite_functions(stmt: &mut ast::Statement, d: &dyn ScriptDialect
             "btrim" => d.btrim(&a),
             "array_sort" if !a.is_empty() => Some(d.array_sort(&a)),
             "array_agg" if order.is_empty() => d.array_agg(&f.to_string()),
-            _ => None,
+            _ => d.rename(&name).map(|to| {
+                f.name = ast::ObjectName::from(vec![ast::Ident::new(to)]);
+                f.to_string()
+            }),
         };
         if let Some(sql) = new {
             *e = raw_expr(sql);
         }
         ControlFlow::Continue(())
     });
+}
+
+/// Every `UNION` / `EXCEPT` / `INTERSECT` without a quantifier written `... DISTINCT`, its
+/// meaning in standard SQL, for an engine that takes no bare set operation (BigQuery).
+pub(super) fn explicit_distinct(stmt: &mut ast::Statement) {
+    fn set_expr(e: &mut ast::SetExpr) {
+        match e {
+            ast::SetExpr::SetOperation {
+                left,
+                right,
+                set_quantifier,
+                ..
+            } => {
+                if *set_quantifier == ast::SetQuantifier::None {
+                    *set_quantifier = ast::SetQuantifier::Distinct;
+                }
+                set_expr(left);
+                set_expr(right);
+            }
+            ast::SetExpr::Query(q) => set_expr(&mut q.body),
+            _ => {}
+        }
+    }
+    struct Sets;
+    impl ast::VisitorMut for Sets {
+        type Break = ();
+        fn pre_visit_query(&mut self, q: &mut ast::Query) -> ControlFlow<()> {
+            set_expr(&mut q.body);
+            ControlFlow::Continue(())
+        }
+    }
+    let _ = ast::VisitMut::visit(stmt, &mut Sets);
 }
 
 /// The text columns of the identity stage's tables: where one is ordered (`MIN`, `MAX`, an

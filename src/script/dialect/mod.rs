@@ -1,8 +1,9 @@
 //! What differs between the engines a script is written for, behind one [`ScriptDialect`]
 //! trait: quoting, JSON paths, the functions DataFusion has and the engine lacks, the helper
 //! functions a script defines first, and the identity stage's iterative steps (the only ones
-//! with no portable SQL). [`postgres`], [`duckdb`] and [`spark`] implement it; another engine
-//! is one more implementation, handed out by [`SqlDialect::script`].
+//! with no portable SQL). [`postgres`], [`duckdb`], [`spark`], [`snowflake`] and [`bigquery`]
+//! implement it; another engine is one more implementation, handed out by
+//! [`SqlDialect::script`].
 //!
 //! Around the trait sit the dialect-free passes: [`plan_sql`] writes a run's plan in an
 //! engine's SQL ([`plans`] rewrites the plan first, [`aliases`] repairs the Unparser's output,
@@ -10,12 +11,16 @@
 //! stage's `queries/identity/*.sql`) the same way.
 
 mod aliases;
+pub mod bigquery;
 mod calls;
 pub mod duckdb;
 mod plans;
 pub mod postgres;
+pub mod snowflake;
 pub mod spark;
 mod spark_identity;
+mod text;
+mod warehouse;
 
 use datafusion::common::{Result, plan_err};
 use datafusion::logical_expr::LogicalPlan;
@@ -103,15 +108,42 @@ pub trait ScriptDialect {
         None
     }
 
+    /// Whether the engine takes an aggregate's `FILTER (WHERE ...)` clause. Where it does
+    /// not, the condition moves into the arguments (`count(CASE WHEN c THEN x END)`): every
+    /// aggregate a plan filters skips nulls, but the first and last values, which get the
+    /// condition in [`ScriptDialect::first_by`].
+    fn aggregate_filter(&self) -> bool {
+        true
+    }
+
     /// The aggregate giving `value` of the first row in the order `by` (expression,
-    /// descending), among the rows `filter` (` FILTER (WHERE ...)` or empty) keeps.
-    fn first_by(&self, value: &str, by: &[(String, bool)], filter: &str) -> String {
+    /// descending), among the rows where `filter` (a condition) holds.
+    fn first_by(&self, value: &str, by: &[(String, bool)], filter: Option<&str>) -> String {
         let by = by
             .iter()
             .map(|(e, desc)| format!("{e} {}", if *desc { "DESC" } else { "ASC" }))
             .collect::<Vec<_>>()
             .join(", ");
+        let filter = filter
+            .map(|c| format!(" FILTER (WHERE {c})"))
+            .unwrap_or_default();
         format!("(array_agg({value} ORDER BY {by}){filter})[1]")
+    }
+
+    /// The aggregate collecting the non-null `value`s for a helper that takes an array
+    /// (`cohort_mode_pick`, `cohort_sorted_distinct`); the nulls may stay in.
+    fn collect_values(&self, value: &str) -> String {
+        format!("array_agg({value})")
+    }
+
+    /// Whether a set operation must say `DISTINCT` (GoogleSQL takes no bare `UNION`).
+    fn explicit_distinct(&self) -> bool {
+        false
+    }
+
+    /// The engine's name for a DataFusion function it spells otherwise (`bool_or`, ...).
+    fn rename(&self, _name: &str) -> Option<&'static str> {
+        None
     }
 
     /// The last pass over a statement's text, once every rewrite is done.
@@ -144,6 +176,8 @@ impl SqlDialect {
             SqlDialect::DuckDb => Some(&duckdb::DuckDb),
             SqlDialect::Spark => Some(&spark::Spark::<false>),
             SqlDialect::Databricks => Some(&spark::Spark::<true>),
+            SqlDialect::Snowflake => Some(&snowflake::Snowflake),
+            SqlDialect::BigQuery => Some(&bigquery::BigQuery),
             _ => None,
         }
     }
@@ -153,7 +187,7 @@ impl SqlDialect {
         match self.script() {
             Some(d) => Ok(d),
             None => plan_err!(
-                "the identity stage has no SQL script for dialect {} (only postgres, duckdb, spark and databricks)",
+                "the identity stage has no SQL script for dialect {} (only postgres, duckdb, spark, databricks, snowflake and bigquery)",
                 self.as_str()
             ),
         }
@@ -185,6 +219,9 @@ pub fn plan_sql(
     let mut stmt = super::unparse::plan_statement(&plan, d.selector())?;
     aliases::alias_derived_tables(&mut stmt);
     calls::rewrite_functions(&mut stmt, d);
+    if d.explicit_distinct() {
+        calls::explicit_distinct(&mut stmt);
+    }
     Ok(d.finish(stmt.to_string()))
 }
 
@@ -201,5 +238,8 @@ pub fn query_sql(sql: &str, d: &dyn ScriptDialect) -> Result<String> {
     let mut stmt = stmt;
     calls::order_text_bytewise(&mut stmt, d);
     calls::rewrite_functions(&mut stmt, d);
+    if d.explicit_distinct() {
+        calls::explicit_distinct(&mut stmt);
+    }
     Ok(d.finish(format!("{stmt:#}")))
 }

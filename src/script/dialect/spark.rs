@@ -9,6 +9,7 @@
 
 use super::ScriptDialect;
 use super::calls::sql_string;
+use super::text::{TextStyle, engine_text};
 use crate::script::unparse::SqlDialect;
 
 /// Spark SQL (`--dialect spark`), or Databricks SQL (`--dialect databricks`, `DATABRICKS`):
@@ -95,7 +96,7 @@ impl<const DATABRICKS: bool> ScriptDialect for Spark<DATABRICKS> {
 
     /// `min_by` / `max_by` over the order as a struct (Spark has no ordered aggregate); the
     /// keys are never null where Cohort orders by them.
-    fn first_by(&self, value: &str, by: &[(String, bool)], filter: &str) -> String {
+    fn first_by(&self, value: &str, by: &[(String, bool)], filter: Option<&str>) -> String {
         let keys = by
             .iter()
             .enumerate()
@@ -107,11 +108,14 @@ impl<const DATABRICKS: bool> ScriptDialect for Spark<DATABRICKS> {
         } else {
             "min_by"
         };
+        let filter = filter
+            .map(|c| format!(" FILTER (WHERE {c})"))
+            .unwrap_or_default();
         format!("{f}({value}, named_struct({keys})){filter}")
     }
 
     fn finish(&self, sql: String) -> String {
-        spark_text(&sql)
+        engine_text(&sql, TextStyle::SPARK)
     }
 
     fn identity_functions(&self) -> Vec<String> {
@@ -127,104 +131,19 @@ impl<const DATABRICKS: bool> ScriptDialect for Spark<DATABRICKS> {
     }
 }
 
-/// `sql` with its double-quoted names in backticks and the backslashes of its string literals
-/// doubled (Spark reads `'\.'` as `.`). Comments are copied as they are.
-pub(super) fn spark_text(sql: &str) -> String {
-    #[derive(PartialEq)]
-    enum In {
-        Code,
-        Str,
-        Name,
-        Tick,
-        Comment,
-    }
-    let mut out = String::with_capacity(sql.len() + 16);
-    let mut at = In::Code;
-    let mut chars = sql.chars().peekable();
-    while let Some(c) = chars.next() {
-        match at {
-            In::Code => match c {
-                '\'' => {
-                    at = In::Str;
-                    out.push(c);
-                }
-                '"' => {
-                    at = In::Name;
-                    out.push('`');
-                }
-                '`' => {
-                    at = In::Tick;
-                    out.push(c);
-                }
-                '-' if chars.peek() == Some(&'-') => {
-                    at = In::Comment;
-                    out.push(c);
-                }
-                _ => out.push(c),
-            },
-            In::Str => match c {
-                '\'' if chars.peek() == Some(&'\'') => {
-                    chars.next();
-                    out.push_str("''");
-                }
-                '\'' => {
-                    at = In::Code;
-                    out.push(c);
-                }
-                '\\' => out.push_str("\\\\"),
-                _ => out.push(c),
-            },
-            In::Name => match c {
-                '"' if chars.peek() == Some(&'"') => {
-                    chars.next();
-                    out.push('"');
-                }
-                '"' => {
-                    at = In::Code;
-                    out.push('`');
-                }
-                '`' => out.push_str("``"),
-                _ => out.push(c),
-            },
-            In::Tick => {
-                if c == '`' {
-                    at = In::Code;
-                }
-                out.push(c);
-            }
-            In::Comment => {
-                if c == '\n' {
-                    at = In::Code;
-                }
-                out.push(c);
-            }
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn names_move_to_backticks_and_backslashes_double() {
-        assert_eq!(
-            spark_text(r#"SELECT "a""b", 'it''s "x" \.' AS "c`d" -- "e" '"#),
-            r#"SELECT `a"b`, 'it''s "x" \\.' AS `c``d` -- "e" '"#
-        );
-        assert_eq!(spark_text("SELECT `a` FROM t"), "SELECT `a` FROM t");
-    }
-
-    #[test]
     fn first_and_last_are_min_by_and_max_by() {
         let by = |desc| vec![("ts".to_string(), desc), ("id".to_string(), desc)];
         assert_eq!(
-            Spark::<false>.first_by("v", &by(false), ""),
+            Spark::<false>.first_by("v", &by(false), None),
             "min_by(v, named_struct('k0', ts, 'k1', id))"
         );
         assert_eq!(
-            Spark::<false>.first_by("v", &by(true), " FILTER (WHERE x)"),
+            Spark::<false>.first_by("v", &by(true), Some("x")),
             "max_by(v, named_struct('k0', ts, 'k1', id)) FILTER (WHERE x)"
         );
     }
