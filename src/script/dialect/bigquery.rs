@@ -178,11 +178,7 @@ impl ScriptDialect for BigQuery {
     /// The first of the rows in order, as a struct (which holds a null value); rows outside
     /// `filter` become null structs, which `IGNORE NULLS` skips.
     fn first_by(&self, value: &str, by: &[(String, bool)], filter: Option<&str>) -> String {
-        let by = by
-            .iter()
-            .map(|(e, desc)| format!("{e} {}", if *desc { "DESC" } else { "ASC" }))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let by = super::order_list(by);
         let row = match filter {
             Some(c) => format!("IF({c}, STRUCT({value} AS v), NULL) IGNORE NULLS"),
             None => format!("STRUCT({value} AS v)"),

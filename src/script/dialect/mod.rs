@@ -119,11 +119,7 @@ pub trait ScriptDialect {
     /// The aggregate giving `value` of the first row in the order `by` (expression,
     /// descending), among the rows where `filter` (a condition) holds.
     fn first_by(&self, value: &str, by: &[(String, bool)], filter: Option<&str>) -> String {
-        let by = by
-            .iter()
-            .map(|(e, desc)| format!("{e} {}", if *desc { "DESC" } else { "ASC" }))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let by = order_list(by);
         let filter = filter
             .map(|c| format!(" FILTER (WHERE {c})"))
             .unwrap_or_default();
@@ -192,6 +188,14 @@ impl SqlDialect {
             ),
         }
     }
+}
+
+/// An `ORDER BY` list: each (expression, descending) as `e ASC` or `e DESC`.
+fn order_list(by: &[(String, bool)]) -> String {
+    by.iter()
+        .map(|(e, desc)| format!("{e} {}", if *desc { "DESC" } else { "ASC" }))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Statements that define the helpers the rewritten SQL calls, run first.
