@@ -5,7 +5,8 @@
 //! A connection's database names its space (the user name when none is given, as Postgres
 //! does) and its password must be that space's token. Each space has its own SessionContext
 //! with its own `pg_catalog` and `information_schema`, so nothing of one space is visible from
-//! another. Before each statement the space's manifest is read; when a new run has published,
+//! another; each connection plans in a session of its own over that catalog
+//! ([`super::sql_session`]), so its `SET`s are its own. Before each statement the space's manifest is read; when a new run has published,
 //! the tables are re-registered under a write lock, so a statement plans against one run.
 
 use std::collections::HashMap;
@@ -33,6 +34,7 @@ use pgwire::messages::PgWireBackendMessage;
 use tokio::sync::{Mutex, RwLock};
 
 use super::ServedSpace;
+use super::sql_session::{Sessions, reset_of, with_resets};
 use crate::read;
 
 type DfStatement = (String, Option<(Statement, LogicalPlan)>);
@@ -41,7 +43,10 @@ type DfStatement = (String, Option<(Statement, LogicalPlan)>);
 struct SqlSpace {
     served: ServedSpace,
     ctx: Arc<SessionContext>,
+    /// Any session's service, for the result types of a parsed statement.
     service: Arc<DfSessionService>,
+    /// Each connection's own session over `ctx`'s catalog.
+    sessions: Sessions,
     /// The run whose tables are registered; write-locked while they are replaced.
     run: RwLock<Option<String>>,
     refreshing: Mutex<()>,
@@ -62,6 +67,7 @@ impl SqlSpace {
         let service = Arc::new(DfSessionService::new(ctx.clone()));
         Ok(SqlSpace {
             served,
+            sessions: Sessions::new(ctx.clone()),
             ctx,
             service,
             run: RwLock::new(None),
@@ -199,7 +205,8 @@ fn is_read_only(s: &Statement) -> bool {
         | S::Declare { .. }
         | S::Fetch { .. }
         | S::Close { .. }
-        | S::Discard { .. } => true,
+        | S::Discard { .. }
+        | S::Reset(_) => true,
         S::Explain {
             statement, analyze, ..
         } => !analyze && is_read_only(statement),
@@ -313,14 +320,15 @@ impl QueryParser for RouterParser {
         C: ClientInfo + Unpin + Send + Sync,
     {
         check_read_only(sql)?;
-        if savepoint_tag(sql).is_some() {
+        if savepoint_tag(sql).is_some() || reset_of(sql).is_some() {
             return Ok(Some((sql.to_string(), None)));
         }
         let space = Spaces((*self.spaces).clone());
         let s = space.of(client)?.clone();
         s.refresh().await?;
         let _reading = s.run.read().await;
-        s.service.query_parser().parse_sql(client, sql, types).await
+        let session = s.sessions.of(client.socket_addr());
+        session.query_parser().parse_sql(client, sql, types).await
     }
 
     fn get_parameter_types(&self, stmt: &Self::Statement) -> PgWireResult<Vec<Type>> {
@@ -350,9 +358,28 @@ impl SimpleQueryHandler for Router {
             return Ok(vec![Response::Execution(Tag::new(tag))]);
         }
         let s = self.spaces.of(client)?.clone();
+        if let Some(statements) = with_resets(query) {
+            let mut out = Vec::new();
+            for st in statements {
+                match st {
+                    Statement::Reset(r) => out.push(s.sessions.reset(client, &r.reset)?),
+                    other => {
+                        s.refresh().await?;
+                        let _reading = s.run.read().await;
+                        let session = s.sessions.of(client.socket_addr());
+                        let sql = other.to_string();
+                        out.extend(
+                            SimpleQueryHandler::do_query(session.as_ref(), client, &sql).await?,
+                        );
+                    }
+                }
+            }
+            return Ok(out);
+        }
         s.refresh().await?;
         let _reading = s.run.read().await;
-        SimpleQueryHandler::do_query(s.service.as_ref(), client, query).await
+        let session = s.sessions.of(client.socket_addr());
+        SimpleQueryHandler::do_query(session.as_ref(), client, query).await
     }
 }
 
@@ -377,12 +404,17 @@ impl ExtendedQueryHandler for Router {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        if let Some(tag) = savepoint_tag(&portal.statement.statement.0) {
+        let sql = &portal.statement.statement.0;
+        if let Some(tag) = savepoint_tag(sql) {
             return Ok(Response::Execution(Tag::new(tag)));
         }
         let s = self.spaces.of(client)?.clone();
+        if let Some(reset) = reset_of(sql) {
+            return s.sessions.reset(client, &reset);
+        }
         let _reading = s.run.read().await;
-        ExtendedQueryHandler::do_query(s.service.as_ref(), client, portal, max_rows).await
+        let session = s.sessions.of(client.socket_addr());
+        ExtendedQueryHandler::do_query(session.as_ref(), client, portal, max_rows).await
     }
 }
 
@@ -434,12 +466,18 @@ pub async fn serve_sql(
             params,
         )),
     });
+    let spaces = handlers.router.parser.spaces.clone();
     loop {
         let (socket, addr) = listener.accept().await?;
         let h = handlers.clone();
+        let spaces = spaces.clone();
         tokio::spawn(async move {
             if let Err(e) = pgwire::tokio::process_socket(socket, None, h).await {
                 tracing::debug!("SQL connection from {addr}: {e}");
+            }
+            // The connection's session state goes with it.
+            for s in spaces.values() {
+                s.sessions.close(addr);
             }
         });
     }

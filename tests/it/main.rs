@@ -39,6 +39,7 @@ mod slt;
 mod space_sql;
 mod spark;
 mod sql_endpoint;
+mod sql_sessions;
 mod sql_traits;
 mod sql_unchanged;
 mod unchanged_tables;

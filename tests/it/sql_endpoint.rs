@@ -11,7 +11,7 @@ use crate::common::{load, python};
 use crate::profile_api::{run_at, write_shop};
 
 /// Starts the endpoint over `spaces` (name, folder, token); returns its port.
-async fn start(spaces: &[(&str, &Path, &str)]) -> u16 {
+pub(crate) async fn start(spaces: &[(&str, &Path, &str)]) -> u16 {
     let mut served = Vec::new();
     for (_, dir, token) in spaces {
         served.push(ServedSpace {
@@ -26,7 +26,7 @@ async fn start(spaces: &[(&str, &Path, &str)]) -> u16 {
 }
 
 /// psql's unaligned, tuples-only output of `sql`, or its error text.
-async fn psql(port: u16, db: &str, password: &str, sql: &str) -> Result<String, String> {
+pub(crate) async fn psql(port: u16, db: &str, password: &str, sql: &str) -> Result<String, String> {
     let (port, db, password, sql) = (
         port.to_string(),
         db.to_string(),
