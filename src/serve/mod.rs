@@ -13,6 +13,7 @@ pub mod destinations;
 pub mod export;
 pub mod index;
 pub mod sql;
+mod sql_checked;
 mod sql_session;
 
 use crate::spec::Space;

@@ -34,6 +34,7 @@ use pgwire::messages::PgWireBackendMessage;
 use tokio::sync::{Mutex, RwLock};
 
 use super::ServedSpace;
+use super::sql_checked::CheckedSums;
 use super::sql_session::{Sessions, reset_of, with_resets};
 use crate::read;
 
@@ -64,6 +65,7 @@ impl SqlSpace {
         )
         .map_err(|e| std::io::Error::other(e.to_string()))?;
         register_compat_functions(&ctx);
+        ctx.add_analyzer_rule(Arc::new(CheckedSums));
         let service = Arc::new(DfSessionService::new(ctx.clone()));
         Ok(SqlSpace {
             served,

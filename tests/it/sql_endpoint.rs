@@ -1,6 +1,7 @@
 //! The SQL endpoint with real clients: psql, psycopg 3 and SQLAlchemy over two served spaces.
 //! Checks values against what the runs published, password and isolation failures, refused
-//! writes, the catalog queries the clients send, and a new run seen without a restart.
+//! writes, the catalog queries the clients send, a new run seen without a restart, and an
+//! integer sum that overflows failing instead of wrapping around.
 
 use std::path::Path;
 use std::process::Command;
@@ -236,4 +237,20 @@ async fn psycopg_sqlalchemy_and_pandas_read_the_published_tables() {
     assert!(cols.iter().any(|c| c == "orders"), "{cols:?}");
     assert_eq!(v["sa_orders"], 2);
     assert_eq!(v["pandas_runs"], serde_json::json!(["succeeded"]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_integer_sum_that_overflows_is_an_error_not_a_wrap_around() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_shop(tmp.path(), "shop");
+    run_at(tmp.path(), "2026-11-02").await;
+    let port = start(&[("shop", tmp.path(), "tok-shop")]).await;
+    let over = "select sum(v) from (values (9223372036854775807), (1)) as t(v)";
+    let e = psql(port, "shop", "tok-shop", over).await.unwrap_err();
+    assert!(e.contains("out of range"), "{e}");
+    let fits = "select sum(orders) = sum(cast(orders as double)) from profiles";
+    assert_eq!(
+        psql(port, "shop", "tok-shop", fits).await.as_deref(),
+        Ok("t")
+    );
 }
