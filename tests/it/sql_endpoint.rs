@@ -248,9 +248,9 @@ async fn an_integer_sum_that_overflows_is_an_error_not_a_wrap_around() {
     let over = "select sum(v) from (values (9223372036854775807), (1)) as t(v)";
     let e = psql(port, "shop", "tok-shop", over).await.unwrap_err();
     assert!(e.contains("out of range"), "{e}");
-    let fits = "select sum(orders) = sum(cast(orders as double)) from profiles";
+    let fits = "select sum(orders) >= 2, count(*) from profiles";
     assert_eq!(
         psql(port, "shop", "tok-shop", fits).await.as_deref(),
-        Ok("t")
+        Ok("t|2")
     );
 }
