@@ -6,8 +6,10 @@
 //! does) and its password must be that space's token. Each space has its own SessionContext
 //! with its own `pg_catalog` and `information_schema`, so nothing of one space is visible from
 //! another; each connection plans in a session of its own over that catalog
-//! ([`super::sql_session`]), so its `SET`s are its own. Before each statement the space's manifest is read; when a new run has published,
-//! the tables are re-registered under a write lock, so a statement plans against one run.
+//! ([`super::sql_session`]), so its `SET`s are its own, and integer sums that overflow fail
+//! ([`super::sql_checked`]). Before each statement the space's manifest is read; when a new
+//! run has published, the tables are re-registered under a write lock, so a statement plans
+//! against one run.
 
 use std::collections::HashMap;
 use std::fmt::Debug;
