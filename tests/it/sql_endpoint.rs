@@ -163,6 +163,30 @@ async fn psql_reads_each_space_with_its_token_and_cannot_write() {
     );
 }
 
+/// Serves the shop space (one run) and runs the Python `script` against it (its first
+/// argument is the port); the JSON it prints.
+pub(crate) async fn shop_clients(script: &'static str) -> serde_json::Value {
+    let tmp = tempfile::tempdir().unwrap();
+    write_shop(tmp.path(), "shop");
+    run_at(tmp.path(), "2026-11-02").await;
+    let port = start(&[("shop", tmp.path(), "tok-shop")]).await;
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(python())
+            .args(["-c", script, &port.to_string()])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.trim()).unwrap()
+}
+
 const CLIENTS: &str = r#"
 import json, sys
 port = int(sys.argv[1])
@@ -195,25 +219,7 @@ print(json.dumps(out))
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn psycopg_sqlalchemy_and_pandas_read_the_published_tables() {
-    let tmp = tempfile::tempdir().unwrap();
-    write_shop(tmp.path(), "shop");
-    run_at(tmp.path(), "2026-11-02").await;
-    let port = start(&[("shop", tmp.path(), "tok-shop")]).await;
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(python())
-            .args(["-c", CLIENTS, &port.to_string()])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let v = shop_clients(CLIENTS).await;
     assert_eq!(v["psycopg_profiles"], 2);
     assert_eq!(v["psycopg_param"], serde_json::json!(["email"]));
     assert_eq!(v["psycopg_members"], serde_json::json!(["recent_buyers"]));

@@ -3,11 +3,8 @@
 //! connection or a new one, and `RESET` (one name, or `ALL`; in the simple and the extended
 //! protocol) takes the connection back to the space's defaults.
 
-use std::process::Command;
-
-use crate::common::python;
 use crate::profile_api::{run_at, write_shop};
-use crate::sql_endpoint::{psql, start};
+use crate::sql_endpoint::{psql, shop_clients, start};
 
 const SESSIONS: &str = r#"
 import json, sys
@@ -50,25 +47,7 @@ print(json.dumps(out))
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_connection_keeps_its_settings_and_resets_them() {
-    let tmp = tempfile::tempdir().unwrap();
-    write_shop(tmp.path(), "shop");
-    run_at(tmp.path(), "2026-11-02").await;
-    let port = start(&[("shop", tmp.path(), "tok-shop")]).await;
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(python())
-            .args(["-c", SESSIONS, &port.to_string()])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let v = shop_clients(SESSIONS).await;
     let default_zone = v["b_zone"].as_str().unwrap().to_string();
     assert_ne!(default_zone, "+05:00", "{v}");
     let expected = serde_json::json!({
@@ -86,7 +65,14 @@ async fn each_connection_keeps_its_settings_and_resets_them() {
         "a_timeout_reset": "0",
     });
     assert_eq!(v, expected);
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reset_runs_in_a_simple_query_of_several_statements() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_shop(tmp.path(), "shop");
+    run_at(tmp.path(), "2026-11-02").await;
+    let port = start(&[("shop", tmp.path(), "tok-shop")]).await;
     // The simple protocol: psql sends the statements as one query (and prints each one's
     // result).
     let out = psql(
