@@ -13,71 +13,31 @@ use super::ScriptDialect;
 use super::calls::sql_string;
 use super::text::{TextStyle, engine_text};
 use super::warehouse::{
-    CHANGED_FROM, COMPONENTS_DOC, HELPERS_JS, IDENTITY_JS, JsFunction, REPLAY_DOC,
-    components_round, components_swap, limit_list,
+    CHANGED_FROM, COMPONENTS_DOC, FUNCTIONS, Kind, REPLAY_DOC, components_round, components_swap,
+    indented, limit_list,
 };
 use crate::script::unparse::SqlDialect;
 
 /// BigQuery (`--dialect bigquery`).
 pub struct BigQuery;
 
-/// An event of `cohort_replay`'s input (GoogleSQL passes no INT64 into JavaScript: small
-/// numbers go as FLOAT64, node codes as text).
-const EVENTS: &str = "ARRAY<STRUCT<seq FLOAT64, m STRING, ids ARRAY<STRUCT<n STRING, t FLOAT64>>>>";
-const STATE: &str = "STRUCT<owner ARRAY<STRUCT<n STRING, t FLOAT64, p STRING>>, \
-                     dropped ARRAY<STRUCT<seq FLOAT64, m STRING, n STRING, broken FLOAT64>>>";
-
-/// The JavaScript functions, with GoogleSQL's types.
-const JS: [JsFunction; 6] = [
-    JsFunction {
-        name: "cohort_mode_pick",
-        args: &[("vs", "ARRAY<STRING>"), ("k", "FLOAT64")],
-        returns: "STRING",
-        js: HELPERS_JS,
-        call: "cohortModePick(vs, k)",
-        doc: "cohort_mode_pick(values, min_frequency): the most frequent non-null value, ties broken by\nthe smallest value, or null when it occurs fewer than min_frequency times.",
-    },
-    JsFunction {
-        name: "cohort_sorted_distinct",
-        args: &[("vs", "ARRAY<STRING>")],
-        returns: "ARRAY<STRING>",
-        js: HELPERS_JS,
-        call: "cohortSortedDistinct(vs)",
-        doc: "cohort_sorted_distinct(values): the distinct non-null values, sorted; null (stored as an\nempty array) when none.",
-    },
-    JsFunction {
-        name: "cohort_json_kind",
-        args: &[("j", "STRING"), ("k", "STRING")],
-        returns: "STRING",
-        js: HELPERS_JS,
-        call: "cohortJsonKind(j, k)",
-        doc: "cohort_json_kind(json, key): what the top-level key holds (null, bool, int, float,\ntimestamp, string, object, array), or null when the key is absent.",
-    },
-    JsFunction {
-        name: "cohort_id_node_text",
-        args: &[("id_type", "STRING"), ("id_value", "STRING")],
-        returns: "STRING",
-        js: IDENTITY_JS,
-        call: "cohortNode(id_type, id_value)",
-        doc: "The node code of an identifier as decimal text: FNV-1a over the UTF-8 bytes of\n`type NUL value`, then the 64-bit finalizer; the same bits as Cohort's node_code.",
-    },
-    JsFunction {
-        name: "cohort_id_profile_text",
-        args: &[("node", "STRING")],
-        returns: "STRING",
-        js: IDENTITY_JS,
-        call: "cohortProfile(node)",
-        doc: "A new profile's id: `use_` and the 16 hex digits of the node (decimal text).",
-    },
-    JsFunction {
-        name: "cohort_replay",
-        args: &[("events", EVENTS), ("limits", "ARRAY<FLOAT64>")],
-        returns: STATE,
-        js: IDENTITY_JS,
-        call: "cohortReplay(events, limits)",
-        doc: "Segment's sequential rule over one component's events (see cohortReplay).",
-    },
-];
+/// GoogleSQL's type of a JavaScript function's argument or result (no INT64 crosses into
+/// JavaScript: small numbers go as FLOAT64, node codes as text).
+fn js_type(k: Kind) -> &'static str {
+    match k {
+        Kind::Text => "STRING",
+        Kind::Float => "FLOAT64",
+        Kind::TextArray => "ARRAY<STRING>",
+        Kind::Events => {
+            "ARRAY<STRUCT<seq FLOAT64, m STRING, ids ARRAY<STRUCT<n STRING, t FLOAT64>>>>"
+        }
+        Kind::Limits => "ARRAY<FLOAT64>",
+        Kind::State => {
+            "STRUCT<owner ARRAY<STRUCT<n STRING, t FLOAT64, p STRING>>, \
+             dropped ARRAY<STRUCT<seq FLOAT64, m STRING, n STRING, broken FLOAT64>>>"
+        }
+    }
+}
 
 impl ScriptDialect for BigQuery {
     fn selector(&self) -> SqlDialect {
@@ -200,15 +160,13 @@ impl ScriptDialect for BigQuery {
     }
 
     fn identity_functions(&self) -> Vec<String> {
-        let mut out: Vec<String> = JS
+        let mut out: Vec<String> = FUNCTIONS
             .iter()
             .map(|f| {
                 format!(
-                    "{}CREATE TEMP FUNCTION {}\nRETURNS {}\nLANGUAGE js\nAS r\"\"\"\n{}\n\"\"\"",
-                    f.comment(),
-                    f.signature(),
-                    f.returns,
-                    f.body()
+                    "{}\nLANGUAGE js\nAS r\"\"\"\n{}\n\"\"\"",
+                    f.header("TEMP FUNCTION", js_type),
+                    f.body(str::to_string)
                 )
             })
             .collect();
@@ -244,11 +202,7 @@ impl ScriptDialect for BigQuery {
              \x20 END WHILE;\n\
              END",
             components_round("    "),
-            CHANGED_FROM
-                .lines()
-                .map(|l| format!("      {l}"))
-                .collect::<Vec<_>>()
-                .join("\n"),
+            indented(CHANGED_FROM, "      ").trim_end(),
             components_swap("    "),
         )]
     }

@@ -10,66 +10,23 @@ use super::ScriptDialect;
 use super::calls::sql_string;
 use super::text::{TextStyle, engine_text};
 use super::warehouse::{
-    CHANGED_FROM, COMPONENTS_DOC, HELPERS_JS, IDENTITY_JS, JsFunction, REPLAY_DOC,
-    components_round, components_swap, limit_list, order_key,
+    CHANGED_FROM, COMPONENTS_DOC, FUNCTIONS, Kind, REPLAY_DOC, components_round, components_swap,
+    indented, limit_list,
 };
 use crate::script::unparse::SqlDialect;
 
 /// Snowflake (`--dialect snowflake`).
 pub struct Snowflake;
 
-/// The JavaScript functions, with Snowflake's types (JavaScript sees the arguments' names in
-/// capitals).
-const JS: [JsFunction; 6] = [
-    JsFunction {
-        name: "cohort_mode_pick",
-        args: &[("vs", "ARRAY"), ("k", "FLOAT")],
-        returns: "VARCHAR",
-        js: HELPERS_JS,
-        call: "cohortModePick(VS, K)",
-        doc: "cohort_mode_pick(values, min_frequency): the most frequent non-null value, ties broken by\nthe smallest value, or null when it occurs fewer than min_frequency times.",
-    },
-    JsFunction {
-        name: "cohort_sorted_distinct",
-        args: &[("vs", "ARRAY")],
-        returns: "ARRAY",
-        js: HELPERS_JS,
-        call: "cohortSortedDistinct(VS)",
-        doc: "cohort_sorted_distinct(values): the distinct non-null values, sorted; null when none.",
-    },
-    JsFunction {
-        name: "cohort_json_kind",
-        args: &[("j", "VARCHAR"), ("k", "VARCHAR")],
-        returns: "VARCHAR",
-        js: HELPERS_JS,
-        call: "cohortJsonKind(J, K)",
-        doc: "cohort_json_kind(json, key): what the top-level key holds (null, bool, int, float,\ntimestamp, string, object, array), or null when the key is absent.",
-    },
-    JsFunction {
-        name: "cohort_id_node_text",
-        args: &[("id_type", "VARCHAR"), ("id_value", "VARCHAR")],
-        returns: "VARCHAR",
-        js: IDENTITY_JS,
-        call: "cohortNode(ID_TYPE, ID_VALUE)",
-        doc: "The node code of an identifier as decimal text: FNV-1a over the UTF-8 bytes of\n`type NUL value`, then the 64-bit finalizer; the same bits as Cohort's node_code.",
-    },
-    JsFunction {
-        name: "cohort_id_profile_text",
-        args: &[("node", "VARCHAR")],
-        returns: "VARCHAR",
-        js: IDENTITY_JS,
-        call: "cohortProfile(NODE)",
-        doc: "A new profile's id: `use_` and the 16 hex digits of the node (decimal text).",
-    },
-    JsFunction {
-        name: "cohort_replay",
-        args: &[("events", "ARRAY"), ("limits", "ARRAY")],
-        returns: "VARIANT",
-        js: IDENTITY_JS,
-        call: "cohortReplay(EVENTS, LIMITS)",
-        doc: "Segment's sequential rule over one component's events (see cohortReplay).",
-    },
-];
+/// Snowflake's type of a JavaScript function's argument or result.
+fn js_type(k: Kind) -> &'static str {
+    match k {
+        Kind::Text => "VARCHAR",
+        Kind::Float => "FLOAT",
+        Kind::TextArray | Kind::Events | Kind::Limits => "ARRAY",
+        Kind::State => "VARIANT",
+    }
+}
 
 impl ScriptDialect for Snowflake {
     fn selector(&self) -> SqlDialect {
@@ -154,9 +111,15 @@ impl ScriptDialect for Snowflake {
     /// order Cohort takes first and last values in); rows outside `filter` get a null key,
     /// which both skip.
     fn first_by(&self, value: &str, by: &[(String, bool)], filter: Option<&str>) -> String {
-        let key = order_key(by, |t| {
-            format!("TO_VARCHAR({t}, 'YYYY-MM-DD HH24:MI:SS.FF9')")
-        });
+        let key = by
+            .iter()
+            .enumerate()
+            .map(|(i, (e, _))| match i {
+                0 => format!("TO_VARCHAR({e}, 'YYYY-MM-DD HH24:MI:SS.FF9')"),
+                _ => e.clone(),
+            })
+            .collect::<Vec<_>>()
+            .join(" || ");
         let f = if by.iter().all(|(_, desc)| *desc) {
             "MAX_BY"
         } else {
@@ -182,15 +145,14 @@ impl ScriptDialect for Snowflake {
     }
 
     fn identity_functions(&self) -> Vec<String> {
-        let mut out: Vec<String> = JS
+        // JavaScript sees the arguments' names in capitals.
+        let mut out: Vec<String> = FUNCTIONS
             .iter()
             .map(|f| {
                 format!(
-                    "{}CREATE OR REPLACE TEMPORARY FUNCTION {}\nRETURNS {}\nLANGUAGE JAVASCRIPT\nAS $$\n{}\n$$",
-                    f.comment(),
-                    f.signature(),
-                    f.returns,
-                    f.body()
+                    "{}\nLANGUAGE JAVASCRIPT\nAS $$\n{}\n$$",
+                    f.header("OR REPLACE TEMPORARY FUNCTION", js_type),
+                    f.body(|a| a.to_uppercase())
                 )
             })
             .collect();
@@ -228,11 +190,7 @@ impl ScriptDialect for Snowflake {
              END;\n\
              $$",
             components_round("    "),
-            CHANGED_FROM
-                .lines()
-                .map(|l| format!("    {l}"))
-                .collect::<Vec<_>>()
-                .join("\n"),
+            indented(CHANGED_FROM, "    ").trim_end(),
             components_swap("    "),
         )]
     }

@@ -6,38 +6,123 @@
 //! propagation is the same rounds in each engine's scripting loop.
 
 /// The JavaScript of the identity functions: `cohortNode`, `cohortProfile`, `cohortReplay`.
-pub(super) const IDENTITY_JS: &str = include_str!("../../../queries/script/warehouse_identity.js");
+const IDENTITY_JS: &str = include_str!("../../../queries/script/warehouse_identity.js");
 
 /// The JavaScript of the helpers: `cohortModePick`, `cohortSortedDistinct`, `cohortJsonKind`.
-pub(super) const HELPERS_JS: &str = include_str!("../../../queries/script/warehouse_helpers.js");
+const HELPERS_JS: &str = include_str!("../../../queries/script/warehouse_helpers.js");
 
-/// One JavaScript function of a script: `name(args) RETURNS returns`, its body `js` followed
-/// by `return call;`.
+/// What an argument or result of a JavaScript function holds; each engine names its type.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Kind {
+    Text,
+    /// A small number (GoogleSQL passes no INT64 into JavaScript).
+    Float,
+    TextArray,
+    /// `cohort_replay`'s events: `[{seq, m, ids: [{n, t}]}]`.
+    Events,
+    /// Each rank's limit.
+    Limits,
+    /// `cohort_replay`'s result: `{owner: [{n, t, p}], dropped: [{seq, m, n, broken}]}`.
+    State,
+}
+
+/// One JavaScript function of a script: `name(args) RETURNS returns`, its body the file `js`
+/// followed by `return entry(args);`.
 pub(super) struct JsFunction {
     pub name: &'static str,
-    pub args: &'static [(&'static str, &'static str)],
-    pub returns: &'static str,
+    pub args: &'static [(&'static str, Kind)],
+    pub returns: Kind,
     pub js: &'static str,
-    pub call: &'static str,
+    pub entry: &'static str,
     pub doc: &'static str,
 }
 
+/// The JavaScript functions both scripts define.
+pub(super) const FUNCTIONS: [JsFunction; 6] = [
+    JsFunction {
+        name: "cohort_mode_pick",
+        args: &[("vs", Kind::TextArray), ("k", Kind::Float)],
+        returns: Kind::Text,
+        js: HELPERS_JS,
+        entry: "cohortModePick",
+        doc: "cohort_mode_pick(values, min_frequency): the most frequent non-null value, ties broken by\nthe smallest value, or null when it occurs fewer than min_frequency times.",
+    },
+    JsFunction {
+        name: "cohort_sorted_distinct",
+        args: &[("vs", Kind::TextArray)],
+        returns: Kind::TextArray,
+        js: HELPERS_JS,
+        entry: "cohortSortedDistinct",
+        doc: "cohort_sorted_distinct(values): the distinct non-null values, sorted; null when none\n(BigQuery stores a null array as an empty one).",
+    },
+    JsFunction {
+        name: "cohort_json_kind",
+        args: &[("j", Kind::Text), ("k", Kind::Text)],
+        returns: Kind::Text,
+        js: HELPERS_JS,
+        entry: "cohortJsonKind",
+        doc: "cohort_json_kind(json, key): what the top-level key holds (null, bool, int, float,\ntimestamp, string, object, array), or null when the key is absent.",
+    },
+    JsFunction {
+        name: "cohort_id_node_text",
+        args: &[("id_type", Kind::Text), ("id_value", Kind::Text)],
+        returns: Kind::Text,
+        js: IDENTITY_JS,
+        entry: "cohortNode",
+        doc: "The node code of an identifier as decimal text: FNV-1a over the UTF-8 bytes of\n`type NUL value`, then the 64-bit finalizer; the same bits as Cohort's node_code.",
+    },
+    JsFunction {
+        name: "cohort_id_profile_text",
+        args: &[("node", Kind::Text)],
+        returns: Kind::Text,
+        js: IDENTITY_JS,
+        entry: "cohortProfile",
+        doc: "A new profile's id: `use_` and the 16 hex digits of the node (decimal text).",
+    },
+    JsFunction {
+        name: "cohort_replay",
+        args: &[("events", Kind::Events), ("limits", Kind::Limits)],
+        returns: Kind::State,
+        js: IDENTITY_JS,
+        entry: "cohortReplay",
+        doc: "Segment's sequential rule over one component's events (see cohortReplay).",
+    },
+];
+
 impl JsFunction {
-    /// `name(a T, b U)`.
-    pub fn signature(&self) -> String {
-        let args: Vec<String> = self.args.iter().map(|(n, t)| format!("{n} {t}")).collect();
-        format!("{}({})", self.name, args.join(", "))
+    /// `-- doc` lines, then `CREATE <head> name(a T, b U)` and `RETURNS T` in the engine's
+    /// types `ty`.
+    pub fn header(&self, head: &str, ty: impl Fn(Kind) -> &'static str) -> String {
+        let doc: String = self.doc.lines().map(|l| format!("-- {l}\n")).collect();
+        let args: Vec<String> = self
+            .args
+            .iter()
+            .map(|(n, k)| format!("{n} {}", ty(*k)))
+            .collect();
+        format!(
+            "{doc}CREATE {head} {}({})\nRETURNS {}",
+            self.name,
+            args.join(", "),
+            ty(self.returns)
+        )
     }
 
-    /// The comment lines above the definition.
-    pub fn comment(&self) -> String {
-        self.doc.lines().map(|l| format!("-- {l}\n")).collect()
+    /// The function's body: the included text, then the call of its entry with the arguments
+    /// as JavaScript sees them (`arg`: Snowflake spells them in capitals).
+    pub fn body(&self, arg: impl Fn(&str) -> String) -> String {
+        let args: Vec<String> = self.args.iter().map(|(n, _)| arg(n)).collect();
+        format!(
+            "{}\nreturn {}({});",
+            self.js.trim_end(),
+            self.entry,
+            args.join(", ")
+        )
     }
+}
 
-    /// The function's body: the included text, then the call.
-    pub fn body(&self) -> String {
-        format!("{}\nreturn {};", self.js.trim_end(), self.call)
-    }
+/// `text`, each line indented by `indent` and ended by a newline.
+pub(super) fn indented(text: &str, indent: &str) -> String {
+    text.lines().map(|l| format!("{indent}{l}\n")).collect()
 }
 
 /// The statements of one round of the label propagation (see `components` of each engine):
@@ -59,7 +144,7 @@ pub(super) fn components_round(indent: &str) -> String {
                SELECT n.node, least(n.component, coalesce(p.component, n.component)) AS component\n\
                FROM id_components_next n\n\
                LEFT JOIN id_components_next p ON p.node = n.component;";
-    sql.lines().map(|l| format!("{indent}{l}\n")).collect()
+    indented(sql, indent)
 }
 
 /// The query counting the labels a round lowered, after `SELECT count(*)` (and `INTO` where
@@ -70,14 +155,12 @@ pub const CHANGED_FROM: &str = "FROM id_components_jumped j\n\
 
 /// The statements that end a round: the jumped labels become the labels.
 pub(super) fn components_swap(indent: &str) -> String {
-    [
-        "DROP TABLE id_components;",
-        "DROP TABLE id_components_next;",
-        "ALTER TABLE id_components_jumped RENAME TO id_components;",
-    ]
-    .iter()
-    .map(|l| format!("{indent}{l}\n"))
-    .collect()
+    indented(
+        "DROP TABLE id_components;\n\
+         DROP TABLE id_components_next;\n\
+         ALTER TABLE id_components_jumped RENAME TO id_components;",
+        indent,
+    )
 }
 
 /// The comment above the components loop.
@@ -102,14 +185,4 @@ pub(super) fn limit_list(limits: &[u64]) -> String {
         .map(|l| l.to_string())
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// The key a text-ordered `MIN_BY` / `MAX_BY` sorts by for the order `(timestamp, message
-/// id)`: the time at a fixed width, then the id. `time` renders a time expression as text.
-pub(super) fn order_key(by: &[(String, bool)], time: impl Fn(&str) -> String) -> String {
-    let mut parts = Vec::new();
-    for (i, (e, _)) in by.iter().enumerate() {
-        parts.push(if i == 0 { time(e) } else { e.clone() });
-    }
-    parts.join(" || ")
 }
