@@ -14,6 +14,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::script::unparse::SqlDialect;
 use crate::serve::export::{ExportFormat, Hash};
+use crate::serve::sql_auth::PasswordMethod;
 use crate::spec::{self, Preset};
 
 /// Cohort: profiles and audiences over the event tables in your data lake.
@@ -280,6 +281,34 @@ pub struct ServeArgs {
     /// space's `.cohort/collector/<source>`].
     #[arg(long, value_name = "DIR")]
     pub collect_log: Option<PathBuf>,
+    /// Each SQL connection's `statement_timeout` until it sets its own (e.g. 30s, 5m; 0s: none).
+    #[arg(long, value_name = "DURATION", value_parser = parse_retain, default_value = "0s")]
+    pub sql_statement_timeout: Duration,
+    /// Memory one SQL query may hold (e.g. 512MB, 2GB); beyond it the query spills to disk
+    /// where it can, else fails with SQLSTATE 53200.
+    #[arg(long, value_name = "SIZE", value_parser = parse_memory_limit, default_value = "2GB")]
+    pub sql_memory_limit: usize,
+    /// SQL queries of one space running at once; more wait for a place.
+    #[arg(long, default_value_t = 4)]
+    pub sql_max_queries: usize,
+    /// Threads of each space's pool for its SQL queries (apart from the Profile API's and
+    /// the other spaces') [default: one per core].
+    #[arg(long)]
+    pub sql_threads: Option<usize>,
+    /// How SQL clients send their password (the space's token): `scram` (SCRAM-SHA-256, the
+    /// token never crosses the wire) or `cleartext` (for clients without SCRAM; use TLS).
+    #[arg(long, value_name = "METHOD", value_parser = parse_password_method, default_value = "scram")]
+    pub sql_passwords: PasswordMethod,
+    /// The SQL endpoint's TLS certificate chain (PEM) [default: a self-signed certificate
+    /// for localhost, made at start].
+    #[arg(long, value_name = "FILE", requires = "sql_tls_key")]
+    pub sql_tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of `--sql-tls-cert`.
+    #[arg(long, value_name = "FILE", requires = "sql_tls_cert")]
+    pub sql_tls_key: Option<PathBuf>,
+    /// No TLS on the SQL endpoint (clients that require it are refused).
+    #[arg(long, conflicts_with = "sql_tls_cert")]
+    pub sql_no_tls: bool,
 }
 
 #[derive(Args, Debug)]
@@ -335,6 +364,14 @@ fn parse_timeout(s: &str) -> Result<Duration, String> {
 /// `--retain`: a duration; zero keeps only what the current manifest names.
 fn parse_retain(s: &str) -> Result<Duration, String> {
     spec::parse_duration(s).ok_or_else(|| format!("`{s}` is not a duration (try 7d, 12h or 0s)"))
+}
+
+fn parse_password_method(s: &str) -> Result<PasswordMethod, String> {
+    match s {
+        "scram" | "scram-sha-256" => Ok(PasswordMethod::Scram),
+        "cleartext" | "password" => Ok(PasswordMethod::Cleartext),
+        _ => Err(format!("`{s}`: use scram or cleartext")),
+    }
 }
 
 fn parse_dialect(s: &str) -> Result<SqlDialect, String> {

@@ -13,8 +13,13 @@ pub mod destinations;
 pub mod export;
 pub mod index;
 pub mod sql;
+pub mod sql_auth;
 mod sql_checked;
+mod sql_intake;
+pub mod sql_limits;
+mod sql_pool;
 mod sql_session;
+pub mod sql_tls;
 
 use crate::spec::Space;
 

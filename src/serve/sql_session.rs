@@ -3,16 +3,18 @@
 //! `pg_catalog`, `information_schema`) is the space's, shared and read-only, while the
 //! configuration is the connection's own. So `SET datafusion.…`, `SET TIME ZONE` and
 //! `statement_timeout` change that connection only, `RESET` takes them back to the space's
-//! defaults, and a connection's state is dropped when it closes.
+//! defaults, and a connection's state is dropped when it closes. Each session has a memory
+//! pool of its own, so the memory limit holds per connection, that is per running query.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
-use datafusion::sql::sqlparser;
-use datafusion::sql::sqlparser::ast::{Reset, Statement};
+use datafusion::sql::sqlparser::ast::Reset;
 use datafusion_postgres::DfSessionService;
 use pgwire::api::ClientInfo;
 use pgwire::api::results::{Response, Tag};
@@ -24,6 +26,8 @@ use datafusion_postgres::pgwire;
 /// client's metadata, under these keys.
 const METADATA_STATEMENT_TIMEOUT: &str = "statement_timeout_ms";
 const METADATA_TIMEZONE: &str = "timezone";
+/// Set on a connection's metadata once the server's defaults were given to it.
+const METADATA_STARTED: &str = "cohort.session";
 
 /// One connection's context and the service that plans in it.
 type Session = (Arc<SessionContext>, Arc<DfSessionService>);
@@ -33,14 +37,54 @@ pub(super) struct Sessions {
     /// The space's context: its catalog is every session's, its configuration their default.
     base: Arc<SessionContext>,
     by_conn: Mutex<HashMap<SocketAddr, Session>>,
+    /// `cohort serve`'s `statement_timeout` for connections that set none.
+    timeout: Option<Duration>,
+    /// Bytes one connection's query may hold.
+    memory_limit: usize,
 }
 
 impl Sessions {
-    pub fn new(base: Arc<SessionContext>) -> Sessions {
+    pub fn new(
+        base: Arc<SessionContext>,
+        timeout: Option<Duration>,
+        memory_limit: usize,
+    ) -> Sessions {
         Sessions {
             base,
             by_conn: Mutex::new(HashMap::new()),
+            timeout,
+            memory_limit,
         }
+    }
+
+    /// Gives the connection of `client` the server's defaults, on its first statement.
+    pub fn start<C: ClientInfo + ?Sized>(&self, client: &mut C) {
+        if client.metadata().contains_key(METADATA_STARTED) {
+            return;
+        }
+        client
+            .metadata_mut()
+            .insert(METADATA_STARTED.into(), String::new());
+        self.default_timeout(client);
+    }
+
+    /// The connection's `statement_timeout`.
+    pub fn timeout<C: ClientInfo + ?Sized>(client: &C) -> Option<Duration> {
+        client
+            .metadata()
+            .get(METADATA_STATEMENT_TIMEOUT)
+            .and_then(|ms| ms.parse().ok())
+            .filter(|ms| *ms > 0)
+            .map(Duration::from_millis)
+    }
+
+    fn default_timeout<C: ClientInfo + ?Sized>(&self, client: &mut C) {
+        match self.timeout {
+            Some(t) => client
+                .metadata_mut()
+                .insert(METADATA_STATEMENT_TIMEOUT.into(), t.as_millis().to_string()),
+            None => client.metadata_mut().remove(METADATA_STATEMENT_TIMEOUT),
+        };
     }
 
     /// The session of the connection from `addr`, made on its first statement.
@@ -53,7 +97,15 @@ impl Sessions {
         by_conn
             .entry(addr)
             .or_insert_with(|| {
-                let state = SessionStateBuilder::new_from_existing(self.base.state()).build();
+                let base = self.base.state();
+                let runtime = RuntimeEnvBuilder::from_runtime_env(base.runtime_env())
+                    .with_memory_limit(self.memory_limit, 1.0)
+                    .build_arc();
+                let mut state = SessionStateBuilder::new_from_existing(base.clone());
+                if let Ok(runtime) = runtime {
+                    state = state.with_runtime_env(runtime);
+                }
+                let state = state.build();
                 let ctx = Arc::new(SessionContext::new_with_state(state));
                 (ctx.clone(), Arc::new(DfSessionService::new(ctx)))
             })
@@ -77,16 +129,14 @@ impl Sessions {
         let addr = client.socket_addr();
         match reset {
             Reset::ALL => {
-                client.metadata_mut().remove(METADATA_STATEMENT_TIMEOUT);
+                self.default_timeout(client);
                 client.metadata_mut().remove(METADATA_TIMEZONE);
                 self.close(addr);
             }
             Reset::ConfigurationParameter(name) => {
                 let name = name.to_string().to_lowercase();
                 match name.as_str() {
-                    "statement_timeout" => {
-                        client.metadata_mut().remove(METADATA_STATEMENT_TIMEOUT);
-                    }
+                    "statement_timeout" => self.default_timeout(client),
                     "timezone" | "time zone" => {
                         client.metadata_mut().remove(METADATA_TIMEZONE);
                         self.reset_option(addr, "datafusion.execution.time_zone");
@@ -121,26 +171,5 @@ impl Sessions {
             }
         }
         *ctx.state_ref().write().config_mut() = fresh;
-    }
-}
-
-/// The statements of `sql` when one of them is a `RESET` (which datafusion-postgres does not
-/// take): the endpoint runs them one by one.
-pub(super) fn with_resets(sql: &str) -> Option<Vec<Statement>> {
-    let dialect = sqlparser::dialect::PostgreSqlDialect {};
-    let statements = sqlparser::parser::Parser::parse_sql(&dialect, sql).ok()?;
-    statements
-        .iter()
-        .any(|s| matches!(s, Statement::Reset(_)))
-        .then_some(statements)
-}
-
-/// The `RESET` of `sql` when it is one `RESET` statement.
-pub(super) fn reset_of(sql: &str) -> Option<Reset> {
-    let dialect = sqlparser::dialect::PostgreSqlDialect {};
-    let mut statements = sqlparser::parser::Parser::parse_sql(&dialect, sql).ok()?;
-    match (statements.pop(), statements.pop()) {
-        (Some(Statement::Reset(r)), None) => Some(r.reset),
-        _ => None,
     }
 }

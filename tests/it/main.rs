@@ -39,6 +39,8 @@ mod slt;
 mod space_sql;
 mod spark;
 mod sql_endpoint;
+mod sql_limits;
+mod sql_security;
 mod sql_sessions;
 mod sql_traits;
 mod sql_unchanged;

@@ -22,7 +22,11 @@ pub(crate) async fn start(spaces: &[(&str, &Path, &str)]) -> u16 {
     }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    tokio::spawn(cohort::serve::sql::serve_sql(listener, served));
+    tokio::spawn(cohort::serve::sql::serve_sql(
+        listener,
+        served,
+        cohort::serve::sql::SqlOptions::default(),
+    ));
     port
 }
 

@@ -19,6 +19,10 @@ use crate::run::{self, RunOptions};
 use crate::schedule::{self, RetryPolicy, Runner, Schedules, SystemClock, Trigger};
 use crate::serve::api::{self, ApiSpace, RunTrigger};
 use crate::serve::collect::{self, CollectConfig, Collector, writer::Thresholds};
+use crate::serve::sql::SqlOptions;
+use crate::serve::sql_auth::PasswordMethod;
+use crate::serve::sql_limits::SqlLimits;
+use crate::serve::sql_tls::{self, TlsSource};
 use crate::serve::{ServedSpace, token_env_var};
 use crate::spec::Space;
 
@@ -254,18 +258,24 @@ pub(in crate::cli) async fn serve(args: ServeArgs, spaces: Vec<Space>) -> Result
     let sql_listener = tokio::net::TcpListener::bind(args.sql_addr)
         .await
         .with_context(|| format!("cannot listen on {} for SQL", args.sql_addr))?;
+    let (sql_options, sql_security) = sql_options(&args)?;
     eprintln!(
-        "serving {} space(s): Profile API on http://{}, SQL (Postgres wire) on {}{}",
+        "serving {} space(s): Profile API on http://{}, SQL (Postgres wire) on {} ({}){}",
         served.len(),
         api_listener.local_addr()?,
         sql_listener.local_addr()?,
+        sql_security,
         if args.no_schedule {
             "; no scheduled runs"
         } else {
             "; scheduler on"
         }
     );
-    let sql = tokio::spawn(crate::serve::sql::serve_sql(sql_listener, served.clone()));
+    let sql = tokio::spawn(crate::serve::sql::serve_sql(
+        sql_listener,
+        served.clone(),
+        sql_options,
+    ));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         shutdown_signal().await;
@@ -384,4 +394,37 @@ fn start_collector(
         c.sources().join(", ")
     );
     Ok(Some((Arc::new(c), listener)))
+}
+
+/// The SQL endpoint's options from the flags, and a line saying how clients connect.
+fn sql_options(args: &ServeArgs) -> Result<(SqlOptions, String)> {
+    let (source, tls) = match (&args.sql_tls_cert, &args.sql_tls_key) {
+        _ if args.sql_no_tls => (TlsSource::Off, "no TLS".to_string()),
+        (Some(cert), Some(key)) => (
+            TlsSource::Files {
+                cert: cert.clone(),
+                key: key.clone(),
+            },
+            format!("TLS with {}", cert.display()),
+        ),
+        _ => (
+            TlsSource::SelfSigned,
+            "TLS with a self-signed certificate".to_string(),
+        ),
+    };
+    let passwords = match args.sql_passwords {
+        PasswordMethod::Scram => "SCRAM-SHA-256 passwords",
+        PasswordMethod::Cleartext => "cleartext passwords",
+    };
+    let options = SqlOptions {
+        limits: SqlLimits {
+            statement_timeout: Some(args.sql_statement_timeout).filter(|t| !t.is_zero()),
+            memory_limit: args.sql_memory_limit,
+            max_queries: args.sql_max_queries,
+            threads: args.sql_threads,
+        },
+        passwords: args.sql_passwords,
+        tls: sql_tls::tls(&source).context("the SQL endpoint's TLS")?,
+    };
+    Ok((options, format!("{tls}, {passwords}")))
 }
