@@ -226,6 +226,17 @@ impl StartupHandler for Login {
             Inner::Cleartext(h) => h.on_startup(client, message).await,
         };
         let ip = client.socket_addr().ip();
+        // SCRAM's own user name is empty with libpq: name the connection's user.
+        let result = match result {
+            Err(PgWireError::InvalidPassword(_)) => Err(PgWireError::InvalidPassword(
+                client
+                    .metadata()
+                    .get(pgwire::api::METADATA_USER)
+                    .cloned()
+                    .unwrap_or_default(),
+            )),
+            other => other,
+        };
         match &result {
             Err(e) if password => {
                 let md = client.metadata();

@@ -25,6 +25,12 @@ pub fn python() -> String {
     )
 }
 
+/// The npm packages `.ci/node` installs (for NODE_PATH), set up by `.ci/test`.
+pub fn node_modules() -> String {
+    std::env::var("COHORT_NODE_MODULES")
+        .expect("COHORT_NODE_MODULES is not set: run the tests with `bash .ci/test`")
+}
+
 /// The generator's default end: runs as of this time see every generated event.
 pub fn gen_end() -> DateTime<Utc> {
     GenerateOptions::default().end

@@ -38,6 +38,7 @@ mod serve;
 mod slt;
 mod space_sql;
 mod spark;
+mod sql_clients;
 mod sql_endpoint;
 mod sql_limits;
 mod sql_security;
