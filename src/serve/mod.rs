@@ -15,6 +15,7 @@ pub mod index;
 pub mod sql;
 pub mod sql_auth;
 mod sql_checked;
+mod sql_compat;
 mod sql_intake;
 pub mod sql_limits;
 mod sql_pool;

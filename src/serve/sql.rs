@@ -39,6 +39,7 @@ use tokio::sync::{Mutex, RwLock};
 use super::ServedSpace;
 use super::sql_auth::{Login, Logins, PasswordMethod, Tokens};
 use super::sql_checked::CheckedSums;
+use super::sql_compat;
 use super::sql_intake::{Intake, intake, reads, user_error};
 use super::sql_limits::{Cancels, Peers, Places, SqlLimits, Stop, memory_error};
 use super::sql_pool::Pool;
@@ -67,22 +68,20 @@ struct SqlSpace {
 
 impl SqlSpace {
     async fn new(served: ServedSpace, limits: &SqlLimits) -> std::io::Result<SqlSpace> {
+        // The space is the database: the catalog is named after it (`\l`, `table_catalog`).
+        let name = &served.space.name;
         let ctx = Arc::new(SessionContext::new_with_config(
-            datafusion::prelude::SessionConfig::new().with_information_schema(true),
+            datafusion::prelude::SessionConfig::new()
+                .with_information_schema(true)
+                .with_default_catalog_and_schema(name, "public"),
         ));
         datafusion_postgres::datafusion_pg_catalog::setup_pg_catalog(
             &ctx,
-            "datafusion",
+            name,
             datafusion_postgres::datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider,
         )
         .map_err(|e| std::io::Error::other(e.to_string()))?;
-        register_compat_functions(&ctx);
-        // The connection's database is the space.
-        ctx.register_udf(
-            datafusion_postgres::datafusion_pg_catalog::pg_catalog::create_current_database_udf(
-                &served.space.name,
-            ),
-        );
+        sql_compat::register(&ctx, &served.space.name);
         ctx.add_analyzer_rule(Arc::new(CheckedSums));
         let service = Arc::new(DfSessionService::new(ctx.clone()));
         Ok(SqlSpace {
@@ -151,44 +150,6 @@ impl SqlSpace {
         *run = current;
         Ok(())
     }
-}
-
-/// The few Postgres functions client libraries call while connecting that DataFusion lacks:
-/// `version()` in Postgres' shape (SQLAlchemy parses it), `pg_get_serial_sequence` (no
-/// serial columns here: null) and `to_regtype` (null for an unknown type name).
-fn register_compat_functions(ctx: &SessionContext) {
-    use datafusion::arrow::datatypes::DataType;
-    use datafusion::common::ScalarValue;
-    use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
-    let version = format!(
-        "PostgreSQL 16.6 (Cohort {}) on x86_64-pc-linux-gnu, compiled by rustc, 64-bit",
-        env!("CARGO_PKG_VERSION")
-    );
-    ctx.register_udf(create_udf(
-        "version",
-        vec![],
-        DataType::Utf8,
-        Volatility::Immutable,
-        Arc::new(move |_| {
-            Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(
-                version.clone(),
-            ))))
-        }),
-    ));
-    ctx.register_udf(create_udf(
-        "pg_get_serial_sequence",
-        vec![DataType::Utf8, DataType::Utf8],
-        DataType::Utf8,
-        Volatility::Immutable,
-        Arc::new(|_| Ok(ColumnarValue::Scalar(ScalarValue::Utf8(None)))),
-    ));
-    ctx.register_udf(create_udf(
-        "to_regtype",
-        vec![DataType::Utf8],
-        DataType::Utf8,
-        Volatility::Immutable,
-        Arc::new(|_| Ok(ColumnarValue::Scalar(ScalarValue::Utf8(None)))),
-    ));
 }
 
 fn api_error(e: crate::error::EngineError) -> PgWireError {
@@ -289,9 +250,9 @@ impl Router {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let mut stop = Stop::start(client, Sessions::timeout(client), &self.peers);
+        let stop = Stop::start(client, Sessions::timeout(client), &self.peers);
         let place = match reads {
-            true => Some(s.places.take(&mut stop).await?),
+            true => Some(s.places.take(&stop).await?),
             false => None,
         };
         stop.run(s.pool.enter(s.refresh())).await?;
@@ -381,9 +342,9 @@ impl ExtendedQueryHandler for Router {
                 Intake::Engine { .. } => {}
             }
         }
-        let mut stop = Stop::start(client, Sessions::timeout(client), &self.peers);
+        let stop = Stop::start(client, Sessions::timeout(client), &self.peers);
         let place = match parsed {
-            Some((st, _)) if reads(st) => Some(s.places.take(&mut stop).await?),
+            Some((st, _)) if reads(st) => Some(s.places.take(&stop).await?),
             _ => None,
         };
         let _reading = s.run.read().await;

@@ -215,7 +215,7 @@ impl Stop {
     }
 
     /// `work` unless the statement is stopped first (then `work` is dropped).
-    pub async fn run<T>(&mut self, work: impl Future<Output = PgWireResult<T>>) -> PgWireResult<T> {
+    pub async fn run<T>(&self, work: impl Future<Output = PgWireResult<T>>) -> PgWireResult<T> {
         tokio::select! {
             biased;
             r = self.signal.clone() => Err(r.error()),
@@ -251,7 +251,9 @@ impl Stop {
                     return response;
                 };
                 let rows = std::mem::replace(&mut q.data_rows, Box::pin(futures::stream::empty()));
-                q.data_rows = pool.drive(guarded(rows, self.signal.clone(), place.clone()));
+                // The stops are watched here, on the connection's side: the pool's threads may
+                // all be busy with the very query to stop.
+                q.data_rows = guarded(pool.drive(rows), self.signal.clone(), place.clone());
                 Response::Query(q)
             })
             .collect()
@@ -303,7 +305,7 @@ impl Places {
     }
 
     /// A place, waiting (under the statement's stops) while all are taken.
-    pub async fn take(&self, stop: &mut Stop) -> PgWireResult<OwnedSemaphorePermit> {
+    pub async fn take(&self, stop: &Stop) -> PgWireResult<OwnedSemaphorePermit> {
         let sem = self.0.clone();
         stop.run(async move {
             sem.acquire_owned()

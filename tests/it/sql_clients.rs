@@ -1,7 +1,7 @@
 //! The client matrix of docs/sql-endpoint.md, each client started for real against `cohort
 //! serve` as a user starts it (TLS offered, SCRAM-SHA-256): psycopg 3 (prepared statements,
 //! a rollback after auto-prepare), psycopg2, asyncpg, pg8000, node-postgres and psql's
-//! `\dt`, `\d`, `\l`; `current_database()` is the space.
+//! `\dt`, `\d`, `\l`, `\df`; `current_database()` is the space.
 
 use std::process::{Command, Stdio};
 
@@ -132,7 +132,16 @@ async fn the_client_matrix_connects_and_reads() {
                     "shop",
                     "-X",
                 ])
-                .args(["-c", "\\dt", "-c", "\\d profiles", "-c", "\\l"])
+                .args([
+                    "-c",
+                    "\\dt",
+                    "-c",
+                    "\\d profiles",
+                    "-c",
+                    "\\l",
+                    "-c",
+                    "\\df",
+                ])
                 .env("PGPASSWORD", "tok-shop"),
         );
         (py, node, psql)
@@ -160,4 +169,9 @@ async fn the_client_matrix_connects_and_reads() {
     }
     assert!(psql.contains("Table \"public.profiles\""), "\\d: {psql}");
     assert!(psql.contains("List of databases"), "\\l: {psql}");
+    assert!(
+        psql.lines().any(|l| l.starts_with(" shop ")),
+        "\\l lists the space: {psql}"
+    );
+    assert!(psql.contains("List of functions"), "\\df: {psql}");
 }
