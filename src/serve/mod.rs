@@ -21,6 +21,7 @@ pub mod sql_limits;
 mod sql_pool;
 mod sql_session;
 pub mod sql_tls;
+mod sql_yield;
 
 use crate::spec::Space;
 

@@ -45,6 +45,7 @@ use super::sql_limits::{Cancels, Peers, Places, SqlLimits, Stop, memory_error};
 use super::sql_pool::Pool;
 use super::sql_session::Sessions;
 use super::sql_tls::Tls;
+use super::sql_yield::YieldingJoins;
 use crate::read;
 
 type DfStatement = (String, Option<(Statement, LogicalPlan)>);
@@ -70,11 +71,15 @@ impl SqlSpace {
     async fn new(served: ServedSpace, limits: &SqlLimits) -> std::io::Result<SqlSpace> {
         // The space is the database: the catalog is named after it (`\l`, `table_catalog`).
         let name = &served.space.name;
-        let ctx = Arc::new(SessionContext::new_with_config(
-            datafusion::prelude::SessionConfig::new()
-                .with_information_schema(true)
-                .with_default_catalog_and_schema(name, "public"),
-        ));
+        let config = datafusion::prelude::SessionConfig::new()
+            .with_information_schema(true)
+            .with_default_catalog_and_schema(name, "public");
+        let state = datafusion::execution::SessionStateBuilder::new()
+            .with_config(config)
+            .with_default_features()
+            .with_physical_optimizer_rule(Arc::new(YieldingJoins))
+            .build();
+        let ctx = Arc::new(SessionContext::new_with_state(state));
         datafusion_postgres::datafusion_pg_catalog::setup_pg_catalog(
             &ctx,
             name,

@@ -25,6 +25,28 @@ pub fn python() -> String {
     )
 }
 
+/// Runs the Python `script` (the interop venv's) with `args`, off the async runtime; the JSON
+/// it prints. Fails the test with its output when it fails.
+pub async fn python_json(script: String, args: Vec<String>) -> serde_json::Value {
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(python())
+            .arg("-c")
+            .arg(&script)
+            .args(&args)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.trim()).unwrap()
+}
+
 /// The npm packages `.ci/node` installs (for NODE_PATH), set up by `.ci/test`.
 pub fn node_modules() -> String {
     std::env::var("COHORT_NODE_MODULES")

@@ -8,7 +8,7 @@ use std::process::Command;
 
 use cohort::serve::ServedSpace;
 
-use crate::common::{load, python};
+use crate::common::{load, python_json};
 use crate::profile_api::{run_at, write_shop};
 
 /// Starts the endpoint over `spaces` (name, folder, token); returns its port.
@@ -178,21 +178,7 @@ pub(crate) async fn shop_clients(script: &'static str) -> serde_json::Value {
     write_shop(tmp.path(), "shop");
     run_at(tmp.path(), "2026-11-02").await;
     let port = start(&[("shop", tmp.path(), "tok-shop")]).await;
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(python())
-            .args(["-c", script, &port.to_string()])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_str(stdout.trim()).unwrap()
+    python_json(script.to_string(), vec![port.to_string()]).await
 }
 
 const CLIENTS: &str = r#"

@@ -8,7 +8,7 @@
 
 use std::process::{Command, Stdio};
 
-use crate::common::{cohort_bin, python};
+use crate::common::{cohort_bin, python_json};
 use crate::profile_api::{run_at, write_shop};
 use crate::serve::{Server, free_port};
 
@@ -99,21 +99,7 @@ async fn serve_stops_runaway_queries_and_keeps_spaces_apart() {
             .spawn()
             .unwrap(),
     );
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(python())
-            .args(["-c", LIMITS, &sql.to_string()])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let v = python_json(LIMITS.to_string(), vec![sql.to_string()]).await;
     let secs = |k: &str| v[k]["s"].as_f64().unwrap();
 
     assert_eq!(v["default_timeout"], "2000ms", "{v}");

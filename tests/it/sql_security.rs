@@ -9,7 +9,7 @@
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use crate::common::{cohort_bin, python};
+use crate::common::{cohort_bin, python_json};
 use crate::profile_api::{run_at, write_shop};
 use crate::serve::{Server, free_port};
 
@@ -29,22 +29,6 @@ fn serve(dir: &Path, flags: &[&str], log: &str) -> (u16, Server) {
             .unwrap(),
     );
     (sql, server)
-}
-
-/// Runs the Python `script` with `args`; the JSON it prints.
-fn clients(script: &str, args: &[String]) -> serde_json::Value {
-    let out = Command::new(python())
-        .args(["-c", script])
-        .args(args)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_str(stdout.trim()).unwrap()
 }
 
 /// `try_connect(**params)`: "ok ssl=<bool>" with the connection's `select 42`, or the
@@ -104,9 +88,7 @@ async fn tls_and_scram_by_default_and_the_same_answer_for_unknown_spaces() {
     run_at(&tmp.path().join("shop"), "2026-11-02").await;
     let (port, server) = serve(tmp.path(), &[], "serve.log");
     let script = format!("{PRELUDE}{DEFAULTS}");
-    let v = tokio::task::spawn_blocking(move || clients(&script, &[port.to_string()]))
-        .await
-        .unwrap();
+    let v = python_json(script, vec![port.to_string()]).await;
     drop(server);
     assert_eq!(v["require_tls"], "ok ssl=True", "{v}");
     assert_eq!(v["plain"], "ok ssl=False", "{v}");
@@ -187,17 +169,13 @@ async fn a_given_certificate_cleartext_when_asked_and_no_tls() {
     );
     let cert = tmp.path().join("server.crt").display().to_string();
     let script = format!("{PRELUDE}{OPTIONS}");
-    let v = tokio::task::spawn_blocking(move || clients(&script, &[port.to_string(), cert]))
-        .await
-        .unwrap();
+    let v = python_json(script, vec![port.to_string(), cert]).await;
     assert_eq!(v["verify_full"], "ok ssl=True", "{v}");
     assert_eq!(v["cleartext"], "ok ssl=True", "{v}");
 
     let (port, _server) = serve(tmp.path(), &["--sql-no-tls"], "plain.log");
     let script = format!("{PRELUDE}{NO_TLS}");
-    let v = tokio::task::spawn_blocking(move || clients(&script, &[port.to_string()]))
-        .await
-        .unwrap();
+    let v = python_json(script, vec![port.to_string()]).await;
     let refused = v["require_tls"].as_str().unwrap();
     assert!(refused.starts_with("error"), "{v}");
     assert_eq!(v["plain"], "ok ssl=False", "{v}");
