@@ -18,12 +18,12 @@
 //!   2 s; at once a new connection runs `select 1`. `store` has one place for running queries,
 //!   so the answer comes only once the killed client's query has stopped: this is the time
 //!   from the kill to that answer;
-//! * `api_load_p50_ms` / `api_load_p99_ms` and `other_p50_ms` / `other_max_ms`: the same
-//!   lookups for `--secs` seconds while another connection of `store` runs a grouping of
-//!   10⁸ distinct keys that fills its memory limit (and spills), and meanwhile every 250 ms a
-//!   connection to `other` runs `select count(*) from profiles`. `heavy_state` says what the
-//!   heavy query was doing when the window ended (`running`, or its error code), and
-//!   `server_peak_rss_mb` the server's peak memory.
+//! * `api_load_p50_ms` / `api_load_p99_ms` and `other_p50_ms` / `other_p95_ms` /
+//!   `other_max_ms`: the same lookups for `--secs` seconds while another connection of
+//!   `store` runs a grouping of 10⁸ distinct keys that fills its memory limit (and spills),
+//!   and meanwhile every 250 ms a connection to `other` runs `select count(*) from profiles`.
+//!   `heavy_state` says what the heavy query was doing when the window ended (`running`, or
+//!   its error code), and `server_peak_rss_mb` the server's peak memory.
 //!
 //! Prints `key=value` lines, then `ratio_api_p99=` (under load / idle).
 //!
@@ -254,6 +254,7 @@ show("api_load_p50_ms", round(pct(load, 0.5), 2))
 show("api_load_p99_ms", round(pct(load, 0.99), 2))
 show("other_queries", len(others))
 show("other_p50_ms", round(pct(others, 0.5), 1))
+show("other_p95_ms", round(pct(others, 0.95), 1))
 show("other_max_ms", round(max(others), 1))
 show("heavy_state", state)
 show("server_peak_rss_mb", int(peak) // 1024)
