@@ -102,8 +102,11 @@ impl Sessions {
                     .with_memory_limit(self.memory_limit, 1.0)
                     .build_arc();
                 let mut state = SessionStateBuilder::new_from_existing(base.clone());
-                if let Ok(runtime) = runtime {
-                    state = state.with_runtime_env(runtime);
+                match runtime {
+                    Ok(runtime) => state = state.with_runtime_env(runtime),
+                    Err(e) => tracing::warn!(
+                        "SQL connection from {addr}: no memory limit for its queries ({e})"
+                    ),
                 }
                 let state = state.build();
                 let ctx = Arc::new(SessionContext::new_with_state(state));
