@@ -27,6 +27,25 @@ impl Drop for Server {
     }
 }
 
+/// Starts `cohort serve --no-schedule <args>` in `dir` on free ports, its standard error to
+/// `stderr`; the SQL endpoint's port and the server.
+pub(crate) fn serve_in(dir: &std::path::Path, args: &[&str], stderr: Stdio) -> (u16, Server) {
+    let (api, sql) = (free_port(), free_port());
+    let server = Server(
+        Command::new(cohort_bin())
+            .current_dir(dir)
+            .args(["serve", "--no-schedule"])
+            .args(["--api-addr", &format!("127.0.0.1:{api}")])
+            .args(["--sql-addr", &format!("127.0.0.1:{sql}")])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .unwrap(),
+    );
+    (sql, server)
+}
+
 async fn get_json(client: &reqwest::Client, url: &str) -> Option<Value> {
     let r = client
         .get(url)

@@ -5,9 +5,9 @@
 
 use std::process::{Command, Stdio};
 
-use crate::common::{cohort_bin, node_modules, python};
+use crate::common::{node_modules, python};
 use crate::profile_api::{run_at, write_shop};
-use crate::serve::{Server, free_port};
+use crate::serve::serve_in;
 
 const PYTHON_CLIENTS: &str = r#"
 import asyncio, json, sys, time
@@ -95,18 +95,8 @@ async fn the_client_matrix_connects_and_reads() {
     let tmp = tempfile::tempdir().unwrap();
     write_shop(&tmp.path().join("shop"), "shop");
     run_at(&tmp.path().join("shop"), "2026-11-02").await;
-    let (api, sql) = (free_port(), free_port());
-    let _server = Server(
-        Command::new(cohort_bin())
-            .current_dir(tmp.path())
-            .args(["serve", "shop", "--no-schedule", "--token", "shop=tok-shop"])
-            .args(["--api-addr", &format!("127.0.0.1:{api}")])
-            .args(["--sql-addr", &format!("127.0.0.1:{sql}")])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let flags = ["shop", "--token", "shop=tok-shop"];
+    let (sql, _server) = serve_in(tmp.path(), &flags, Stdio::null());
     let port = sql.to_string();
     let dir = tmp.path().to_path_buf();
     let (py, node, psql) = tokio::task::spawn_blocking(move || {

@@ -6,11 +6,11 @@
 //! space answers (its queries compute on threads of their own), and that a query over the
 //! memory limit fails with SQLSTATE 53200.
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
-use crate::common::{cohort_bin, python_json};
+use crate::common::python_json;
 use crate::profile_api::{run_at, write_shop};
-use crate::serve::{Server, free_port};
+use crate::serve::serve_in;
 
 const LIMITS: &str = r#"
 import json, subprocess, sys, threading, time
@@ -84,21 +84,21 @@ async fn serve_stops_runaway_queries_and_keeps_spaces_apart() {
         write_shop(&tmp.path().join(name), name);
         run_at(&tmp.path().join(name), "2026-11-02").await;
     }
-    let (api, sql) = (free_port(), free_port());
-    let _server = Server(
-        Command::new(cohort_bin())
-            .current_dir(tmp.path())
-            .args(["serve", "shop", "other", "--no-schedule"])
-            .args(["--token", "shop=tok-shop", "--token", "other=tok-other"])
-            .args(["--api-addr", &format!("127.0.0.1:{api}")])
-            .args(["--sql-addr", &format!("127.0.0.1:{sql}")])
-            .args(["--sql-statement-timeout", "2s", "--sql-max-queries", "1"])
-            .args(["--sql-memory-limit", "64MB"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let flags = [
+        "shop",
+        "other",
+        "--token",
+        "shop=tok-shop",
+        "--token",
+        "other=tok-other",
+        "--sql-statement-timeout",
+        "2s",
+        "--sql-max-queries",
+        "1",
+        "--sql-memory-limit",
+        "64MB",
+    ];
+    let (sql, _server) = serve_in(tmp.path(), &flags, Stdio::null());
     let v = python_json(LIMITS.to_string(), vec![sql.to_string()]).await;
     let secs = |k: &str| v[k]["s"].as_f64().unwrap();
 

@@ -7,28 +7,16 @@
 //! later, and a CancelRequest works over TLS.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 
-use crate::common::{cohort_bin, python_json};
+use crate::common::python_json;
 use crate::profile_api::{run_at, write_shop};
-use crate::serve::{Server, free_port};
+use crate::serve::{Server, serve_in};
 
-/// Serves the space `shop` in `dir` with `flags`; its port, the server and its log file.
+/// Serves the space `shop` in `dir` with `flags`, logging to `log`; its port and the server.
 fn serve(dir: &Path, flags: &[&str], log: &str) -> (u16, Server) {
-    let (api, sql) = (free_port(), free_port());
-    let server = Server(
-        Command::new(cohort_bin())
-            .current_dir(dir)
-            .args(["serve", "shop", "--no-schedule", "--token", "shop=tok-shop"])
-            .args(["--api-addr", &format!("127.0.0.1:{api}")])
-            .args(["--sql-addr", &format!("127.0.0.1:{sql}")])
-            .args(flags)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join(log)).unwrap())
-            .spawn()
-            .unwrap(),
-    );
-    (sql, server)
+    let args = [&["shop", "--token", "shop=tok-shop"], flags].concat();
+    let log = std::fs::File::create(dir.join(log)).unwrap();
+    serve_in(dir, &args, log.into())
 }
 
 /// `try_connect(**params)`: "ok ssl=<bool>" with the connection's `select 42`, or the
