@@ -28,7 +28,7 @@ use futures::Sink;
 use pgwire::api::auth::DefaultServerParameterProvider;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
-use pgwire::api::results::{FieldInfo, Response, Tag};
+use pgwire::api::results::{DescribePortalResponse, FieldInfo, Response, Tag};
 use pgwire::api::stmt::QueryParser;
 use pgwire::api::store::PortalStore;
 use pgwire::api::{ClientInfo, ClientPortalStore, PgWireServerHandlers, Type};
@@ -39,16 +39,17 @@ use tokio::sync::{Mutex, RwLock};
 use super::ServedSpace;
 use super::sql_auth::{Login, Logins, PasswordMethod, Tokens};
 use super::sql_checked::CheckedSums;
-use super::sql_compat;
+use super::sql_copy::CopyOut;
 use super::sql_intake::{Intake, intake, reads, user_error};
 use super::sql_limits::{Cancels, Peers, Places, SqlLimits, Stop, memory_error};
 use super::sql_pool::Pool;
 use super::sql_session::Sessions;
 use super::sql_tls::Tls;
 use super::sql_yield::YieldingJoins;
+use super::{sql_catalog, sql_compat, sql_cursor, sql_params, sql_types};
 use crate::read;
 
-type DfStatement = (String, Option<(Statement, LogicalPlan)>);
+pub(super) type DfStatement = (String, Option<(Statement, LogicalPlan)>);
 
 /// One space behind the endpoint.
 struct SqlSpace {
@@ -87,6 +88,11 @@ impl SqlSpace {
         )
         .map_err(|e| std::io::Error::other(e.to_string()))?;
         sql_compat::register(&ctx, &served.space.name);
+        sql_compat::register_computed(&ctx);
+        sql_types::register(&ctx);
+        sql_catalog::patch(&ctx, name)
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
         ctx.add_analyzer_rule(Arc::new(CheckedSums));
         let service = Arc::new(DfSessionService::new(ctx.clone()));
         Ok(SqlSpace {
@@ -215,15 +221,33 @@ impl QueryParser for RouterParser {
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
-        if let Intake::NoOp(_) | Intake::WithResets(_) = intake(sql)? {
+        let sql = match intake(sql)? {
             // Answered by the endpoint when executed.
-            return Ok(Some((sql.to_string(), None)));
-        }
+            Intake::NoOp(_) | Intake::WithResets(_) | Intake::Copy(_) => {
+                return Ok(Some((sql.to_string(), None)));
+            }
+            Intake::Engine {
+                rewritten: Some(text),
+                ..
+            } => std::borrow::Cow::Owned(text),
+            Intake::Engine { .. } => std::borrow::Cow::Borrowed(sql),
+        };
         let s = self.spaces.of(client)?.clone();
         s.pool.enter(s.refresh()).await?;
         let _reading = s.run.read().await;
         let session = s.sessions.of(client.socket_addr());
-        session.query_parser().parse_sql(client, sql, types).await
+        let parsed = session
+            .query_parser()
+            .parse_sql(client, &sql, types)
+            .await?;
+        match parsed {
+            Some((text, Some((st @ Statement::Query(_), plan)))) => {
+                let plan = sql_params::keep(plan, sql_params::highest(&sql))
+                    .map_err(|e| PgWireError::ApiError(Box::new(e)))?;
+                Ok(Some((text, Some((st, plan)))))
+            }
+            other => Ok(other),
+        }
     }
 
     fn get_parameter_types(&self, stmt: &Self::Statement) -> PgWireResult<Vec<Type>> {
@@ -285,10 +309,16 @@ impl SimpleQueryHandler for Router {
     {
         let statements = match intake(query)? {
             Intake::NoOp(tag) => return Ok(vec![Response::Execution(Tag::new(tag))]),
-            Intake::Engine { reads } => {
+            Intake::Copy(copy) => {
                 let s = self.spaces.of(client)?.clone();
                 s.sessions.start(client);
-                return self.simple(&s, client, query, reads).await;
+                return Ok(vec![self.copy(&s, client, copy).await?]);
+            }
+            Intake::Engine { reads, rewritten } => {
+                let s = self.spaces.of(client)?.clone();
+                s.sessions.start(client);
+                let sql = rewritten.as_deref().unwrap_or(query);
+                return self.simple(&s, client, sql, reads).await;
             }
             Intake::WithResets(statements) => statements,
         };
@@ -317,6 +347,27 @@ impl ExtendedQueryHandler for Router {
         self.parser.clone()
     }
 
+    async fn do_describe_portal<C>(
+        &self,
+        client: &mut C,
+        target: &Portal<Self::Statement>,
+    ) -> PgWireResult<DescribePortalResponse>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let fields = match self.cursor_fields(client, target).await? {
+            Some(fields) => fields,
+            None => self.parser.get_result_schema(
+                &target.statement.statement,
+                Some(&target.result_column_format),
+            )?,
+        };
+        Ok(DescribePortalResponse::new(fields))
+    }
+
     async fn do_query<C>(
         &self,
         client: &mut C,
@@ -332,9 +383,17 @@ impl ExtendedQueryHandler for Router {
         let (sql, parsed) = &portal.statement.statement;
         let s = self.spaces.of(client)?.clone();
         s.sessions.start(client);
+        if let Some(declare) = sql_cursor::bound_declare(portal)? {
+            // datafusion-postgres would drop the bound values: run it with them written in.
+            let mut out = self.simple(&s, client, &declare, false).await?;
+            return out
+                .pop()
+                .ok_or_else(|| user_error("XX000", "the DECLARE gave no answer".into()));
+        }
         if parsed.is_none() {
             match intake(sql)? {
                 Intake::NoOp(tag) => return Ok(Response::Execution(Tag::new(tag))),
+                Intake::Copy(copy) => return self.copy(&s, client, copy).await,
                 Intake::WithResets(statements) => {
                     return match statements.as_slice() {
                         [Statement::Reset(r)] => s.sessions.reset(client, &r.reset),
@@ -364,6 +423,63 @@ impl ExtendedQueryHandler for Router {
             .await
             .map_err(memory_error)?;
         Ok(stop.guard(out, place, &s.pool))
+    }
+}
+
+impl Router {
+    /// Runs a `COPY … TO STDOUT` in the connection's session under a new statement's limits.
+    async fn copy<C>(&self, s: &SqlSpace, client: &mut C, copy: CopyOut) -> PgWireResult<Response>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        let stop = Stop::start(client, Sessions::timeout(client), &self.peers);
+        let place = Some(s.places.take(&stop).await?);
+        stop.run(s.pool.enter(s.refresh())).await?;
+        let _reading = s.run.read().await;
+        let ctx = s.sessions.context(client.socket_addr());
+        let out = stop
+            .run(s.pool.enter(copy.run(&ctx)))
+            .await
+            .map_err(memory_error)?;
+        Ok(stop.guard(out, place, &s.pool))
+    }
+
+    /// The columns of a cursor's query, for a Describe of the cursor's portal or of a
+    /// `FETCH` from it (`None` for any other portal).
+    async fn cursor_fields<C>(
+        &self,
+        client: &mut C,
+        target: &Portal<DfStatement>,
+    ) -> PgWireResult<Option<Vec<FieldInfo>>>
+    where
+        C: ClientInfo + ClientPortalStore + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = DfStatement>,
+    {
+        let query = sql_cursor::described_query(target, |name| {
+            let cursor = client.portal_store().get_portal(name)?;
+            match cursor {
+                pgwire::api::store::Entry::Value(p) => sql_cursor::cursor_text(&p),
+                _ => None,
+            }
+        });
+        let Some(query) = query else {
+            return Ok(None);
+        };
+        let s = self.spaces.of(client)?.clone();
+        let _reading = s.run.read().await;
+        let session = s.sessions.of(client.socket_addr());
+        let parsed = s
+            .pool
+            .enter(session.query_parser().parse_sql(client, &query, &[]))
+            .await?;
+        match parsed {
+            Some(stmt) => Ok(Some(
+                self.parser
+                    .any
+                    .get_result_schema(&stmt, Some(&target.result_column_format))?,
+            )),
+            None => Ok(Some(Vec::new())),
+        }
     }
 }
 

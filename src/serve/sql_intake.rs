@@ -18,16 +18,25 @@ pub(super) enum Intake {
     NoOp(&'static str),
     /// Statements of which some are `RESET`s: the endpoint runs them one by one.
     WithResets(Vec<Statement>),
-    /// For DataFusion as it is; `reads` when it reads tables.
-    Engine { reads: bool },
+    /// A `COPY … TO STDOUT`, run by `sql_copy`.
+    Copy(super::sql_copy::CopyOut),
+    /// For DataFusion; `reads` when it reads tables, `rewritten` the text to run when
+    /// `sql_rewrite` changed it.
+    Engine {
+        reads: bool,
+        rewritten: Option<String>,
+    },
 }
 
 /// What `sql` is, or why it is refused.
 pub(super) fn intake(sql: &str) -> PgWireResult<Intake> {
     let dialect = sqlparser::dialect::PostgreSqlDialect {};
-    let Ok(statements) = sqlparser::parser::Parser::parse_sql(&dialect, sql) else {
+    let Ok(mut statements) = sqlparser::parser::Parser::parse_sql(&dialect, sql) else {
         // The engine's own parser reports the syntax error (or takes what this one does not).
-        return Ok(Intake::Engine { reads: true });
+        return Ok(Intake::Engine {
+            reads: true,
+            rewritten: None,
+        });
     };
     for s in &statements {
         if !is_read_only(s) {
@@ -40,17 +49,43 @@ pub(super) fn intake(sql: &str) -> PgWireResult<Intake> {
             ));
         }
     }
-    if let [one] = statements.as_slice()
-        && let Some(tag) = no_op_tag(one)
-    {
-        return Ok(Intake::NoOp(tag));
+    if let [one] = statements.as_slice() {
+        if let Some(tag) = no_op_tag(one) {
+            return Ok(Intake::NoOp(tag));
+        }
+        if let Some(copy) = super::sql_copy::copy_out(one)? {
+            return Ok(Intake::Copy(copy));
+        }
     }
     if statements.iter().any(|s| matches!(s, Statement::Reset(_))) {
+        super::sql_rewrite::rewrite(&mut statements);
         return Ok(Intake::WithResets(statements));
     }
     Ok(Intake::Engine {
         reads: statements.iter().any(reads),
+        rewritten: rewritten(sql, statements),
     })
+}
+
+/// The text to run instead of `sql` when `sql_rewrite` changes it. datafusion-postgres
+/// replaces some whole client queries it knows (psql's `\d` queries among them) by matching
+/// their text, so a rewrite is made on what it makes of `sql` (that replacement, then its own
+/// rewrites), and only when it would change `statements` at all.
+fn rewritten(sql: &str, mut statements: Vec<Statement>) -> Option<String> {
+    use datafusion_postgres::datafusion_pg_catalog::sql::PostgresCompatibilityParser;
+    static UPSTREAM: std::sync::OnceLock<PostgresCompatibilityParser> = std::sync::OnceLock::new();
+    if !super::sql_rewrite::rewrite(&mut statements) {
+        return None;
+    }
+    let mut upstream = UPSTREAM
+        .get_or_init(PostgresCompatibilityParser::new)
+        .parse(sql)
+        .ok()?;
+    if !super::sql_rewrite::rewrite(&mut upstream) {
+        return None;
+    }
+    let texts: Vec<String> = upstream.iter().map(|s| s.to_string()).collect();
+    Some(texts.join("; "))
 }
 
 /// Whether a statement reads tables (and so waits for a place when the space's are taken).
@@ -87,6 +122,11 @@ fn is_read_only(s: &Statement) -> bool {
         | S::Discard { .. }
         | S::Deallocate { .. }
         | S::Reset(_) => true,
+        S::Copy {
+            to: true,
+            target: sqlparser::ast::CopyTarget::Stdout,
+            ..
+        } => true,
         S::Explain {
             statement, analyze, ..
         } => !analyze && is_read_only(statement),
@@ -156,7 +196,8 @@ mod tests {
         let kind = |sql: &str| match intake(sql).unwrap() {
             Intake::NoOp(tag) => tag.to_string(),
             Intake::WithResets(s) => format!("resets:{}", s.len()),
-            Intake::Engine { reads } => format!("engine:{reads}"),
+            Intake::Engine { reads, .. } => format!("engine:{reads}"),
+            Intake::Copy(c) => format!("copy:{}", c.query),
         };
         assert_eq!(kind("SAVEPOINT a"), "SAVEPOINT");
         assert_eq!(kind("RELEASE SAVEPOINT a"), "RELEASE");
@@ -170,5 +211,13 @@ mod tests {
         assert_eq!(kind("SET x = 1; SELECT 1"), "engine:true");
         assert_eq!(kind("EXPLAIN SELECT 1"), "engine:true");
         assert_eq!(kind("this is not sql"), "engine:true");
+        assert_eq!(
+            kind("COPY (SELECT 1 AS a) TO STDOUT WITH BINARY"),
+            "copy:SELECT 1 AS a"
+        );
+        assert_eq!(
+            kind("COPY profiles (profile_id) TO STDOUT (FORMAT csv, HEADER)"),
+            "copy:SELECT profile_id FROM profiles"
+        );
     }
 }

@@ -19,9 +19,10 @@ use async_trait::async_trait;
 use datafusion_postgres::pgwire;
 use futures::StreamExt;
 use futures::future::{FutureExt, Shared};
+use futures::stream::empty;
 use pgwire::api::ClientInfo;
 use pgwire::api::cancel::CancelHandler;
-use pgwire::api::results::{Response, SendableRowStream};
+use pgwire::api::results::Response;
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::cancel::CancelRequest;
 use pgwire::messages::startup::SecretKey;
@@ -29,7 +30,7 @@ use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
-use super::sql_pool::Pool;
+use super::sql_pool::{Items, Pool};
 
 /// The limits `cohort serve` puts on the SQL endpoint.
 #[derive(Clone, Debug)]
@@ -247,24 +248,32 @@ impl Stop {
         responses
             .into_iter()
             .map(|response| {
-                let Response::Query(mut q) = response else {
-                    return response;
-                };
-                let rows = std::mem::replace(&mut q.data_rows, Box::pin(futures::stream::empty()));
                 // The stops are watched here, on the connection's side: the pool's threads may
                 // all be busy with the very query to stop.
-                q.data_rows = guarded(pool.drive(rows), self.signal.clone(), place.clone());
-                Response::Query(q)
+                match response {
+                    Response::Query(mut q) => {
+                        let rows = std::mem::replace(&mut q.data_rows, Box::pin(empty()));
+                        q.data_rows = guarded(pool.drive(rows), self.signal.clone(), place.clone());
+                        Response::Query(q)
+                    }
+                    Response::CopyOut(mut c) => {
+                        let rows = std::mem::replace(&mut c.data_stream, Box::pin(empty()));
+                        c.data_stream =
+                            guarded(pool.drive(rows), self.signal.clone(), place.clone());
+                        Response::CopyOut(c)
+                    }
+                    other => other,
+                }
             })
             .collect()
     }
 }
 
-fn guarded(
-    rows: SendableRowStream,
+fn guarded<T: Send + 'static>(
+    rows: Items<T>,
     signal: Signal,
     place: Option<Arc<OwnedSemaphorePermit>>,
-) -> SendableRowStream {
+) -> Items<T> {
     let state = Some((rows, signal, place));
     Box::pin(futures::stream::unfold(state, |state| async move {
         let (mut rows, signal, place) = state?;

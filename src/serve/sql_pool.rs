@@ -14,9 +14,12 @@ use std::task::{Context, Poll};
 
 use datafusion_postgres::pgwire;
 use futures::StreamExt;
-use pgwire::api::results::SendableRowStream;
+use pgwire::error::PgWireResult;
 use tokio::runtime::{Handle, Runtime};
 use tokio::task::JoinHandle;
+
+/// A stream of a response's items (rows, or CopyData).
+pub(super) type Items<T> = Pin<Box<dyn futures::Stream<Item = PgWireResult<T>> + Send>>;
 
 /// Rows produced ahead of the client.
 const AHEAD: usize = 1024;
@@ -58,7 +61,7 @@ impl Pool {
 
     /// `rows` produced by a task of this pool, a little ahead of the client; dropping the
     /// stream stops the task and, with it, the query.
-    pub fn drive(&self, mut rows: SendableRowStream) -> SendableRowStream {
+    pub fn drive<T: Send + 'static>(&self, mut rows: Items<T>) -> Items<T> {
         let (tx, rx) = tokio::sync::mpsc::channel(AHEAD);
         let task = self.handle().spawn(async move {
             while let Some(row) = rows.next().await {

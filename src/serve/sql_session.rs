@@ -92,6 +92,11 @@ impl Sessions {
         self.session(addr).1
     }
 
+    /// The context of the connection from `addr`'s session.
+    pub fn context(&self, addr: SocketAddr) -> Arc<SessionContext> {
+        self.session(addr).0
+    }
+
     fn session(&self, addr: SocketAddr) -> Session {
         let mut by_conn = self.by_conn.lock().unwrap_or_else(|p| p.into_inner());
         by_conn

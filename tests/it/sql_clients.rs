@@ -1,13 +1,15 @@
 //! The client matrix of docs/sql-endpoint.md, each client started for real against `cohort
 //! serve` as a user starts it (TLS offered, SCRAM-SHA-256): psycopg 3 (prepared statements,
-//! a rollback after auto-prepare), psycopg2, asyncpg, pg8000, node-postgres and psql's
-//! `\dt`, `\d`, `\l`, `\df`; `current_database()` is the space.
+//! a rollback after auto-prepare, named cursors, `COPY`), psycopg2, asyncpg, pg8000,
+//! node-postgres, psql's `\dt`, `\d`, `\d+`, `\l`, `\df`, SQLAlchemy's reflection and pandas'
+//! `read_sql_table`, connectorx and polars (binary `COPY … TO STDOUT`), ADBC and JDBC;
+//! `current_database()` is the space.
 
 use std::process::{Command, Stdio};
 
 use crate::common::{node_modules, python};
 use crate::profile_api::{run_at, write_shop};
-use crate::serve::serve_in;
+use crate::serve::{Server, serve_in};
 
 const PYTHON_CLIENTS: &str = r#"
 import asyncio, json, sys, time
@@ -90,14 +92,20 @@ fn output(cmd: &mut Command) -> String {
     stdout
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_client_matrix_connects_and_reads() {
+/// The shop space, run once and served (TLS offered, SCRAM) from its parent folder: the
+/// folder, the SQL port and the server.
+async fn shop_served() -> (tempfile::TempDir, String, Server) {
     let tmp = tempfile::tempdir().unwrap();
     write_shop(&tmp.path().join("shop"), "shop");
     run_at(&tmp.path().join("shop"), "2026-11-02").await;
     let flags = ["shop", "--token", "shop=tok-shop"];
-    let (sql, _server) = serve_in(tmp.path(), &flags, Stdio::null());
-    let port = sql.to_string();
+    let (sql, server) = serve_in(tmp.path(), &flags, Stdio::null());
+    (tmp, sql.to_string(), server)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_matrix_connects_and_reads() {
+    let (tmp, port, _server) = shop_served().await;
     let dir = tmp.path().to_path_buf();
     let (py, node, psql) = tokio::task::spawn_blocking(move || {
         let py = output(Command::new(python()).args(["-c", PYTHON_CLIENTS, &port]));
@@ -131,6 +139,8 @@ async fn the_client_matrix_connects_and_reads() {
                     "\\l",
                     "-c",
                     "\\df",
+                    "-c",
+                    "\\d+ profiles",
                 ])
                 .env("PGPASSWORD", "tok-shop"),
         );
@@ -164,4 +174,81 @@ async fn the_client_matrix_connects_and_reads() {
         "\\l lists the space: {psql}"
     );
     assert!(psql.contains("List of functions"), "\\df: {psql}");
+    let d_plus = psql.split("Table \"public.profiles\"").nth(2).unwrap_or("");
+    assert!(
+        d_plus.contains("Storage") && d_plus.contains("profile_id"),
+        "\\d+ profiles: {psql}"
+    );
+}
+
+/// SQLAlchemy's reflection (and with it pandas' `read_sql_table`, Superset's column lists),
+/// psycopg's named cursors, `information_schema`'s type names, `COPY … TO STDOUT` through
+/// connectorx, polars and psycopg, ADBC, and JDBC's metadata calls.
+const REFLECTION: &str = include_str!("sql_reflection.py");
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catalogs_cursors_copies_and_drivers() {
+    let (_tmp, port, _server) = shop_served().await;
+    let (py, java) = tokio::task::spawn_blocking(move || {
+        let py = output(Command::new(python()).args(["-c", REFLECTION, &port]));
+        let java = output(Command::new("java").args([
+            "-cp",
+            "/usr/share/java/postgresql.jar",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/Jdbc.java"),
+            &port,
+        ]));
+        (py, java)
+    })
+    .await
+    .unwrap();
+    let v: serde_json::Value = serde_json::from_str(py.trim()).unwrap();
+    let columns = &v["columns"];
+    assert_eq!(columns["id_type"], "TEXT", "{v:#}");
+    assert_eq!(columns["id_value"], "TEXT", "{v:#}");
+    let schema = v["information_schema"].as_array().unwrap();
+    assert!(
+        schema.contains(&serde_json::json!(["id_type", "text", "text"])),
+        "{v:#}"
+    );
+    let rows = v["identities_rows"].as_i64().unwrap();
+    assert!(rows >= 2, "{v:#}");
+    for (key, expected) in [
+        ("schemas", serde_json::json!(["public"])),
+        (
+            "pk",
+            serde_json::json!({"constrained_columns": [], "name": null}),
+        ),
+        ("indexes", serde_json::json!([])),
+        ("unique", serde_json::json!([])),
+        ("autoload", serde_json::json!(["email"])),
+        ("read_sql_table", serde_json::json!(2)),
+        (
+            "named_description",
+            serde_json::json!(["id_type", "id_value"]),
+        ),
+        (
+            "named_first",
+            serde_json::json!(["email", "ada@example.com"]),
+        ),
+        ("named_rest", serde_json::json!([])),
+        ("named_count", serde_json::json!(2)),
+        ("connectorx_rows", serde_json::json!(rows)),
+        ("polars", serde_json::json!(2)),
+        ("copy_csv", serde_json::json!("id_type\nemail\n")),
+        ("adbc", serde_json::json!(2)),
+    ] {
+        assert_eq!(v[key], expected, "{key}: {v:#}");
+    }
+    let j: serde_json::Value = serde_json::from_str(java.trim()).unwrap();
+    let tables = j["tables"].as_array().unwrap();
+    for table in ["profiles", "identities", "audience_membership"] {
+        assert!(tables.contains(&serde_json::json!(table)), "{j:#}");
+    }
+    let columns = j["columns"].as_array().unwrap();
+    assert!(
+        columns.contains(&serde_json::json!("id_type:text")),
+        "{j:#}"
+    );
+    assert_eq!(j["primary_keys"], serde_json::json!([]), "{j:#}");
+    assert_eq!(j["ids"], serde_json::json!(["email"]), "{j:#}");
 }
