@@ -11,7 +11,11 @@
 //! - `information_schema.columns`: read through `sql_types`, for Postgres' type names.
 //! - `information_schema._pg_expandarray(a)` (JDBC's `getPrimaryKeys`, `getIndexInfo`): a
 //!   set-returning function of `(x, n)` rows, as `unnest` of a list of such structs.
-//! - `ARRAY(subquery)` (psql's `\d+`): the subquery's rows aggregated with `array_agg`.
+//! - `ARRAY(subquery)`: the subquery's rows aggregated with `array_agg`; psql's `\d+` one
+//!   over `unnest(reloptions)`, which is always null here, as null.
+//! - `(expr).field`: `get_field(expr, 'field')`.
+//! - A correlated scalar subquery over `pg_*` tables (SQLAlchemy's column reflection):
+//!   aggregated with `first_value`, and moved out of a `CASE` into its own `WHERE`.
 //!
 //! A statement none of these apply to is passed on as the client wrote it.
 
@@ -267,9 +271,12 @@ fn catalog_lookup(query: &sqlparser::ast::Query) -> Option<sqlparser::ast::Query
 }
 
 /// `CASE WHEN c THEN (lookup) [ELSE NULL] END` as `(lookup … WHERE c AND …)`: the same value
-/// (no row when `c` does not hold, so null), but a correlated subquery DataFusion can plan
-/// outside a `CASE`, not inside one (SQLAlchemy's identity and default lookups). Only for a
-/// catalog lookup (as `catalog_lookup` made it) and a condition with no subquery of its own.
+/// (no row when `c` does not hold, so null). DataFusion fails to plan such a lookup inside a
+/// `CASE` when it reads columns of the outer query in its select list or alone in a
+/// condition (SQLAlchemy's identity and default lookups); in a select list,
+/// datafusion-postgres answers a correlated lookup with null, which it is here (no column has
+/// a default, an identity or a collation of its own). Only for a `first_value` lookup (as
+/// `catalog_lookup` made it) and a condition with no subquery of its own.
 fn guarded_lookup(
     conditions: &[sqlparser::ast::CaseWhen],
     else_result: Option<&Expr>,
