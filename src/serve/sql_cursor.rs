@@ -53,8 +53,7 @@ pub(super) fn described_query(
 ) -> Option<String> {
     match &portal.statement.statement {
         (_, Some((Statement::Fetch { name, .. }, _))) => cursor(&name.value),
-        (sql, None) if is_query(sql) => Some(sql.clone()),
-        _ => None,
+        _ => cursor_text(portal),
     }
 }
 
@@ -100,7 +99,10 @@ impl VisitorMut for Binder<'_> {
                     .and_then(|mut p| p.parse_expr())
                 {
                     Ok(e) => *expr = e,
-                    Err(e) => self.error = Some(user_error("22P02", e.to_string())),
+                    Err(e) => {
+                        self.error = Some(user_error("22P02", e.to_string()));
+                        return ControlFlow::Break(());
+                    }
                 }
             }
             Err(e) => {
@@ -161,43 +163,34 @@ fn literal(portal: &Portal<DfStatement>, idx: usize) -> PgWireResult<String> {
             Ok(quoted(&s))
         };
     }
-    let text = |v: Option<String>| v.unwrap_or_else(|| "NULL".into());
-    if ty == Type::BOOL {
-        Ok(text(
-            portal.parameter::<bool>(idx, &ty)?.map(|b| b.to_string()),
-        ))
+    // `raw` is there, so each decoded value is too.
+    let value = if ty == Type::BOOL {
+        portal.parameter::<bool>(idx, &ty)?.map(|b| b.to_string())
     } else if ty == Type::INT2 {
-        Ok(text(
-            portal.parameter::<i16>(idx, &ty)?.map(|n| n.to_string()),
-        ))
+        portal.parameter::<i16>(idx, &ty)?.map(|n| n.to_string())
     } else if ty == Type::INT4 {
-        Ok(text(
-            portal.parameter::<i32>(idx, &ty)?.map(|n| n.to_string()),
-        ))
+        portal.parameter::<i32>(idx, &ty)?.map(|n| n.to_string())
     } else if ty == Type::INT8 {
-        Ok(text(
-            portal.parameter::<i64>(idx, &ty)?.map(|n| n.to_string()),
-        ))
+        portal.parameter::<i64>(idx, &ty)?.map(|n| n.to_string())
     } else if ty == Type::FLOAT4 {
-        number(text(
-            portal.parameter::<f32>(idx, &ty)?.map(|n| n.to_string()),
-        ))
+        portal.parameter::<f32>(idx, &ty)?.map(|n| n.to_string())
     } else if ty == Type::FLOAT8 {
-        number(text(
-            portal.parameter::<f64>(idx, &ty)?.map(|n| n.to_string()),
-        ))
+        portal.parameter::<f64>(idx, &ty)?.map(|n| n.to_string())
     } else if [Type::TEXT, Type::VARCHAR, Type::BPCHAR, Type::NAME].contains(&ty) {
-        Ok(text(
-            portal.parameter::<String>(idx, &ty)?.map(|s| quoted(&s)),
-        ))
+        portal.parameter::<String>(idx, &ty)?.map(|s| quoted(&s))
     } else {
-        Err(user_error(
+        None
+    };
+    match value {
+        Some(v) if ty == Type::FLOAT4 || ty == Type::FLOAT8 => number(v),
+        Some(v) => Ok(v),
+        None => Err(user_error(
             "0A000",
             format!(
                 "a DECLARE's parameter ${} is bound in binary as {}; send it as text",
                 idx + 1,
                 ty.name()
             ),
-        ))
+        )),
     }
 }

@@ -76,75 +76,42 @@ impl VisitorMut for Rewriter {
 fn rewritten(expr: &Expr) -> Option<Expr> {
     match expr {
         Expr::Like {
-            negated,
             any: false,
-            expr,
-            pattern,
-            escape_char: Some(esc),
-        } => Some(Expr::Like {
-            negated: *negated,
-            any: false,
-            expr: expr.clone(),
-            pattern: Box::new(escaped(pattern, &esc.value)?),
-            escape_char: None,
-        }),
-        Expr::ILike {
-            negated,
-            any: false,
-            expr,
-            pattern,
-            escape_char: Some(esc),
-        } => Some(Expr::ILike {
-            negated: *negated,
-            any: false,
-            expr: expr.clone(),
-            pattern: Box::new(escaped(pattern, &esc.value)?),
-            escape_char: None,
-        }),
-        Expr::Function(f)
-            if f.name
-                .to_string()
-                .eq_ignore_ascii_case("generate_subscripts") =>
-        {
-            let FunctionArguments::List(list) = &f.args else {
-                return None;
-            };
-            let [array, dim] = list.args.as_slice() else {
-                return None;
-            };
-            let (
-                FunctionArg::Unnamed(FunctionArgExpr::Expr(array)),
-                FunctionArg::Unnamed(FunctionArgExpr::Expr(dim)),
-            ) = (array, dim)
-            else {
-                return None;
-            };
-            parse_expr(&format!(
-                "unnest(generate_series(CAST(1 AS BIGINT), CAST(array_length({array}, {dim}) AS BIGINT)))"
-            ))
+            escape_char: Some(_),
+            ..
         }
-        Expr::Function(f)
-            if f.name.0.last().map(|p| p.to_string().to_ascii_lowercase())
-                == Some("_pg_expandarray".into()) =>
-        {
-            let FunctionArguments::List(list) = &f.args else {
-                return None;
-            };
-            let [FunctionArg::Unnamed(FunctionArgExpr::Expr(array))] = list.args.as_slice() else {
-                return None;
-            };
-            parse_expr(&format!("unnest({EXPAND_ARRAY}({array}))"))
-        }
-        Expr::Function(f) if f.name.to_string().eq_ignore_ascii_case("array") => {
-            let FunctionArguments::Subquery(query) = &f.args else {
-                return None;
-            };
-            if unnests_reloptions(query) {
-                return parse_expr("CAST(NULL AS TEXT[])");
+        | Expr::ILike {
+            any: false,
+            escape_char: Some(_),
+            ..
+        } => {
+            let mut out = expr.clone();
+            if let Expr::Like {
+                pattern,
+                escape_char,
+                ..
             }
-            parse_expr(&format!(
-                "(SELECT array_agg(_cohort_array._c) FROM ({query}) AS _cohort_array(_c))"
-            ))
+            | Expr::ILike {
+                pattern,
+                escape_char,
+                ..
+            } = &mut out
+            {
+                let esc = escape_char.take()?;
+                **pattern = escaped(pattern, &esc.value)?;
+            }
+            Some(out)
+        }
+        Expr::Function(f) => {
+            if let Some([array, dim]) = call(f, "generate_subscripts").as_deref() {
+                return parse_expr(&format!(
+                    "unnest(generate_series(CAST(1 AS BIGINT), CAST(array_length({array}, {dim}) AS BIGINT)))"
+                ));
+            }
+            if let Some([array]) = call(f, "_pg_expandarray").as_deref() {
+                return parse_expr(&format!("unnest({EXPAND_ARRAY}({array}))"));
+            }
+            array_of_subquery(f)
         }
         Expr::BinaryOp { left, op, right } => regproc_zero(left, op, right),
         Expr::CompoundFieldAccess { root, access_chain } => field_access(root, access_chain),
@@ -157,6 +124,42 @@ fn rewritten(expr: &Expr) -> Option<Expr> {
         } => guarded_lookup(conditions, else_result.as_deref()),
         _ => None,
     }
+}
+
+/// The unnamed arguments of `f` when it is a call of `name` (in any schema), none of them
+/// named.
+fn call<'a>(f: &'a sqlparser::ast::Function, name: &str) -> Option<Vec<&'a Expr>> {
+    let last = f.name.0.last()?.to_string();
+    if !last.trim_matches('"').eq_ignore_ascii_case(name) {
+        return None;
+    }
+    let FunctionArguments::List(list) = &f.args else {
+        return None;
+    };
+    list.args
+        .iter()
+        .map(|a| match a {
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e),
+            _ => None,
+        })
+        .collect()
+}
+
+/// `ARRAY(subquery)` as `array_agg` over the subquery's rows (psql's `\d+` one over
+/// `unnest(reloptions)` as null, see `unnests_reloptions`).
+fn array_of_subquery(f: &sqlparser::ast::Function) -> Option<Expr> {
+    if !f.name.to_string().eq_ignore_ascii_case("array") {
+        return None;
+    }
+    let FunctionArguments::Subquery(query) = &f.args else {
+        return None;
+    };
+    if unnests_reloptions(query) {
+        return parse_expr("CAST(NULL AS TEXT[])");
+    }
+    parse_expr(&format!(
+        "(SELECT array_agg(_cohort_array._c) FROM ({query}) AS _cohort_array(_c))"
+    ))
 }
 
 /// `(expr).field`, Postgres' access to a field of a composite value, as `get_field(expr,
