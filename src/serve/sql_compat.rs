@@ -16,8 +16,6 @@ use datafusion::logical_expr::{
 };
 use datafusion::prelude::SessionContext;
 
-use crate::functions::cell_to_json;
-
 /// Registers the functions on a space's context.
 pub(super) fn register(ctx: &SessionContext, space: &str) {
     let version = format!(
@@ -35,32 +33,49 @@ pub(super) fn register(ctx: &SessionContext, space: &str) {
             ))))
         }),
     ));
+    ctx.register_udf(create_udf(
+        "pg_get_serial_sequence",
+        vec![DataType::Utf8, DataType::Utf8],
+        DataType::Utf8,
+        Volatility::Immutable,
+        Arc::new(|_| Ok(ColumnarValue::Scalar(ScalarValue::Utf8(None)))),
+    ));
+    ctx.register_udf(create_udf(
+        "to_regtype",
+        vec![DataType::Utf8],
+        DataType::Utf8,
+        Volatility::Immutable,
+        Arc::new(|_| Ok(ColumnarValue::Scalar(ScalarValue::Utf8(None)))),
+    ));
     // The connection's database is the space.
     ctx.register_udf(
         datafusion_postgres::datafusion_pg_catalog::pg_catalog::create_current_database_udf(space),
     );
-    let (null, yes) = (ScalarValue::Utf8(None), ScalarValue::Boolean(Some(true)));
-    for (name, value) in [
-        // No serial columns, and no type by an unknown name.
-        ("pg_get_serial_sequence", null.clone()),
-        ("to_regtype", null.clone()),
-        // psql's `\df`: every function is Postgres' own (in pg_catalog), none is listed.
-        ("pg_function_is_visible", yes.clone()),
-        ("pg_get_function_result", null.clone()),
-        (
-            "pg_get_function_arguments",
-            ScalarValue::Utf8(Some(String::new())),
-        ),
-        // SQLAlchemy's column and index reflection: no collations or indexes of our own.
-        ("pg_collation_is_visible", yes),
-        ("pg_get_indexdef", null.clone()),
-        // psql's `\d+`: no comments on tables or columns.
-        ("col_description", null.clone()),
-        ("obj_description", null.clone()),
-        ("shobj_description", null),
-    ] {
-        ctx.register_udf(constant(name, value));
-    }
+    // psql's `\df`: every function is Postgres' own (in pg_catalog), none is listed.
+    let of_function = |name: &str, result: DataType, value: ScalarValue| {
+        create_udf(
+            name,
+            vec![DataType::Int32],
+            result,
+            Volatility::Stable,
+            Arc::new(move |_| Ok(ColumnarValue::Scalar(value.clone()))),
+        )
+    };
+    ctx.register_udf(of_function(
+        "pg_function_is_visible",
+        DataType::Boolean,
+        ScalarValue::Boolean(Some(true)),
+    ));
+    ctx.register_udf(of_function(
+        "pg_get_function_result",
+        DataType::Utf8,
+        ScalarValue::Utf8(None),
+    ));
+    ctx.register_udf(of_function(
+        "pg_get_function_arguments",
+        DataType::Utf8,
+        ScalarValue::Utf8(Some(String::new())),
+    ));
 }
 
 /// Registers the functions that compute from their arguments.
@@ -81,6 +96,16 @@ pub(super) fn register_computed(ctx: &SessionContext) {
             Ok(ColumnarValue::Array(Arc::new(out)))
         }),
     ));
+    // SQLAlchemy's column and index reflection: no collations or indexes of our own.
+    ctx.register_udf(constant(
+        "pg_collation_is_visible",
+        ScalarValue::Boolean(Some(true)),
+    ));
+    ctx.register_udf(constant("pg_get_indexdef", ScalarValue::Utf8(None)));
+    // psql's `\d+`: no comments on tables or columns.
+    for name in ["col_description", "obj_description", "shobj_description"] {
+        ctx.register_udf(constant(name, ScalarValue::Utf8(None)));
+    }
     ctx.register_udf(create_udf(
         "current_setting",
         vec![DataType::Utf8],
@@ -284,14 +309,16 @@ impl ScalarUDFImpl for JsonBuildObject {
         for row in 0..args.number_rows {
             let mut object = serde_json::Map::new();
             for pair in arrays.chunks(2) {
-                let key = match cell_to_json(pair[0].as_ref(), row)? {
-                    serde_json::Value::Null => {
+                let key = match ScalarValue::try_from_array(&pair[0], row)? {
+                    k if k.is_null() => {
                         return datafusion::common::exec_err!("json_build_object: a key is null");
                     }
-                    serde_json::Value::String(k) => k,
-                    other => other.to_string(),
+                    k => json_key(&k),
                 };
-                object.insert(key, cell_to_json(pair[1].as_ref(), row)?);
+                object.insert(
+                    key,
+                    json_value(&ScalarValue::try_from_array(&pair[1], row)?),
+                );
             }
             out.push(Some(serde_json::Value::Object(object).to_string()));
         }
@@ -299,28 +326,37 @@ impl ScalarUDFImpl for JsonBuildObject {
     }
 }
 
+fn json_key(v: &ScalarValue) -> String {
+    match v {
+        ScalarValue::Utf8(Some(s))
+        | ScalarValue::Utf8View(Some(s))
+        | ScalarValue::LargeUtf8(Some(s)) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn json_value(v: &ScalarValue) -> serde_json::Value {
+    use serde_json::Value as J;
+    match v {
+        v if v.is_null() => J::Null,
+        ScalarValue::Boolean(Some(b)) => J::Bool(*b),
+        ScalarValue::Int8(Some(n)) => J::from(*n),
+        ScalarValue::Int16(Some(n)) => J::from(*n),
+        ScalarValue::Int32(Some(n)) => J::from(*n),
+        ScalarValue::Int64(Some(n)) => J::from(*n),
+        ScalarValue::UInt8(Some(n)) => J::from(*n),
+        ScalarValue::UInt16(Some(n)) => J::from(*n),
+        ScalarValue::UInt32(Some(n)) => J::from(*n),
+        ScalarValue::UInt64(Some(n)) => J::from(*n),
+        ScalarValue::Float32(Some(n)) => J::from(*n),
+        ScalarValue::Float64(Some(n)) => J::from(*n),
+        other => J::String(json_key(other)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::backslash_pattern;
-
-    #[tokio::test]
-    async fn json_build_object_keeps_nulls_and_types() {
-        let ctx = datafusion::prelude::SessionContext::new();
-        super::register_computed(&ctx);
-        let rows = ctx
-            .sql("SELECT json_build_object('a', 1, 'b', 'x', 'c', CAST(NULL AS INT), 'd', true) AS j")
-            .await
-            .unwrap()
-            .collect()
-            .await
-            .unwrap();
-        let text = datafusion::arrow::util::pretty::pretty_format_batches(&rows).unwrap();
-        assert!(
-            text.to_string()
-                .contains(r#"{"a":1,"b":"x","c":null,"d":true}"#),
-            "{text}"
-        );
-    }
 
     /// JDBC's key queries, as `sql_rewrite` makes them, over a `pg_index`-like table.
     #[tokio::test]
