@@ -45,6 +45,7 @@ const NODES: &str = include_str!("../../queries/identity/nodes.sql");
 const SEED_EDGES: &str = include_str!("../../queries/identity/seed_edges.sql");
 const COMPONENTS: &str = include_str!("../../queries/identity/components.sql");
 const VIOLATING: &str = include_str!("../../queries/identity/violating.sql");
+const VIOLATING_WINDOWED: &str = include_str!("../../queries/identity/violating_windowed.sql");
 const COMPONENT_SIZES: &str = include_str!("../../queries/identity/component_sizes.sql");
 const REPLAY_INPUT: &str = include_str!("../../queries/identity/replay_input.sql");
 const NODE_KEYS: &str = include_str!("../../queries/identity/node_keys.sql");
@@ -60,6 +61,36 @@ const VIOLATIONS: &str = include_str!("../../queries/identity/violations.sql");
 pub struct TypeLimit {
     pub id_type: String,
     pub limit: u64,
+    /// The sliding window the limit counts over, in microseconds; `None` for ever.
+    pub window: Option<i64>,
+}
+
+impl TypeLimit {
+    /// What an identifier dropped for this limit records.
+    pub fn broken_detail(&self) -> String {
+        match self.window {
+            None => format!(
+                "keeping it would put more than {} {} on one profile",
+                self.limit, self.id_type
+            ),
+            Some(w) => format!(
+                "keeping it would put more than {} {} added within {} on one profile",
+                self.limit,
+                self.id_type,
+                window_text(w)
+            ),
+        }
+    }
+}
+
+/// A window in words: `7 days`, `1 day`.
+fn window_text(micros: i64) -> String {
+    const DAY: i64 = 86_400_000_000;
+    match micros / DAY {
+        1 if micros % DAY == 0 => "1 day".into(),
+        d if micros % DAY == 0 => format!("{d} days"),
+        _ => format!("{} seconds", micros / 1_000_000),
+    }
 }
 
 /// How the stage runs.
@@ -201,6 +232,7 @@ pub async fn resolve(
     let type_schema = Arc::new(Schema::new(vec![
         Field::new("id_type", DataType::Utf8, false),
         Field::new("id_limit", DataType::Int64, false),
+        Field::new("window_us", DataType::Int64, true),
     ]));
     let limits = RecordBatch::try_new(
         type_schema.clone(),
@@ -211,6 +243,7 @@ pub async fn resolve(
             Arc::new(Int64Array::from_iter_values(
                 types.iter().map(|t| t.limit as i64),
             )),
+            Arc::new(Int64Array::from_iter(types.iter().map(|t| t.window))),
         ],
     )?;
     set(
@@ -269,7 +302,14 @@ pub async fn resolve(
     lap(&mut stats, "components");
 
     // 3. Replay of the components that break a limit.
-    let (violating, n) = materialize(ctx.sql(VIOLATING).await?).await?;
+    // With per-period limits, a component is checked window by window (the plain check is
+    // the one `cohort compile --script` shares).
+    let violating_sql = if types.iter().any(|t| t.window.is_some()) {
+        VIOLATING_WINDOWED
+    } else {
+        VIOLATING
+    };
+    let (violating, n) = materialize(ctx.sql(violating_sql).await?).await?;
     stats.violating_components = n;
     set(ctx, "id_violating", violating)?;
     let (replayed, dropped, events) = replay_violating(ctx, types).await?;
@@ -383,7 +423,13 @@ async fn replay_violating(
     types: &[TypeLimit],
 ) -> Result<(Arc<MemTable>, Arc<MemTable>, u64)> {
     let batches = ctx.sql(REPLAY_INPUT).await?.collect().await?;
-    let limits: Vec<u64> = types.iter().map(|t| t.limit).collect();
+    let limits: Vec<replay::Limit> = types
+        .iter()
+        .map(|t| replay::Limit {
+            max: t.limit,
+            window: t.window,
+        })
+        .collect();
     let mut replayed_nodes = Int64Array::builder(0);
     let mut replayed_keys = Int64Array::builder(0);
     let mut d_msg = StringBuilder::new();
@@ -407,16 +453,18 @@ async fn replay_violating(
             return;
         }
         events_replayed += evs.len() as u64;
-        let occs: Vec<Vec<replay::Occurrence>> = evs
+        let occs: Vec<replay::Event> = evs
             .iter()
-            .map(|e| {
-                e.ids
+            .map(|e| replay::Event {
+                ts: e.ts,
+                ids: e
+                    .ids
                     .iter()
                     .map(|(node, t, _)| replay::Occurrence {
                         node: *node,
                         type_idx: *t,
                     })
-                    .collect()
+                    .collect(),
             })
             .collect();
         let r = replay::replay(&occs, &limits);
@@ -438,10 +486,7 @@ async fn replay_violating(
             d_node.append_value(node);
             d_type.append_value(&types[*t].id_type);
             d_value.append_value(value);
-            d_detail.append_value(format!(
-                "keeping it would put more than {} {} on one profile",
-                types[broken].limit, types[broken].id_type
-            ));
+            d_detail.append_value(types[broken].broken_detail());
         }
         evs.clear();
     };

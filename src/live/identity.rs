@@ -3,9 +3,13 @@
 //! whose identifiers match several profiles merges them unless that would put more values of a
 //! type on one profile than its limit; then its lowest-priority identifier is dropped and the
 //! merge tried again. The surviving profile id is the one a batch run would keep: the previous
-//! profile whose earliest identifier (first seen, priority, type, value) sorts first.
+//! profile whose earliest identifier (first seen, priority, type, value) sorts first. A
+//! per-period limit counts the values whose first sighting on the profile lies within the
+//! window that ends at the event, as the replay does.
 
 use std::collections::{BTreeSet, HashMap};
+
+use crate::identity::replay::Limit;
 
 /// One usable identifier of an event, in the order the batch replays them (rank, then value).
 #[derive(Clone, Debug)]
@@ -64,7 +68,7 @@ pub struct Applied {
 /// The graph: every identifier's profile and every profile's identifiers.
 #[derive(Default)]
 pub struct Graph {
-    limits: Vec<u64>,
+    limits: Vec<Limit>,
     ranks: HashMap<String, usize>,
     owner: HashMap<(String, String), String>,
     pub profiles: HashMap<String, Members>,
@@ -74,7 +78,7 @@ pub struct Graph {
 
 impl Graph {
     /// An empty graph for identifier types in rank order with their limits.
-    pub fn new(types: &[(String, u64)]) -> Graph {
+    pub fn new(types: &[(String, Limit)]) -> Graph {
         Graph {
             limits: types.iter().map(|t| t.1).collect(),
             ranks: types
@@ -83,6 +87,21 @@ impl Graph {
                 .map(|(i, t)| (t.0.clone(), i))
                 .collect(),
             ..Default::default()
+        }
+    }
+
+    /// The values of rank `t` on `profile` that count against its limit at `ts`.
+    fn counted(&self, profile: &str, t: usize, ts: i64) -> u64 {
+        let m = &self.profiles[profile];
+        match self.limits[t].window {
+            None => m.counts[t],
+            Some(w) => m
+                .ids
+                .iter()
+                .filter(|((id_type, _), seen)| {
+                    self.ranks.get(id_type) == Some(&t) && seen.first > ts - w
+                })
+                .count() as u64,
         }
     }
 
@@ -137,15 +156,15 @@ impl Graph {
                     Some(p) => {
                         if !roots.contains(p) {
                             roots.push(p.clone());
-                            for (t, c) in self.profiles[p].counts.iter().enumerate() {
-                                counts[t] += c;
+                            for (t, c) in counts.iter_mut().enumerate() {
+                                *c += self.counted(p, t, ts);
                             }
                         }
                     }
                     None => counts[o.rank] += 1,
                 }
             }
-            let broken = (0..types).any(|t| counts[t] > self.limits[t]);
+            let broken = (0..types).any(|t| counts[t] > self.limits[t].max);
             if broken && keep.len() > 1 {
                 keep.pop();
                 continue;
@@ -234,9 +253,22 @@ mod tests {
     /// sequential reference) ends for the same events: the same identifiers, each in the
     /// profile named after the same identifier. Random events over a few identifiers of three
     /// types with small limits, so that merges and limit drops are common.
+    /// The live graph, fed one event at a time, ends where `identity::replay` (the batch's
+    /// sequential reference) ends for the same events: the same identifiers, each in the
+    /// profile named after the same identifier. Random events over a few identifiers of three
+    /// types with small limits, so that merges and limit drops are common; in the second
+    /// round two of the limits count per period (a window of 4 and of 9 events' time).
     #[test]
     fn event_by_event_equals_the_sequential_replay() {
-        let types = [("user_id", 1u64), ("email", 2), ("anonymous_id", 3)];
+        let windowed = |max, window| Limit {
+            max,
+            window: Some(window),
+        };
+        let rounds = [
+            [Limit::ever(1), Limit::ever(2), Limit::ever(3)],
+            [Limit::ever(1), windowed(2, 4), windowed(2, 9)],
+        ];
+        let names = ["user_id", "email", "anonymous_id"];
         let mut seed = 0x9e37_79b9_7f4a_7c15u64;
         let mut next = move |n: u64| {
             seed ^= seed << 13;
@@ -244,58 +276,63 @@ mod tests {
             seed ^= seed << 17;
             seed % n
         };
-        for case in 0..300 {
-            let mut g = Graph::new(
-                &types
-                    .iter()
-                    .map(|(t, l)| (t.to_string(), *l))
-                    .collect::<Vec<_>>(),
-            );
-            let mut events: Vec<Vec<crate::identity::replay::Occurrence>> = Vec::new();
-            for e in 0..(5 + next(25)) {
-                let mut ids: Vec<Occ> = Vec::new();
-                for _ in 0..(1 + next(3)) {
-                    let r = next(3) as usize;
-                    let v = format!("v{}", next(6));
-                    if !ids.iter().any(|o| o.rank == r && o.id_value == v) {
-                        ids.push(occ(r, types[r].0, &v));
+        for limits in rounds {
+            let types: Vec<(String, Limit)> = names
+                .iter()
+                .zip(limits)
+                .map(|(t, l)| (t.to_string(), l))
+                .collect();
+            for case in 0..300 {
+                let mut g = Graph::new(&types);
+                let mut events: Vec<crate::identity::replay::Event> = Vec::new();
+                for e in 0..(5 + next(25)) {
+                    let mut ids: Vec<Occ> = Vec::new();
+                    for _ in 0..(1 + next(3)) {
+                        let r = next(3) as usize;
+                        let v = format!("v{}", next(6));
+                        if !ids.iter().any(|o| o.rank == r && o.id_value == v) {
+                            ids.push(occ(r, names[r], &v));
+                        }
+                    }
+                    ids.sort_by(|a, b| (a.rank, &a.id_value).cmp(&(b.rank, &b.id_value)));
+                    let ts = 1_000 + e as i64;
+                    events.push(crate::identity::replay::Event {
+                        ts,
+                        ids: ids
+                            .iter()
+                            .map(|o| crate::identity::replay::Occurrence {
+                                node: o.node,
+                                type_idx: o.rank,
+                            })
+                            .collect(),
+                    });
+                    g.apply(&ids, ts);
+                }
+                let r = crate::identity::replay::replay(&events, &limits);
+                let mut owned = 0;
+                for (profile, m) in &g.profiles {
+                    for (t, v) in m.ids.keys() {
+                        let node = crate::functions::node_code(t, v);
+                        let key = r.node_profile.get(&node).copied();
+                        assert_eq!(
+                            key.map(crate::identity::new_profile_id).as_deref(),
+                            Some(profile.as_str()),
+                            "case {case} {limits:?}: {t}:{v}"
+                        );
+                        owned += 1;
                     }
                 }
-                ids.sort_by(|a, b| (a.rank, &a.id_value).cmp(&(b.rank, &b.id_value)));
-                events.push(
-                    ids.iter()
-                        .map(|o| crate::identity::replay::Occurrence {
-                            node: o.node,
-                            type_idx: o.rank,
-                        })
-                        .collect(),
-                );
-                g.apply(&ids, 1_000 + e as i64);
+                assert_eq!(owned, r.node_profile.len(), "case {case} {limits:?}");
             }
-            let r = crate::identity::replay::replay(
-                &events,
-                &types.iter().map(|t| t.1).collect::<Vec<_>>(),
-            );
-            let mut owned = 0;
-            for (profile, m) in &g.profiles {
-                for (t, v) in m.ids.keys() {
-                    let node = crate::functions::node_code(t, v);
-                    let key = r.node_profile.get(&node).copied();
-                    assert_eq!(
-                        key.map(crate::identity::new_profile_id).as_deref(),
-                        Some(profile.as_str()),
-                        "case {case}: {t}:{v}"
-                    );
-                    owned += 1;
-                }
-            }
-            assert_eq!(owned, r.node_profile.len(), "case {case}");
         }
     }
 
     #[test]
     fn merges_within_limits_and_drops_past_them() {
-        let mut g = Graph::new(&[("user_id".into(), 1), ("anonymous_id".into(), 5)]);
+        let mut g = Graph::new(&[
+            ("user_id".into(), Limit::ever(1)),
+            ("anonymous_id".into(), Limit::ever(5)),
+        ]);
         let a = g.apply(&[occ(0, "user_id", "u1"), occ(1, "anonymous_id", "a1")], 10);
         let p1 = a.profile.unwrap();
         assert_eq!(

@@ -91,7 +91,15 @@ pub async fn published(ctx: &SessionContext, space: &Space) -> EngineResult<Opti
         &rules
             .types
             .iter()
-            .map(|t| (t.id_type.clone(), t.limit))
+            .map(|t| {
+                (
+                    t.id_type.clone(),
+                    crate::identity::replay::Limit {
+                        max: t.limit,
+                        window: t.window_micros(),
+                    },
+                )
+            })
             .collect::<Vec<_>>(),
     );
     // Identifiers.

@@ -16,7 +16,7 @@ use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, when};
 use datafusion::prelude::{SessionContext, col, lit};
 
 use crate::functions::{external_ids, id_node, json_get};
-use crate::spec::{DEFAULT_BLOCKED_PATTERNS, DEFAULT_BLOCKED_VALUES, IdentityRules};
+use crate::spec::{DEFAULT_BLOCKED_PATTERNS, DEFAULT_BLOCKED_VALUES, IdentityRules, LimitPeriod};
 
 /// The longest identifier value accepted, in characters.
 pub const MAX_ID_CHARS: i64 = 1000;
@@ -39,10 +39,27 @@ pub struct IdType {
     pub id_type: String,
     /// 0 is the highest priority.
     pub rank: u32,
-    /// Most values of this type one profile may hold.
+    /// Most values of this type one profile may hold (added within one `period`, when set).
     pub limit: u64,
+    /// The sliding window `limit` counts over; `None` counts every value ever added. Left out
+    /// of the fingerprint when `None`, so rules written before periods existed keep theirs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub period: Option<LimitPeriod>,
     pub from: Vec<String>,
     pub normalize: Vec<String>,
+}
+
+impl IdType {
+    /// Whether a profile holds at most one value of this type: a limit of 1 ever (`1 weekly`
+    /// lets a profile gather one a week).
+    pub fn single(&self) -> bool {
+        self.limit == 1 && self.period.is_none()
+    }
+
+    /// The limit's window in microseconds, `None` for ever.
+    pub fn window_micros(&self) -> Option<i64> {
+        self.period.map(LimitPeriod::micros)
+    }
 }
 
 /// The identity rules of a space, resolved: types in priority order, every block list.
@@ -84,6 +101,7 @@ impl ResolvedRules {
                     d.limit
                         .unwrap_or(if d.id_type == "user_id" { 1 } else { 5 }),
                 ),
+                period: d.period,
                 from: d.from.clone(),
                 normalize: d.normalize.clone(),
             })

@@ -115,7 +115,7 @@ impl IdColumn {
             .iter()
             .map(|t| IdColumn {
                 id_type: t.id_type.clone(),
-                single: t.limit == 1,
+                single: t.single(),
             })
             .collect()
     }

@@ -104,6 +104,16 @@ pub fn statements(dialect: SqlDialect, types: &[IdType]) -> Result<Vec<String>> 
 
 /// [`statements`] in `d`.
 pub fn steps(d: &dyn ScriptDialect, types: &[IdType]) -> Result<Vec<String>> {
+    if let Some(t) = types.iter().find(|t| t.period.is_some()) {
+        return datafusion::common::plan_err!(
+            "identity.yaml gives `{}` a per-period limit (`{} {}`); scripts for other engines \
+             resolve limits over all time only, so this space cannot be compiled to a script yet \
+             (`cohort run` applies per-period limits)",
+            t.id_type,
+            t.limit,
+            t.period.map_or("", |p| p.word())
+        );
+    }
     let mut out: Vec<String> = SCRATCH
         .iter()
         .chain(OUTPUTS.iter())
@@ -232,5 +242,23 @@ mod tests {
     fn other_dialects_are_refused() {
         assert!(statements(SqlDialect::DataFusion, &[]).is_err());
         assert!(functions(SqlDialect::DataFusion).is_err());
+    }
+
+    #[test]
+    fn per_period_limits_are_refused_by_name() {
+        let weekly = IdType {
+            id_type: "anonymous_id".into(),
+            rank: 0,
+            limit: 5,
+            period: Some(crate::spec::LimitPeriod::Weekly),
+            from: vec!["anonymousId".into()],
+            normalize: vec![],
+        };
+        let e = statements(SqlDialect::DuckDb, &[weekly]).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("`anonymous_id` a per-period limit (`5 weekly`)"),
+            "{e}"
+        );
     }
 }

@@ -93,6 +93,7 @@ impl IdentityRules {
                 from: from.iter().map(|s| (*s).to_owned()).collect(),
                 priority: Some(priority),
                 limit: Some(limit),
+                period: None,
                 normalize: normalize.iter().map(|s| (*s).to_owned()).collect(),
                 loc: Loc::file_start("identity.yaml"),
             };
@@ -123,10 +124,65 @@ pub struct IdentifierDef {
     pub from: Vec<String>,
     pub priority: Option<u32>,
     pub limit: Option<u32>,
+    /// The period `limit` counts over (`limit: 5 weekly`); `None` is Segment's `ever`.
+    pub period: Option<LimitPeriod>,
     /// Normalizations in order: `lowercase`, `uppercase`, `trim`, `digits_only`.
     pub normalize: Vec<String>,
     /// The identifier's mapping in identity.yaml.
     pub loc: Loc,
+}
+
+/// The sliding window a per-period limit counts over: at most `limit` values of the type may
+/// be added to one profile within any window of this length (Segment's `5 weekly`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LimitPeriod {
+    Daily,
+    Weekly,
+    Monthly,
+    Annually,
+}
+
+impl LimitPeriod {
+    /// The words `limit:` accepts after the number (`ever` is no period at all).
+    pub const WORDS: [&str; 5] = ["ever", "daily", "weekly", "monthly", "annually"];
+
+    /// `Some(None)` for `ever`, `None` for a word that is no period.
+    pub fn parse(word: &str) -> Option<Option<LimitPeriod>> {
+        Some(Some(match word {
+            "ever" => return Some(None),
+            "daily" => LimitPeriod::Daily,
+            "weekly" => LimitPeriod::Weekly,
+            "monthly" => LimitPeriod::Monthly,
+            "annually" | "yearly" => LimitPeriod::Annually,
+            _ => return None,
+        }))
+    }
+
+    /// The word, as identity.yaml spells it.
+    pub fn word(self) -> &'static str {
+        match self {
+            LimitPeriod::Daily => "daily",
+            LimitPeriod::Weekly => "weekly",
+            LimitPeriod::Monthly => "monthly",
+            LimitPeriod::Annually => "annually",
+        }
+    }
+
+    /// The window's length in days: a month is 30 days, a year 365.
+    pub fn days(self) -> i64 {
+        match self {
+            LimitPeriod::Daily => 1,
+            LimitPeriod::Weekly => 7,
+            LimitPeriod::Monthly => 30,
+            LimitPeriod::Annually => 365,
+        }
+    }
+
+    /// The window's length in microseconds (the unit of event timestamps).
+    pub fn micros(self) -> i64 {
+        self.days() * 86_400_000_000
+    }
 }
 
 /// Whether a definition is about users or accounts.

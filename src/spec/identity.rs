@@ -6,7 +6,7 @@ use saphyr::{Scalar, YamlData};
 
 use super::values::{is_snake_case, to_snake_case};
 use super::yaml::{Node, Reader, kind};
-use super::{IdentifierDef, IdentityRules, suggest};
+use super::{IdentifierDef, IdentityRules, LimitPeriod, suggest};
 
 const IDENTITY_KEYS: [&str; 2] = ["identifiers", "blocked"];
 const IDENTIFIER_KEYS: [&str; 5] = ["type", "from", "priority", "limit", "normalize"];
@@ -165,6 +165,55 @@ pub(crate) fn read(r: &mut Reader<'_>, doc: Option<&Node<'_>>) -> IdentityRules 
     rules
 }
 
+/// `limit: 5`, or Segment's per-period form `limit: 5 weekly` (`daily`, `weekly`, `monthly`,
+/// `annually`, or `ever`, the same as no period).
+fn read_limit(r: &mut Reader<'_>, node: &Node<'_>) -> Option<(u32, Option<LimitPeriod>)> {
+    let YamlData::Value(Scalar::String(text)) = &node.data else {
+        return r.positive("limit", node).map(|l| (l, None));
+    };
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let number = words.first().and_then(|w| w.parse::<u32>().ok());
+    let (Some(limit), [_, rest @ ..]) = (number, words.as_slice()) else {
+        r.error_at(
+            node,
+            format!("`limit`: expected a whole number, optionally with a period, found `{text}`"),
+        )
+        .help = Some(
+            "write `limit: 5`, or `limit: 5 weekly` for at most 5 values added to a \
+                      profile in any 7 days (daily, weekly, monthly, annually, ever)"
+                .into(),
+        );
+        return None;
+    };
+    let word = match rest {
+        [] => "ever",
+        [word] => word,
+        _ => {
+            r.error_at(
+                node,
+                format!("`limit`: expected a number and a period, found `{text}`"),
+            );
+            return None;
+        }
+    };
+    if limit == 0 {
+        r.error_at(node, "`limit` must be at least 1, found 0");
+        return None;
+    }
+    match LimitPeriod::parse(&word.to_lowercase()) {
+        Some(period) => Some((limit, period)),
+        None => {
+            let help = match suggest(&word.to_lowercase(), &LimitPeriod::WORDS) {
+                Some(s) => format!("did you mean `{limit} {s}`?"),
+                None => format!("a period is one of {}", LimitPeriod::WORDS.join(", ")),
+            };
+            r.error_at(node, format!("unknown limit period `{word}`"))
+                .help = Some(help);
+            None
+        }
+    }
+}
+
 fn read_identifier<'n, 'i>(
     r: &mut Reader<'_>,
     node: &'n Node<'i>,
@@ -217,7 +266,10 @@ fn read_identifier<'n, 'i>(
         (None, None) => Vec::new(),
     };
     let priority = map.get("priority").and_then(|n| r.positive("priority", n));
-    let limit = map.get("limit").and_then(|n| r.positive("limit", n));
+    let (limit, period) = map
+        .get("limit")
+        .and_then(|n| read_limit(r, n))
+        .map_or((None, None), |(l, p)| (Some(l), p));
     let normalize = map.get("normalize").map_or_else(Vec::new, |n| {
         let mut out = Vec::new();
         for (s, item) in r.string_list("normalize", n, true) {
@@ -245,6 +297,7 @@ fn read_identifier<'n, 'i>(
             from,
             priority,
             limit,
+            period,
             normalize,
             loc,
         },

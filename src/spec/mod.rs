@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 
 pub use defs::{
     AudienceDef, ComputedTraitDef, DEFAULT_BLOCKED_PATTERNS, DEFAULT_BLOCKED_VALUES, EntityType,
-    IdentifierDef, IdentityRules, SourceDef, Space, SpaceLoad, SqlTraitDef,
+    IdentifierDef, IdentityRules, LimitPeriod, SourceDef, Space, SpaceLoad, SqlTraitDef,
 };
 pub use destination::{DESTINATION_TYPES, DeliveryMode, DestinationDef, substitute_env};
 pub use diagnostic::{Diagnostic, Loc, Severity, render_all, slash_path, sort_diagnostics};

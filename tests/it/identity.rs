@@ -11,7 +11,7 @@ use std::sync::Arc;
 use cohort::plan::identity::{IdType, ResolvedRules};
 use cohort::run::identity::resolve_events;
 use cohort::run::session::{SessionOptions, new_session};
-use cohort::spec::{DEFAULT_BLOCKED_PATTERNS, DEFAULT_BLOCKED_VALUES};
+use cohort::spec::{DEFAULT_BLOCKED_PATTERNS, DEFAULT_BLOCKED_VALUES, LimitPeriod};
 use datafusion::arrow::array::{
     Array, AsArray, RecordBatch, StringArray, TimestampMicrosecondArray,
 };
@@ -32,18 +32,24 @@ pub struct Ev {
     pub context_email: Option<String>,
 }
 
-/// `(type, limit)` in priority order.
-pub type Types = Vec<(&'static str, u64)>;
+/// `(type, limit, period)` in priority order.
+pub type Types = Vec<(&'static str, u64, Option<LimitPeriod>)>;
+
+/// Types whose limits count every value ever added.
+pub fn ever(types: &[(&'static str, u64)]) -> Types {
+    types.iter().map(|(t, l)| (*t, *l, None)).collect()
+}
 
 pub fn rules(types: &Types) -> ResolvedRules {
     ResolvedRules {
         types: types
             .iter()
             .enumerate()
-            .map(|(i, (t, limit))| IdType {
+            .map(|(i, (t, limit, period))| IdType {
                 id_type: t.to_string(),
                 rank: i as u32,
                 limit: *limit,
+                period: *period,
                 from: match *t {
                     "user_id" => vec!["userId".into()],
                     "email" => vec!["traits.email".into(), "context.traits.email".into()],
@@ -202,9 +208,12 @@ fn blocked(v: &str) -> bool {
 }
 
 /// Segment's sequential rule, written plainly: events in (timestamp, message_id) order,
-/// profiles as sets, per-type counts checked before every merge.
+/// profiles as sets, per-type counts checked before every merge. A per-period limit counts
+/// the profile's values of the type added (first kept) less than the period before the event.
 pub fn reference(evs: &[Ev], types: &Types) -> Outcome {
-    let rank = |t: &str| types.iter().position(|(n, _)| *n == t).unwrap();
+    let rank = |t: &str| types.iter().position(|(n, _, _)| *n == t).unwrap();
+    let window = |r: usize| types[r].2.map(LimitPeriod::micros);
+    let mut added_at: HashMap<(usize, String), i64> = HashMap::new();
     let mut order: Vec<&Ev> = evs.iter().collect();
     order.sort_by(|a, b| (a.ts, &a.message_id).cmp(&(b.ts, &b.message_id)));
     let mut profiles: Vec<BTreeSet<(usize, String)>> = Vec::new(); // (rank, value)
@@ -247,7 +256,13 @@ pub fn reference(evs: &[Ev], types: &Types) -> Outcome {
             let mut counts = vec![0u64; types.len()];
             for p in &matched {
                 for (r, c) in pcounts[*p].iter().enumerate() {
-                    counts[r] += c;
+                    counts[r] += match window(r) {
+                        None => *c,
+                        Some(w) => profiles[*p]
+                            .iter()
+                            .filter(|id| id.0 == r && added_at[*id] > e.ts - w)
+                            .count() as u64,
+                    };
                 }
             }
             for id in &ids {
@@ -258,7 +273,7 @@ pub fn reference(evs: &[Ev], types: &Types) -> Outcome {
             let over = types
                 .iter()
                 .enumerate()
-                .any(|(r, (_, limit))| counts[r] > *limit);
+                .any(|(r, (_, limit, _))| counts[r] > *limit);
             if over && ids.len() > 1 {
                 ids.pop();
                 continue;
@@ -285,6 +300,7 @@ pub fn reference(evs: &[Ev], types: &Types) -> Outcome {
             for id in &ids {
                 if !owner.contains_key(id) {
                     owner.insert(id.clone(), target);
+                    added_at.insert(id.clone(), e.ts);
                     pcounts[target][id.0] += 1;
                     profiles[target].insert(id.clone());
                 }
@@ -398,9 +414,29 @@ fn split(o: &Outcome) -> BTreeMap<usize, Outcome> {
     m
 }
 
-async fn check_random(seed: u64, cases: usize, types: Types) {
+/// Spreads a case's events over ten days, in half-day steps, so that windows of a day and
+/// of a week hold some of its identifiers and not others.
+fn over_days(rng: &mut Rng, mut evs: Vec<Ev>) -> Vec<Ev> {
+    const HALF_DAY: i64 = 43_200_000_000;
+    for e in &mut evs {
+        e.ts = 1_700_000_000_000_000 + rng.below(20) as i64 * HALF_DAY;
+    }
+    evs
+}
+
+async fn check_random(seed: u64, cases: usize, types: Types) -> cohort::identity::IdentityStats {
     let mut rng = Rng(seed);
-    let all: Vec<Vec<Ev>> = (0..cases).map(|c| random_case(&mut rng, c)).collect();
+    let periods = types.iter().any(|t| t.2.is_some());
+    let all: Vec<Vec<Ev>> = (0..cases)
+        .map(|c| {
+            let evs = random_case(&mut rng, c);
+            if periods {
+                over_days(&mut rng, evs)
+            } else {
+                evs
+            }
+        })
+        .collect();
     let flat: Vec<Ev> = all.iter().flatten().cloned().collect();
     let (got, stats) = engine(&flat, &types).await;
     assert!(
@@ -420,6 +456,7 @@ async fn check_random(seed: u64, cases: usize, types: Types) {
         checked += 1;
     }
     assert_eq!(checked, cases);
+    stats
 }
 
 #[tokio::test]
@@ -428,16 +465,60 @@ async fn random_event_sets_match_the_sequential_reference() {
     check_random(
         0x9e37_79b9,
         2000,
-        vec![("user_id", 1), ("email", 2), ("anonymous_id", 2)],
+        ever(&[("user_id", 1), ("email", 2), ("anonymous_id", 2)]),
     )
     .await;
     // Segment's defaults.
     check_random(
         0x1234_5678,
         2000,
-        vec![("user_id", 1), ("email", 5), ("anonymous_id", 5)],
+        ever(&[("user_id", 1), ("email", 5), ("anonymous_id", 5)]),
     )
     .await;
+}
+
+/// Per-period limits (`2 weekly`, `1 daily`, even a user id per day) against the reference,
+/// over events spread across ten days.
+#[tokio::test]
+async fn per_period_limits_match_the_sequential_reference() {
+    use LimitPeriod::{Daily, Weekly};
+    check_random(
+        0x5eed_0001,
+        2000,
+        vec![
+            ("user_id", 1, None),
+            ("email", 1, Some(Daily)),
+            ("anonymous_id", 2, Some(Weekly)),
+        ],
+    )
+    .await;
+    check_random(
+        0x5eed_0002,
+        2000,
+        vec![
+            ("user_id", 1, Some(Daily)),
+            ("email", 2, Some(Weekly)),
+            ("anonymous_id", 1, Some(Daily)),
+        ],
+    )
+    .await;
+    // Loose limits: the windowed check replays only the components that may break one.
+    let stats = check_random(
+        0x5eed_0003,
+        2000,
+        vec![
+            ("user_id", 1, None),
+            ("email", 3, Some(Daily)),
+            ("anonymous_id", 3, Some(Weekly)),
+        ],
+    )
+    .await;
+    assert!(
+        stats.violating_components * 2 < stats.components,
+        "{} of {} components replayed",
+        stats.violating_components,
+        stats.components
+    );
 }
 
 fn ev(msg: String, ts: i64, user: Option<String>, anon: Option<String>) -> Ev {
@@ -495,13 +576,13 @@ async fn a_chain_of_100k_identifiers() {
         .collect();
     let stats = check_shape(
         evs.clone(),
-        vec![("anonymous_id", 1_000_000), ("email", 1_000_000)],
+        ever(&[("anonymous_id", 1_000_000), ("email", 1_000_000)]),
     )
     .await;
     assert_eq!(stats.profiles, 1);
     assert_eq!(stats.violating_components, 0);
     assert!(stats.rounds <= 40, "rounds: {}", stats.rounds);
-    let stats = check_shape(evs, vec![("anonymous_id", 5), ("email", 5)]).await;
+    let stats = check_shape(evs, ever(&[("anonymous_id", 5), ("email", 5)])).await;
     assert!(stats.profiles > 1000, "profiles: {}", stats.profiles);
     assert_eq!(stats.largest_components[0].identifiers, 100_001);
 }
@@ -526,7 +607,7 @@ async fn a_device_shared_by_10k_users() {
             ]
         })
         .collect();
-    let stats = check_shape(evs, vec![("user_id", 1), ("anonymous_id", 5)]).await;
+    let stats = check_shape(evs, ever(&[("user_id", 1), ("anonymous_id", 5)])).await;
     assert_eq!(stats.profiles, 10_000);
     assert_eq!(stats.violating_components, 1);
 }
@@ -562,13 +643,13 @@ async fn cycles_and_a_user_with_hundreds_of_anonymous_ids() {
     }
     let stats = check_shape(
         evs.clone(),
-        vec![("user_id", 1), ("email", 5), ("anonymous_id", 5)],
+        ever(&[("user_id", 1), ("email", 5), ("anonymous_id", 5)]),
     )
     .await;
     assert!(stats.violating_components >= 301);
     let stats = check_shape(
         evs,
-        vec![("user_id", 1), ("email", 50), ("anonymous_id", 1000)],
+        ever(&[("user_id", 1), ("email", 50), ("anonymous_id", 1000)]),
     )
     .await;
     assert_eq!(stats.violating_components, 0);

@@ -271,6 +271,80 @@ async fn explain_identity_output() {
     );
 }
 
+/// identity.yaml with `anonymous_id` limited per period.
+fn anonymous_limit(dir: &Path, limit: &str) {
+    std::fs::write(
+        dir.join("identity.yaml"),
+        format!(
+            "identifiers:\n  - {{ type: user_id, limit: 1 }}\n  - {{ type: email, limit: 5, normalize: lowercase }}\n  \
+             - {{ type: anonymous_id, limit: {limit} }}\n"
+        ),
+    )
+    .unwrap();
+}
+
+/// A per-period limit, driven as a user does (`cohort run .` and `cohort explain identity .`
+/// in the space's folder). Ada's phone comes two days after her laptop: with one anonymous id
+/// a week it is dropped, and explain says why; with one a day the laptop's has left the
+/// window and the phone joins her profile.
+#[tokio::test]
+async fn a_per_period_limit_in_runs_and_explain() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    explain_space(dir);
+    let cohort = |args: &[&str]| {
+        let out = Command::new(cohort_bin())
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "{args:?}: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    };
+    let as_of = "2026-11-01T00:00:00Z";
+    anonymous_limit(dir, "1 weekly");
+    cohort(&["validate", "."]);
+    cohort(&["run", ".", "--as-of", as_of]);
+    let text = cohort(&["explain", "identity", ".", "anonymous_id:anon-phone"]);
+    assert!(
+        text.contains(
+            "event m3  rule limit: keeping it would put more than 1 anonymous_id added within \
+             7 days on one profile"
+        ),
+        "{text}"
+    );
+    assert!(
+        !text.contains("profile use_"),
+        "anon-phone should belong to no profile: {text}"
+    );
+
+    anonymous_limit(dir, "1 daily");
+    cohort(&["run", ".", "--as-of", as_of]);
+    let text = cohort(&["explain", "identity", ".", "anonymous_id:anon-phone"]);
+    assert!(text.contains("4 identifiers:"), "{text}");
+    assert!(
+        !text.contains("rule limit: keeping it would put more than 1 anonymous_id"),
+        "{text}"
+    );
+
+    // A period that does not exist is an error at its place in identity.yaml.
+    anonymous_limit(dir, "1 fortnightly");
+    let out = Command::new(cohort_bin())
+        .args(["validate", "."])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("identity.yaml:4:"), "{err}");
+    assert!(err.contains("unknown limit period `fortnightly`"), "{err}");
+}
+
 #[tokio::test]
 async fn identifiers_that_are_not_utf8_are_violations() {
     use datafusion::arrow::array::{ArrayRef, BinaryArray, RecordBatch, StringArray};

@@ -21,7 +21,7 @@ use datafusion::prelude::SessionContext;
 use serde_json::Value;
 
 use crate::common;
-use crate::identity::{Ev, Rng, Types, events_batch, random_case, rules};
+use crate::identity::{Ev, Rng, Types, events_batch, ever, random_case, rules};
 use crate::pg::PgServer;
 
 type Rows = Vec<Vec<Value>>;
@@ -270,7 +270,7 @@ async fn random_event_sets_resolve_identically_in_duckdb_and_postgres() {
     // Tight limits break often.
     check(
         &random_events(0x9e37_79b9, 400),
-        &vec![("user_id", 1), ("email", 2), ("anonymous_id", 2)],
+        &ever(&[("user_id", 1), ("email", 2), ("anonymous_id", 2)]),
         &pg,
         true,
     )
@@ -278,7 +278,7 @@ async fn random_event_sets_resolve_identically_in_duckdb_and_postgres() {
     // Segment's defaults.
     check(
         &random_events(0x1234_5678, 400),
-        &vec![("user_id", 1), ("email", 5), ("anonymous_id", 5)],
+        &ever(&[("user_id", 1), ("email", 5), ("anonymous_id", 5)]),
         &pg,
         true,
     )
@@ -286,7 +286,7 @@ async fn random_event_sets_resolve_identically_in_duckdb_and_postgres() {
     // Other priorities: anonymous ids first, one email per profile.
     check(
         &random_events(0x0bad_cafe, 400),
-        &vec![("anonymous_id", 3), ("email", 1), ("user_id", 1)],
+        &ever(&[("anonymous_id", 3), ("email", 1), ("user_id", 1)]),
         &pg,
         true,
     )
@@ -294,7 +294,7 @@ async fn random_event_sets_resolve_identically_in_duckdb_and_postgres() {
     // Mixed case, punctuation and non-ASCII identifiers and message ids.
     check(
         &respelled(random_events(0x7777, 400)),
-        &vec![("user_id", 1), ("email", 2), ("anonymous_id", 2)],
+        &ever(&[("user_id", 1), ("email", 2), ("anonymous_id", 2)]),
         &pg,
         true,
     )
@@ -302,7 +302,7 @@ async fn random_event_sets_resolve_identically_in_duckdb_and_postgres() {
     // Limits that never break: components only.
     check(
         &random_events(0x5eed, 300),
-        &vec![("user_id", 100), ("email", 100), ("anonymous_id", 100)],
+        &ever(&[("user_id", 100), ("email", 100), ("anonymous_id", 100)]),
         &pg,
         false,
     )
@@ -372,7 +372,7 @@ async fn a_real_run_publishes_what_the_sql_computes() {
 /// (regenerate with `COHORT_UPDATE_SNAPSHOTS=1`).
 #[test]
 fn the_duckdb_identity_script_is_stable() {
-    let types = vec![("user_id", 1), ("email", 5), ("anonymous_id", 5)];
+    let types = ever(&[("user_id", 1), ("email", 5), ("anonymous_id", 5)]);
     let text = sql_identity::script(SqlDialect::DuckDb, &rules(&types).types).unwrap();
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/snapshots/identity_duckdb.sql");
     if std::env::var("COHORT_UPDATE_SNAPSHOTS").is_ok() || !path.exists() {

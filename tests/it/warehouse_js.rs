@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 
 use cohort::functions::{json_value_kind, node_code};
 use cohort::identity::new_profile_id;
-use cohort::identity::replay::{Occurrence, replay};
+use cohort::identity::replay::{Event, Limit, Occurrence, replay};
 use serde_json::{Value, json};
 
 const IDENTITY_JS: &str = include_str!("../../queries/script/warehouse_identity.js");
@@ -154,7 +154,16 @@ fn the_replay_is_cohorts_sequential_rule() {
     let got = node(&calls);
     let mut dropping = 0;
     for ((events, limits), st) in cases.iter().zip(got) {
-        let want = replay(events, limits);
+        let timed: Vec<Event> = events
+            .iter()
+            .enumerate()
+            .map(|(i, ids)| Event {
+                ts: i as i64,
+                ids: ids.clone(),
+            })
+            .collect();
+        let ever: Vec<Limit> = limits.iter().map(|l| Limit::ever(*l)).collect();
+        let want = replay(&timed, &ever);
         let owner: BTreeMap<i64, i64> = st["owner"]
             .as_array()
             .unwrap()

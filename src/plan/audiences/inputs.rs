@@ -48,7 +48,7 @@ pub fn static_inputs(
     ];
     for t in &rules.types {
         let name = crate::plan::profiles::column_name(&t.id_type);
-        profile.push(if t.limit == 1 {
+        profile.push(if t.single() {
             text(&name)
         } else {
             Field::new(name, crate::plan::profiles::utf8_list(), true)

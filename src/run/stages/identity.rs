@@ -263,6 +263,7 @@ fn type_limits(rules: &ResolvedRules) -> Vec<TypeLimit> {
         .map(|t| TypeLimit {
             id_type: t.id_type.clone(),
             limit: t.limit,
+            window: t.window_micros(),
         })
         .collect()
 }
