@@ -311,6 +311,12 @@ pub(super) fn render_identity_explanation(ex: &read::explain::IdentityExplanatio
             );
         }
     }
+    if !ex.repairs.is_empty() {
+        let _ = writeln!(s, "\nrepairs that name it:");
+        for r in &ex.repairs {
+            let _ = writeln!(s, "  {r}");
+        }
+    }
     if !ex.violations.is_empty() {
         let _ = writeln!(s, "\ndropped or blocked in these events:");
         for v in &ex.violations {

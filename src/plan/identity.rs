@@ -15,7 +15,8 @@ use datafusion::functions::expr_fn::{
 use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, when};
 use datafusion::prelude::{SessionContext, col, lit};
 
-use crate::functions::{external_ids, id_node, json_get};
+use crate::functions::{external_ids, id_node, json_get, node_code};
+use crate::plan::repairs::{Repair, RepairId};
 use crate::spec::{DEFAULT_BLOCKED_PATTERNS, DEFAULT_BLOCKED_VALUES, IdentityRules, LimitPeriod};
 
 /// The longest identifier value accepted, in characters.
@@ -56,6 +57,22 @@ impl IdType {
         self.limit == 1 && self.period.is_none()
     }
 
+    /// `value` as the run normalizes this type's values: trimmed, then each keyword step
+    /// (a SQL step is left out: such a value must be written normalized).
+    pub fn normalize_text(&self, value: &str) -> String {
+        let mut v = value.trim().to_string();
+        for step in &self.normalize {
+            v = match step.as_str() {
+                "lowercase" => v.to_lowercase(),
+                "uppercase" => v.to_uppercase(),
+                "trim" => v.trim().to_string(),
+                "digits_only" => v.chars().filter(char::is_ascii_digit).collect(),
+                _ => v,
+            };
+        }
+        v
+    }
+
     /// The limit's window in microseconds, `None` for ever.
     pub fn window_micros(&self) -> Option<i64> {
         self.period.map(LimitPeriod::micros)
@@ -69,6 +86,10 @@ pub struct ResolvedRules {
     /// Lower-cased exact values, defaults first.
     pub blocked_values: Vec<String>,
     pub blocked_patterns: Vec<String>,
+    /// repairs.yaml, resolved. Not part of the fingerprint: a run resolves again only what a
+    /// changed repair names (see `run::stages::identity_affected`).
+    #[serde(skip)]
+    pub repairs: Vec<Repair>,
 }
 
 impl ResolvedRules {
@@ -91,7 +112,7 @@ impl ResolvedRules {
             let kb = (b.priority.unwrap_or(u32::MAX), default_key(&b.id_type));
             ka.cmp(&kb).then_with(|| a.id_type.cmp(&b.id_type))
         });
-        let types = defs
+        let types: Vec<IdType> = defs
             .iter()
             .enumerate()
             .map(|(i, d)| IdType {
@@ -125,10 +146,36 @@ impl ResolvedRules {
                 blocked_patterns.push(p.clone());
             }
         }
+        let repairs = rules
+            .repairs
+            .iter()
+            .filter_map(|r| {
+                let ids = r
+                    .ids
+                    .iter()
+                    .map(|(t, v)| {
+                        let t = types.iter().find(|x| x.id_type == *t)?;
+                        let id_value = t.normalize_text(v);
+                        Some(RepairId {
+                            node: node_code(&t.id_type, &id_value),
+                            id_type: t.id_type.clone(),
+                            id_value,
+                        })
+                    })
+                    .collect::<Option<Vec<_>>>()?;
+                Some(Repair {
+                    kind: r.kind,
+                    ids,
+                    reason: r.reason.clone(),
+                    at: format!("repairs.yaml:{}", r.loc.line),
+                })
+            })
+            .collect();
         ResolvedRules {
             types,
             blocked_values,
             blocked_patterns,
+            repairs,
         }
     }
 

@@ -24,4 +24,5 @@ pub mod identity;
 pub mod junction;
 pub mod kept;
 pub mod profiles;
+pub mod repairs;
 pub mod traits;

@@ -64,6 +64,9 @@ pub struct IdentityExplanation {
     /// Identifiers set aside (blocked or dropped) in events that went to this profile, oldest
     /// first, at most [`SET_ASIDE_SHOWN`].
     pub set_aside: Vec<SetAside>,
+    /// The entries of repairs.yaml that name the identifier, as `repairs.yaml:<line> <kind>
+    /// <identifiers>: <reason>`.
+    pub repairs: Vec<String>,
 }
 
 /// An identifier set aside in one event of the profile.
@@ -106,10 +109,17 @@ pub async fn explain_identity(
             known.join(", ")
         )));
     };
-    let mut value = id_value.trim().to_string();
-    if rule.normalize.iter().any(|n| n == "lowercase") {
-        value = value.to_lowercase();
-    }
+    let value = rule.normalize_text(id_value);
+    let named = format!("{id_type}:{value}");
+    let repairs: Vec<String> = rules
+        .repairs
+        .iter()
+        .filter(|r| r.ids.iter().any(|i| i.text() == named))
+        .map(|r| {
+            let ids: Vec<String> = r.ids.iter().map(|i| i.text()).collect();
+            format!("{} {} {}: {}", r.at, r.kind.word(), ids.join(" "), r.reason)
+        })
+        .collect();
     let as_of = DateTime::parse_from_rfc3339(&m.as_of)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|e| {
@@ -129,6 +139,7 @@ pub async fn explain_identity(
         violations: Vec::new(),
         joins: Vec::new(),
         set_aside: Vec::new(),
+        repairs,
     };
 
     // Violations of this identifier.
@@ -300,6 +311,7 @@ async fn joins(
     let Some(occ) = occurrences(ctx, events, rules)? else {
         return Ok(Vec::new());
     };
+    let occ = crate::plan::repairs::repaired(ctx, occ, &rules.repairs).await?;
     let nodes: Vec<_> = identifiers
         .iter()
         .map(|i| lit(crate::functions::node_code(&i.id_type, &i.id_value)))

@@ -5,6 +5,7 @@
 pub mod explain;
 pub mod history;
 pub mod preview;
+pub mod repairs;
 
 use std::sync::Arc;
 

@@ -38,6 +38,7 @@ mod output;
 mod publish;
 mod publish_staged;
 pub mod record;
+pub mod repairs_table;
 pub mod retention;
 mod runs_table;
 pub mod scratch;

@@ -24,7 +24,7 @@ fn with_day(df: DataFrame) -> EngineResult<DataFrame> {
 /// Writes `identity_occurrences` for this run; returns the version that holds it. `changed`
 /// is set when the identity stage resolved only the changed events' components (its session
 /// tables `id_occ_prev`, `id_changed`, `id_occ_new` and `id_occ_replaced` are registered);
-/// else `id_occurrences` holds every occurrence.
+/// else `id_occ_read` holds every occurrence (as read, before repairs).
 pub async fn write(
     ctx: &SessionContext,
     out: &objects::Location,
@@ -37,7 +37,7 @@ pub async fn write(
         .and_then(|m| m.tables.get(published::IDENTITY_OCCURRENCES))
         .copied();
     let (Some(changed), Some(v)) = (changed, prev_version) else {
-        let all = with_day(ctx.table(stage::ID_OCCURRENCES).await?)?;
+        let all = with_day(ctx.table(stage::ID_OCC_READ).await?)?;
         return rewrite(ctx, &loc, all, layout).await;
     };
     let new = ctx.table(stage::ID_OCC_NEW).await?;

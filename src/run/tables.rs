@@ -21,8 +21,11 @@ pub mod stage {
 
     /// Stage 2: identifier values read out of the events, one column per path.
     pub const ID_RAW: &str = "id_raw";
-    /// Stage 2: one row per identifier occurrence (what the resolver reads).
+    /// Stage 2: one row per identifier occurrence, repairs applied (what the resolver reads).
     pub const ID_OCCURRENCES: &str = "id_occurrences";
+    /// Stage 2: the occurrences as the events carry them, before repairs (published as
+    /// `identity_occurrences`).
+    pub const ID_OCC_READ: &str = "id_occ_read";
     /// Stage 2, left by the resolver: every identifier with its profile.
     pub const ID_IDENTITIES: &str = "id_identities";
     /// Stage 2, left by the resolver: identifiers over their type's limit.
@@ -130,6 +133,8 @@ pub mod published {
     /// Every identifier occurrence of every event the identity graph was built from,
     /// partitioned by day (a run's only).
     pub const IDENTITY_OCCURRENCES: &str = "identity_occurrences";
+    /// Each entry of repairs.yaml and what it did (a space with repairs, or that had some).
+    pub const IDENTITY_REPAIRS: &str = "identity_repairs";
 }
 
 /// The columns of an event that `profile_events` (and `recent_events`) carry besides its

@@ -64,6 +64,8 @@ pub struct IdentityRules {
     pub blocked_patterns: Vec<String>,
     /// Whether identity.yaml exists.
     pub file_present: bool,
+    /// repairs.yaml's entries, in file order.
+    pub repairs: Vec<super::RepairDef>,
 }
 
 /// Values blocked in every space (DESIGN.md §4), before the space's own `blocked.values`.
@@ -112,6 +114,7 @@ impl IdentityRules {
             blocked_values: Vec::new(),
             blocked_patterns: Vec::new(),
             file_present: false,
+            repairs: Vec::new(),
         }
     }
 }

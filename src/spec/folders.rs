@@ -126,7 +126,7 @@ pub(crate) fn read(root: &Path, id_types: &[String], diags: &mut Vec<Diagnostic>
 /// meant for Cohort but would be silently skipped.
 fn stray_top_level(root: &Path, diags: &mut Vec<Diagnostic>) {
     const FOLDERS: [&str; 4] = ["traits", "queries", "audiences", "destinations"];
-    const FILES: [&str; 2] = ["space.yaml", "identity.yaml"];
+    const FILES: [&str; 3] = ["space.yaml", "identity.yaml", "repairs.yaml"];
     let Ok(read) = std::fs::read_dir(root) else {
         return;
     };

@@ -13,6 +13,7 @@ mod folders;
 mod identity;
 pub mod preset;
 pub mod query;
+mod repairs;
 mod space_file;
 mod starter;
 mod suggest;
@@ -35,6 +36,7 @@ pub use query::{
     MAX_NESTING, QueryError, parse_audience_query, parse_query, parse_trait_query, parsed_audience,
     parsed_trait, query_diagnostic, span_loc,
 };
+pub use repairs::{RepairDef, RepairKind, split_identifier};
 pub use space_file::KNOWN_SPEC_VERSIONS;
 pub use starter::init_files;
 pub use suggest::{edit_distance, suggest};
@@ -118,6 +120,29 @@ pub fn load_space(dir: &Path) -> SpaceLoad {
             IdentityRules::segment_defaults()
         }
     };
+
+    let mut identity = identity;
+    match text::read_text(dir, Path::new("repairs.yaml")) {
+        Ok(text) => {
+            let mut r = Reader::new("repairs.yaml", &text);
+            if let Ok(doc) = r.parse() {
+                let types: Vec<&str> = identity
+                    .identifiers
+                    .iter()
+                    .map(|i| i.id_type.as_str())
+                    .filter(|t| *t != "group_id")
+                    .collect();
+                identity.repairs = repairs::read(&mut r, doc.as_ref(), &types);
+            }
+            diags.append(&mut r.diags);
+        }
+        Err(ReadError::NotUtf8(d)) => diags.push(d),
+        Err(ReadError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(ReadError::Io(e)) => diags.push(Diagnostic::error(
+            Some(Loc::file_start("repairs.yaml")),
+            format!("cannot read repairs.yaml: {e}"),
+        )),
+    }
 
     let id_types: Vec<String> = identity
         .identifiers

@@ -70,6 +70,7 @@ pub fn rules(types: &Types) -> ResolvedRules {
             .iter()
             .map(|s| s.to_string())
             .collect(),
+        repairs: Vec::new(),
     }
 }
 

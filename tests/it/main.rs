@@ -32,6 +32,7 @@ mod pg;
 mod presets;
 mod profile_api;
 mod quickstart;
+mod repairs;
 mod s3;
 mod selected;
 mod serve;

@@ -31,6 +31,11 @@ fn invalid(msg: impl std::fmt::Display) -> anyhow::Error {
 /// `cohort validate`: loads and checks a space and says what it holds.
 pub(super) async fn validate(dir: &Path) -> Result<spec::Space> {
     let space = load_space(dir).await?;
+    let unknown = crate::read::repairs::unknown_identifiers(&space).await?;
+    if !unknown.is_empty() {
+        eprintln!("{}", spec::render_all(&unknown, dir));
+        eprintln!("{} warning(s) against the last run", unknown.len());
+    }
     println!(
         "space `{}` is valid: {} source(s), {} computed trait(s), {} SQL trait(s), {} audience(s)",
         space.name,

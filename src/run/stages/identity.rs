@@ -13,6 +13,7 @@ use super::identity_affected;
 use crate::error::EngineResult;
 use crate::identity::{self, IdentityStats, TypeLimit};
 use crate::plan::identity::{ResolvedRules, occurrences_from_raw, raw_identifiers};
+use crate::plan::repairs;
 use crate::run::bucketed;
 use crate::run::ctx::RunCtx;
 use crate::run::sink::{StageSink, materialize};
@@ -77,6 +78,8 @@ pub async fn run(ctx: &mut RunCtx<'_>, events: &EventsOut) -> EngineResult<Ident
         && !ctx.sink.recording()
         && identity_affected::possible(m)
     {
+        let before = crate::run::repairs_table::previous(session, &ctx.out, m).await?;
+        let repair_seeds = crate::run::repairs_table::changed_nodes(&before, &rules.repairs);
         let (stats, merges, changed) = identity_affected::resolve(
             session,
             &ctx.out,
@@ -84,6 +87,7 @@ pub async fn run(ctx: &mut RunCtx<'_>, events: &EventsOut) -> EngineResult<Ident
             &rules,
             &type_limits(&rules),
             extended.rows.clone(),
+            &repair_seeds,
             (prev_as_of, ctx.as_of),
             scratch.path(),
         )
@@ -228,10 +232,31 @@ async fn resolve_into(
         }
     }
     let occurrences_secs = started.elapsed().as_secs_f64() - raw_secs;
+    let script_occ = match sink.recording() {
+        true => repairs::repaired(ctx, occ_plan, &rules.repairs).await?,
+        false => occ_plan,
+    };
     sink.step(crate::script::steps::Step::Identity {
-        occurrences: occ_plan,
+        occurrences: script_occ,
         types: rules.types.clone(),
     });
+    ctx.register_table(
+        stage::ID_OCC_READ,
+        ctx.execute_logical_plan(occ).await?.into_view(),
+    )?;
+    if !rules.repairs.is_empty() {
+        tracing::debug!(repairs = rules.repairs.len(), "identity: repairs");
+    }
+    let read = ctx.table(stage::ID_OCC_READ).await?.into_unoptimized_plan();
+    let occ = repairs::repaired(ctx, read, &rules.repairs).await?;
+    let event_buckets = match event_buckets {
+        Some(b) => {
+            let whole = ctx.table(stage::ID_OCC_READ).await?.into_unoptimized_plan();
+            let parts = repairs::repaired_parts(ctx, whole, b.parts, &rules.repairs).await?;
+            Some(identity::buckets::EventBuckets { parts, dir: b.dir })
+        }
+        None => None,
+    };
     ctx.register_table(
         stage::ID_OCCURRENCES,
         ctx.execute_logical_plan(occ).await?.into_view(),

@@ -114,7 +114,8 @@ async fn previous(
 
 /// Resolves the components this run's events reach (see the module docs) and leaves the
 /// resolver's tables registered for the whole space. `new_rows` are the rows this run read;
-/// `prev_graph` and `prev_identities` must be registered.
+/// `repair_seeds` the identifiers of repairs that changed since the previous run (resolved
+/// again too); `prev_graph` and `prev_identities` must be registered.
 #[allow(clippy::too_many_arguments)]
 pub async fn resolve(
     ctx: &SessionContext,
@@ -123,6 +124,7 @@ pub async fn resolve(
     rules: &ResolvedRules,
     types: &[TypeLimit],
     new_rows: Option<LogicalPlan>,
+    repair_seeds: &[i64],
     (prev_as_of, as_of): (DateTime<Utc>, DateTime<Utc>),
     dir: &Path,
 ) -> EngineResult<(IdentityStats, Vec<(String, String)>, Changed)> {
@@ -228,10 +230,32 @@ pub async fn resolve(
         .await?
         .filter(col("usable"))?
         .select_columns(&["node"])?;
-    let seeds = usable(new_occ.clone())?
+    let mut seeds = usable(new_occ.clone())?
         .select_columns(&["node"])?
-        .union(old_nodes)?
-        .distinct()?;
+        .union(old_nodes)?;
+    if !repair_seeds.is_empty() {
+        // Repairs added, removed or changed since the previous run: the identifiers of every
+        // event that carries one they name (as read, before any repair) are seeds too.
+        let named: Vec<datafusion::prelude::Expr> = repair_seeds
+            .iter()
+            .map(|n| datafusion::prelude::lit(*n))
+            .collect();
+        let events = usable(prev_occ.clone())?
+            .filter(col("node").in_list(named, false))?
+            .select(vec![col("message_id").alias("r_message_id")])?
+            .distinct()?;
+        let nodes = usable(prev_occ.clone())?
+            .join(
+                events,
+                JoinType::LeftSemi,
+                &["message_id"],
+                &["r_message_id"],
+                None,
+            )?
+            .select_columns(&["node"])?;
+        seeds = seeds.union(nodes)?;
+    }
+    let seeds = seeds.distinct()?;
     keep(ctx, stage::ID_SEEDS, seeds).await?;
     let raw_secs = started.elapsed().as_secs_f64();
 
@@ -326,6 +350,7 @@ pub async fn resolve(
         &dir.join(stage::ID_OCCURRENCES),
     )
     .await?;
+    let subset = crate::plan::repairs::repaired(ctx, subset, &rules.repairs).await?;
     ctx.deregister_table(stage::ID_OCCURRENCES)?;
     ctx.register_table(
         stage::ID_OCCURRENCES,

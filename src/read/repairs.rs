@@ -1,0 +1,78 @@
+//! repairs.yaml against the last published run: the repairs that name an identifier no event
+//! of that run carried (most often a value written otherwise than its type normalizes it, or
+//! an identifier from another space), as warnings for `cohort validate`.
+
+use std::collections::BTreeSet;
+
+use datafusion::prelude::{SessionContext, col, lit};
+
+use crate::error::EngineResult;
+use crate::identity::text_column;
+use crate::plan::identity::ResolvedRules;
+use crate::run::tables::published;
+use crate::spec::{Diagnostic, Space};
+use crate::store::manifest;
+
+/// A warning for each identifier of repairs.yaml that the last published run never saw.
+/// Nothing when the space has no repairs or no published run.
+pub async fn unknown_identifiers(space: &Space) -> EngineResult<Vec<Diagnostic>> {
+    let rules = ResolvedRules::from_spec(&space.identity);
+    if rules.repairs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let out = super::output_location(space)?;
+    let Some(m) = manifest::read(&out).await? else {
+        return Ok(Vec::new());
+    };
+    let ctx = SessionContext::new();
+    let named: Vec<_> = rules
+        .repairs
+        .iter()
+        .flat_map(|r| r.ids.iter().map(|i| lit(i.text())))
+        .collect();
+    let mut seen: BTreeSet<String> = BTreeSet::new();
+    for table in [published::IDENTITIES, published::IDENTITY_VIOLATIONS] {
+        let Some(t) = super::published_table(space, table).await? else {
+            continue;
+        };
+        let id =
+            datafusion::functions::expr_fn::concat(vec![col("id_type"), lit(":"), col("id_value")]);
+        let batches = ctx
+            .read_table(t)?
+            .select(vec![id.alias("id")])?
+            .filter(col("id").in_list(named.clone(), false))?
+            .distinct()?
+            .collect()
+            .await?;
+        for b in &batches {
+            let ids = text_column(b.column(0))?;
+            seen.extend((0..b.num_rows()).map(|i| ids.value(i).to_string()));
+        }
+    }
+    let mut out = Vec::new();
+    for (r, def) in rules.repairs.iter().zip(&space.identity.repairs) {
+        for (id, (t, written)) in r.ids.iter().zip(&def.ids) {
+            if seen.contains(&id.text()) {
+                continue;
+            }
+            let normalized = match *written == id.id_value {
+                true => String::new(),
+                false => format!(" (`{t}:{written}` normalized)"),
+            };
+            out.push(
+                Diagnostic::warning(
+                    Some(def.loc.clone()),
+                    format!(
+                        "`{}`{normalized} is in no event of the last run ({}): this {} \
+                         repairs nothing",
+                        id.text(),
+                        m.run_id,
+                        r.kind.word()
+                    ),
+                )
+                .with_help("check the value against `identities`, or remove the entry"),
+            );
+        }
+    }
+    Ok(out)
+}
