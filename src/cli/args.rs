@@ -50,6 +50,9 @@ pub(super) enum Command {
     /// Explain a published result: why identifiers share a profile.
     #[command(subcommand)]
     Explain(ExplainCmd),
+    /// Repair the identity graph (entries of repairs.yaml), and see what the next run changes.
+    #[command(subcommand)]
+    Identity(IdentityCmd),
     /// Print each computed trait's logical plan and SQL, and the fused plan a run executes.
     Compile {
         /// The space folder [default: the current folder].
@@ -179,6 +182,51 @@ pub(super) enum ExplainCmd {
         /// The profile, as `type:value` (an account audience: `group_id:<account>`).
         identifier: String,
         /// Evaluate as of this time; default: the last published run's as-of, else now.
+        #[arg(long, value_parser = parse_time)]
+        as_of: Option<DateTime<Utc>>,
+    },
+}
+
+/// The arguments of a repair written by `cohort identity <kind>`.
+#[derive(Args, Debug)]
+pub(super) struct RepairArgs {
+    /// The space folder.
+    pub dir: PathBuf,
+    /// The identifier, as `type:value` (e.g. `anonymous_id:kiosk-7`).
+    pub identifier: String,
+    /// Why: kept in repairs.yaml with the entry (required).
+    #[arg(long)]
+    pub reason: String,
+}
+
+#[derive(Subcommand, Debug)]
+pub(super) enum IdentityCmd {
+    /// Unlink an identifier: it links nothing, and keeps only the events that carry it alone.
+    Unlink(RepairArgs),
+    /// Split a profile at an identifier: it and the events that carry it become a profile of
+    /// their own.
+    Split(RepairArgs),
+    /// Block an identifier in this space: it is never used.
+    Block(RepairArgs),
+    /// Merge two identifiers known to be one person.
+    Merge {
+        /// The space folder.
+        dir: PathBuf,
+        /// One identifier, as `type:value`.
+        identifier: String,
+        /// The other.
+        other: String,
+        /// Why: kept in repairs.yaml with the entry (required).
+        #[arg(long)]
+        reason: String,
+    },
+    /// What the next run would change in the identity graph (identifiers moved, profiles
+    /// merged or split), against the last published run; nothing is published.
+    Diff {
+        /// The space folder [default: the current folder].
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Evaluate as of this time, as `cohort run --as-of` would; default: now.
         #[arg(long, value_parser = parse_time)]
         as_of: Option<DateTime<Utc>>,
     },

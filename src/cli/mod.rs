@@ -104,6 +104,7 @@ async fn dispatch(cmd: Command) -> Result<()> {
         Command::Explain(ExplainCmd::Identity { dir, identifier }) => {
             explain::explain_identity(&dir, &identifier).await
         }
+        Command::Identity(c) => identity::identity_cmd(c).await,
         Command::Explain(ExplainCmd::Audience {
             dir,
             key,

@@ -337,6 +337,55 @@ pub(super) fn render_identity_explanation(ex: &read::explain::IdentityExplanatio
     s
 }
 
+/// The text `cohort identity diff` prints.
+pub(super) fn render_identity_diff(d: &read::identity_diff::IdentityDiff) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "against run {}: {} identifiers now, {} after the next run",
+        d.run_id, d.identifiers_before, d.identifiers_after
+    );
+    if d.is_empty() {
+        let _ = writeln!(s, "the next run changes no identifier's profile");
+        return s;
+    }
+    let _ = writeln!(
+        s,
+        "identifiers: {} move to another profile, {} arrive, {} leave every profile",
+        d.moved, d.arrived, d.left
+    );
+    let _ = writeln!(s, "profiles: {} merge, {} split", d.merged, d.split);
+    let name = |p: &Option<String>| p.clone().unwrap_or_else(|| "(no profile)".into());
+    let parts = |v: &[(Option<String>, u64)]| {
+        v.iter()
+            .map(|(p, n)| format!("{} ({n})", name(p)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    for m in &d.merged_examples {
+        let _ = writeln!(s, "  merge into {}: {}", m.profile_id, parts(&m.parts));
+    }
+    for m in &d.split_examples {
+        let _ = writeln!(s, "  split {}: {}", m.profile_id, parts(&m.parts));
+    }
+    let _ = writeln!(s, "for example:");
+    for m in &d.examples {
+        let _ = writeln!(
+            s,
+            "  {:<40} {} -> {}",
+            m.identifier,
+            name(&m.from),
+            name(&m.to)
+        );
+    }
+    let shown = d.examples.len() as u64;
+    if d.moved + d.arrived + d.left > shown {
+        let _ = writeln!(s, "  ... and {} more", d.moved + d.arrived + d.left - shown);
+    }
+    s
+}
+
 /// `cohort runs`: the run history, newest first (the first `limit`).
 pub(super) fn print_runs(runs: &[RunSummary], limit: usize) {
     println!(

@@ -4,6 +4,7 @@
 
 pub mod explain;
 pub mod history;
+pub mod identity_diff;
 pub mod preview;
 pub mod repairs;
 

@@ -129,6 +129,37 @@ pub struct Evaluation {
     pub scratch: scratch::Scratch,
 }
 
+/// Runs stages 1 and 2 of `space` (events, identity) into `rec` without publishing anything:
+/// the session holds the identity stage's tables (`id_identities`, `id_violations`, ...) for
+/// the whole space, as the next run would resolve them.
+pub async fn evaluate_identity(
+    space: &Space,
+    opts: &RunOptions,
+    out: &objects::Location,
+    rec: &mut RunRecord,
+) -> EngineResult<Evaluation> {
+    let scratch = ctx::new_scratch(opts)?;
+    let (previous, space) = ctx::starting_point(space, out, rec.as_of).await?;
+    let mut rc = RunCtx::new(
+        &space,
+        previous,
+        opts,
+        &Quiet,
+        out.clone(),
+        rec,
+        scratch,
+        sink::StageSink::Materialize,
+    )?;
+    let events = stages::events::run(&mut rc).await?;
+    let events_seen = rc.rec.events.max(0) as u64;
+    rc.join_buckets = bucketed::buckets(rc.opts.session.memory_limit, events_seen);
+    stages::identity::run(&mut rc, &events).await?;
+    Ok(Evaluation {
+        ctx: rc.session,
+        scratch: rc.scratch,
+    })
+}
+
 /// Runs stages 1 to 3 of `space` into `rec` (timings, counts) without publishing anything.
 pub async fn evaluate(
     space: &Space,

@@ -36,7 +36,7 @@ pub use query::{
     MAX_NESTING, QueryError, parse_audience_query, parse_query, parse_trait_query, parsed_audience,
     parsed_trait, query_diagnostic, span_loc,
 };
-pub use repairs::{RepairDef, RepairKind, split_identifier};
+pub use repairs::{RepairDef, RepairKind, entry_text, split_identifier};
 pub use space_file::KNOWN_SPEC_VERSIONS;
 pub use starter::init_files;
 pub use suggest::{edit_distance, suggest};

@@ -84,6 +84,21 @@ pub fn split_identifier(s: &str) -> Option<(String, String)> {
     (!t.is_empty() && !v.is_empty()).then(|| (t.to_string(), v.to_string()))
 }
 
+/// The text of one entry, as `cohort identity <kind>` appends it to repairs.yaml: each value
+/// a double-quoted scalar (JSON's escapes are YAML's), so any identifier or reason reads back
+/// as written.
+pub fn entry_text(kind: RepairKind, ids: &[String], reason: &str) -> String {
+    let q = |s: &str| serde_json::to_string(s).unwrap_or_else(|_| format!("{s:?}"));
+    let target = match ids {
+        [one] => q(one),
+        _ => format!(
+            "[{}]",
+            ids.iter().map(|i| q(i)).collect::<Vec<_>>().join(", ")
+        ),
+    };
+    format!("- {}: {target}\n  reason: {}\n", kind.word(), q(reason))
+}
+
 const ENTRY_KEYS: [&str; 5] = ["block", "unlink", "split", "merge", "reason"];
 
 /// Reads repairs.yaml (`doc` is its only document, `None` when empty) against the space's
@@ -250,6 +265,29 @@ mod tests {
             .map(|d| format!("{}: {}", d.loc.as_ref().map_or(0, |l| l.line), d.message))
             .collect();
         (defs, diags)
+    }
+
+    #[test]
+    fn written_entries_read_back() {
+        let reason = "the shop's \"tablet\": #7, see SUP-1\nsecond line";
+        let mut text = entry_text(
+            RepairKind::Unlink,
+            &["anonymous_id:kiosk #7".into()],
+            reason,
+        );
+        text += &entry_text(
+            RepairKind::Merge,
+            &["email:a@x.io".into(), "user_id:u: 1".into()],
+            "one",
+        );
+        let (defs, diags) = read_text(&text);
+        assert!(diags.is_empty(), "{diags:?}\n{text}");
+        assert_eq!(
+            defs[0].ids,
+            vec![("anonymous_id".into(), "kiosk #7".into())]
+        );
+        assert_eq!(defs[0].reason, reason);
+        assert_eq!(defs[1].describe(), "merge email:a@x.io user_id:u: 1");
     }
 
     #[test]

@@ -390,3 +390,119 @@ async fn repairs_of_a_hub_of_10k_identifiers() {
         "email:p2@x.io"
     ])));
 }
+
+/// `cohort identity unlink | merge | block` write repairs.yaml entries (and refuse ones that do
+/// not validate, leaving the file as it was); `cohort identity diff` says what the next run
+/// changes before it runs.
+#[tokio::test]
+async fn identity_helpers_and_diff() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    write_rows(
+        dir,
+        &[
+            row("m1", 1, "kiosk", Some("a@x.io")),
+            row("m2", 2, "kiosk", Some("b@x.io")),
+            row("m3", 3, "home-a", Some("a@x.io")),
+        ],
+    );
+    cohort(dir, &["run", ".", "--as-of", AS_OF]);
+    let diff = cohort(dir, &["identity", "diff", ".", "--as-of", AS_OF]);
+    assert!(
+        diff.contains("the next run changes no identifier's profile"),
+        "{diff}"
+    );
+
+    let out = cohort(
+        dir,
+        &[
+            "identity",
+            "unlink",
+            ".",
+            "anonymous_id:kiosk",
+            "--reason",
+            "the shop's tablet: #7",
+        ],
+    );
+    assert!(
+        out.contains("repairs.yaml:2: unlink anonymous_id:kiosk"),
+        "{out}"
+    );
+    let written = std::fs::read_to_string(dir.join("repairs.yaml")).unwrap();
+    assert!(
+        written
+            .ends_with("- unlink: \"anonymous_id:kiosk\"\n  reason: \"the shop's tablet: #7\"\n"),
+        "{written}"
+    );
+    for bad in [
+        vec![
+            "identity",
+            "merge",
+            ".",
+            "email:a@x.io",
+            "phone:1",
+            "--reason",
+            "r",
+        ],
+        vec![
+            "identity",
+            "block",
+            ".",
+            "anonymous_id:kiosk",
+            "--reason",
+            "r",
+        ],
+        vec!["identity", "split", ".", "kiosk", "--reason", "r"],
+    ] {
+        let out = Command::new(cohort_bin())
+            .args(&bad)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{bad:?}");
+        assert_eq!(
+            std::fs::read_to_string(dir.join("repairs.yaml")).unwrap(),
+            written
+        );
+    }
+
+    // Before the run: Bob's email leaves Ann's profile for one of its own, and the tablet
+    // (never alone in an event) leaves every profile.
+    let diff = cohort(dir, &["identity", "diff", ".", "--as-of", AS_OF]);
+    assert!(
+        diff.contains("identifiers: 1 move to another profile, 0 arrive, 1 leave every profile"),
+        "{diff}"
+    );
+    assert!(diff.contains("profiles: 0 merge, 1 split"), "{diff}");
+    let kiosk = diff
+        .lines()
+        .find(|l| l.contains("anonymous_id:kiosk"))
+        .unwrap();
+    assert!(kiosk.ends_with("-> (no profile)"), "{diff}");
+    assert!(diff.contains("email:b@x.io"), "{diff}");
+    cohort(dir, &["run", ".", "--as-of", AS_OF]);
+    let diff = cohort(dir, &["identity", "diff", ".", "--as-of", AS_OF]);
+    assert!(
+        diff.contains("the next run changes no identifier's profile"),
+        "{diff}"
+    );
+
+    let out = cohort(
+        dir,
+        &[
+            "identity",
+            "merge",
+            ".",
+            "email:b@x.io",
+            "email:A@x.io",
+            "--reason",
+            "one person",
+        ],
+    );
+    assert!(
+        out.contains("repairs.yaml:4: merge email:b@x.io email:A@x.io"),
+        "{out}"
+    );
+    let diff = cohort(dir, &["identity", "diff", ".", "--as-of", AS_OF]);
+    assert!(diff.contains("profiles: 1 merge, 0 split"), "{diff}");
+}

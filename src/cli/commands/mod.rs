@@ -6,6 +6,7 @@ pub(super) mod compile;
 pub(super) mod explain;
 pub(super) mod export;
 pub(super) mod generate;
+pub(super) mod identity;
 pub(super) mod init;
 pub(super) mod preview;
 pub(super) mod run;
