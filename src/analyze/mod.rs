@@ -32,7 +32,17 @@ impl Validation {
 
 /// Loads `dir` and checks what `spec` cannot: that sources open and the output URL parses.
 pub async fn validate_space(dir: &Path) -> Validation {
-    let load = spec::load_space(dir);
+    validate_space_as(dir, None).await
+}
+
+/// [`validate_space`] of the files in `dir` as if they were the space at `root` (its sources
+/// and output resolved from there): how `cohort promote` checks a staged copy of another
+/// space's definitions against the target's sources.
+pub async fn validate_space_as(dir: &Path, root: Option<&Path>) -> Validation {
+    let mut load = spec::load_space(dir);
+    if let (Some(space), Some(root)) = (load.space.as_mut(), root) {
+        space.root = root.to_path_buf();
+    }
     let mut diagnostics = load.diagnostics;
     if let Some(space) = &load.space {
         diagnostics.extend(check_locations(space).await);

@@ -179,6 +179,69 @@ fn parse_error(e: &ParserError) -> (String, Option<Location>) {
     (text[..i].to_string(), loc)
 }
 
+/// The tables a SQL trait's query reads, by name (lowercased unless quoted), with where each
+/// is written: every table in a `FROM` or `JOIN` that no `WITH` of the query defines. Empty
+/// when the SQL does not parse (its check says why).
+pub fn tables_read(def: &SqlTraitDef) -> Vec<(String, Loc)> {
+    let Ok(statements) = Parser::parse_sql(&GenericDialect, &def.sql) else {
+        return Vec::new();
+    };
+    let mut w = Tables::default();
+    for s in &statements {
+        let _ = s.visit(&mut w);
+    }
+    w.read
+        .into_iter()
+        .filter(|(n, _)| !w.defined.contains(n))
+        .map(|(name, span)| {
+            let loc = Loc {
+                file: def.file.clone(),
+                line: usize::try_from(span.start.line).unwrap_or(1).max(1),
+                col: usize::try_from(span.start.column).unwrap_or(1).max(1),
+                len: name.chars().count().max(1),
+            };
+            (name, loc)
+        })
+        .collect()
+}
+
+#[derive(Default)]
+struct Tables {
+    read: Vec<(String, Span)>,
+    defined: Vec<String>,
+}
+
+fn table_name(name: &ObjectName) -> String {
+    match name.0.last() {
+        Some(ObjectNamePart::Identifier(i)) if i.quote_style.is_some() => i.value.clone(),
+        Some(ObjectNamePart::Identifier(i)) => i.value.to_lowercase(),
+        _ => name.to_string().to_lowercase(),
+    }
+}
+
+impl Visitor for Tables {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, q: &datafusion::sql::sqlparser::ast::Query) -> ControlFlow<()> {
+        if let Some(with) = &q.with {
+            for cte in &with.cte_tables {
+                self.defined.push(cte.alias.name.value.to_lowercase());
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<()> {
+        if let TableFactor::Table {
+            name, args: None, ..
+        } = factor
+        {
+            self.read.push((table_name(name), name.span()));
+        }
+        ControlFlow::Continue(())
+    }
+}
+
 /// Walks a query and records what is not read-only: `(where, underline length, reason)`.
 struct ReadOnly {
     depth: usize,

@@ -50,6 +50,20 @@ pub(super) enum Command {
     /// Explain a published result: why identifiers share a profile.
     #[command(subcommand)]
     Explain(ExplainCmd),
+    /// Copy a development space's definitions into a production space: shows the diff,
+    /// validates them against prod's sources, refuses audience keys prod retired.
+    Promote {
+        /// The development space folder (definitions are read from it).
+        dev: PathBuf,
+        /// The production space folder (its space.yaml, sources and output stay).
+        prod: PathBuf,
+        /// Write without asking.
+        #[arg(long)]
+        yes: bool,
+        /// Show the diff and the checks only.
+        #[arg(long, conflicts_with = "yes")]
+        dry_run: bool,
+    },
     /// Repair the identity graph (entries of repairs.yaml), and see what the next run changes.
     #[command(subcommand)]
     Identity(IdentityCmd),

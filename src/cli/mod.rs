@@ -105,6 +105,12 @@ async fn dispatch(cmd: Command) -> Result<()> {
             explain::explain_identity(&dir, &identifier).await
         }
         Command::Identity(c) => identity::identity_cmd(c).await,
+        Command::Promote {
+            dev,
+            prod,
+            yes,
+            dry_run,
+        } => promote::promote_cmd(&dev, &prod, yes, dry_run).await,
         Command::Explain(ExplainCmd::Audience {
             dir,
             key,

@@ -6,6 +6,7 @@ pub mod explain;
 pub mod history;
 pub mod identity_diff;
 pub mod preview;
+pub mod promote;
 pub mod repairs;
 
 use std::sync::Arc;

@@ -31,6 +31,7 @@ mod live_edits;
 mod pg;
 mod presets;
 mod profile_api;
+mod promote;
 mod quickstart;
 mod repairs;
 mod s3;

@@ -9,6 +9,7 @@ pub(super) mod generate;
 pub(super) mod identity;
 pub(super) mod init;
 pub(super) mod preview;
+pub(super) mod promote;
 pub(super) mod run;
 pub(super) mod runs;
 pub(super) mod serve;

@@ -502,22 +502,7 @@ async fn evaluate(
 /// Audience keys are unique for the life of a space: a key that an earlier run had and a
 /// later run no longer had (the audience was deleted) cannot come back.
 pub fn check_deleted_keys(space: &Space, history: &[BTreeMap<String, String>]) -> EngineResult<()> {
-    let key_of = |f: &str| {
-        f.strip_prefix("audiences/")
-            .and_then(|f| f.strip_suffix(".yaml"))
-            .map(str::to_string)
-    };
-    let mut seen: BTreeSet<String> = BTreeSet::new();
-    let mut deleted: BTreeSet<String> = BTreeSet::new();
-    for defs in history {
-        let now: BTreeSet<String> = defs.keys().filter_map(|f| key_of(f)).collect();
-        for k in &seen {
-            if !now.contains(k) {
-                deleted.insert(k.clone());
-            }
-        }
-        seen.extend(now);
-    }
+    let deleted = deleted_keys(history);
     for d in &space.audiences {
         if deleted.contains(&d.key) {
             let loc = crate::spec::Loc::file_start(d.file.clone());
@@ -536,4 +521,33 @@ pub fn check_deleted_keys(space: &Space, history: &[BTreeMap<String, String>]) -
         }
     }
     Ok(())
+}
+
+/// The audience keys the space published at `out` has retired (see [`deleted_keys`]).
+pub async fn retired_keys(out: &crate::store::objects::Location) -> EngineResult<BTreeSet<String>> {
+    let previous = crate::store::manifest::read(out).await?;
+    let history = crate::run::runs_table::definitions_history(out, previous.as_ref()).await?;
+    Ok(deleted_keys(&history))
+}
+
+/// The audience keys of a space's published history (`definitions` of each run, oldest
+/// first) that a later run no longer had: deleted, never to come back.
+pub fn deleted_keys(history: &[BTreeMap<String, String>]) -> BTreeSet<String> {
+    let key_of = |f: &str| {
+        f.strip_prefix("audiences/")
+            .and_then(|f| f.strip_suffix(".yaml"))
+            .map(str::to_string)
+    };
+    let mut seen: BTreeSet<String> = BTreeSet::new();
+    let mut deleted: BTreeSet<String> = BTreeSet::new();
+    for defs in history {
+        let now: BTreeSet<String> = defs.keys().filter_map(|f| key_of(f)).collect();
+        for k in &seen {
+            if !now.contains(k) {
+                deleted.insert(k.clone());
+            }
+        }
+        seen.extend(now);
+    }
+    deleted
 }
