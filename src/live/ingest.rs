@@ -53,6 +53,9 @@ pub(super) async fn normalize(
     let events =
         LogicalPlanBuilder::scan("events", provider_as_source(Arc::new(t)), None)?.build()?;
     if let Some(plan) = crate::plan::identity::occurrences(ctx, events, rules)? {
+        // Blocks, unlinks and splits of repairs.yaml, as a run applies them (merges wait for
+        // the next run: where they meet depends on the whole history).
+        let plan = crate::plan::repairs::repaired_events(ctx, plan, &rules.repairs)?;
         for b in ctx.execute_logical_plan(plan).await?.collect().await? {
             let s = b.schema();
             let col = |n: &str| -> EngineResult<_> { Ok(text(b.column(s.index_of(n)?))?) };

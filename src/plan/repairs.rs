@@ -159,6 +159,19 @@ pub async fn repaired_parts(
     Ok(out)
 }
 
+/// [`repaired`] without merges: blocks, unlinks and splits, which need nothing but each
+/// event's own occurrences (what live identity applies to the events it receives).
+pub fn repaired_events(
+    ctx: &SessionContext,
+    occ: LogicalPlan,
+    repairs: &[Repair],
+) -> Result<LogicalPlan> {
+    if repairs.is_empty() {
+        return Ok(occ);
+    }
+    Ok(per_event(ctx, occ, repairs)?.into_unoptimized_plan())
+}
+
 /// Blocks, unlinks and splits: each event's occurrences, changed by the repairs of the
 /// identifiers it carries.
 fn per_event(ctx: &SessionContext, occ: LogicalPlan, repairs: &[Repair]) -> Result<DataFrame> {

@@ -28,6 +28,7 @@ mod leftovers;
 mod live;
 mod live_clock;
 mod live_edits;
+mod live_repairs;
 mod pg;
 mod presets;
 mod profile_api;
