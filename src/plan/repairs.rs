@@ -193,14 +193,10 @@ fn per_event(ctx: &SessionContext, occ: LogicalPlan, repairs: &[Repair]) -> Resu
     let mut occ = df(ctx, occ);
     if let Some(marked) = marked_nodes(repairs)? {
         // Each occurrence with the repair of its identifier (at most one: repairs.yaml names
-        // an identifier in one block, unlink or split).
-        let joined = occ.join(
-            df(ctx, marked),
-            JoinType::Left,
-            &["node"],
-            &["r_node"],
-            None,
-        )?;
+        // an identifier in one block, unlink or split). The small side of every join comes
+        // first: a hash join holds its first side in memory, and the occurrences have a row
+        // per identifier of every event.
+        let joined = df(ctx, marked).join(occ, JoinType::Right, &["r_node"], &["node"], None)?;
         let usable = || col("violation").is_null();
         let kind_is = |k: RepairKind| col("r_kind").eq(lit(k.word()));
         // Blocks first: a blocked identifier is not usable for what follows.
@@ -228,14 +224,12 @@ fn per_event(ctx: &SessionContext, occ: LogicalPlan, repairs: &[Repair]) -> Resu
             .filter(usable().and(kind_is(RepairKind::Unlink).or(kind_is(RepairKind::Split))))?
             .select(vec![col("message_id").alias("t_message_id")])?
             .distinct()?;
-        let per_event = joined
-            .clone()
-            .filter(usable())?
+        let per_event = touched
             .join(
-                touched,
-                JoinType::LeftSemi,
-                &["message_id"],
+                joined.clone().filter(usable())?,
+                JoinType::RightSemi,
                 &["t_message_id"],
+                &["message_id"],
                 None,
             )?
             .aggregate(
@@ -258,11 +252,11 @@ fn per_event(ctx: &SessionContext, occ: LogicalPlan, repairs: &[Repair]) -> Resu
                     .alias("e_first_unlinked"),
                 ],
             )?;
-        let joined = joined.join(
-            per_event,
-            JoinType::Left,
-            &["message_id"],
+        let joined = per_event.join(
+            joined,
+            JoinType::Right,
             &["e_message_id"],
+            &["message_id"],
             None,
         )?;
         // Split: the event's other identifiers are set aside. Unlink: the identifier is set

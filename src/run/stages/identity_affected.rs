@@ -244,12 +244,12 @@ pub async fn resolve(
             .filter(col("node").in_list(named, false))?
             .select(vec![col("message_id").alias("r_message_id")])?
             .distinct()?;
-        let nodes = usable(prev_occ.clone())?
+        let nodes = events
             .join(
-                events,
-                JoinType::LeftSemi,
-                &["message_id"],
+                usable(prev_occ.clone())?,
+                JoinType::RightSemi,
                 &["r_message_id"],
+                &["message_id"],
                 None,
             )?
             .select_columns(&["node"])?;
