@@ -101,11 +101,55 @@ fn compare(
 /// `space` (a folder of this repository) over generated events: the script of each of
 /// `engines` (PostgreSQL's needs `pg`) leaves every published table as the run published it.
 pub(crate) async fn check_space(space: &str, events: u64, engines: &[&str], pg: Option<&PgServer>) {
+    check_space_with(space, events, engines, pg, false).await;
+}
+
+/// repairs.yaml over the generated events in `data`: the most frequent anonymous id unlinked,
+/// the next split, the next blocked, and a user id merged with an anonymous id no event
+/// carries with a user id.
+async fn repairs_over(data: &Path) -> String {
+    let ctx = datafusion::prelude::SessionContext::new();
+    ctx.register_parquet("t", data.to_str().unwrap(), Default::default())
+        .await
+        .unwrap();
+    let anon = common::text_rows(
+        &ctx,
+        "SELECT anonymous_id FROM t WHERE anonymous_id IS NOT NULL GROUP BY anonymous_id \
+         ORDER BY count(*) DESC, anonymous_id LIMIT 3",
+    )
+    .await;
+    let lone = common::text_rows(
+        &ctx,
+        "SELECT anonymous_id FROM t WHERE anonymous_id IS NOT NULL GROUP BY anonymous_id \
+         HAVING count(user_id) = 0 ORDER BY anonymous_id LIMIT 1",
+    )
+    .await;
+    let user =
+        common::text_rows(&ctx, "SELECT min(user_id) FROM t WHERE user_id IS NOT NULL").await;
+    format!(
+        "- unlink: \"anonymous_id:{}\"\n  reason: r\n- split: \"anonymous_id:{}\"\n  reason: r\n\
+         - block: \"anonymous_id:{}\"\n  reason: r\n\
+         - merge: [\"user_id:{}\", \"anonymous_id:{}\"]\n  reason: r\n",
+        anon[0], anon[1], anon[2], user[0], lone[0]
+    )
+}
+
+/// [`check_space`], with repairs.yaml over the generated events when `repairs`.
+async fn check_space_with(
+    space: &str,
+    events: u64,
+    engines: &[&str],
+    pg: Option<&PgServer>,
+    repairs: bool,
+) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("space");
     copy_space(&Path::new(env!("CARGO_MANIFEST_DIR")).join(space), &dir);
     let data = dir.join("data/events");
     common::generate(cohort::spec::Preset::Events, events, 17, &data).await;
+    if repairs {
+        std::fs::write(dir.join("repairs.yaml"), repairs_over(&data).await).unwrap();
+    }
     let as_of = common::gen_end().to_rfc3339();
     let d = dir.to_str().unwrap();
     cohort(&["run", d, "--as-of", &as_of]);
@@ -155,6 +199,20 @@ async fn the_store_space_runs_unchanged_in_duckdb_and_postgres() {
         6_000,
         &["duckdb", "postgres"],
         Some(&pg),
+    )
+    .await;
+}
+
+/// The starter space with a repair of every kind: the scripts apply them as the run does.
+#[tokio::test]
+async fn repairs_run_unchanged_in_duckdb_and_postgres() {
+    let pg = PgServer::start();
+    check_space_with(
+        "examples/spaces/store",
+        6_000,
+        &["duckdb", "postgres"],
+        Some(&pg),
+        true,
     )
     .await;
 }

@@ -215,9 +215,13 @@ pub fn plan_sql(
     raw: &[(String, String)],
     tables: &[(&str, &LogicalPlan)],
 ) -> Result<String> {
-    use plans::{nested_joins_as_subqueries, no_empty_relations, opaque_views, raw_scans};
-    let plan =
-        nested_joins_as_subqueries(no_empty_relations(opaque_views(plan.clone(), tables)?)?)?;
+    use plans::{
+        nested_joins_as_subqueries, no_empty_relations, no_values, opaque_views, raw_scans,
+    };
+    let plan = nested_joins_as_subqueries(no_empty_relations(no_values(opaque_views(
+        plan.clone(),
+        tables,
+    )?)?)?)?;
     tracing::debug!("script plan:\n{}", plan.display_indent());
     let plan = raw_scans(plan, raw, tables)?;
     let mut stmt = super::unparse::plan_statement(&plan, d.selector())?;

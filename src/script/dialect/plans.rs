@@ -6,6 +6,41 @@ use datafusion::arrow::datatypes::Fields;
 use datafusion::common::Result;
 use datafusion::logical_expr::LogicalPlan;
 
+/// A `VALUES` list (the small tables repairs.yaml makes, see `plan::repairs`), which the
+/// Unparser does not write, becomes a `UNION ALL` of one-row `SELECT`s of its literals.
+pub(super) fn no_values(plan: LogicalPlan) -> Result<LogicalPlan> {
+    use datafusion::common::DFSchema;
+    use datafusion::common::tree_node::{Transformed, TreeNode};
+    use datafusion::logical_expr::{EmptyRelation, LogicalPlanBuilder, Values, cast};
+    plan.transform_up(|p| {
+        let LogicalPlan::Values(Values { schema, values }) = &p else {
+            return Ok(Transformed::no(p));
+        };
+        let mut rows: Option<LogicalPlanBuilder> = None;
+        for row in values {
+            let one = LogicalPlan::EmptyRelation(EmptyRelation {
+                produce_one_row: true,
+                schema: std::sync::Arc::new(DFSchema::empty()),
+            });
+            let columns = row
+                .iter()
+                .zip(schema.fields())
+                .map(|(e, f)| cast(e.clone(), f.data_type().clone()).alias(f.name()))
+                .collect::<Vec<_>>();
+            let select = LogicalPlanBuilder::from(one).project(columns)?.build()?;
+            rows = Some(match rows {
+                Some(r) => r.union(select)?,
+                None => LogicalPlanBuilder::from(select),
+            });
+        }
+        match rows {
+            Some(r) => Ok(Transformed::yes(r.build()?)),
+            None => Ok(Transformed::no(p)),
+        }
+    })
+    .map(|t| t.data)
+}
+
 /// An empty relation with columns (a first run's "previous" rows) is unparsed as a `SELECT`
 /// of columns from nowhere; it becomes typed nulls filtered out: `SELECT CAST(NULL AS ..)
 /// AS "c", ... WHERE false`.
