@@ -94,18 +94,20 @@ fn marked_nodes(repairs: &[Repair]) -> Result<Option<LogicalPlan>> {
     if rows.is_empty() {
         return Ok(None);
     }
+    named_values(rows, &["r_node", "r_kind", "r_detail"]).map(Some)
+}
+
+/// A `VALUES` list of `rows` with its columns named `names`.
+fn named_values(rows: Vec<Vec<Expr>>, names: &[&str]) -> Result<LogicalPlan> {
     let plan = LogicalPlanBuilder::values(rows)?.build()?;
-    let names = ["r_node", "r_kind", "r_detail"];
     let exprs: Vec<Expr> = plan
         .schema()
         .columns()
         .into_iter()
         .zip(names)
-        .map(|(c, n)| Expr::Column(c).alias(n))
+        .map(|(c, n)| Expr::Column(c).alias(*n))
         .collect();
-    Ok(Some(
-        LogicalPlanBuilder::from(plan).project(exprs)?.build()?,
-    ))
+    LogicalPlanBuilder::from(plan).project(exprs)?.build()
 }
 
 /// `occ` (the columns of `plan::identity::OCCURRENCE_COLUMNS`) with `repairs` applied (see
@@ -388,16 +390,10 @@ async fn merge_occurrences(
             ]
         })
         .collect();
-    let plan = LogicalPlanBuilder::values(values)?.build()?;
-    let names = ["m_node", "m_own", "m_to", "m_ts"];
-    let exprs: Vec<Expr> = plan
-        .schema()
-        .columns()
-        .into_iter()
-        .zip(names)
-        .map(|(c, n)| Expr::Column(c).alias(n))
-        .collect();
-    let adds = df(ctx, LogicalPlanBuilder::from(plan).project(exprs)?.build()?);
+    let adds = df(
+        ctx,
+        named_values(values, &["m_node", "m_own", "m_to", "m_ts"])?,
+    );
     let schema = occ.schema().clone();
     let cast_to = |name: &str, e: Expr| -> Result<Expr> {
         let t = schema

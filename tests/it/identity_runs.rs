@@ -292,20 +292,7 @@ async fn a_per_period_limit_in_runs_and_explain() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     explain_space(dir);
-    let cohort = |args: &[&str]| {
-        let out = Command::new(cohort_bin())
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).to_string();
-        assert!(
-            out.status.success(),
-            "{args:?}: {text}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        text
-    };
+    let cohort = |args: &[&str]| crate::live::cohort(dir, args);
     let as_of = "2026-11-01T00:00:00Z";
     anonymous_limit(dir, "1 weekly");
     cohort(&["validate", "."]);

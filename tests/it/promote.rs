@@ -57,17 +57,6 @@ fn cohort(cwd: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn ok(cwd: &Path, args: &[&str]) -> String {
-    let out = cohort(cwd, args);
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "{args:?}: {text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    text
-}
-
 #[test]
 fn promote_an_edited_audience_and_a_new_trait() {
     let tmp = tempfile::tempdir().unwrap();
@@ -79,10 +68,10 @@ fn promote_an_edited_audience_and_a_new_trait() {
         "audiences/old_promo.yaml",
         "name: Old Promo\nquery: \"event('Signed Up').count() >= 5\"\n",
     );
-    ok(root, &["run", "prod", "--as-of", "2026-11-01"]);
+    crate::live::cohort(root, &["run", "prod", "--as-of", "2026-11-01"]);
     // Prod retires `old_promo`.
     std::fs::remove_file(prod.join("audiences/old_promo.yaml")).unwrap();
-    ok(root, &["run", "prod", "--as-of", "2026-11-01"]);
+    crate::live::cohort(root, &["run", "prod", "--as-of", "2026-11-01"]);
 
     space(&dev, "dev", "site");
     file(
@@ -135,7 +124,7 @@ fn promote_an_edited_audience_and_a_new_trait() {
     std::fs::remove_file(dev.join("queries/first_seen.sql")).unwrap();
 
     // The diff, then nothing written without --yes off a terminal.
-    let diff = ok(root, &["promote", "dev", "prod", "--dry-run"]);
+    let diff = crate::live::cohort(root, &["promote", "dev", "prod", "--dry-run"]);
     assert!(diff.contains("2 file(s) to write"), "{diff}");
     assert!(diff.contains("~ audiences/signed_up.yaml"), "{diff}");
     assert!(
@@ -152,7 +141,7 @@ fn promote_an_edited_audience_and_a_new_trait() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("pass --yes"));
 
-    let done = ok(root, &["promote", "dev", "prod", "--yes"]);
+    let done = crate::live::cohort(root, &["promote", "dev", "prod", "--yes"]);
     assert!(done.contains("wrote 2 file(s) into prod"), "{done}");
     assert_eq!(
         std::fs::read_to_string(prod.join("traits/signups.yaml")).unwrap(),
@@ -164,7 +153,7 @@ fn promote_an_edited_audience_and_a_new_trait() {
             .unwrap()
             .contains("name: prod")
     );
-    ok(root, &["run", "prod", "--as-of", "2026-11-01"]);
-    let again = ok(root, &["promote", "dev", "prod", "--dry-run"]);
+    crate::live::cohort(root, &["run", "prod", "--as-of", "2026-11-01"]);
+    let again = crate::live::cohort(root, &["promote", "dev", "prod", "--dry-run"]);
     assert!(again.contains("nothing to promote"), "{again}");
 }

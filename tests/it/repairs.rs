@@ -10,6 +10,7 @@ use chrono::{Duration, TimeZone, Utc};
 use cohort::read;
 
 use crate::common::{cohort_bin, load, text_rows, write_space, write_text_parquet};
+use crate::live::cohort;
 
 const COLUMNS: [&str; 6] = [
     "message_id",
@@ -50,22 +51,6 @@ fn write_rows(dir: &Path, rows: &[Vec<Option<String>>]) {
         "name: Signed Up Twice\nquery: \"event('Signed Up').count() >= 2\"\n",
     )
     .unwrap();
-}
-
-/// `cohort <args>` in `dir`; its standard output.
-fn cohort(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new(cohort_bin())
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "cohort {args:?}: {text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    text
 }
 
 const AS_OF: &str = "2026-11-01T00:00:00Z";
