@@ -13,15 +13,18 @@
 //!    any of them), and the identifiers their previous versions carried (from the published
 //!    `identity_occurrences`);
 //! 3. the **affected identifiers**: every identifier of a previous component that holds one of
-//!    those, and the new identifiers;
+//!    those, and the new identifiers; also those of every event that carries an identifier a
+//!    repair added, removed or changed since the previous run names (repairs.yaml, see
+//!    [`crate::plan::repairs`]), so a repair costs what it reaches;
 //! 4. the **affected events**: the changed ones and every event carrying an affected
 //!    identifier, with their occurrences (previous ones from `identity_occurrences`, the
 //!    changed ones as computed now).
 //!
-//! The resolver runs over the affected events as over a whole space (it even splits a
-//! component whose replaced event no longer links it); `identities`, `identity_graph`,
-//! `identity_violations` and each event's profile are its answer for the affected identifiers
-//! and events, and the previous run's rows for all others.
+//! The resolver runs over the affected events, with the repairs applied to their occurrences,
+//! as over a whole space (it even splits a component whose replaced event no longer links
+//! it); `identities`, `identity_graph`, `identity_violations` and each event's profile are
+//! its answer for the affected identifiers and events, and the previous run's rows for all
+//! others.
 
 use std::path::Path;
 use std::sync::Arc;
