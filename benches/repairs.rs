@@ -8,7 +8,7 @@
 //! as-of, each case below as an incremental run after writing repairs.yaml:
 //! 1. `no_repair`: nothing changed (what any incremental run costs at least);
 //! 2. `unlink`: the anonymous id that the most events carry is unlinked;
-//! 3. `merge`: the two smallest emails are merged (they belong to two profiles);
+//! 3. `merge`: a customer's email is merged with an anonymous visitor's id (two profiles);
 //! 4. `split`: the space splits at the user id that the most events carry;
 //! 5. `full_with_repairs`: a full rebuild with those repairs (the peer again, now with them).
 //!
@@ -56,6 +56,17 @@ fn parse_args() -> Args {
 /// The first row of `sql` over the space's published `table` (registered as `t`), as text.
 async fn first_row(space_dir: &Path, table: &str, sql: &str) -> Vec<String> {
     println!("target query: {sql}");
+    let rows = all_rows(space_dir, table, sql).await;
+    rows.first()
+        .expect("a row")
+        .split('|')
+        .map(str::to_string)
+        .collect()
+}
+
+/// Every row of `sql` over the space's published `table` (registered as `t`), each as its
+/// text cells joined by `|`.
+async fn all_rows(space_dir: &Path, table: &str, sql: &str) -> Vec<String> {
     let v = cohort::analyze::validate_space(space_dir).await;
     let space = v.space.expect("the bench space");
     let ctx = datafusion::prelude::SessionContext::new();
@@ -71,17 +82,29 @@ async fn first_row(space_dir: &Path, table: &str, sql: &str) -> Vec<String> {
         .collect()
         .await
         .expect("rows");
-    let b = batches.iter().find(|b| b.num_rows() > 0).expect("a row");
-    b.columns()
-        .iter()
-        .map(|c| {
-            let c =
+    use datafusion::arrow::array::{Array, AsArray};
+    let mut out = Vec::new();
+    for b in &batches {
+        let cols: Vec<_> = b
+            .columns()
+            .iter()
+            .map(|c| {
                 datafusion::arrow::compute::cast(c, &datafusion::arrow::datatypes::DataType::Utf8)
-                    .expect("text");
-            use datafusion::arrow::array::AsArray;
-            c.as_string::<i32>().value(0).to_string()
-        })
-        .collect()
+                    .expect("text")
+            })
+            .collect();
+        for i in 0..b.num_rows() {
+            let cells: Vec<String> = cols
+                .iter()
+                .map(|c| match c.is_null(i) {
+                    true => "NULL".to_string(),
+                    false => c.as_string::<i32>().value(i).to_string(),
+                })
+                .collect();
+            out.push(cells.join("|"));
+        }
+    }
+    out
 }
 
 fn line(case: &str, m: &Measured, full: &Measured) {
@@ -167,11 +190,19 @@ fn main() {
             usable("anonymous_id")
         ),
     ));
-    let emails = rt.block_on(first_row(
+    // A customer's email and an anonymous visitor's id (two profiles a merge may join: two
+    // customers' would be refused, one user id each).
+    let customer = rt.block_on(first_row(
         &space,
-        "identities",
-        "SELECT min(id_value), max(id_value) FROM (SELECT id_value FROM t \
-         WHERE id_type = 'email' ORDER BY id_value LIMIT 2)",
+        "profiles",
+        "SELECT email[1] FROM t WHERE user_id IS NOT NULL AND array_length(email) = 1 \
+         ORDER BY profile_id LIMIT 1",
+    ));
+    let visitor = rt.block_on(first_row(
+        &space,
+        "profiles",
+        "SELECT anonymous_id[1] FROM t WHERE user_id IS NULL AND coalesce(array_length(email), 0) = 0 \
+         AND array_length(anonymous_id) = 1 ORDER BY profile_id LIMIT 1",
     ));
     let user = rt.block_on(first_row(
         &space,
@@ -183,24 +214,38 @@ fn main() {
         ),
     ));
     println!(
-        "targets anonymous_id={} ({} events) emails={},{} user_id={} ({} events)",
-        anon[0], anon[1], emails[0], emails[1], user[0], user[1]
+        "targets anonymous_id={} ({} events) merge=email:{},anonymous_id:{} user_id={} ({} events)",
+        anon[0], anon[1], customer[0], visitor[0], user[0], user[1]
     );
     let mut text = format!("- unlink: \"anonymous_id:{}\"\n  reason: bench\n", anon[0]);
+    let statuses = || {
+        let rows = rt.block_on(all_rows(
+            &space,
+            "identity_repairs",
+            "SELECT kind || ' ' || identifier || ' ' || status || ' set_aside=' || \
+             CAST(set_aside AS VARCHAR) FROM t ORDER BY location",
+        ));
+        for r in rows {
+            println!("repair {r}");
+        }
+    };
     println!("## unlink");
     repairs(&text);
     lines.push(("unlink".into(), run(false)));
+    statuses();
     text += &format!(
-        "- merge: [\"email:{}\", \"email:{}\"]\n  reason: bench\n",
-        emails[0], emails[1]
+        "- merge: [\"email:{}\", \"anonymous_id:{}\"]\n  reason: bench\n",
+        customer[0], visitor[0]
     );
     println!("## merge");
     repairs(&text);
     lines.push(("merge".into(), run(false)));
+    statuses();
     text += &format!("- split: \"user_id:{}\"\n  reason: bench\n", user[0]);
     println!("## split");
     repairs(&text);
     lines.push(("split".into(), run(false)));
+    statuses();
     println!("## full_with_repairs");
     lines.push(("full_with_repairs".into(), run(true)));
 

@@ -248,7 +248,11 @@ async fn resolve_into(
         tracing::debug!(repairs = rules.repairs.len(), "identity: repairs");
     }
     let read = ctx.table(stage::ID_OCC_READ).await?.into_unoptimized_plan();
-    let occ = repairs::repaired(ctx, read, &rules.repairs).await?;
+    let mut occ = repairs::repaired(ctx, read, &rules.repairs).await?;
+    if let (false, Some(dir)) = (rules.repairs.is_empty(), materialize_dir) {
+        // The resolver reads the occurrences several times: repaired once, not per query.
+        occ = materialize(ctx, occ, &dir.join("id_occ_repaired")).await?;
+    }
     let event_buckets = match event_buckets {
         Some(b) => {
             let whole = ctx.table(stage::ID_OCC_READ).await?.into_unoptimized_plan();
