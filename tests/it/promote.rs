@@ -136,6 +136,7 @@ fn promote_an_edited_audience_and_a_new_trait() {
         "{diff}"
     );
     assert!(diff.contains("+ traits/signups.yaml (new)"), "{diff}");
+    assert!(diff.contains("--dry-run: nothing was written"), "{diff}");
     assert!(!prod.join("traits/signups.yaml").exists());
     let out = cohort(root, &["promote", "dev", "prod"]);
     assert_eq!(out.status.code(), Some(2));
