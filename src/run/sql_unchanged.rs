@@ -4,8 +4,9 @@
 //! `events` view and one view per source) and calls only immutable functions, its rows are a
 //! function of those events and of its own files. The events are the previous run's exactly
 //! when the run extended the previous history, read no new row, and no event crossed the
-//! as-of (the identity stage counts both as its changed events). The identity graph is then
-//! the previous one too, so the trait's values after the merge into profiles are the ones the
+//! as-of (the identity stage counts both as its changed events). When, besides, no repair of
+//! repairs.yaml changed (the identity stage resolved no identifier again), the identity graph
+//! is the previous one too, so the trait's values after the merge into profiles are the ones the
 //! previous run published: the run takes them from the previous `profiles`, as it does for a
 //! SQL trait that is not due (see [`super::due`]).
 //!
@@ -41,11 +42,12 @@ pub async fn find(rc: &RunCtx<'_>) -> EngineResult<BTreeSet<String>> {
     if !rc.keep_unchanged || rc.sink.recording() {
         return Ok(out);
     }
-    let same_events = rc
-        .rec
-        .identity
-        .as_ref()
-        .is_some_and(|i| i.mode == "incremental" && i.changed_events == Some(0));
+    // The same events and the same graph: a repair changed since the previous run resolves
+    // identifiers again with no changed event, and can leave an identifier a SQL trait
+    // returns in no profile (its rows then start one).
+    let same_events = rc.rec.identity.as_ref().is_some_and(|i| {
+        i.mode == "incremental" && i.changed_events == Some(0) && i.affected_identifiers == Some(0)
+    });
     let (Some(before), Some(states)) = (&m.definitions, &m.sql_traits) else {
         return Ok(out);
     };

@@ -51,6 +51,14 @@ fn write_rows(dir: &Path, rows: &[Vec<Option<String>>]) {
         "name: Signed Up Twice\nquery: \"event('Signed Up').count() >= 2\"\n",
     )
     .unwrap();
+    // A SQL trait per anonymous id: its rows start a profile for an id no profile holds.
+    std::fs::create_dir_all(dir.join("queries")).unwrap();
+    std::fs::write(
+        dir.join("queries/device_events.sql"),
+        "SELECT anonymous_id, count(*) AS device_events FROM web\n\
+         WHERE anonymous_id IS NOT NULL GROUP BY anonymous_id\n",
+    )
+    .unwrap();
 }
 
 const AS_OF: &str = "2026-11-01T00:00:00Z";
@@ -65,6 +73,7 @@ async fn published(dir: &Path) -> Vec<String> {
         "events",
         "audience_membership",
         "identity_graph",
+        "profiles",
     ] {
         let p = read::published_table(&space, t).await.unwrap().unwrap();
         ctx.register_table(t, p).unwrap();
@@ -86,6 +95,7 @@ async fn published(dir: &Path) -> Vec<String> {
             "SELECT audience_key, profile_id FROM audience_membership",
         ),
         ("graph", "SELECT node, component FROM identity_graph"),
+        ("profiles", "SELECT profile_id, device_events FROM profiles"),
     ] {
         let mut rows = text_rows(&ctx, sql).await;
         rows.sort();
