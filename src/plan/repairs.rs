@@ -18,8 +18,8 @@
 //!   message id) carries the other one as well, so the sequential rule merges their profiles
 //!   there, limits permitting. A merge whose identifiers are not both seen does nothing.
 //!
-//! Set-aside occurrences are published in `identity_violations` with the repair's place and
-//! reason as their detail.
+//! Set-aside occurrences are published in `identity_violations` with the entry and its reason
+//! as their detail.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -63,16 +63,12 @@ pub struct Repair {
 }
 
 impl Repair {
-    /// What a set-aside occurrence records as its detail.
+    /// What a set-aside occurrence records as its detail: the entry and its reason, not its
+    /// line (an entry written above it moves it, and the rows of events no changed repair
+    /// reaches are kept from the previous run).
     pub fn detail(&self) -> String {
         let ids: Vec<String> = self.ids.iter().map(RepairId::text).collect();
-        format!(
-            "{} {} ({}): {}",
-            self.kind.word(),
-            ids.join(" "),
-            self.at,
-            self.reason
-        )
+        format!("{} {}: {}", self.kind.word(), ids.join(" "), self.reason)
     }
 }
 

@@ -249,10 +249,23 @@ async fn repairs_of_a_shared_device() {
     assert_eq!(members.len(), 2, "a and b signed up twice each: {now:?}");
     let explain = cohort(dir, &["explain", "identity", ".", "anonymous_id:kiosk"]);
     assert!(
-        explain.contains(
-            "rule repair_unlink: unlink anonymous_id:kiosk (repairs.yaml:1): the shop's tablet"
-        ),
+        explain.contains("rule repair_unlink: unlink anonymous_id:kiosk: the shop's tablet"),
         "{explain}"
+    );
+
+    // An entry written above it moves the unlink to line 3 and changes nothing it did.
+    repaired_run(
+        dir,
+        "- block: anonymous_id:nobody-x\n  reason: a typo\n\
+         - unlink: anonymous_id:kiosk\n  reason: the shop's tablet\n",
+    )
+    .await;
+    assert_eq!(
+        repair_rows(dir).await,
+        vec![
+            "block|anonymous_id:nobody-x|unknown_identifier|0|repairs.yaml:1",
+            "unlink|anonymous_id:kiosk|applied|3|repairs.yaml:3",
+        ]
     );
 
     // Split: the tablet takes its events; c@x.io was seen only there.
