@@ -4,6 +4,7 @@
 -- type's length holds more first sightings than the limit can never break it. Any such window
 -- lies within two consecutive buckets of that length, so the check is on each bucket and
 -- each bucket with the next. A limit without a period has one bucket: the plain count.
+-- Buckets are whole seconds since 1970 divided by the window's length in seconds (window_s).
 WITH firsts AS (
     SELECT node, MIN(timestamp) AS first_seen
     FROM id_occurrences
@@ -12,8 +13,8 @@ WITH firsts AS (
 ),
 per_bucket AS (
     SELECT c.component, n.id_type, t.id_limit,
-           CASE WHEN t.window_us IS NULL THEN 0
-                ELSE CAST(f.first_seen AS BIGINT) / t.window_us END AS bucket,
+           CASE WHEN t.window_s IS NULL THEN 0
+                ELSE floor(to_unixtime(f.first_seen) / t.window_s) END AS bucket,
            COUNT(*) AS n_values
     FROM id_components c
     JOIN id_nodes n ON c.node = n.node

@@ -113,40 +113,50 @@ function cohortCmp(a, b) {
 }
 
 // Segment's sequential rule over one component's events, in order. `events`: [{seq, m
-// (message id), ids: [{n (node text), t (rank)}] sorted by rank, then value}]; `limits`: each
-// rank's limit. An event's identifiers first learn their current profile; the event keeps the
-// longest prefix that breaks no limit (at least one), merges it into the oldest profile it
-// matches (or starts one named after its first identifier), and records each later
-// identifier as dropped with the first rank whose limit its prefix broke. Returns {owner:
-// [{n, t, p}], dropped: [{seq, m, n, broken}]} (p = the node that started the profile).
-function cohortReplay(events, limits) {
+// (message id), us (time in microseconds), ids: [{n (node text), t (rank)}] sorted by rank,
+// then value}]; `limits`: each rank's limit; `windows`: each rank's window in microseconds, 0
+// for a limit over all time (a per-period limit counts the values added less than the window
+// before the event). An event's identifiers first learn their current profile; the event
+// keeps the longest prefix that breaks no limit (at least one), merges it into the oldest
+// profile it matches (or starts one named after its first identifier), and records each
+// later identifier as dropped with the first rank whose limit its prefix broke. Returns
+// {owner: [{n, t, p}], dropped: [{seq, m, n, broken}]} (p = the node that started the
+// profile).
+function cohortReplay(events, limits, windows) {
   var owner = {}, order = [], profs = {}, dropped = [];
   var ranks = limits.length;
-  function broken(prefix) {
+  var win = windows.map(Number);
+  // The values of rank `ty` profile `q` has that count at time `us`.
+  function counted(q, ty, us) {
+    if (!win[ty]) return q.c[ty];
+    return q.a.filter(function (x) { return x.t === ty && x.us > us - win[ty]; }).length;
+  }
+  function broken(prefix, us) {
     var seen = {}, counts = [];
     for (var ty = 0; ty < ranks; ty++) counts.push(0);
     prefix.forEach(function (x) {
       if (x.p === null) counts[x.t] += 1;
       else if (!seen[x.p]) {
         seen[x.p] = true;
-        profs[x.p].c.forEach(function (c, ty) { counts[ty] += c; });
+        for (var t = 0; t < ranks; t++) counts[t] += counted(profs[x.p], t, us);
       }
     });
     for (var t = 0; t < ranks; t++) if (counts[t] > Number(limits[t])) return t;
     return null;
   }
   events.forEach(function (ev) {
+    var us = Number(ev.us);
     var io = ev.ids.map(function (x) {
       var n = String(x.n);
       return { n: n, t: Number(x.t), p: owner[n] ? owner[n].p : null };
     });
     var k = 1;
     for (var kk = io.length; kk >= 1; kk--) {
-      if (broken(io.slice(0, kk)) === null) { k = kk; break; }
+      if (broken(io.slice(0, kk), us) === null) { k = kk; break; }
     }
     // Dropped against the profiles as they were before this event.
     for (var j = k + 1; j <= io.length; j++) {
-      dropped.push({ seq: ev.seq, m: ev.m, n: io[j - 1].n, broken: broken(io.slice(0, j)) });
+      dropped.push({ seq: ev.seq, m: ev.m, n: io[j - 1].n, broken: broken(io.slice(0, j), us) });
     }
     var pre = io.slice(0, k);
     var matched = {}, target = null;
@@ -158,19 +168,26 @@ function cohortReplay(events, limits) {
         target = q;
       }
     });
-    var counts = [];
+    var counts = [], adds = [];
     for (var ty = 0; ty < ranks; ty++) counts.push(0);
     Object.keys(matched).forEach(function (p) {
       profs[p].c.forEach(function (c, t) { counts[t] += c; });
+      adds = adds.concat(profs[p].a);
     });
-    pre.forEach(function (x) { if (x.p === null) counts[x.t] += 1; });
+    pre.forEach(function (x) {
+      if (x.p !== null) return;
+      counts[x.t] += 1;
+      if (win[x.t]) adds.push({ t: x.t, us: us });
+    });
+    // Add times that left their window never count again.
+    adds = adds.filter(function (x) { return x.us > us - win[x.t]; });
     var into = target === null ? { p: io[0].n, age: Number(ev.seq) } : target;
     order.forEach(function (n) { if (matched[owner[n].p]) owner[n].p = into.p; });
     pre.forEach(function (x) {
       if (x.p === null) { owner[x.n] = { t: x.t, p: into.p }; order.push(x.n); }
     });
     Object.keys(matched).forEach(function (p) { delete profs[p]; });
-    profs[into.p] = { p: into.p, age: into.age, c: counts };
+    profs[into.p] = { p: into.p, age: into.age, c: counts, a: adds };
   });
   return {
     owner: order.map(function (n) { return { n: n, t: owner[n].t, p: owner[n].p }; }),

@@ -60,22 +60,20 @@ const VIOLATIONS: &str = include_str!("../../queries/identity/violations.sql");
 #[derive(Clone, Debug)]
 pub struct TypeLimit {
     pub id_type: String,
-    pub limit: u64,
-    /// The sliding window the limit counts over, in microseconds; `None` for ever.
-    pub window: Option<i64>,
+    pub limit: replay::Limit,
 }
 
 impl TypeLimit {
     /// What an identifier dropped for this limit records.
     pub fn broken_detail(&self) -> String {
-        match self.window {
+        match self.limit.window {
             None => format!(
                 "keeping it would put more than {} {} on one profile",
-                self.limit, self.id_type
+                self.limit.max, self.id_type
             ),
             Some(w) => format!(
                 "keeping it would put more than {} {} added within {} on one profile",
-                self.limit,
+                self.limit.max,
                 self.id_type,
                 window_text(w)
             ),
@@ -232,7 +230,7 @@ pub async fn resolve(
     let type_schema = Arc::new(Schema::new(vec![
         Field::new("id_type", DataType::Utf8, false),
         Field::new("id_limit", DataType::Int64, false),
-        Field::new("window_us", DataType::Int64, true),
+        Field::new("window_s", DataType::Int64, true),
     ]));
     let limits = RecordBatch::try_new(
         type_schema.clone(),
@@ -241,9 +239,11 @@ pub async fn resolve(
                 types.iter().map(|t| t.id_type.as_str()),
             )),
             Arc::new(Int64Array::from_iter_values(
-                types.iter().map(|t| t.limit as i64),
+                types.iter().map(|t| t.limit.max as i64),
             )),
-            Arc::new(Int64Array::from_iter(types.iter().map(|t| t.window))),
+            Arc::new(Int64Array::from_iter(
+                types.iter().map(|t| t.limit.window.map(|w| w / 1_000_000)),
+            )),
         ],
     )?;
     set(
@@ -304,7 +304,7 @@ pub async fn resolve(
     // 3. Replay of the components that break a limit.
     // With per-period limits, a component is checked window by window (the plain check is
     // the one `cohort compile --script` shares).
-    let violating_sql = if types.iter().any(|t| t.window.is_some()) {
+    let violating_sql = if types.iter().any(|t| t.limit.window.is_some()) {
         VIOLATING_WINDOWED
     } else {
         VIOLATING

@@ -27,13 +27,7 @@ pub(super) async fn replay_violating(
     types: &[TypeLimit],
 ) -> Result<(Arc<MemTable>, Arc<MemTable>, u64)> {
     let batches = ctx.sql(REPLAY_INPUT).await?.collect().await?;
-    let limits: Vec<replay::Limit> = types
-        .iter()
-        .map(|t| replay::Limit {
-            max: t.limit,
-            window: t.window,
-        })
-        .collect();
+    let limits: Vec<replay::Limit> = types.iter().map(|t| t.limit).collect();
     let mut replayed_nodes = Int64Array::builder(0);
     let mut replayed_keys = Int64Array::builder(0);
     let mut d_msg = StringBuilder::new();

@@ -115,9 +115,9 @@ pub async fn identity_diff(space: &Space, opts: &RunOptions) -> EngineResult<Ide
         .sort(vec![col("id").sort(true, true)])?
         .collect()
         .await?;
-    // Published profile -> (next profile -> identifiers), and the reverse.
-    let mut spread: BTreeMap<String, BTreeMap<Option<String>, u64>> = BTreeMap::new();
-    let mut gathered: BTreeMap<String, BTreeSet<Option<String>>> = BTreeMap::new();
+    // How many identifiers go from each published profile (none: they arrive) to each next
+    // profile (none: they leave every profile).
+    let mut flows: BTreeMap<(Option<String>, Option<String>), u64> = BTreeMap::new();
     for b in &rows {
         let (ids, from, to) = (
             text_column(b.column(0))?,
@@ -133,16 +133,7 @@ pub async fn identity_diff(space: &Space, opts: &RunOptions) -> EngineResult<Ide
                 (Some(_), None) => diff.left += 1,
                 (None, None) => continue,
             }
-            if let Some(f) = &from {
-                *spread
-                    .entry(f.clone())
-                    .or_default()
-                    .entry(to.clone())
-                    .or_default() += 1;
-            }
-            if let Some(t) = &to {
-                gathered.entry(t.clone()).or_default().insert(from.clone());
-            }
+            *flows.entry((from.clone(), to.clone())).or_default() += 1;
             if diff.examples.len() < EXAMPLES {
                 diff.examples.push(Moved {
                     identifier: ids.value(i).to_string(),
@@ -152,66 +143,54 @@ pub async fn identity_diff(space: &Space, opts: &RunOptions) -> EngineResult<Ide
             }
         }
     }
-    // A next profile that gathers identifiers moving from a published profile other than its
-    // own namesake merges them; a published profile whose identifiers leave for two or more
-    // places (or some stay) splits.
-    let staying = staying_counts(ctx, &spread).await?;
-    for (p, parts) in &spread {
-        let mut parts: Vec<(Option<String>, u64)> =
-            parts.iter().map(|(k, v)| (k.clone(), *v)).collect();
-        if let Some(n) = staying.get(p).filter(|n| **n > 0) {
-            parts.push((Some(p.clone()), *n));
+    // The identifiers that stay where they were, in the profiles some identifiers leave or
+    // join.
+    let touched: BTreeSet<String> = flows
+        .keys()
+        .flat_map(|(f, t)| f.iter().chain(t.iter()).cloned())
+        .collect();
+    for (p, n) in staying_counts(ctx, &touched).await? {
+        if n > 0 {
+            flows.insert((Some(p.clone()), Some(p)), n);
         }
-        if parts.len() > 1 {
-            diff.split += 1;
-            if diff.split_examples.len() < EXAMPLES {
-                parts.sort();
-                diff.split_examples.push(Spread {
+    }
+    // A published profile whose identifiers go to two or more places splits; a next profile
+    // whose identifiers come from two or more published profiles merges them.
+    let mut outgoing: BTreeMap<&String, Vec<(Option<String>, u64)>> = BTreeMap::new();
+    let mut incoming: BTreeMap<&String, Vec<(Option<String>, u64)>> = BTreeMap::new();
+    for ((from, to), n) in &flows {
+        if let Some(f) = from {
+            outgoing.entry(f).or_default().push((to.clone(), *n));
+        }
+        if let (Some(t), Some(_)) = (to, from) {
+            incoming.entry(t).or_default().push((from.clone(), *n));
+        }
+    }
+    let spreads = |m: BTreeMap<&String, Vec<(Option<String>, u64)>>, count: &mut u64| {
+        let mut examples = Vec::new();
+        for (p, parts) in m.into_iter().filter(|(_, parts)| parts.len() > 1) {
+            *count += 1;
+            if examples.len() < EXAMPLES {
+                examples.push(Spread {
                     profile_id: p.clone(),
                     parts,
                 });
             }
         }
-    }
-    for (p, from) in &gathered {
-        let others: Vec<&String> = from.iter().flatten().filter(|f| *f != p).collect();
-        let existing = staying.get(p).is_some_and(|n| *n > 0);
-        if others.len() + usize::from(existing) > 1 {
-            diff.merged += 1;
-            if diff.merged_examples.len() < EXAMPLES {
-                let mut parts: Vec<(Option<String>, u64)> = others
-                    .iter()
-                    .map(|f| {
-                        (
-                            Some((*f).clone()),
-                            spread[*f].get(&Some(p.clone())).copied().unwrap_or(0),
-                        )
-                    })
-                    .collect();
-                if let Some(n) = staying.get(p) {
-                    parts.push((Some(p.clone()), *n));
-                }
-                parts.sort();
-                diff.merged_examples.push(Spread {
-                    profile_id: p.clone(),
-                    parts,
-                });
-            }
-        }
-    }
+        examples
+    };
+    diff.split_examples = spreads(outgoing, &mut diff.split);
+    diff.merged_examples = spreads(incoming, &mut diff.merged);
     Ok(diff)
 }
 
-/// For each published profile some of whose identifiers move: how many stay in it.
+/// For each of the profiles `names`: how many identifiers it has both in the published run
+/// and after.
 async fn staying_counts(
     ctx: &datafusion::prelude::SessionContext,
-    spread: &BTreeMap<String, BTreeMap<Option<String>, u64>>,
+    names: &BTreeSet<String>,
 ) -> EngineResult<BTreeMap<String, u64>> {
     let mut out = BTreeMap::new();
-    let mut names: BTreeSet<&String> = spread.keys().collect();
-    for parts in spread.values() {
-        names.extend(parts.keys().flatten());
-    }
     if names.is_empty() {
         return Ok(out);
     }

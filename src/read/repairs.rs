@@ -2,13 +2,11 @@
 //! of that run carried (most often a value written otherwise than its type normalizes it, or
 //! an identifier from another space), as warnings for `cohort validate`.
 
-use std::collections::BTreeSet;
-
-use datafusion::prelude::{SessionContext, col, lit};
+use datafusion::prelude::SessionContext;
 
 use crate::error::EngineResult;
-use crate::identity::text_column;
 use crate::plan::identity::ResolvedRules;
+use crate::run::repairs_table::named_identifiers;
 use crate::run::tables::published;
 use crate::spec::{Diagnostic, Space};
 use crate::store::manifest;
@@ -25,30 +23,18 @@ pub async fn unknown_identifiers(space: &Space) -> EngineResult<Vec<Diagnostic>>
         return Ok(Vec::new());
     };
     let ctx = SessionContext::new();
-    let named: Vec<_> = rules
-        .repairs
-        .iter()
-        .flat_map(|r| r.ids.iter().map(|i| lit(i.text())))
-        .collect();
-    let mut seen: BTreeSet<String> = BTreeSet::new();
+    let mut tables = Vec::new();
     for table in [published::IDENTITIES, published::IDENTITY_VIOLATIONS] {
-        let Some(t) = super::published_table(space, table).await? else {
-            continue;
-        };
-        let id =
-            datafusion::functions::expr_fn::concat(vec![col("id_type"), lit(":"), col("id_value")]);
-        let batches = ctx
-            .read_table(t)?
-            .select(vec![id.alias("id")])?
-            .filter(col("id").in_list(named.clone(), false))?
-            .distinct()?
-            .collect()
-            .await?;
-        for b in &batches {
-            let ids = text_column(b.column(0))?;
-            seen.extend((0..b.num_rows()).map(|i| ids.value(i).to_string()));
-        }
+        tables.push(match super::published_table(space, table).await? {
+            Some(t) => Some(ctx.read_table(t)?),
+            None => None,
+        });
     }
+    let violations = tables.pop().flatten();
+    let identities = tables.pop().flatten();
+    let seen = named_identifiers(&rules.repairs, identities, violations)
+        .await?
+        .seen;
     let mut out = Vec::new();
     for (r, def) in rules.repairs.iter().zip(&space.identity.repairs) {
         for (id, (t, written)) in r.ids.iter().zip(&def.ids) {

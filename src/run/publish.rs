@@ -115,8 +115,8 @@ pub(super) async fn publish(
         let v = delta::overwrite_batches(&out.child(published::INGESTED_FILES), vec![log]).await?;
         versions.insert(published::INGESTED_FILES.to_string(), v);
     }
-    let repairs = crate::plan::identity::ResolvedRules::from_spec(&rc.space.identity).repairs;
-    if let Some(v) = super::repairs_table::write(ctx, out, previous, &repairs, &rec.run_id).await? {
+    let repairs = &identity.repairs;
+    if let Some(v) = super::repairs_table::write(ctx, out, previous, repairs, &rec.run_id).await? {
         versions.insert(published::IDENTITY_REPAIRS.to_string(), v);
     }
     if let Some(p) = rec.profiles.as_mut() {

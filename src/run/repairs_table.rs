@@ -14,7 +14,7 @@ use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, Int64Array, RecordBatch, StringArray, StringBuilder,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
-use datafusion::prelude::{SessionContext, col, lit};
+use datafusion::prelude::{DataFrame, SessionContext, col, lit};
 
 use super::tables::{published, stage};
 use crate::error::EngineResult;
@@ -110,50 +110,75 @@ pub fn changed_nodes(previous: &[Key], now: &[Repair]) -> Vec<i64> {
     nodes.into_iter().collect()
 }
 
+/// The identifiers `repairs` name (`type:value`) as a run left them: each one's profile in
+/// `identities` (`id_type, id_value, profile_id`), and every one that any event carried, kept
+/// there or set aside in `violations` (`id_type, id_value`).
+#[derive(Debug, Default)]
+pub struct NamedIdentifiers {
+    pub profile: BTreeMap<String, String>,
+    pub seen: BTreeSet<String>,
+}
+
+/// [`NamedIdentifiers`] of `repairs`, read from a run's identities and violations (either
+/// may be missing, as a published table may).
+pub async fn named_identifiers(
+    repairs: &[Repair],
+    identities: Option<DataFrame>,
+    violations: Option<DataFrame>,
+) -> EngineResult<NamedIdentifiers> {
+    let mut out = NamedIdentifiers::default();
+    let named: Vec<_> = repairs
+        .iter()
+        .flat_map(|r| r.ids.iter().map(|i| lit(i.text())))
+        .collect();
+    if named.is_empty() {
+        return Ok(out);
+    }
+    let id =
+        || datafusion::functions::expr_fn::concat(vec![col("id_type"), lit(":"), col("id_value")]);
+    if let Some(df) = identities {
+        let batches = df
+            .select(vec![id().alias("id"), col("profile_id")])?
+            .filter(col("id").in_list(named.clone(), false))?
+            .collect()
+            .await?;
+        for b in &batches {
+            let (i, p) = (text_column(b.column(0))?, text_column(b.column(1))?);
+            for r in 0..b.num_rows() {
+                out.seen.insert(i.value(r).to_string());
+                out.profile
+                    .insert(i.value(r).to_string(), p.value(r).to_string());
+            }
+        }
+    }
+    if let Some(df) = violations {
+        let batches = df
+            .select(vec![id().alias("id")])?
+            .filter(col("id").in_list(named, false))?
+            .distinct()?
+            .collect()
+            .await?;
+        for b in &batches {
+            let i = text_column(b.column(0))?;
+            out.seen
+                .extend((0..b.num_rows()).map(|r| i.value(r).to_string()));
+        }
+    }
+    Ok(out)
+}
+
 /// This run's rows, from the resolver's `id_identities` and `id_violations`.
 pub async fn rows(
     ctx: &SessionContext,
     repairs: &[Repair],
     run_id: &str,
 ) -> EngineResult<RecordBatch> {
-    // The profile of every identifier a repair names, and which of them any event carried.
-    let named: Vec<_> = repairs
-        .iter()
-        .flat_map(|r| r.ids.iter().map(|i| lit(i.text())))
-        .collect();
-    let mut profile: BTreeMap<String, String> = BTreeMap::new();
-    let mut seen: BTreeSet<String> = BTreeSet::new();
-    if !named.is_empty() {
-        let id = || {
-            datafusion::functions::expr_fn::concat(vec![col("id_type"), lit(":"), col("id_value")])
-        };
-        let ids = ctx
-            .table(stage::ID_IDENTITIES)
-            .await?
-            .select(vec![id().alias("id"), col("profile_id")])?
-            .filter(col("id").in_list(named.clone(), false))?
-            .collect()
-            .await?;
-        for b in &ids {
-            let (i, p) = (text_column(b.column(0))?, text_column(b.column(1))?);
-            for r in 0..b.num_rows() {
-                seen.insert(i.value(r).to_string());
-                profile.insert(i.value(r).to_string(), p.value(r).to_string());
-            }
-        }
-        let dropped = ctx
-            .table(stage::ID_VIOLATIONS)
-            .await?
-            .select(vec![id().alias("id")])?
-            .filter(col("id").in_list(named, false))?
-            .distinct()?
-            .collect()
-            .await?;
-        for b in &dropped {
-            let i = text_column(b.column(0))?;
-            seen.extend((0..b.num_rows()).map(|r| i.value(r).to_string()));
-        }
-    }
+    let NamedIdentifiers { profile, seen } = named_identifiers(
+        repairs,
+        Some(ctx.table(stage::ID_IDENTITIES).await?),
+        Some(ctx.table(stage::ID_VIOLATIONS).await?),
+    )
+    .await?;
     // Occurrences each repair set aside, by the detail they record.
     let mut set_aside: BTreeMap<String, i64> = BTreeMap::new();
     let rules: Vec<_> = [RULE_BLOCK, RULE_UNLINK, RULE_SPLIT]

@@ -37,6 +37,8 @@ use datafusion::common::Result;
 
 use super::dialect::{ScriptDialect, query_sql};
 use super::unparse::SqlDialect;
+use crate::identity::TypeLimit;
+use crate::identity::replay::Limit;
 use crate::plan::identity::IdType;
 
 /// The steps the script shares with the run: the very files `crate::identity` runs.
@@ -44,6 +46,8 @@ mod shared {
     pub const NODES: &str = include_str!("../../queries/identity/nodes.sql");
     pub const EDGES: &str = include_str!("../../queries/identity/edges.sql");
     pub const VIOLATING: &str = include_str!("../../queries/identity/violating.sql");
+    pub const VIOLATING_WINDOWED: &str =
+        include_str!("../../queries/identity/violating_windowed.sql");
     pub const REPLAY_INPUT: &str = include_str!("../../queries/identity/replay_input.sql");
     pub const NODE_KEYS: &str = include_str!("../../queries/identity/node_keys.sql");
     pub const KEYED: &str = include_str!("../../queries/identity/keyed_identities.sql");
@@ -104,16 +108,6 @@ pub fn statements(dialect: SqlDialect, types: &[IdType]) -> Result<Vec<String>> 
 
 /// [`statements`] in `d`.
 pub fn steps(d: &dyn ScriptDialect, types: &[IdType]) -> Result<Vec<String>> {
-    if let Some(t) = types.iter().find(|t| t.period.is_some()) {
-        return datafusion::common::plan_err!(
-            "identity.yaml gives `{}` a per-period limit (`{} {}`); scripts for other engines \
-             resolve limits over all time only, so this space cannot be compiled to a script yet \
-             (`cohort run` applies per-period limits)",
-            t.id_type,
-            t.limit,
-            t.period.map_or("", |p| p.word())
-        );
-    }
     let mut out: Vec<String> = SCRATCH
         .iter()
         .chain(OUTPUTS.iter())
@@ -124,31 +118,42 @@ pub fn steps(d: &dyn ScriptDialect, types: &[IdType]) -> Result<Vec<String>> {
     out.push(
         "-- The identifier types: rank (0 = highest priority), limit per profile, and the detail\n\
          -- an identifier dropped for breaking the limit records.\n\
-         CREATE TABLE id_types (id_type TEXT, rank integer, id_limit bigint, limit_detail TEXT)"
+         -- A per-period limit counts the values added within its window (window_s seconds).\n\
+         CREATE TABLE id_types (id_type TEXT, rank integer, id_limit bigint, window_s bigint,\n\
+         \x20                      limit_detail TEXT)"
             .replace("TEXT", d.text_type()),
     );
     if !types.is_empty() {
         let rows: Vec<String> = types
             .iter()
             .map(|t| {
+                let limit = TypeLimit {
+                    id_type: t.id_type.clone(),
+                    limit: Limit {
+                        max: t.limit,
+                        window: t.window_micros(),
+                    },
+                };
                 format!(
-                    "({}, {}, {}, {})",
+                    "({}, {}, {}, {}, {})",
                     d.quote_str(&t.id_type),
                     t.rank,
                     t.limit,
-                    d.quote_str(&format!(
-                        "keeping it would put more than {} {} on one profile",
-                        t.limit, t.id_type
-                    ))
+                    t.window_micros()
+                        .map_or("NULL".into(), |w| (w / 1_000_000).to_string()),
+                    d.quote_str(&limit.broken_detail())
                 )
             })
             .collect();
         out.push(format!("INSERT INTO id_types VALUES {}", rows.join(", ")));
     }
     let ranks = types.iter().map(|t| t.rank as usize + 1).max().unwrap_or(0);
-    let mut limits = vec![0u64; ranks];
+    let mut limits = vec![Limit::ever(0); ranks];
     for t in types {
-        limits[t.rank as usize] = t.limit;
+        limits[t.rank as usize] = Limit {
+            max: t.limit,
+            window: t.window_micros(),
+        };
     }
 
     // 1. Nodes and edges.
@@ -167,7 +172,13 @@ pub fn steps(d: &dyn ScriptDialect, types: &[IdType]) -> Result<Vec<String>> {
     out.extend(d.components());
 
     // 3. Replay of the components that break a limit.
-    out.push(step(d, "id_violating", shared::VIOLATING)?);
+    // With per-period limits, a component is checked window by window, as in a run.
+    let violating = if limits.iter().any(|l| l.window.is_some()) {
+        shared::VIOLATING_WINDOWED
+    } else {
+        shared::VIOLATING
+    };
+    out.push(step(d, "id_violating", violating)?);
     let input: Vec<String> = query_sql(shared::REPLAY_INPUT, d)?
         .lines()
         .map(|l| format!("    {l}"))
@@ -242,23 +253,5 @@ mod tests {
     fn other_dialects_are_refused() {
         assert!(statements(SqlDialect::DataFusion, &[]).is_err());
         assert!(functions(SqlDialect::DataFusion).is_err());
-    }
-
-    #[test]
-    fn per_period_limits_are_refused_by_name() {
-        let weekly = IdType {
-            id_type: "anonymous_id".into(),
-            rank: 0,
-            limit: 5,
-            period: Some(crate::spec::LimitPeriod::Weekly),
-            from: vec!["anonymousId".into()],
-            normalize: vec![],
-        };
-        let e = statements(SqlDialect::DuckDb, &[weekly]).unwrap_err();
-        assert!(
-            e.to_string()
-                .contains("`anonymous_id` a per-period limit (`5 weekly`)"),
-            "{e}"
-        );
     }
 }

@@ -417,7 +417,7 @@ fn split(o: &Outcome) -> BTreeMap<usize, Outcome> {
 
 /// Spreads a case's events over ten days, in half-day steps, so that windows of a day and
 /// of a week hold some of its identifiers and not others.
-fn over_days(rng: &mut Rng, mut evs: Vec<Ev>) -> Vec<Ev> {
+pub(crate) fn over_days(rng: &mut Rng, mut evs: Vec<Ev>) -> Vec<Ev> {
     const HALF_DAY: i64 = 43_200_000_000;
     for e in &mut evs {
         e.ts = 1_700_000_000_000_000 + rng.below(20) as i64 * HALF_DAY;

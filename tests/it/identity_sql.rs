@@ -21,8 +21,9 @@ use datafusion::prelude::SessionContext;
 use serde_json::Value;
 
 use crate::common;
-use crate::identity::{Ev, Rng, Types, events_batch, ever, random_case, rules};
+use crate::identity::{Ev, Rng, Types, events_batch, ever, over_days, random_case, rules};
 use crate::pg::PgServer;
+use cohort::spec::LimitPeriod::{Daily, Weekly};
 
 type Rows = Vec<Vec<Value>>;
 
@@ -184,7 +185,18 @@ fn compare(tag: &str, want: &BTreeMap<String, Rows>, got: &BTreeMap<String, Rows
     }
 }
 
-async fn check(evs: &[Ev], types: &Types, pg: &PgServer, expect_violations: bool) {
+/// What `check` asks of the engine's own tables before comparing.
+#[derive(Clone, Copy, PartialEq)]
+enum Expect {
+    /// No limit breaks: components only.
+    NoViolations,
+    /// Some limit breaks.
+    Violations,
+    /// Some per-period limit breaks.
+    WindowedViolations,
+}
+
+async fn check(evs: &[Ev], types: &Types, pg: &PgServer, expect: Expect) {
     let ctx = new_session(&SessionOptions::default()).unwrap();
     let b = events_batch(evs);
     ctx.register_table(
@@ -199,11 +211,21 @@ async fn check(evs: &[Ev], types: &Types, pg: &PgServer, expect_violations: bool
     }
     let occ = dir.path().join("occurrences.parquet");
     let want = engine_tables(&ctx, &rules, &occ, &ENGINE_QUERIES).await;
-    if expect_violations {
-        assert!(
-            want["id_violations"].iter().any(|r| r[4] == "limit"),
+    let limit_details: Vec<&str> = want["id_violations"]
+        .iter()
+        .filter(|r| r[4] == "limit")
+        .filter_map(|r| r[5].as_str())
+        .collect();
+    match expect {
+        Expect::NoViolations => assert!(limit_details.is_empty()),
+        Expect::Violations => assert!(
+            !limit_details.is_empty(),
             "the random cases should break limits"
-        );
+        ),
+        Expect::WindowedViolations => assert!(
+            limit_details.iter().any(|d| d.contains("added within")),
+            "the random cases should break per-period limits"
+        ),
     }
     let duck = sql_tables(dir.path(), SqlDialect::DuckDb, &rules, &occ, None);
     compare("duckdb", &want, &duck);
@@ -230,6 +252,17 @@ async fn check(evs: &[Ev], types: &Types, pg: &PgServer, expect_violations: bool
 fn random_events(seed: u64, cases: usize) -> Vec<Ev> {
     let mut rng = Rng(seed);
     (0..cases).flat_map(|c| random_case(&mut rng, c)).collect()
+}
+
+/// [`random_events`], each case's events spread over ten days in half-day steps.
+fn random_events_over_days(seed: u64, cases: usize) -> Vec<Ev> {
+    let mut rng = Rng(seed);
+    (0..cases)
+        .flat_map(|c| {
+            let evs = random_case(&mut rng, c);
+            over_days(&mut rng, evs)
+        })
+        .collect()
 }
 
 /// Spells identifiers and message ids so that byte order and a natural-language collation
@@ -272,7 +305,7 @@ async fn random_event_sets_resolve_identically_in_duckdb_and_postgres() {
         &random_events(0x9e37_79b9, 400),
         &ever(&[("user_id", 1), ("email", 2), ("anonymous_id", 2)]),
         &pg,
-        true,
+        Expect::Violations,
     )
     .await;
     // Segment's defaults.
@@ -280,7 +313,7 @@ async fn random_event_sets_resolve_identically_in_duckdb_and_postgres() {
         &random_events(0x1234_5678, 400),
         &ever(&[("user_id", 1), ("email", 5), ("anonymous_id", 5)]),
         &pg,
-        true,
+        Expect::Violations,
     )
     .await;
     // Other priorities: anonymous ids first, one email per profile.
@@ -288,7 +321,7 @@ async fn random_event_sets_resolve_identically_in_duckdb_and_postgres() {
         &random_events(0x0bad_cafe, 400),
         &ever(&[("anonymous_id", 3), ("email", 1), ("user_id", 1)]),
         &pg,
-        true,
+        Expect::Violations,
     )
     .await;
     // Mixed case, punctuation and non-ASCII identifiers and message ids.
@@ -296,7 +329,31 @@ async fn random_event_sets_resolve_identically_in_duckdb_and_postgres() {
         &respelled(random_events(0x7777, 400)),
         &ever(&[("user_id", 1), ("email", 2), ("anonymous_id", 2)]),
         &pg,
-        true,
+        Expect::Violations,
+    )
+    .await;
+    // Per-period limits (those of `identity::per_period_limits_match_the_sequential_reference`),
+    // over events spread across ten days: the windowed check and the replay's windows.
+    check(
+        &random_events_over_days(0x5eed_0001, 400),
+        &vec![
+            ("user_id", 1, None),
+            ("email", 1, Some(Daily)),
+            ("anonymous_id", 2, Some(Weekly)),
+        ],
+        &pg,
+        Expect::WindowedViolations,
+    )
+    .await;
+    check(
+        &random_events_over_days(0x5eed_0002, 400),
+        &vec![
+            ("user_id", 1, Some(Daily)),
+            ("email", 2, Some(Weekly)),
+            ("anonymous_id", 1, Some(Daily)),
+        ],
+        &pg,
+        Expect::WindowedViolations,
     )
     .await;
     // Limits that never break: components only.
@@ -304,7 +361,7 @@ async fn random_event_sets_resolve_identically_in_duckdb_and_postgres() {
         &random_events(0x5eed, 300),
         &ever(&[("user_id", 100), ("email", 100), ("anonymous_id", 100)]),
         &pg,
-        false,
+        Expect::NoViolations,
     )
     .await;
 }

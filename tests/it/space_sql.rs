@@ -101,7 +101,17 @@ fn compare(
 /// `space` (a folder of this repository) over generated events: the script of each of
 /// `engines` (PostgreSQL's needs `pg`) leaves every published table as the run published it.
 pub(crate) async fn check_space(space: &str, events: u64, engines: &[&str], pg: Option<&PgServer>) {
-    check_space_with(space, events, engines, pg, false).await;
+    check_space_with(space, events, engines, pg, Edits::default()).await;
+}
+
+/// What [`check_space_with`] changes in the space before it runs it.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Edits {
+    /// repairs.yaml over the generated events ([`repairs_over`]).
+    pub repairs: bool,
+    /// Per-period limits: `2 daily` emails, `1 weekly` anonymous id (the data must break
+    /// them).
+    pub periods: bool,
 }
 
 /// repairs.yaml over the generated events in `data`: the most frequent anonymous id unlinked,
@@ -134,26 +144,55 @@ async fn repairs_over(data: &Path) -> String {
     )
 }
 
-/// [`check_space`], with repairs.yaml over the generated events when `repairs`.
-async fn check_space_with(
+/// [`check_space`], with the space changed as `edits` says.
+pub(crate) async fn check_space_with(
     space: &str,
     events: u64,
     engines: &[&str],
     pg: Option<&PgServer>,
-    repairs: bool,
+    edits: Edits,
 ) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("space");
     copy_space(&Path::new(env!("CARGO_MANIFEST_DIR")).join(space), &dir);
     let data = dir.join("data/events");
     common::generate(cohort::spec::Preset::Events, events, 17, &data).await;
-    if repairs {
+    if edits.repairs {
         std::fs::write(dir.join("repairs.yaml"), repairs_over(&data).await).unwrap();
+    }
+    if edits.periods {
+        let path = dir.join("identity.yaml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let edited = text
+            .replace("priority: 2, limit: 5,", "priority: 2, limit: 2 daily,")
+            .replace("priority: 3, limit: 5 }", "priority: 3, limit: 1 weekly }");
+        assert_eq!(
+            edited.matches(" daily,").count() + edited.matches(" weekly }").count(),
+            2,
+            "{edited}"
+        );
+        std::fs::write(&path, edited).unwrap();
     }
     let as_of = common::gen_end().to_rfc3339();
     let d = dir.to_str().unwrap();
     cohort(&["run", d, "--as-of", &as_of]);
-    let name = common::load(&dir).await.name;
+    let space_def = common::load(&dir).await;
+    if edits.periods {
+        let ctx = cohort::read::query_session(&space_def, common::gen_end())
+            .await
+            .unwrap();
+        let windowed = common::text_rows(
+            &ctx,
+            "SELECT DISTINCT id_type FROM identity_violations \
+             WHERE rule = 'limit' AND detail LIKE '%added within%' ORDER BY id_type",
+        )
+        .await;
+        assert!(
+            windowed.iter().any(|t| t == "anonymous_id"),
+            "the data must break a per-period limit: {windowed:?}"
+        );
+    }
+    let name = space_def.name;
     let published = dir.join("out").join(&name);
     for engine in engines.iter().copied() {
         // `spark-sql` runs the Spark script with `spark-sql -f`.
@@ -212,7 +251,27 @@ async fn repairs_run_unchanged_in_duckdb_and_postgres() {
         6_000,
         &["duckdb", "postgres"],
         Some(&pg),
-        true,
+        Edits {
+            repairs: true,
+            periods: false,
+        },
+    )
+    .await;
+}
+
+/// The starter space with per-period limits that its events break.
+#[tokio::test]
+async fn per_period_limits_run_unchanged_in_duckdb_and_postgres() {
+    let pg = PgServer::start();
+    check_space_with(
+        "examples/spaces/store",
+        6_000,
+        &["duckdb", "postgres"],
+        Some(&pg),
+        Edits {
+            repairs: false,
+            periods: true,
+        },
     )
     .await;
 }

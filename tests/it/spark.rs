@@ -9,17 +9,22 @@ use std::process::Command;
 use cohort::spec::Preset;
 
 use super::common;
-use super::space_sql::{check_space, compared_tables, copy_space};
+use super::space_sql::{Edits, check_space, check_space_with, compared_tables, copy_space};
 
-/// The starter space: computed traits, a SQL trait, account traits, six audiences; run
-/// statement by statement through `spark.sql(...)` and as a whole with `spark-sql -f`.
+/// The starter space: computed traits, a SQL trait, account traits, six audiences, here with
+/// a repair of every kind and per-period limits its events break; run statement by statement
+/// through `spark.sql(...)` and as a whole with `spark-sql -f`.
 #[tokio::test]
 async fn the_store_space_runs_unchanged_on_spark() {
-    check_space(
+    check_space_with(
         "examples/spaces/store",
         6_000,
         &["spark", "spark-sql"],
         None,
+        Edits {
+            repairs: true,
+            periods: true,
+        },
     )
     .await;
 }

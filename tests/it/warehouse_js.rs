@@ -101,8 +101,10 @@ fn node_codes_and_profile_names_are_cohorts_to_the_bit() {
 }
 
 /// One random component: events over a few identifiers of three types, each event's
-/// identifiers distinct and sorted by (type, node).
-fn component(rng: &mut Rng) -> (Vec<Vec<Occurrence>>, Vec<u64>) {
+/// identifiers distinct and sorted by (type, node), a day or less apart; each type's limit
+/// is over all time or per one to four days.
+fn component(rng: &mut Rng) -> (Vec<Event>, Vec<Limit>) {
+    const DAY: i64 = 86_400_000_000;
     let pool: Vec<(i64, usize)> = (0..2 + rng.next(12))
         .map(|i| {
             (
@@ -111,9 +113,16 @@ fn component(rng: &mut Rng) -> (Vec<Vec<Occurrence>>, Vec<u64>) {
             )
         })
         .collect();
-    let limits: Vec<u64> = (0..3).map(|_| 1 + rng.next(3)).collect();
+    let limits: Vec<Limit> = (0..3)
+        .map(|_| Limit {
+            max: 1 + rng.next(3),
+            window: (rng.next(2) == 0).then(|| DAY * (1 + rng.next(4)) as i64),
+        })
+        .collect();
+    let mut ts = 1_700_000_000_000_000;
     let events = (0..1 + rng.next(30))
         .map(|_| {
+            ts += rng.next(3) as i64 * DAY / 2;
             let mut ids: Vec<(usize, i64)> = Vec::new();
             for _ in 0..1 + rng.next(4) {
                 let (n, t) = pool[rng.next(pool.len() as u64) as usize];
@@ -122,9 +131,13 @@ fn component(rng: &mut Rng) -> (Vec<Vec<Occurrence>>, Vec<u64>) {
                 }
             }
             ids.sort();
-            ids.into_iter()
-                .map(|(type_idx, node)| Occurrence { node, type_idx })
-                .collect()
+            Event {
+                ts,
+                ids: ids
+                    .into_iter()
+                    .map(|(type_idx, node)| Occurrence { node, type_idx })
+                    .collect(),
+            }
         })
         .collect();
     (events, limits)
@@ -140,30 +153,31 @@ fn the_replay_is_cohorts_sequential_rule() {
             let events: Vec<Value> = events
                 .iter()
                 .enumerate()
-                .map(|(i, ids)| {
-                    let ids: Vec<Value> = ids
+                .map(|(i, e)| {
+                    let ids: Vec<Value> = e
+                        .ids
                         .iter()
                         .map(|o| json!({"n": o.node.to_string(), "t": o.type_idx}))
                         .collect();
-                    json!({"seq": i + 1, "m": format!("m{i}"), "ids": ids})
+                    json!({"seq": i + 1, "m": format!("m{i}"), "us": e.ts, "ids": ids})
                 })
                 .collect();
-            json!({"f": "cohortReplay", "args": [events, limits]})
+            let max: Vec<u64> = limits.iter().map(|l| l.max).collect();
+            let windows: Vec<i64> = limits.iter().map(|l| l.window.unwrap_or(0)).collect();
+            json!({"f": "cohortReplay", "args": [events, max, windows]})
         })
         .collect();
     let got = node(&calls);
     let mut dropping = 0;
+    let mut windows_mattered = 0;
     for ((events, limits), st) in cases.iter().zip(got) {
-        let timed: Vec<Event> = events
-            .iter()
-            .enumerate()
-            .map(|(i, ids)| Event {
-                ts: i as i64,
-                ids: ids.clone(),
-            })
-            .collect();
-        let ever: Vec<Limit> = limits.iter().map(|l| Limit::ever(*l)).collect();
-        let want = replay(&timed, &ever);
+        let want = replay(events, limits);
+        let ever: Vec<Limit> = limits.iter().map(|l| Limit::ever(l.max)).collect();
+        let mut all_time = replay(events, &ever).dropped;
+        let mut windowed = want.dropped.clone();
+        all_time.sort();
+        windowed.sort();
+        windows_mattered += usize::from(all_time != windowed);
         let owner: BTreeMap<i64, i64> = st["owner"]
             .as_array()
             .unwrap()
@@ -195,6 +209,10 @@ fn the_replay_is_cohorts_sequential_rule() {
         dropping += usize::from(!expected.is_empty());
     }
     assert!(dropping > 30, "only {dropping} cases broke a limit");
+    assert!(
+        windows_mattered > 10,
+        "only {windows_mattered} cases dropped otherwise than under limits over all time"
+    );
 }
 
 #[test]

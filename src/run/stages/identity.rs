@@ -11,6 +11,7 @@ use datafusion::prelude::SessionContext;
 use super::events::EventsOut;
 use super::identity_affected;
 use crate::error::EngineResult;
+use crate::identity::replay::Limit;
 use crate::identity::{self, IdentityStats, TypeLimit};
 use crate::plan::identity::{ResolvedRules, occurrences_from_raw, raw_identifiers};
 use crate::plan::repairs;
@@ -27,6 +28,8 @@ pub struct IdentityOut {
     pub merges: Vec<(String, String)>,
     /// The oldest event time the run read (a windowed run), for the manifest.
     pub scope_from: Option<DateTime<Utc>>,
+    /// The repairs the stage applied, for `identity_repairs`.
+    pub repairs: Vec<repairs::Repair>,
 }
 
 /// Stage 2: resolves the identity graph over `events` (from the previous run's graph, which
@@ -102,7 +105,11 @@ pub async fn run(ctx: &mut RunCtx<'_>, events: &EventsOut) -> EngineResult<Ident
             .await?;
         ctx.rec.identity = Some(stats);
         ctx.changed = Some(changed);
-        return Ok(IdentityOut { merges, scope_from });
+        return Ok(IdentityOut {
+            merges,
+            scope_from,
+            repairs: rules.repairs,
+        });
     }
     let (mut stats, merges) = resolve_into(
         session,
@@ -114,7 +121,11 @@ pub async fn run(ctx: &mut RunCtx<'_>, events: &EventsOut) -> EngineResult<Ident
     .await?;
     stats.reason = reason.err();
     ctx.rec.identity = Some(stats);
-    Ok(IdentityOut { merges, scope_from })
+    Ok(IdentityOut {
+        merges,
+        scope_from,
+        repairs: rules.repairs,
+    })
 }
 
 /// Whether this run can start from the previous graph: `Err(reason)` when it must rebuild.
@@ -291,8 +302,10 @@ fn type_limits(rules: &ResolvedRules) -> Vec<TypeLimit> {
         .iter()
         .map(|t| TypeLimit {
             id_type: t.id_type.clone(),
-            limit: t.limit,
-            window: t.window_micros(),
+            limit: Limit {
+                max: t.limit,
+                window: t.window_micros(),
+            },
         })
         .collect()
 }

@@ -14,8 +14,9 @@ use super::calls::sql_string;
 use super::text::{TextStyle, engine_text};
 use super::warehouse::{
     CHANGED_FROM, COMPONENTS_DOC, FUNCTIONS, Kind, REPLAY_DOC, components_round, components_swap,
-    indented, limit_list,
+    indented, limit_lists,
 };
+use crate::identity::replay::Limit;
 use crate::script::unparse::SqlDialect;
 
 /// BigQuery (`--dialect bigquery`).
@@ -29,7 +30,7 @@ fn js_type(k: Kind) -> &'static str {
         Kind::Float => "FLOAT64",
         Kind::TextArray => "ARRAY<STRING>",
         Kind::Events => {
-            "ARRAY<STRUCT<seq FLOAT64, m STRING, ids ARRAY<STRUCT<n STRING, t FLOAT64>>>>"
+            "ARRAY<STRUCT<seq FLOAT64, m STRING, us FLOAT64, ids ARRAY<STRUCT<n STRING, t FLOAT64>>>>"
         }
         Kind::Limits => "ARRAY<FLOAT64>",
         Kind::State => {
@@ -207,13 +208,20 @@ impl ScriptDialect for BigQuery {
         )]
     }
 
-    fn replay(&self, input: &str, limits: &[u64]) -> Vec<String> {
+    fn epoch_micros(&self, ts: &str) -> String {
+        format!("UNIX_MICROS({ts})")
+    }
+
+    fn replay(&self, input: &str, limits: &[Limit]) -> Vec<String> {
+        let (max, windows) = limit_lists(limits);
         vec![
             format!(
                 "-- The events of violating components, numbered in the order the sequential rule takes\n\
-                 -- them, (timestamp, message_id), each with its identifiers by rank, then value.\n\
+                 -- them, (timestamp, message_id), each with its time in microseconds (a FLOAT64,\n\
+                 -- exact below 2^53) and its identifiers by rank, then value.\n\
                  CREATE TABLE id_replay_events AS\n\
                  SELECT o.component, o.message_id, o.`timestamp`,\n\
+                 \x20      CAST(UNIX_MICROS(o.`timestamp`) AS FLOAT64) AS us,\n\
                  \x20      ROW_NUMBER() OVER (PARTITION BY o.component ORDER BY o.`timestamp`, o.message_id) AS seq,\n\
                  \x20      ARRAY_AGG(STRUCT(CAST(o.node AS STRING) AS n, CAST(o.rank AS FLOAT64) AS t)\n\
                  \x20          ORDER BY o.rank, o.id_value) AS ids\n\
@@ -224,11 +232,11 @@ impl ScriptDialect for BigQuery {
                 "{REPLAY_DOC}CREATE TABLE id_replay_state AS\n\
                  SELECT component,\n\
                  \x20      cohort_replay(\n\
-                 \x20          ARRAY_AGG(STRUCT(CAST(seq AS FLOAT64) AS seq, message_id AS m, ids) ORDER BY seq),\n\
-                 \x20          ARRAY<FLOAT64>[{}]) AS st\n\
+                 \x20          ARRAY_AGG(STRUCT(CAST(seq AS FLOAT64) AS seq, message_id AS m, us, ids) ORDER BY seq),\n\
+                 \x20          ARRAY<FLOAT64>[{max}],\n\
+                 \x20          ARRAY<FLOAT64>[{windows}]) AS st\n\
                  FROM id_replay_events\n\
-                 GROUP BY component",
-                limit_list(limits)
+                 GROUP BY component"
             ),
             "CREATE TABLE id_replayed AS\n\
              SELECT CAST(o.n AS INT64) AS node, CAST(o.t AS INT64) AS rank,\n\

@@ -193,6 +193,10 @@ pub(super) fn rewrite_functions(stmt: &mut ast::Statement, d: &dyn ScriptDialect
                 Some(format!("count(DISTINCT {}){filter}", a[0]))
             }
             "regexp_like" if a.len() == 2 => Some(d.regexp_like(&a[0], &a[1])),
+            // Whole seconds since 1970 (the windows of per-period limits).
+            "to_unixtime" if a.len() == 1 => {
+                Some(format!("floor({} / 1000000)", d.epoch_micros(&a[0])))
+            }
             // The message-id check looks for a NUL character (see `nul_position`).
             "strpos" if a.len() == 2 && literal(&args[1]).as_deref() == Some("\0") => {
                 Some(d.nul_position(&a[0]))

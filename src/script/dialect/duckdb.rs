@@ -5,6 +5,7 @@
 
 use super::ScriptDialect;
 use super::calls::sql_string;
+use crate::identity::replay::Limit;
 use crate::script::sql_identity::{FNV_OFFSET, FNV_PRIME, MIX1, MIX2};
 use crate::script::unparse::SqlDialect;
 
@@ -71,8 +72,12 @@ impl ScriptDialect for DuckDb {
         vec![components()]
     }
 
-    fn replay(&self, input: &str, limits: &[u64]) -> Vec<String> {
+    fn replay(&self, input: &str, limits: &[Limit]) -> Vec<String> {
         replay(input, limits)
+    }
+
+    fn epoch_micros(&self, ts: &str) -> String {
+        format!("epoch_us({ts})")
     }
 }
 
@@ -137,22 +142,29 @@ fn functions() -> Vec<String> {
 CREATE OR REPLACE MACRO cohort_id_matched(io) AS
     list_distinct(list_filter(list_transform(io, lambda x: x.p), lambda p: p IS NOT NULL))"#
             .to_string(),
-        r#"-- The first type (by rank) whose limit merging `io` would break, or NULL: the values per type
--- of every profile `io` matches (from `profs`, STRUCT(p, age, c counts per rank)) plus its
--- identifiers that belong to no profile yet.
-CREATE OR REPLACE MACRO cohort_id_broken(profs, io, limits) AS
+        r#"-- How many values of rank `ty` profile `q` has that count at time `at_us` (microseconds): all of
+-- them (q.c) for a limit over all time, those added less than the window before it (q.a)
+-- for a per-period one (`windows`: each rank's window in microseconds, or NULL).
+CREATE OR REPLACE MACRO cohort_id_counted(q, ty, windows, at_us) AS
+    CASE WHEN windows[ty + 1] IS NULL THEN q.c[ty + 1]
+         ELSE len(list_filter(q.a, lambda x: x.t = ty AND x.us > at_us - windows[ty + 1])) END"#
+            .to_string(),
+        r#"-- The first type (by rank) whose limit merging `io` at time `at_us` would break, or NULL: the
+-- values per type of every profile `io` matches (from `profs`, STRUCT(p, age, c counts per
+-- rank, a add times)) plus its identifiers that belong to no profile yet.
+CREATE OR REPLACE MACRO cohort_id_broken(profs, io, limits, windows, at_us) AS
     list_filter(range(len(limits)), lambda ty:
         coalesce(list_sum(list_transform(
             list_filter(profs, lambda q: list_contains(list_transform(io, lambda x: x.p), q.p)),
-            lambda q: q.c[ty + 1])), 0)
+            lambda q: cohort_id_counted(q, ty, windows, at_us))), 0)
         + len(list_filter(io, lambda x: x.p IS NULL AND x.t = ty))
         > limits[ty + 1])[1]"#
             .to_string(),
         r#"-- How many of the event's identifiers it keeps: the longest prefix that breaks no limit, at
 -- least one (breaking is monotone in the prefix).
-CREATE OR REPLACE MACRO cohort_id_kept(profs, io, limits) AS
+CREATE OR REPLACE MACRO cohort_id_kept(profs, io, limits, windows, at_us) AS
     coalesce(list_max(list_filter(range(1, len(io) + 1),
-        lambda k: cohort_id_broken(profs, io[1:k], limits) IS NULL)), 1)"#
+        lambda k: cohort_id_broken(profs, io[1:k], limits, windows, at_us) IS NULL)), 1)"#
             .to_string(),
         r#"-- The profile the kept identifiers merge into: the oldest one they match, else a new one
 -- keyed by the first identifier and aged `step`.
@@ -188,42 +200,45 @@ fn components() -> String {
         .into()
 }
 
-fn replay(input: &str, limits: &[u64]) -> Vec<String> {
+fn replay(input: &str, limits: &[Limit]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     out.push(format!(
         "-- The events of violating components, numbered in the order the sequential rule takes\n\
-         -- them, (timestamp, message_id), each with its identifiers by priority, then value.\n\
+         -- them, (timestamp, message_id), each with its time in microseconds and its\n\
+         -- identifiers by priority, then value.\n\
          CREATE TABLE id_replay_events AS\n\
-         SELECT o.component, o.message_id, o.timestamp,\n\
+         SELECT o.component, o.message_id, o.timestamp, epoch_us(o.timestamp) AS us,\n\
          \x20      ROW_NUMBER() OVER (PARTITION BY o.component ORDER BY o.timestamp, o.message_id) AS seq,\n\
          \x20      list(struct_pack(n := o.node, t := o.rank) ORDER BY o.rank, o.id_value) AS ids\n\
          FROM (\n{input}\n) AS o\n\
          GROUP BY o.component, o.message_id, o.timestamp"
     ));
-    let limits_sql = format!(
-        "[{}]::BIGINT[]",
-        limits
-            .iter()
-            .map(|l| l.to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
+    // In parentheses: `[..]::BIGINT[][i]` would read as a fixed-size array type.
+    let list = |f: &dyn Fn(&Limit) -> String| {
+        format!(
+            "([{}]::BIGINT[])",
+            limits.iter().map(f).collect::<Vec<_>>().join(", ")
+        )
+    };
+    let limits_sql = list(&|l| l.max.to_string());
+    let windows_sql = list(&|l| l.window.map_or("NULL".into(), |w| w.to_string()));
     out.push(
         r#"-- Segment's sequential rule, one event per iteration for every violating component at
 -- once, keyed by component. The state: `owner` (identifier -> profile key, the node that
--- started the profile), `profs` (each profile's key, age = the step that created it, and
--- values per rank) and `dropped` (the identifiers limits dropped so far). An event's
--- identifiers (sorted by rank, value) first learn their current profile (`io`); the event
--- keeps the longest prefix that breaks no limit (at least one), merges it into the oldest
--- profile it matches or starts a profile, and records each later identifier as dropped with
--- the limit its prefix broke. Loop condition: the recursion ends when no component has an
--- event numbered seq + 1, i.e. after each component's last event. Each step costs time in
--- proportion to the component's state, so a component of E events costs O(E^2).
+-- started the profile), `profs` (each profile's key, age = the step that created it, values
+-- per rank, and the add times of its values whose limit has a window, those still inside
+-- it) and `dropped` (the identifiers limits dropped so far). An event's identifiers (sorted
+-- by rank, value) first learn their current profile (`io`); the event keeps the longest
+-- prefix that breaks no limit (at least one), merges it into the oldest profile it matches
+-- or starts a profile, and records each later identifier as dropped with the limit its
+-- prefix broke. Loop condition: the recursion ends when no component has an event numbered
+-- seq + 1, i.e. after each component's last event. Each step costs time in proportion to
+-- the component's state, so a component of E events costs O(E^2).
 CREATE TABLE id_replay_state AS
 WITH RECURSIVE rp(component, seq, owner, profs, dropped) USING KEY (component) AS (
     SELECT component, 0::BIGINT,
            []::STRUCT(n BIGINT, t INTEGER, p BIGINT)[],
-           []::STRUCT(p BIGINT, age BIGINT, c BIGINT[])[],
+           []::STRUCT(p BIGINT, age BIGINT, c BIGINT[], a STRUCT(t INTEGER, us BIGINT)[])[],
            []::STRUCT(message_id VARCHAR, ts TIMESTAMPTZ, n BIGINT, broken INTEGER)[]
     FROM id_violating
     UNION
@@ -237,17 +252,23 @@ WITH RECURSIVE rp(component, seq, owner, profs, dropped) USING KEY (component) A
                list_filter(profs, lambda q: NOT list_contains(matched, q.p)),
                [struct_pack(p := target.p, age := target.age, c := list_transform(range(len(LIMITS)), lambda ty:
                    coalesce(list_sum(list_transform(list_filter(profs, lambda q: list_contains(matched, q.p)), lambda q: q.c[ty + 1])), 0)
-                   + len(list_filter(io[1:kept], lambda x: x.p IS NULL AND x.t = ty))))]),
+                   + len(list_filter(io[1:kept], lambda x: x.p IS NULL AND x.t = ty))),
+                   a := list_filter(list_concat(
+                       flatten(list_transform(list_filter(profs, lambda q: list_contains(matched, q.p)), lambda q: q.a)),
+                       list_transform(list_filter(io[1:kept], lambda x: x.p IS NULL AND WINDOWS[x.t + 1] IS NOT NULL),
+                           lambda x: struct_pack(t := x.t, us := us))),
+                       lambda x: x.us > us - WINDOWS[x.t + 1]))]),
            list_concat(dropped, list_transform(range(kept + 1, len(io) + 1),
                lambda j: struct_pack(message_id := message_id, ts := "timestamp", n := io[j].n,
-                                     broken := cohort_id_broken(profs, io[1:j], LIMITS))))
+                                     broken := cohort_id_broken(profs, io[1:j], LIMITS, WINDOWS, us))))
     FROM (
         SELECT *, cohort_id_matched(io[1:kept]) AS matched,
                cohort_id_target(profs, io[1:kept], seq) AS target
         FROM (
-            SELECT *, cohort_id_kept(profs, io, LIMITS) AS kept
+            SELECT *, cohort_id_kept(profs, io, LIMITS, WINDOWS, us) AS kept
             FROM (
                 SELECT r.component, e.seq, r.owner, r.profs, r.dropped, e.message_id, e."timestamp",
+                       e.us,
                        list_transform(e.ids, lambda x: struct_pack(n := x.n, t := x.t,
                            p := list_filter(r.owner, lambda o: o.n = x.n)[1].p)) AS io
                 FROM rp r
@@ -257,7 +278,8 @@ WITH RECURSIVE rp(component, seq, owner, profs, dropped) USING KEY (component) A
     ) AS step
 )
 SELECT component, owner, dropped FROM rp"#
-            .replace("LIMITS", &limits_sql),
+            .replace("LIMITS", &limits_sql)
+            .replace("WINDOWS", &windows_sql),
     );
     out.push(
         "CREATE TABLE id_replayed AS\n\

@@ -27,6 +27,7 @@ use datafusion::logical_expr::LogicalPlan;
 use datafusion::sql::sqlparser::ast;
 
 use super::unparse::SqlDialect;
+use crate::identity::replay::Limit;
 
 /// One target engine of `cohort compile --script`.
 pub trait ScriptDialect {
@@ -157,11 +158,16 @@ pub trait ScriptDialect {
 
     /// Statements that replay Segment's sequential rule over the events of the violating
     /// components. `input` is the query of those events' identifiers (`component, message_id,
-    /// timestamp, node, rank, id_type, id_value`), `limits` each rank's limit. They leave
-    /// `id_replay_events`, `id_replayed (node, rank, profile_key)` and `id_replay_dropped
-    /// (message_id, timestamp, node, broken)`: each identifier an event dropped and the rank
-    /// whose limit keeping it would have broken.
-    fn replay(&self, input: &str, limits: &[u64]) -> Vec<String>;
+    /// timestamp, node, rank, id_type, id_value`), `limits` each rank's limit (a window in
+    /// microseconds for a per-period one: only the values added less than the window before
+    /// the event count). They leave `id_replay_events`, `id_replayed (node, rank,
+    /// profile_key)` and `id_replay_dropped (message_id, timestamp, node, broken)`: each
+    /// identifier an event dropped and the rank whose limit keeping it would have broken.
+    fn replay(&self, input: &str, limits: &[Limit]) -> Vec<String>;
+
+    /// A timestamp as whole microseconds since 1970-01-01 UTC (a BIGINT; a FLOAT64 where
+    /// the engine passes no INT64 to JavaScript is the caller's cast).
+    fn epoch_micros(&self, ts: &str) -> String;
 }
 
 impl SqlDialect {

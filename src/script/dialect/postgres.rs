@@ -6,6 +6,7 @@ use datafusion::sql::sqlparser::ast;
 
 use super::ScriptDialect;
 use super::calls::sql_string;
+use crate::identity::replay::Limit;
 use crate::script::sql_identity::{FNV_OFFSET, FNV_PRIME, MIX1, MIX2};
 use crate::script::unparse::SqlDialect;
 
@@ -78,8 +79,12 @@ impl ScriptDialect for Postgres {
         components()
     }
 
-    fn replay(&self, input: &str, limits: &[u64]) -> Vec<String> {
+    fn replay(&self, input: &str, limits: &[Limit]) -> Vec<String> {
         replay(input, limits)
+    }
+
+    fn epoch_micros(&self, ts: &str) -> String {
+        format!("(extract(epoch FROM {ts}) * 1000000)::bigint")
     }
 }
 
@@ -164,13 +169,15 @@ fn components() -> Vec<String> {
     ]
 }
 
-fn replay(input: &str, limits: &[u64]) -> Vec<String> {
+fn replay(input: &str, limits: &[Limit]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     out.push(format!(
         "-- The events of violating components, numbered in the order the sequential rule takes\n\
-         -- them, (timestamp, message_id), each with its identifiers by priority, then value.\n\
+         -- them, (timestamp, message_id), each with its time in microseconds and its\n\
+         -- identifiers by priority, then value.\n\
          CREATE TABLE id_replay_events AS\n\
          SELECT o.component, o.message_id, o.timestamp,\n\
+         \x20      (extract(epoch FROM o.timestamp) * 1000000)::bigint AS us,\n\
          \x20      ROW_NUMBER() OVER (PARTITION BY o.component ORDER BY o.timestamp, o.message_id COLLATE \"C\") AS seq,\n\
          \x20      array_agg(o.node ORDER BY o.rank, o.id_value COLLATE \"C\") AS nodes,\n\
          \x20      array_agg(o.rank ORDER BY o.rank, o.id_value COLLATE \"C\") AS ranks\n\
@@ -178,7 +185,7 @@ fn replay(input: &str, limits: &[u64]) -> Vec<String> {
          GROUP BY o.component, o.message_id, o.timestamp"
     ));
     out.push(
-        "CREATE TABLE id_replayed (node bigint PRIMARY KEY, rank integer, profile_key bigint)"
+        "CREATE TABLE id_replayed (node bigint PRIMARY KEY, rank integer, profile_key bigint, added bigint)"
             .into(),
     );
     out.push("CREATE INDEX ON id_replayed (profile_key)".into());
@@ -187,22 +194,23 @@ fn replay(input: &str, limits: &[u64]) -> Vec<String> {
         "CREATE TABLE id_replay_dropped (message_id text, timestamp timestamptz, node bigint, broken integer)"
             .into(),
     );
-    let limits_sql = limits
-        .iter()
-        .map(|l| l.to_string())
-        .collect::<Vec<_>>()
-        .join(", ");
+    let list = |f: &dyn Fn(&Limit) -> String| limits.iter().map(f).collect::<Vec<_>>().join(", ");
+    let limits_sql = list(&|l| l.max.to_string());
+    let windows_sql = list(&|l| l.window.map_or("NULL".into(), |w| w.to_string()));
     out.push(format!(
         "-- Segment's sequential rule over every violating component's events. id_replayed\n\
-         -- holds identifier -> profile key (the node that started the profile),\n\
-         -- id_replay_state each profile's age (its creation order). For each event: while\n\
-         -- merging the kept identifiers with the profiles they match would put more than the\n\
-         -- limit of some type on one profile, drop the last one (recording the first type\n\
-         -- broken); then merge into the oldest matched profile or start a new one. The loop\n\
-         -- runs once over the events; the inner one at most once per identifier.\n\
+         -- holds identifier -> profile key (the node that started the profile) and when it\n\
+         -- was added (microseconds), id_replay_state each profile's age (its creation\n\
+         -- order). For each event: while merging the kept identifiers with the profiles they\n\
+         -- match would put more than the limit of some type on one profile, drop the last one\n\
+         -- (recording the first type broken); then merge into the oldest matched profile or\n\
+         -- start a new one. A per-period limit (`windows`, microseconds) counts the values\n\
+         -- added less than the window before the event. The loop runs once over the events;\n\
+         -- the inner one at most once per identifier.\n\
          DO $$\n\
          DECLARE\n\
          \x20   limits bigint[] := ARRAY[{limits_sql}]::bigint[];\n\
+         \x20   windows bigint[] := ARRAY[{windows_sql}]::bigint[];\n\
          \x20   ev record;\n\
          \x20   k integer;\n\
          \x20   matched bigint[];\n\
@@ -219,7 +227,8 @@ fn replay(input: &str, limits: &[u64]) -> Vec<String> {
          \x20           broken := NULL;\n\
          \x20           FOR ty IN 0 .. cardinality(limits) - 1 LOOP\n\
          \x20               SELECT (SELECT COUNT(*) FROM id_replayed r\n\
-         \x20                       WHERE r.profile_key = ANY (matched) AND r.rank = ty)\n\
+         \x20                       WHERE r.profile_key = ANY (matched) AND r.rank = ty\n\
+         \x20                         AND (windows[ty + 1] IS NULL OR r.added > ev.us - windows[ty + 1]))\n\
          \x20                    + (SELECT COUNT(*) FROM unnest(ev.nodes[1:k], ev.ranks[1:k]) AS x(n, t)\n\
          \x20                       WHERE x.t = ty AND NOT EXISTS (SELECT 1 FROM id_replayed r WHERE r.node = x.n))\n\
          \x20               INTO cnt;\n\
@@ -243,7 +252,7 @@ fn replay(input: &str, limits: &[u64]) -> Vec<String> {
          \x20       WHERE profile_key = ANY (matched) AND profile_key <> target;\n\
          \x20       DELETE FROM id_replay_state WHERE profile_key = ANY (matched) AND profile_key <> target;\n\
          \x20       INSERT INTO id_replayed\n\
-         \x20       SELECT x.n, x.t, target FROM unnest(ev.nodes[1:k], ev.ranks[1:k]) AS x(n, t)\n\
+         \x20       SELECT x.n, x.t, target, ev.us FROM unnest(ev.nodes[1:k], ev.ranks[1:k]) AS x(n, t)\n\
          \x20       ON CONFLICT (node) DO NOTHING;\n\
          \x20   END LOOP;\n\
          END\n\

@@ -11,8 +11,9 @@ use super::calls::sql_string;
 use super::text::{TextStyle, engine_text};
 use super::warehouse::{
     CHANGED_FROM, COMPONENTS_DOC, FUNCTIONS, Kind, REPLAY_DOC, components_round, components_swap,
-    indented, limit_list,
+    indented, limit_lists,
 };
+use crate::identity::replay::Limit;
 use crate::script::unparse::SqlDialect;
 
 /// Snowflake (`--dialect snowflake`).
@@ -195,13 +196,20 @@ impl ScriptDialect for Snowflake {
         )]
     }
 
-    fn replay(&self, input: &str, limits: &[u64]) -> Vec<String> {
+    fn epoch_micros(&self, ts: &str) -> String {
+        format!("date_part(epoch_microsecond, {ts})")
+    }
+
+    fn replay(&self, input: &str, limits: &[Limit]) -> Vec<String> {
+        let (max, windows) = limit_lists(limits);
         vec![
             format!(
                 "-- The events of violating components, numbered in the order the sequential rule takes\n\
-                 -- them, (timestamp, message_id), each with its identifiers by rank, then value.\n\
+                 -- them, (timestamp, message_id), each with its time in microseconds and its\n\
+                 -- identifiers by rank, then value.\n\
                  CREATE TABLE id_replay_events AS\n\
                  SELECT o.component, o.message_id, o.\"timestamp\",\n\
+                 \x20      date_part(epoch_microsecond, o.\"timestamp\") AS us,\n\
                  \x20      ROW_NUMBER() OVER (PARTITION BY o.component ORDER BY o.\"timestamp\", o.message_id) AS seq,\n\
                  \x20      ARRAY_AGG(OBJECT_CONSTRUCT('n', TO_VARCHAR(o.node), 't', o.rank))\n\
                  \x20          WITHIN GROUP (ORDER BY o.rank, o.id_value) AS ids\n\
@@ -212,12 +220,12 @@ impl ScriptDialect for Snowflake {
                 "{REPLAY_DOC}CREATE TABLE id_replay_state AS\n\
                  SELECT component,\n\
                  \x20      cohort_replay(\n\
-                 \x20          ARRAY_AGG(OBJECT_CONSTRUCT('seq', seq, 'm', message_id, 'ids', ids))\n\
+                 \x20          ARRAY_AGG(OBJECT_CONSTRUCT('seq', seq, 'm', message_id, 'us', us, 'ids', ids))\n\
                  \x20              WITHIN GROUP (ORDER BY seq),\n\
-                 \x20          ARRAY_CONSTRUCT({})) AS st\n\
+                 \x20          ARRAY_CONSTRUCT({max}),\n\
+                 \x20          ARRAY_CONSTRUCT({windows})) AS st\n\
                  FROM id_replay_events\n\
-                 GROUP BY component",
-                limit_list(limits)
+                 GROUP BY component"
             ),
             "CREATE TABLE id_replayed AS\n\
              SELECT TO_NUMBER(o.value:n::VARCHAR) AS node, o.value:t::INTEGER AS rank,\n\

@@ -10,6 +10,7 @@
 use super::ScriptDialect;
 use super::calls::sql_string;
 use super::text::{TextStyle, engine_text};
+use crate::identity::replay::Limit;
 use crate::script::unparse::SqlDialect;
 
 /// Spark SQL (`--dialect spark`), or Databricks SQL (`--dialect databricks`, `DATABRICKS`):
@@ -126,8 +127,12 @@ impl<const DATABRICKS: bool> ScriptDialect for Spark<DATABRICKS> {
         vec![super::spark_identity::components()]
     }
 
-    fn replay(&self, input: &str, limits: &[u64]) -> Vec<String> {
+    fn replay(&self, input: &str, limits: &[Limit]) -> Vec<String> {
         super::spark_identity::replay(input, limits)
+    }
+
+    fn epoch_micros(&self, ts: &str) -> String {
+        format!("unix_micros({ts})")
     }
 }
 

@@ -7,6 +7,7 @@
 //! value once (`transform(array(value), name -> body)[0]`). 64-bit arithmetic wraps around:
 //! the prelude turns ANSI mode off.
 
+use crate::identity::replay::Limit;
 use crate::script::sql_identity::{FNV_OFFSET, FNV_PRIME, MIX1, MIX2};
 
 /// `body` with `name` bound to `value`, evaluated once.
@@ -102,29 +103,50 @@ pub(super) fn components() -> String {
 
 /// The state the replay folds over a component's events.
 const OWNER: &str = "ARRAY<STRUCT<n: BIGINT, t: INT, p: BIGINT>>";
-const PROFS: &str = "ARRAY<STRUCT<p: BIGINT, age: BIGINT, c: ARRAY<BIGINT>>>";
+const PROFS: &str =
+    "ARRAY<STRUCT<p: BIGINT, age: BIGINT, c: ARRAY<BIGINT>, a: ARRAY<STRUCT<t: INT, us: BIGINT>>>>";
 const DROPPED: &str = "ARRAY<STRUCT<message_id: STRING, ts: TIMESTAMP, n: BIGINT, broken: INT>>";
+
+/// Each rank's limit and window (microseconds, null for ever) as Spark arrays.
+struct Limits {
+    max: String,
+    windows: String,
+    ranks: usize,
+}
+
+/// How many values of rank `ty` profile `q` has that count at the event `ev`: all of them
+/// (`q.c`) for a limit over all time, those added less than the window before the event
+/// (`q.a`) for a per-period one.
+fn counted(l: &Limits) -> String {
+    format!(
+        "IF({w}[ty] IS NULL, q.c[ty], CAST(size(filter(q.a, x -> x.t = ty AND x.us > ev.us - {w}[ty])) AS BIGINT))",
+        w = l.windows
+    )
+}
 
 /// The first type (rank) whose limit merging the identifiers `io` (`n`, `t`, `p` = the profile
 /// the identifier belongs to, or null) into the profiles they match would break, or null.
-fn broken(profs: &str, io: &str, limits: &str, ranks: usize) -> String {
+fn broken(profs: &str, io: &str, l: &Limits) -> String {
     format!(
         "filter(sequence(0, {last}), ty ->\n\
          \x20   aggregate(filter({profs}, q -> array_contains(transform({io}, x -> x.p), q.p)), 0L,\n\
-         \x20             (acc, q) -> acc + q.c[ty])\n\
+         \x20             (acc, q) -> acc + {counted})\n\
          \x20   + size(filter({io}, x -> x.p IS NULL AND x.t = ty)) > {limits}[ty])[0]",
-        last = ranks.saturating_sub(1)
+        last = l.ranks.saturating_sub(1),
+        counted = counted(l),
+        limits = l.max
     )
 }
 
 /// One event of the sequential rule: `st` (owner, profs, dropped) after the event `ev`
-/// (seq, message_id, ts, ids).
-fn step(limits: &str, ranks: usize) -> String {
+/// (seq, message_id, ts, us, ids).
+fn step(l: &Limits) -> String {
+    let ranks = l.ranks;
     let io = "transform(ev.ids, x -> named_struct('n', x.n, 't', x.t, \
               'p', filter(st.owner, o -> o.n = x.n)[0].p))";
     let kept = format!(
         "coalesce(array_max(filter(sequence(1, size(io)), kk ->\n{} IS NULL)), 1)",
-        broken("st.profs", "slice(io, 1, kk)", limits, ranks)
+        broken("st.profs", "slice(io, 1, kk)", l)
     );
     let counts = format!(
         "transform(sequence(0, {}), ty ->\n\
@@ -141,12 +163,13 @@ fn step(limits: &str, ranks: usize) -> String {
          \x20       x -> named_struct('n', x.n, 't', x.t, 'p', target.p))),\n\
          'profs', concat(\n\
          \x20   filter(st.profs, q -> NOT array_contains(matched, q.p)),\n\
-         \x20   array(named_struct('p', target.p, 'age', target.age, 'c', {counts}))),\n\
+         \x20   array(named_struct('p', target.p, 'age', target.age, 'c', {counts}, 'a', {adds}))),\n\
          'dropped', concat(st.dropped,\n\
          \x20   transform(filter(sequence(1, size(io)), j -> j > k), j ->\n\
          \x20       named_struct('message_id', ev.message_id, 'ts', ev.ts, 'n', io[j - 1].n,\n\
          \x20           'broken', {}))))",
-        broken("st.profs", "slice(io, 1, j)", limits, ranks)
+        broken("st.profs", "slice(io, 1, j)", l),
+        adds = adds(l)
     );
     let target = "coalesce(\n\
                   \x20   array_sort(transform(mp, q -> named_struct('age', q.age, 'p', q.p)))[0],\n\
@@ -174,21 +197,36 @@ fn step(limits: &str, ranks: usize) -> String {
     )
 }
 
-pub(super) fn replay(input: &str, limits: &[u64]) -> Vec<String> {
-    let limits_sql = format!(
-        "array({})",
-        limits
-            .iter()
-            .map(|l| format!("{l}L"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
+/// The add times the merged profile keeps: those of the profiles it merges and of its new
+/// values whose limit has a window, still inside their window at the event.
+fn adds(l: &Limits) -> String {
+    format!(
+        "filter(concat(flatten(transform(mp, q -> q.a)),\n\
+         \x20       transform(filter(pre, x -> x.p IS NULL AND {w}[x.t] IS NOT NULL),\n\
+         \x20           x -> named_struct('t', x.t, 'us', ev.us))),\n\
+         \x20   x -> x.us > ev.us - {w}[x.t])",
+        w = l.windows
+    )
+}
+
+pub(super) fn replay(input: &str, limits: &[Limit]) -> Vec<String> {
+    let list = |f: &dyn Fn(&Limit) -> String| {
+        format!(
+            "CAST(array({}) AS ARRAY<BIGINT>)",
+            limits.iter().map(f).collect::<Vec<_>>().join(", ")
+        )
+    };
+    let l = Limits {
+        max: list(&|l| format!("{}L", l.max)),
+        windows: list(&|l| l.window.map_or("NULL".into(), |w| format!("{w}L"))),
+        ranks: limits.len(),
+    };
     vec![
         format!(
             "-- The events of violating components, numbered in the order the sequential rule takes\n\
              -- them, (timestamp, message_id), each with its identifiers by priority, then value.\n\
              CREATE TABLE id_replay_events AS\n\
-             SELECT o.component, o.message_id, o.`timestamp`,\n\
+             SELECT o.component, o.message_id, o.`timestamp`, unix_micros(o.`timestamp`) AS us,\n\
              \x20      CAST(ROW_NUMBER() OVER (PARTITION BY o.component ORDER BY o.`timestamp`, o.message_id) AS BIGINT) AS seq,\n\
              \x20      transform(array_sort(collect_list(named_struct('t', CAST(o.rank AS INT), 'v', o.id_value, 'n', o.node))),\n\
              \x20          x -> named_struct('n', x.n, 't', x.t)) AS ids\n\
@@ -198,8 +236,9 @@ pub(super) fn replay(input: &str, limits: &[u64]) -> Vec<String> {
         format!(
             "-- Segment's sequential rule, as one fold per violating component over its events in\n\
              -- order. The state: `owner` (identifier -> profile key, the node that started the\n\
-             -- profile), `profs` (each profile's key, age = the event that created it, and values\n\
-             -- per rank) and `dropped` (the identifiers limits dropped so far). An event's\n\
+             -- profile), `profs` (each profile's key, age = the event that created it, values per\n\
+             -- rank, and the add times of its values whose limit has a window, those still inside\n\
+             -- it) and `dropped` (the identifiers limits dropped so far). An event's\n\
              -- identifiers (sorted by rank, value) first learn their current profile (`io`); the\n\
              -- event keeps the longest prefix that breaks no limit (at least one, `k`), merges it\n\
              -- into the oldest profile it matches or starts a profile, and records each later\n\
@@ -207,13 +246,13 @@ pub(super) fn replay(input: &str, limits: &[u64]) -> Vec<String> {
              -- component's last event; a component of E events costs O(E^2).\n\
              CREATE TABLE id_replay_state AS\n\
              SELECT component, aggregate(\n\
-             \x20   array_sort(collect_list(named_struct('seq', seq, 'message_id', message_id, 'ts', `timestamp`, 'ids', ids))),\n\
+             \x20   array_sort(collect_list(named_struct('seq', seq, 'message_id', message_id, 'ts', `timestamp`, 'us', us, 'ids', ids))),\n\
              \x20   named_struct('owner', CAST(array() AS {OWNER}), 'profs', CAST(array() AS {PROFS}),\n\
              \x20                'dropped', CAST(array() AS {DROPPED})),\n\
              \x20   (st, ev) -> {}) AS st\n\
              FROM id_replay_events\n\
              GROUP BY component",
-            step(&limits_sql, limits.len())
+            step(&l)
         ),
         "CREATE TABLE id_replayed AS\n\
          SELECT o.n AS node, o.t AS rank, o.p AS profile_key\n\

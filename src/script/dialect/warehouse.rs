@@ -5,6 +5,8 @@
 //! there (the kind of a JSON value, text ordered by its bytes). The identity stage's label
 //! propagation is the same rounds in each engine's scripting loop.
 
+use crate::identity::replay::Limit;
+
 /// The JavaScript of the identity functions: `cohortNode`, `cohortProfile`, `cohortReplay`.
 const IDENTITY_JS: &str = include_str!("../../../queries/script/warehouse_identity.js");
 
@@ -18,9 +20,9 @@ pub(super) enum Kind {
     /// A small number (GoogleSQL passes no INT64 into JavaScript).
     Float,
     TextArray,
-    /// `cohort_replay`'s events: `[{seq, m, ids: [{n, t}]}]`.
+    /// `cohort_replay`'s events: `[{seq, m, us, ids: [{n, t}]}]`.
     Events,
-    /// Each rank's limit.
+    /// A number per rank: its limit, or its window in microseconds (0 for ever).
     Limits,
     /// `cohort_replay`'s result: `{owner: [{n, t, p}], dropped: [{seq, m, n, broken}]}`.
     State,
@@ -81,7 +83,11 @@ pub(super) const FUNCTIONS: [JsFunction; 6] = [
     },
     JsFunction {
         name: "cohort_replay",
-        args: &[("events", Kind::Events), ("limits", Kind::Limits)],
+        args: &[
+            ("events", Kind::Events),
+            ("limits", Kind::Limits),
+            ("windows", Kind::Limits),
+        ],
         returns: Kind::State,
         js: IDENTITY_JS,
         entry: "cohortReplay",
@@ -178,11 +184,12 @@ pub const REPLAY_DOC: &str = "-- Segment's sequential rule, as one call of cohor
      -- A component of E events costs O(E^2) in one call, and its events must fit in one array\n\
      -- value of the engine.\n";
 
-/// Each rank's limit, as the elements of an array literal.
-pub(super) fn limit_list(limits: &[u64]) -> String {
-    limits
-        .iter()
-        .map(|l| l.to_string())
-        .collect::<Vec<_>>()
-        .join(", ")
+/// Each rank's limit, then each rank's window in microseconds (0 for ever), as the elements
+/// of two array literals.
+pub(super) fn limit_lists(limits: &[Limit]) -> (String, String) {
+    let list = |f: &dyn Fn(&Limit) -> String| limits.iter().map(f).collect::<Vec<_>>().join(", ");
+    (
+        list(&|l| l.max.to_string()),
+        list(&|l| l.window.unwrap_or(0).to_string()),
+    )
 }

@@ -35,22 +35,29 @@ CREATE OR REPLACE MACRO cohort_id_profile(node) AS
 CREATE OR REPLACE MACRO cohort_id_matched(io) AS
     list_distinct(list_filter(list_transform(io, lambda x: x.p), lambda p: p IS NOT NULL));
 
--- The first type (by rank) whose limit merging `io` would break, or NULL: the values per type
--- of every profile `io` matches (from `profs`, STRUCT(p, age, c counts per rank)) plus its
--- identifiers that belong to no profile yet.
-CREATE OR REPLACE MACRO cohort_id_broken(profs, io, limits) AS
+-- How many values of rank `ty` profile `q` has that count at time `at_us` (microseconds): all of
+-- them (q.c) for a limit over all time, those added less than the window before it (q.a)
+-- for a per-period one (`windows`: each rank's window in microseconds, or NULL).
+CREATE OR REPLACE MACRO cohort_id_counted(q, ty, windows, at_us) AS
+    CASE WHEN windows[ty + 1] IS NULL THEN q.c[ty + 1]
+         ELSE len(list_filter(q.a, lambda x: x.t = ty AND x.us > at_us - windows[ty + 1])) END;
+
+-- The first type (by rank) whose limit merging `io` at time `at_us` would break, or NULL: the
+-- values per type of every profile `io` matches (from `profs`, STRUCT(p, age, c counts per
+-- rank, a add times)) plus its identifiers that belong to no profile yet.
+CREATE OR REPLACE MACRO cohort_id_broken(profs, io, limits, windows, at_us) AS
     list_filter(range(len(limits)), lambda ty:
         coalesce(list_sum(list_transform(
             list_filter(profs, lambda q: list_contains(list_transform(io, lambda x: x.p), q.p)),
-            lambda q: q.c[ty + 1])), 0)
+            lambda q: cohort_id_counted(q, ty, windows, at_us))), 0)
         + len(list_filter(io, lambda x: x.p IS NULL AND x.t = ty))
         > limits[ty + 1])[1];
 
 -- How many of the event's identifiers it keeps: the longest prefix that breaks no limit, at
 -- least one (breaking is monotone in the prefix).
-CREATE OR REPLACE MACRO cohort_id_kept(profs, io, limits) AS
+CREATE OR REPLACE MACRO cohort_id_kept(profs, io, limits, windows, at_us) AS
     coalesce(list_max(list_filter(range(1, len(io) + 1),
-        lambda k: cohort_id_broken(profs, io[1:k], limits) IS NULL)), 1);
+        lambda k: cohort_id_broken(profs, io[1:k], limits, windows, at_us) IS NULL)), 1);
 
 -- The profile the kept identifiers merge into: the oldest one they match, else a new one
 -- keyed by the first identifier and aged `step`.
@@ -97,9 +104,11 @@ DROP TABLE IF EXISTS "id_violations";
 
 -- The identifier types: rank (0 = highest priority), limit per profile, and the detail
 -- an identifier dropped for breaking the limit records.
-CREATE TABLE id_types (id_type text, rank integer, id_limit bigint, limit_detail text);
+-- A per-period limit counts the values added within its window (window_s seconds).
+CREATE TABLE id_types (id_type text, rank integer, id_limit bigint, window_s bigint,
+                       limit_detail text);
 
-INSERT INTO id_types VALUES ('user_id', 0, 1, 'keeping it would put more than 1 user_id on one profile'), ('email', 1, 5, 'keeping it would put more than 5 email on one profile'), ('anonymous_id', 2, 5, 'keeping it would put more than 5 anonymous_id on one profile');
+INSERT INTO id_types VALUES ('user_id', 0, 1, NULL, 'keeping it would put more than 1 user_id on one profile'), ('email', 1, 5, NULL, 'keeping it would put more than 5 email on one profile'), ('anonymous_id', 2, 5, NULL, 'keeping it would put more than 5 anonymous_id on one profile');
 
 -- Every usable identifier once: its node code, type, value and rank. `spellings` counts the
 -- distinct values behind one code (more than one is a 64-bit code collision, checked by the
@@ -207,9 +216,10 @@ WHERE
   n_values > id_limit;
 
 -- The events of violating components, numbered in the order the sequential rule takes
--- them, (timestamp, message_id), each with its identifiers by priority, then value.
+-- them, (timestamp, message_id), each with its time in microseconds and its
+-- identifiers by priority, then value.
 CREATE TABLE id_replay_events AS
-SELECT o.component, o.message_id, o.timestamp,
+SELECT o.component, o.message_id, o.timestamp, epoch_us(o.timestamp) AS us,
        ROW_NUMBER() OVER (PARTITION BY o.component ORDER BY o.timestamp, o.message_id) AS seq,
        list(struct_pack(n := o.node, t := o.rank) ORDER BY o.rank, o.id_value) AS ids
 FROM (
@@ -232,19 +242,20 @@ GROUP BY o.component, o.message_id, o.timestamp;
 
 -- Segment's sequential rule, one event per iteration for every violating component at
 -- once, keyed by component. The state: `owner` (identifier -> profile key, the node that
--- started the profile), `profs` (each profile's key, age = the step that created it, and
--- values per rank) and `dropped` (the identifiers limits dropped so far). An event's
--- identifiers (sorted by rank, value) first learn their current profile (`io`); the event
--- keeps the longest prefix that breaks no limit (at least one), merges it into the oldest
--- profile it matches or starts a profile, and records each later identifier as dropped with
--- the limit its prefix broke. Loop condition: the recursion ends when no component has an
--- event numbered seq + 1, i.e. after each component's last event. Each step costs time in
--- proportion to the component's state, so a component of E events costs O(E^2).
+-- started the profile), `profs` (each profile's key, age = the step that created it, values
+-- per rank, and the add times of its values whose limit has a window, those still inside
+-- it) and `dropped` (the identifiers limits dropped so far). An event's identifiers (sorted
+-- by rank, value) first learn their current profile (`io`); the event keeps the longest
+-- prefix that breaks no limit (at least one), merges it into the oldest profile it matches
+-- or starts a profile, and records each later identifier as dropped with the limit its
+-- prefix broke. Loop condition: the recursion ends when no component has an event numbered
+-- seq + 1, i.e. after each component's last event. Each step costs time in proportion to
+-- the component's state, so a component of E events costs O(E^2).
 CREATE TABLE id_replay_state AS
 WITH RECURSIVE rp(component, seq, owner, profs, dropped) USING KEY (component) AS (
     SELECT component, 0::BIGINT,
            []::STRUCT(n BIGINT, t INTEGER, p BIGINT)[],
-           []::STRUCT(p BIGINT, age BIGINT, c BIGINT[])[],
+           []::STRUCT(p BIGINT, age BIGINT, c BIGINT[], a STRUCT(t INTEGER, us BIGINT)[])[],
            []::STRUCT(message_id VARCHAR, ts TIMESTAMPTZ, n BIGINT, broken INTEGER)[]
     FROM id_violating
     UNION
@@ -256,19 +267,25 @@ WITH RECURSIVE rp(component, seq, owner, profs, dropped) USING KEY (component) A
                    lambda x: struct_pack(n := x.n, t := x.t, p := target.p))),
            list_concat(
                list_filter(profs, lambda q: NOT list_contains(matched, q.p)),
-               [struct_pack(p := target.p, age := target.age, c := list_transform(range(len([1, 5, 5]::BIGINT[])), lambda ty:
+               [struct_pack(p := target.p, age := target.age, c := list_transform(range(len(([1, 5, 5]::BIGINT[]))), lambda ty:
                    coalesce(list_sum(list_transform(list_filter(profs, lambda q: list_contains(matched, q.p)), lambda q: q.c[ty + 1])), 0)
-                   + len(list_filter(io[1:kept], lambda x: x.p IS NULL AND x.t = ty))))]),
+                   + len(list_filter(io[1:kept], lambda x: x.p IS NULL AND x.t = ty))),
+                   a := list_filter(list_concat(
+                       flatten(list_transform(list_filter(profs, lambda q: list_contains(matched, q.p)), lambda q: q.a)),
+                       list_transform(list_filter(io[1:kept], lambda x: x.p IS NULL AND ([NULL, NULL, NULL]::BIGINT[])[x.t + 1] IS NOT NULL),
+                           lambda x: struct_pack(t := x.t, us := us))),
+                       lambda x: x.us > us - ([NULL, NULL, NULL]::BIGINT[])[x.t + 1]))]),
            list_concat(dropped, list_transform(range(kept + 1, len(io) + 1),
                lambda j: struct_pack(message_id := message_id, ts := "timestamp", n := io[j].n,
-                                     broken := cohort_id_broken(profs, io[1:j], [1, 5, 5]::BIGINT[]))))
+                                     broken := cohort_id_broken(profs, io[1:j], ([1, 5, 5]::BIGINT[]), ([NULL, NULL, NULL]::BIGINT[]), us))))
     FROM (
         SELECT *, cohort_id_matched(io[1:kept]) AS matched,
                cohort_id_target(profs, io[1:kept], seq) AS target
         FROM (
-            SELECT *, cohort_id_kept(profs, io, [1, 5, 5]::BIGINT[]) AS kept
+            SELECT *, cohort_id_kept(profs, io, ([1, 5, 5]::BIGINT[]), ([NULL, NULL, NULL]::BIGINT[]), us) AS kept
             FROM (
                 SELECT r.component, e.seq, r.owner, r.profs, r.dropped, e.message_id, e."timestamp",
+                       e.us,
                        list_transform(e.ids, lambda x: struct_pack(n := x.n, t := x.t,
                            p := list_filter(r.owner, lambda o: o.n = x.n)[1].p)) AS io
                 FROM rp r
