@@ -9,7 +9,9 @@
 //! 1. `no_repair`: nothing changed (what any incremental run costs at least);
 //! 2. `unlink`: the anonymous id that the most events carry is unlinked;
 //! 3. `merge`: a customer's email is merged with an anonymous visitor's id (two profiles);
-//! 4. `split`: the space splits at the user id that the most events carry;
+//! 4. `split`: the space splits at the user id that the most events carry (before it runs,
+//!    `validate` and `identity_diff` time `cohort validate` with its check of repairs.yaml
+//!    against the last run, and `cohort identity diff`, on the space with the split written);
 //! 5. `full_with_repairs`: a full rebuild with those repairs (the peer again, now with them).
 //!
 //! It prints each run's record, then one `case=... secs=... fraction=... affected=...` line per
@@ -22,6 +24,7 @@
 mod common;
 
 use std::path::Path;
+use std::time::Instant;
 
 use chrono::Utc;
 use cohort::generate::GenerateOptions;
@@ -242,8 +245,32 @@ fn main() {
     lines.push(("merge".into(), run(false)));
     statuses();
     text += &format!("- split: \"user_id:{}\"\n  reason: bench\n", user[0]);
-    println!("## split");
     repairs(&text);
+    // Before the split runs: what `cohort validate` (with its check of the repairs against the
+    // last run) and `cohort identity diff` cost on this space.
+    println!("## validate");
+    let t = Instant::now();
+    let checked = rt.block_on(async {
+        let v = cohort::analyze::validate_space(&space).await;
+        let s = v.space.expect("the bench space");
+        cohort::read::repairs::unknown_identifiers(&s).await
+    });
+    let validate_secs = t.elapsed().as_secs_f64();
+    let unknown = checked.expect("validate").len();
+    println!("## identity_diff");
+    let t = Instant::now();
+    let diff = rt
+        .block_on(async {
+            let s = cohort::analyze::validate_space(&space)
+                .await
+                .space
+                .expect("the bench space");
+            let opts = run_options(as_of, false, args.memory_limit.as_deref(), spill.clone());
+            cohort::read::identity_diff::identity_diff(&s, &opts).await
+        })
+        .expect("identity diff");
+    let diff_secs = t.elapsed().as_secs_f64();
+    println!("## split");
     lines.push(("split".into(), run(false)));
     statuses();
     println!("## full_with_repairs");
@@ -259,4 +286,18 @@ fn main() {
     for (case, m) in &lines {
         line(case, m, &full);
     }
+    println!(
+        "case=validate secs={validate_secs:.2} fraction={:.4} unknown_identifiers={unknown}",
+        validate_secs / full.secs
+    );
+    println!(
+        "case=identity_diff secs={diff_secs:.2} fraction={:.4} moved={} arrived={} left={} \
+         merged={} split={}",
+        diff_secs / full.secs,
+        diff.moved,
+        diff.arrived,
+        diff.left,
+        diff.merged,
+        diff.split
+    );
 }

@@ -63,6 +63,10 @@ pub(super) enum Command {
         /// Show the diff and the checks only.
         #[arg(long, conflicts_with = "yes")]
         dry_run: bool,
+        /// Also remove prod's definition files that dev does not have (left in place
+        /// otherwise).
+        #[arg(long)]
+        delete: bool,
     },
     /// Repair the identity graph (entries of repairs.yaml), and see what the next run changes.
     #[command(subcommand)]

@@ -110,7 +110,8 @@ async fn dispatch(cmd: Command) -> Result<()> {
             prod,
             yes,
             dry_run,
-        } => promote::promote_cmd(&dev, &prod, yes, dry_run).await,
+            delete,
+        } => promote::promote_cmd(&dev, &prod, yes, dry_run, delete).await,
         Command::Explain(ExplainCmd::Audience {
             dir,
             key,

@@ -3,7 +3,8 @@
 //!
 //! The definitions are identity.yaml, repairs.yaml and every file under traits/, queries/,
 //! audiences/ and destinations/; space.yaml (sources, output, schedule) stays prod's own. Files
-//! only prod has are left in place. Before anything is written the result is staged in a
+//! only prod has are left in place, or removed when asked (`--delete`, as rsync's). Before
+//! anything is written the result is staged in a
 //! temporary folder and validated as prod (its sources opened from prod's folder), and every
 //! audience key prod's published history retired is refused.
 
@@ -26,6 +27,8 @@ pub enum Change {
     Changed,
     /// Only prod has it: left as it is.
     OnlyInProd,
+    /// Only prod has it, and the promotion removes it.
+    Removed,
 }
 
 #[derive(Clone, Debug, serde::Serialize)]
@@ -49,6 +52,14 @@ pub struct Promotion {
 impl Promotion {
     pub fn errors(&self) -> usize {
         self.diagnostics.iter().filter(|d| d.is_error()).count()
+    }
+
+    /// The files to remove from prod.
+    pub fn removals(&self) -> impl Iterator<Item = &str> {
+        self.changes
+            .iter()
+            .filter(|c| c.change == Change::Removed)
+            .map(|c| c.path.as_str())
     }
 
     /// The files to write: added and changed, with dev's text.
@@ -120,8 +131,9 @@ fn write(path: &Path, text: &str) -> EngineResult<()> {
     })
 }
 
-/// Plans promoting the definitions of `dev` into `prod` (nothing is written to either).
-pub async fn plan(dev: &Path, prod: &Path) -> EngineResult<Promotion> {
+/// Plans promoting the definitions of `dev` into `prod` (nothing is written to either);
+/// with `delete`, prod's definition files that dev lacks are removed.
+pub async fn plan(dev: &Path, prod: &Path, delete: bool) -> EngineResult<Promotion> {
     let dev_check = analyze::validate_space(dev).await;
     if dev_check.space.is_none() {
         return Err(EngineError::Definition(format!(
@@ -155,7 +167,10 @@ pub async fn plan(dev: &Path, prod: &Path) -> EngineResult<Promotion> {
         if !from.contains_key(path) {
             changes.push(FileChange {
                 path: path.clone(),
-                change: Change::OnlyInProd,
+                change: match delete {
+                    true => Change::Removed,
+                    false => Change::OnlyInProd,
+                },
                 prod: Some(text.clone()),
                 dev: None,
             });
@@ -167,7 +182,8 @@ pub async fn plan(dev: &Path, prod: &Path) -> EngineResult<Promotion> {
         cause,
     })?;
     write(&staged.path().join("space.yaml"), &prod_space)?;
-    for (path, text) in to.iter().chain(&from) {
+    let kept = to.iter().filter(|(p, _)| !delete || from.contains_key(*p));
+    for (path, text) in kept.chain(&from) {
         write(&staged.path().join(path), text)?;
     }
     let check = analyze::validate_space_as(staged.path(), Some(prod)).await;
@@ -239,14 +255,24 @@ fn unknown_tables(space: &spec::Space) -> Vec<Diagnostic> {
     out
 }
 
-/// Writes the promotion's added and changed files into `prod`.
-pub fn apply(p: &Promotion, prod: &Path) -> EngineResult<usize> {
-    let mut n = 0;
+/// Writes the promotion's added and changed files into `prod` and removes the files it
+/// removes: how many of each.
+pub fn apply(p: &Promotion, prod: &Path) -> EngineResult<(usize, usize)> {
+    let mut written = 0;
     for (path, text) in p.writes() {
         write(&prod.join(path), text)?;
-        n += 1;
+        written += 1;
     }
-    Ok(n)
+    let mut removed = 0;
+    for path in p.removals() {
+        let at = prod.join(path);
+        std::fs::remove_file(&at).map_err(|cause| EngineError::Io {
+            what: format!("cannot remove {}", at.display()),
+            cause,
+        })?;
+        removed += 1;
+    }
+    Ok((written, removed))
 }
 
 /// A line diff of `old` and `new` (`-`, `+` and, around changes, ` ` lines), for the diff

@@ -116,7 +116,8 @@ pub(super) async fn publish(
         versions.insert(published::INGESTED_FILES.to_string(), v);
     }
     let repairs = &identity.repairs;
-    if let Some(v) = super::repairs_table::write(ctx, out, previous, repairs, &rec.run_id).await? {
+    let run = super::repairs_table::RunIdentities::resolved(ctx).await?;
+    if let Some(v) = super::repairs_table::write(run, out, previous, repairs, &rec.run_id).await? {
         versions.insert(published::IDENTITY_REPAIRS.to_string(), v);
     }
     if let Some(p) = rec.profiles.as_mut() {

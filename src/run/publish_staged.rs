@@ -17,7 +17,7 @@ use chrono::Utc;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, cast, col, lit};
-use datafusion::prelude::{ParquetReadOptions, SessionContext};
+use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionContext};
 
 use super::record::{RunRecord, RunStatus};
 use super::runs_table::write_runs;
@@ -140,6 +140,23 @@ pub(super) async fn publish(
     let loc = out.child(published::PROFILE_MERGES);
     let v = delta::overwrite_from_plan(&loc, merges, &ctx.state()).await?;
     versions.insert(published::PROFILE_MERGES.to_string(), v);
+    // What each repair did, from the identities the engine resolved with them.
+    let run = super::repairs_table::RunIdentities {
+        identities: DataFrame::new(
+            ctx.state(),
+            read_staged(&ctx, staged, published::IDENTITIES).await?,
+        ),
+        violations: DataFrame::new(
+            ctx.state(),
+            read_staged(&ctx, staged, published::IDENTITY_VIOLATIONS).await?,
+        ),
+    };
+    let repairs = ResolvedRules::from_spec(&space.identity).repairs;
+    let written =
+        super::repairs_table::write(run, out, previous.as_ref(), &repairs, &rec.run_id).await?;
+    if let Some(v) = written {
+        versions.insert(published::IDENTITY_REPAIRS.to_string(), v);
+    }
 
     rec.status = RunStatus::Succeeded;
     rec.finished_at = Utc::now();

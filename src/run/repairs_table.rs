@@ -167,27 +167,40 @@ pub async fn named_identifiers(
     Ok(out)
 }
 
-/// This run's rows, from the resolver's `id_identities` and `id_violations`.
+/// The two tables of a run that [`rows`] reads: its identities (`id_type, id_value,
+/// profile_id`) and its violations (`id_type, id_value, rule, detail`), as the resolver left
+/// them or as another engine staged them.
+pub struct RunIdentities {
+    pub identities: DataFrame,
+    pub violations: DataFrame,
+}
+
+impl RunIdentities {
+    /// The resolver's `id_identities` and `id_violations` in `ctx`.
+    pub async fn resolved(ctx: &SessionContext) -> EngineResult<RunIdentities> {
+        Ok(RunIdentities {
+            identities: ctx.table(stage::ID_IDENTITIES).await?,
+            violations: ctx.table(stage::ID_VIOLATIONS).await?,
+        })
+    }
+}
+
+/// This run's rows.
 pub async fn rows(
-    ctx: &SessionContext,
+    run: RunIdentities,
     repairs: &[Repair],
     run_id: &str,
 ) -> EngineResult<RecordBatch> {
-    let NamedIdentifiers { profile, seen } = named_identifiers(
-        repairs,
-        Some(ctx.table(stage::ID_IDENTITIES).await?),
-        Some(ctx.table(stage::ID_VIOLATIONS).await?),
-    )
-    .await?;
+    let NamedIdentifiers { profile, seen } =
+        named_identifiers(repairs, Some(run.identities), Some(run.violations.clone())).await?;
     // Occurrences each repair set aside, by the detail they record.
     let mut set_aside: BTreeMap<String, i64> = BTreeMap::new();
     let rules: Vec<_> = [RULE_BLOCK, RULE_UNLINK, RULE_SPLIT]
         .iter()
         .map(|r| lit(*r))
         .collect();
-    let counts = ctx
-        .table(stage::ID_VIOLATIONS)
-        .await?
+    let counts = run
+        .violations
         .filter(col("rule").in_list(rules, false))?
         .aggregate(
             vec![col("detail")],
@@ -251,7 +264,7 @@ pub async fn rows(
 /// Writes `identity_repairs` when the space has repairs or the previous run published the
 /// table (so that it says the repairs are gone); returns its version.
 pub async fn write(
-    ctx: &SessionContext,
+    run: RunIdentities,
     out: &objects::Location,
     previous: Option<&manifest::Manifest>,
     repairs: &[Repair],
@@ -261,7 +274,7 @@ pub async fn write(
     if repairs.is_empty() && !had {
         return Ok(None);
     }
-    let batch = rows(ctx, repairs, run_id).await?;
+    let batch = rows(run, repairs, run_id).await?;
     let loc = out.child(published::IDENTITY_REPAIRS);
     Ok(Some(delta::overwrite_batches(&loc, vec![batch]).await?))
 }

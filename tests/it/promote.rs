@@ -157,4 +157,35 @@ fn promote_an_edited_audience_and_a_new_trait() {
     crate::live::cohort(root, &["run", "prod", "--as-of", "2026-11-01"]);
     let again = crate::live::cohort(root, &["promote", "dev", "prod", "--dry-run"]);
     assert!(again.contains("nothing to promote"), "{again}");
+
+    // A definition only prod has stays, unless --delete removes it.
+    file(
+        &prod,
+        "audiences/prod_only.yaml",
+        "name: Prod Only\nquery: \"event('Signed Up').count() >= 3\"\n",
+    );
+    let kept = crate::live::cohort(root, &["promote", "dev", "prod", "--yes"]);
+    assert!(
+        kept.contains(
+            "= audiences/prod_only.yaml (only in prod: left as it is; --delete removes it)"
+        ),
+        "{kept}"
+    );
+    assert!(kept.contains("nothing to promote"), "{kept}");
+    assert!(prod.join("audiences/prod_only.yaml").exists());
+    let shown = crate::live::cohort(root, &["promote", "dev", "prod", "--delete", "--dry-run"]);
+    assert!(shown.contains("0 file(s) to write, 1 to remove"), "{shown}");
+    assert!(
+        shown.contains("- audiences/prod_only.yaml (only in prod: removed)"),
+        "{shown}"
+    );
+    assert!(prod.join("audiences/prod_only.yaml").exists());
+    let done = crate::live::cohort(root, &["promote", "dev", "prod", "--delete", "--yes"]);
+    assert!(
+        done.contains("wrote 0 file(s) into prod, removed 1"),
+        "{done}"
+    );
+    assert!(!prod.join("audiences/prod_only.yaml").exists());
+    assert!(prod.join("audiences/signed_up.yaml").exists());
+    crate::live::cohort(root, &["run", "prod", "--as-of", "2026-11-01"]);
 }

@@ -117,7 +117,7 @@ pub(crate) struct Edits {
 /// repairs.yaml over the generated events in `data`: the most frequent anonymous id unlinked,
 /// the next split, the next blocked, and a user id merged with an anonymous id no event
 /// carries with a user id.
-async fn repairs_over(data: &Path) -> String {
+pub(crate) async fn repairs_over(data: &Path) -> String {
     let ctx = datafusion::prelude::SessionContext::new();
     ctx.register_parquet("t", data.to_str().unwrap(), Default::default())
         .await

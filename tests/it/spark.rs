@@ -9,7 +9,9 @@ use std::process::Command;
 use cohort::spec::Preset;
 
 use super::common;
-use super::space_sql::{Edits, check_space, check_space_with, compared_tables, copy_space};
+use super::space_sql::{
+    Edits, check_space, check_space_with, compared_tables, copy_space, repairs_over,
+};
 
 /// The starter space: computed traits, a SQL trait, account traits, six audiences, here with
 /// a repair of every kind and per-period limits its events break; run statement by statement
@@ -87,7 +89,8 @@ fn same_tables(tmp: &Path, a: &Path, b: &Path, tables: &[&str]) {
 }
 
 /// `cohort run --on spark`, started in the space's folder with PySpark's spark-submit on the
-/// PATH, publishes what a local run publishes: the same tables, the same CSV exports. A second
+/// PATH, publishes what a local run publishes: the same tables (`identity_repairs` too, the
+/// space having a repair of every kind), the same CSV exports. A second
 /// run on Spark, later, keeps the members' `entered_at` and appends only what changed, as the
 /// local run at the same as-of does; a local run after it starts again from the sources.
 #[tokio::test]
@@ -98,7 +101,10 @@ async fn cohort_run_on_spark_publishes_what_a_local_run_publishes() {
     let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/spaces/store");
     copy_space(&from, &local);
     common::generate(Preset::Events, 6_000, 17, &local.join("data/events")).await;
+    let repairs = repairs_over(&local.join("data/events")).await;
+    std::fs::write(local.join("repairs.yaml"), &repairs).unwrap();
     copy_space(&from, &spark);
+    std::fs::write(spark.join("repairs.yaml"), &repairs).unwrap();
     std::fs::create_dir_all(spark.join("data")).unwrap();
     let copied = Command::new("cp")
         .arg("-r")
@@ -111,6 +117,7 @@ async fn cohort_run_on_spark_publishes_what_a_local_run_publishes() {
     let (a, b) = (local.join("out").join(&name), spark.join("out").join(&name));
     let mut tables: Vec<&str> = compared_tables();
     tables.push("profile_merges");
+    tables.push("identity_repairs");
 
     let first = common::gen_end() - chrono::Duration::days(30);
     let second = common::gen_end();

@@ -15,14 +15,16 @@ pub(in crate::cli) async fn promote_cmd(
     prod: &Path,
     yes: bool,
     dry_run: bool,
+    delete: bool,
 ) -> Result<()> {
-    let plan = promote::plan(dev, prod).await?;
+    let plan = promote::plan(dev, prod, delete).await?;
     let writes = plan.writes().count();
-    println!(
-        "promote {} -> {}: {writes} file(s) to write",
-        dev.display(),
-        prod.display()
-    );
+    let removals = plan.removals().count();
+    let todo = match removals {
+        0 => format!("{writes} file(s) to write"),
+        n => format!("{writes} file(s) to write, {n} to remove"),
+    };
+    println!("promote {} -> {}: {todo}", dev.display(), prod.display());
     for c in &plan.changes {
         match c.change {
             Change::Added => {
@@ -38,7 +40,16 @@ pub(in crate::cli) async fn promote_cmd(
                     println!("{l}");
                 }
             }
-            Change::OnlyInProd => println!("\n= {} (only in prod: left as it is)", c.path),
+            Change::OnlyInProd => println!(
+                "\n= {} (only in prod: left as it is; --delete removes it)",
+                c.path
+            ),
+            Change::Removed => {
+                println!("\n- {} (only in prod: removed)", c.path);
+                for l in c.prod.as_deref().unwrap_or("").lines() {
+                    println!("- {l}");
+                }
+            }
         }
     }
     if !plan.diagnostics.is_empty() {
@@ -60,7 +71,7 @@ pub(in crate::cli) async fn promote_cmd(
         ))
         .into());
     }
-    if writes == 0 {
+    if writes + removals == 0 {
         println!("\nnothing to promote: prod has dev's definitions");
         return Ok(());
     }
@@ -76,7 +87,7 @@ pub(in crate::cli) async fn promote_cmd(
             )
             .into());
         }
-        print!("\nwrite {writes} file(s) into {}? [y/N] ", prod.display());
+        print!("\n{todo} in {}: go ahead? [y/N] ", prod.display());
         std::io::stdout().flush().ok();
         let mut answer = String::new();
         std::io::stdin().lock().read_line(&mut answer).ok();
@@ -85,9 +96,13 @@ pub(in crate::cli) async fn promote_cmd(
             return Ok(());
         }
     }
-    let n = promote::apply(&plan, prod)?;
+    let (written, removed) = promote::apply(&plan, prod)?;
+    let removed = match removed {
+        0 => String::new(),
+        n => format!(", removed {n}"),
+    };
     println!(
-        "\nwrote {n} file(s) into {p}; `cohort run {p}` publishes them",
+        "\nwrote {written} file(s) into {p}{removed}; `cohort run {p}` publishes them",
         p = prod.display()
     );
     Ok(())
