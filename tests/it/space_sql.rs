@@ -67,7 +67,10 @@ fn compare(
     std::fs::write(&tool, COMPARE).unwrap();
     std::fs::write(dir.join("spark_run.py"), SPARK_RUN).unwrap();
     let mut cmd = Command::new(common::python());
-    cmd.arg(&tool)
+    // In the test's folder: Spark writes its metastore (metastore_db/, derby.log) where it
+    // starts.
+    cmd.current_dir(dir)
+        .arg(&tool)
         .arg(engine)
         .arg(script)
         .arg(published)
