@@ -2,7 +2,8 @@
 //! against the engine: the same `id_occurrences` rows go through the engine's stage and
 //! through the SQL in DuckDB and in a real PostgreSQL server; all four output tables must hold
 //! identical rows. Random event sets (those of `identity.rs`) break limits often, under several
-//! types, limits and priorities.
+//! types, limits and priorities, and, spread over ten days, per-period limits (`1 daily`,
+//! `2 weekly`) that only the windows decide.
 
 use std::collections::BTreeMap;
 use std::path::Path;
