@@ -2,7 +2,7 @@
 //! of that run carried (most often a value written otherwise than its type normalizes it, or
 //! an identifier from another space), as warnings for `cohort validate`.
 
-use datafusion::prelude::SessionContext;
+use datafusion::prelude::{DataFrame, SessionContext};
 
 use crate::error::EngineResult;
 use crate::plan::identity::ResolvedRules;
@@ -23,15 +23,14 @@ pub async fn unknown_identifiers(space: &Space) -> EngineResult<Vec<Diagnostic>>
         return Ok(Vec::new());
     };
     let ctx = SessionContext::new();
-    let mut tables = Vec::new();
-    for table in [published::IDENTITIES, published::IDENTITY_VIOLATIONS] {
-        tables.push(match super::published_table(space, table).await? {
-            Some(t) => Some(ctx.read_table(t)?),
-            None => None,
-        });
-    }
-    let violations = tables.pop().flatten();
-    let identities = tables.pop().flatten();
+    let frame = async |table| -> EngineResult<Option<DataFrame>> {
+        match super::published_table(space, table).await? {
+            Some(t) => Ok(Some(ctx.read_table(t)?)),
+            None => Ok(None),
+        }
+    };
+    let identities = frame(published::IDENTITIES).await?;
+    let violations = frame(published::IDENTITY_VIOLATIONS).await?;
     let seen = named_identifiers(&rules.repairs, identities, violations)
         .await?
         .seen;

@@ -106,6 +106,14 @@ pub fn statements(dialect: SqlDialect, types: &[IdType]) -> Result<Vec<String>> 
     steps(dialect.script_or_err()?, types)
 }
 
+/// A type's limit as the replay counts it.
+fn limit_of(t: &IdType) -> Limit {
+    Limit {
+        max: t.limit,
+        window: t.window_micros(),
+    }
+}
+
 /// [`statements`] in `d`.
 pub fn steps(d: &dyn ScriptDialect, types: &[IdType]) -> Result<Vec<String>> {
     let mut out: Vec<String> = SCRATCH
@@ -129,10 +137,7 @@ pub fn steps(d: &dyn ScriptDialect, types: &[IdType]) -> Result<Vec<String>> {
             .map(|t| {
                 let limit = TypeLimit {
                     id_type: t.id_type.clone(),
-                    limit: Limit {
-                        max: t.limit,
-                        window: t.window_micros(),
-                    },
+                    limit: limit_of(t),
                 };
                 format!(
                     "({}, {}, {}, {}, {})",
@@ -150,10 +155,7 @@ pub fn steps(d: &dyn ScriptDialect, types: &[IdType]) -> Result<Vec<String>> {
     let ranks = types.iter().map(|t| t.rank as usize + 1).max().unwrap_or(0);
     let mut limits = vec![Limit::ever(0); ranks];
     for t in types {
-        limits[t.rank as usize] = Limit {
-            max: t.limit,
-            window: t.window_micros(),
-        };
+        limits[t.rank as usize] = limit_of(t);
     }
 
     // 1. Nodes and edges.

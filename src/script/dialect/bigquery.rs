@@ -11,10 +11,11 @@ use datafusion::sql::sqlparser::ast;
 
 use super::ScriptDialect;
 use super::calls::sql_string;
+use super::limit_lists;
 use super::text::{TextStyle, engine_text};
 use super::warehouse::{
     CHANGED_FROM, COMPONENTS_DOC, FUNCTIONS, Kind, REPLAY_DOC, components_round, components_swap,
-    indented, limit_lists,
+    indented,
 };
 use crate::identity::replay::Limit;
 use crate::script::unparse::SqlDialect;
@@ -213,7 +214,9 @@ impl ScriptDialect for BigQuery {
     }
 
     fn replay(&self, input: &str, limits: &[Limit]) -> Vec<String> {
-        let (max, windows) = limit_lists(limits);
+        // The JavaScript takes 0 for a limit over all time.
+        let (max, windows) = limit_lists(limits, "", "0");
+        let us = self.epoch_micros("o.`timestamp`");
         vec![
             format!(
                 "-- The events of violating components, numbered in the order the sequential rule takes\n\
@@ -221,7 +224,7 @@ impl ScriptDialect for BigQuery {
                  -- exact below 2^53) and its identifiers by rank, then value.\n\
                  CREATE TABLE id_replay_events AS\n\
                  SELECT o.component, o.message_id, o.`timestamp`,\n\
-                 \x20      CAST(UNIX_MICROS(o.`timestamp`) AS FLOAT64) AS us,\n\
+                 \x20      CAST({us} AS FLOAT64) AS us,\n\
                  \x20      ROW_NUMBER() OVER (PARTITION BY o.component ORDER BY o.`timestamp`, o.message_id) AS seq,\n\
                  \x20      ARRAY_AGG(STRUCT(CAST(o.node AS STRING) AS n, CAST(o.rank AS FLOAT64) AS t)\n\
                  \x20          ORDER BY o.rank, o.id_value) AS ids\n\

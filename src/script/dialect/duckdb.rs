@@ -201,27 +201,23 @@ fn components() -> String {
 }
 
 fn replay(input: &str, limits: &[Limit]) -> Vec<String> {
+    let us = DuckDb.epoch_micros("o.timestamp");
     let mut out: Vec<String> = Vec::new();
     out.push(format!(
         "-- The events of violating components, numbered in the order the sequential rule takes\n\
          -- them, (timestamp, message_id), each with its time in microseconds and its\n\
          -- identifiers by priority, then value.\n\
          CREATE TABLE id_replay_events AS\n\
-         SELECT o.component, o.message_id, o.timestamp, epoch_us(o.timestamp) AS us,\n\
+         SELECT o.component, o.message_id, o.timestamp, {us} AS us,\n\
          \x20      ROW_NUMBER() OVER (PARTITION BY o.component ORDER BY o.timestamp, o.message_id) AS seq,\n\
          \x20      list(struct_pack(n := o.node, t := o.rank) ORDER BY o.rank, o.id_value) AS ids\n\
          FROM (\n{input}\n) AS o\n\
          GROUP BY o.component, o.message_id, o.timestamp"
     ));
     // In parentheses: `[..]::BIGINT[][i]` would read as a fixed-size array type.
-    let list = |f: &dyn Fn(&Limit) -> String| {
-        format!(
-            "([{}]::BIGINT[])",
-            limits.iter().map(f).collect::<Vec<_>>().join(", ")
-        )
-    };
-    let limits_sql = list(&|l| l.max.to_string());
-    let windows_sql = list(&|l| l.window.map_or("NULL".into(), |w| w.to_string()));
+    let (max, windows) = super::limit_lists(limits, "", "NULL");
+    let limits_sql = format!("([{max}]::BIGINT[])");
+    let windows_sql = format!("([{windows}]::BIGINT[])");
     out.push(
         r#"-- Segment's sequential rule, one event per iteration for every violating component at
 -- once, keyed by component. The state: `owner` (identifier -> profile key, the node that

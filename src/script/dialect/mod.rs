@@ -170,6 +170,19 @@ pub trait ScriptDialect {
     fn epoch_micros(&self, ts: &str) -> String;
 }
 
+/// Each rank's limit, then each rank's window in microseconds (`ever` for a limit over all
+/// time), as the elements of two array literals; each number is followed by `suffix`.
+pub(super) fn limit_lists(limits: &[Limit], suffix: &str, ever: &str) -> (String, String) {
+    let list = |f: &dyn Fn(&Limit) -> String| limits.iter().map(f).collect::<Vec<_>>().join(", ");
+    (
+        list(&|l| format!("{}{suffix}", l.max)),
+        list(&|l| {
+            l.window
+                .map_or(ever.to_string(), |w| format!("{w}{suffix}"))
+        }),
+    )
+}
+
 impl SqlDialect {
     /// The engine this dialect writes scripts for, if `compile --script` supports it.
     pub fn script(self) -> Option<&'static dyn ScriptDialect> {

@@ -170,6 +170,7 @@ fn components() -> Vec<String> {
 }
 
 fn replay(input: &str, limits: &[Limit]) -> Vec<String> {
+    let us = Postgres.epoch_micros("o.timestamp");
     let mut out: Vec<String> = Vec::new();
     out.push(format!(
         "-- The events of violating components, numbered in the order the sequential rule takes\n\
@@ -177,7 +178,7 @@ fn replay(input: &str, limits: &[Limit]) -> Vec<String> {
          -- identifiers by priority, then value.\n\
          CREATE TABLE id_replay_events AS\n\
          SELECT o.component, o.message_id, o.timestamp,\n\
-         \x20      (extract(epoch FROM o.timestamp) * 1000000)::bigint AS us,\n\
+         \x20      {us} AS us,\n\
          \x20      ROW_NUMBER() OVER (PARTITION BY o.component ORDER BY o.timestamp, o.message_id COLLATE \"C\") AS seq,\n\
          \x20      array_agg(o.node ORDER BY o.rank, o.id_value COLLATE \"C\") AS nodes,\n\
          \x20      array_agg(o.rank ORDER BY o.rank, o.id_value COLLATE \"C\") AS ranks\n\
@@ -194,9 +195,7 @@ fn replay(input: &str, limits: &[Limit]) -> Vec<String> {
         "CREATE TABLE id_replay_dropped (message_id text, timestamp timestamptz, node bigint, broken integer)"
             .into(),
     );
-    let list = |f: &dyn Fn(&Limit) -> String| limits.iter().map(f).collect::<Vec<_>>().join(", ");
-    let limits_sql = list(&|l| l.max.to_string());
-    let windows_sql = list(&|l| l.window.map_or("NULL".into(), |w| w.to_string()));
+    let (limits_sql, windows_sql) = super::limit_lists(limits, "", "NULL");
     out.push(format!(
         "-- Segment's sequential rule over every violating component's events. id_replayed\n\
          -- holds identifier -> profile key (the node that started the profile) and when it\n\

@@ -8,10 +8,11 @@
 
 use super::ScriptDialect;
 use super::calls::sql_string;
+use super::limit_lists;
 use super::text::{TextStyle, engine_text};
 use super::warehouse::{
     CHANGED_FROM, COMPONENTS_DOC, FUNCTIONS, Kind, REPLAY_DOC, components_round, components_swap,
-    indented, limit_lists,
+    indented,
 };
 use crate::identity::replay::Limit;
 use crate::script::unparse::SqlDialect;
@@ -201,7 +202,9 @@ impl ScriptDialect for Snowflake {
     }
 
     fn replay(&self, input: &str, limits: &[Limit]) -> Vec<String> {
-        let (max, windows) = limit_lists(limits);
+        // The JavaScript takes 0 for a limit over all time.
+        let (max, windows) = limit_lists(limits, "", "0");
+        let us = self.epoch_micros("o.\"timestamp\"");
         vec![
             format!(
                 "-- The events of violating components, numbered in the order the sequential rule takes\n\
@@ -209,7 +212,7 @@ impl ScriptDialect for Snowflake {
                  -- identifiers by rank, then value.\n\
                  CREATE TABLE id_replay_events AS\n\
                  SELECT o.component, o.message_id, o.\"timestamp\",\n\
-                 \x20      date_part(epoch_microsecond, o.\"timestamp\") AS us,\n\
+                 \x20      {us} AS us,\n\
                  \x20      ROW_NUMBER() OVER (PARTITION BY o.component ORDER BY o.\"timestamp\", o.message_id) AS seq,\n\
                  \x20      ARRAY_AGG(OBJECT_CONSTRUCT('n', TO_VARCHAR(o.node), 't', o.rank))\n\
                  \x20          WITHIN GROUP (ORDER BY o.rank, o.id_value) AS ids\n\

@@ -128,7 +128,7 @@ impl<const DATABRICKS: bool> ScriptDialect for Spark<DATABRICKS> {
     }
 
     fn replay(&self, input: &str, limits: &[Limit]) -> Vec<String> {
-        super::spark_identity::replay(input, limits)
+        super::spark_identity::replay(input, limits, &self.epoch_micros("o.`timestamp`"))
     }
 
     fn epoch_micros(&self, ts: &str) -> String {

@@ -209,16 +209,12 @@ fn adds(l: &Limits) -> String {
     )
 }
 
-pub(super) fn replay(input: &str, limits: &[Limit]) -> Vec<String> {
-    let list = |f: &dyn Fn(&Limit) -> String| {
-        format!(
-            "CAST(array({}) AS ARRAY<BIGINT>)",
-            limits.iter().map(f).collect::<Vec<_>>().join(", ")
-        )
-    };
+/// The replay's statements; `us` is an event's time in microseconds (of `o.timestamp`).
+pub(super) fn replay(input: &str, limits: &[Limit], us: &str) -> Vec<String> {
+    let (max, windows) = super::limit_lists(limits, "L", "NULL");
     let l = Limits {
-        max: list(&|l| format!("{}L", l.max)),
-        windows: list(&|l| l.window.map_or("NULL".into(), |w| format!("{w}L"))),
+        max: format!("CAST(array({max}) AS ARRAY<BIGINT>)"),
+        windows: format!("CAST(array({windows}) AS ARRAY<BIGINT>)"),
         ranks: limits.len(),
     };
     vec![
@@ -226,7 +222,7 @@ pub(super) fn replay(input: &str, limits: &[Limit]) -> Vec<String> {
             "-- The events of violating components, numbered in the order the sequential rule takes\n\
              -- them, (timestamp, message_id), each with its identifiers by priority, then value.\n\
              CREATE TABLE id_replay_events AS\n\
-             SELECT o.component, o.message_id, o.`timestamp`, unix_micros(o.`timestamp`) AS us,\n\
+             SELECT o.component, o.message_id, o.`timestamp`, {us} AS us,\n\
              \x20      CAST(ROW_NUMBER() OVER (PARTITION BY o.component ORDER BY o.`timestamp`, o.message_id) AS BIGINT) AS seq,\n\
              \x20      transform(array_sort(collect_list(named_struct('t', CAST(o.rank AS INT), 'v', o.id_value, 'n', o.node))),\n\
              \x20          x -> named_struct('n', x.n, 't', x.t)) AS ids\n\

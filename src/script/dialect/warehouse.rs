@@ -5,8 +5,6 @@
 //! there (the kind of a JSON value, text ordered by its bytes). The identity stage's label
 //! propagation is the same rounds in each engine's scripting loop.
 
-use crate::identity::replay::Limit;
-
 /// The JavaScript of the identity functions: `cohortNode`, `cohortProfile`, `cohortReplay`.
 const IDENTITY_JS: &str = include_str!("../../../queries/script/warehouse_identity.js");
 
@@ -183,13 +181,3 @@ pub const REPLAY_DOC: &str = "-- Segment's sequential rule, as one call of cohor
      -- identifiers are sorted by rank, then value; node codes cross into JavaScript as text.\n\
      -- A component of E events costs O(E^2) in one call, and its events must fit in one array\n\
      -- value of the engine.\n";
-
-/// Each rank's limit, then each rank's window in microseconds (0 for ever), as the elements
-/// of two array literals.
-pub(super) fn limit_lists(limits: &[Limit]) -> (String, String) {
-    let list = |f: &dyn Fn(&Limit) -> String| limits.iter().map(f).collect::<Vec<_>>().join(", ");
-    (
-        list(&|l| l.max.to_string()),
-        list(&|l| l.window.unwrap_or(0).to_string()),
-    )
-}
